@@ -1,0 +1,27 @@
+//! Resize (and opset-10 Upsample semantics): nearest/linear/cubic, every coordinate transformation mode, scales or sizes.
+//!
+//! infer/lower run at boot and may allocate; kernels' `run` is on the frame
+//! path and never allocates.
+
+use super::{OutInfo, ValueInfo};
+use crate::engine::cpu::CpuKernel;
+use crate::engine::error::{OpError, OpResult};
+use crate::engine::ir::Op;
+#[allow(unused_imports)]
+use crate::engine::tensor::Tensor;
+
+pub fn infer(op: &Op, ins: &[Option<ValueInfo>]) -> OpResult<Vec<OutInfo>> {
+    let _ = ins;
+    Err(OpError::new(format!(
+        "{} is not implemented yet",
+        op.name()
+    )))
+}
+
+pub fn lower(op: &Op, ins: &[Option<ValueInfo>], outs: &[OutInfo]) -> OpResult<Box<dyn CpuKernel>> {
+    let _ = (ins, outs);
+    Err(OpError::new(format!(
+        "{} is not implemented yet",
+        op.name()
+    )))
+}
