@@ -327,9 +327,9 @@ Made with (`{python}`):
 Offline: the script sets YOLO_OFFLINE=1, YOLO_AUTOINSTALL=False and a private
 YOLO_CONFIG_DIR before importing ultralytics, and it has been run with no
 network at all (`unshare -n`). Re-running on the same machine gives
-bitwise-identical files. On another CPU or with other library
-versions the weights are the same but the onnx files may differ in the last
-bits (float rounding in the BN re-estimation) and outputs at ~1e-6 relative.
+bitwise-identical files (checked). On another CPU or with other library
+versions the files may differ in the last bits (float rounding in the BN
+re-estimation and in onnxruntime); not checked.
 
 Versions: {versions}
 
