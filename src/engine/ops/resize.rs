@@ -590,6 +590,10 @@ impl Nearest {
                 dst.fill(self.extrapolation);
             } else if identity_row {
                 dst.copy_from_slice(src);
+            } else if last.extrap.is_empty() {
+                for (d, &i) in dst.iter_mut().zip(&last.idx) {
+                    *d = src[i];
+                }
             } else {
                 for (o, (d, &i)) in dst.iter_mut().zip(&last.idx).enumerate() {
                     *d = if last.extrapolated(o) {
@@ -700,6 +704,16 @@ impl Pass {
                 // SAFETY: line g of the destination is written by this task
                 // only and lies inside it (sizes checked in run).
                 let out = unsafe { sub_mut(dst, g * m.output, m.output) };
+                if n == 2 && m.extrap.is_empty() {
+                    // Linear: the common case, without the generic tap loop.
+                    for (v, (idx, w)) in out
+                        .iter_mut()
+                        .zip(m.idx.chunks_exact(2).zip(m.w.chunks_exact(2)))
+                    {
+                        *v = line[idx[0]] * w[0] + line[idx[1]] * w[1];
+                    }
+                    continue;
+                }
                 for (o, (v, (idx, w))) in out
                     .iter_mut()
                     .zip(m.idx.chunks_exact(n).zip(m.w.chunks_exact(n)))
