@@ -74,15 +74,13 @@ pub fn infer_once(
     specialize::specialize(&mut g, &b)?;
     passes::optimize(&mut g);
     let mut m = CpuModel::build(&g, threads)?;
-    let mut k = 0;
-    for t in inputs.iter().filter(|t| t.dtype.is_float()) {
+    for (k, t) in inputs.iter().filter(|t| t.dtype.is_float()).enumerate() {
         let dst = m.input_mut(k);
         let src = t.as_f32().unwrap_or(&[]);
         if dst.len() != src.len() {
             return Err(EngineError::Other(format!("input {k}: {} values for a buffer of {}", src.len(), dst.len())));
         }
         dst.copy_from_slice(src);
-        k += 1;
     }
     m.run();
     Ok((0..m.outputs().len()).map(|i| (m.outputs()[i].name.clone(), m.output_tensor(i))).collect())
