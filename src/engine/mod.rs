@@ -60,12 +60,27 @@ pub fn infer_once(
             inputs.len()
         )));
     }
+    // Integer and bool inputs, and inputs used only as op parameters
+    // (weights, scales, ...), are bound as constants; the rest are data.
+    let param_only: Vec<bool> = g
+        .inputs
+        .iter()
+        .map(|&t| {
+            let mut uses = g.nodes.iter().flat_map(|n| {
+                n.inputs.iter().enumerate().filter(move |(_, i)| **i == Some(t)).map(move |(k, _)| n.op.is_param_input(k))
+            });
+            let first = uses.next();
+            first == Some(true) && uses.all(|p| p)
+        })
+        .collect();
     let mut b = Bindings::new();
     b.max_tensor_bytes = limits.max_tensor_bytes;
-    for t in inputs {
-        if t.dtype.is_float() {
+    let mut runtime = Vec::new();
+    for (t, &param) in inputs.iter().zip(&param_only) {
+        if t.dtype.is_float() && !param {
             b.shapes.push(Some(t.shape.clone()));
             b.values.push(None);
+            runtime.push(t);
         } else {
             b.shapes.push(None);
             b.values.push(Some(t.clone()));
@@ -74,7 +89,7 @@ pub fn infer_once(
     specialize::specialize(&mut g, &b)?;
     passes::optimize(&mut g);
     let mut m = CpuModel::build(&g, threads)?;
-    for (k, t) in inputs.iter().filter(|t| t.dtype.is_float()).enumerate() {
+    for (k, t) in runtime.iter().enumerate() {
         let dst = m.input_mut(k);
         let src = t.as_f32().unwrap_or(&[]);
         if dst.len() != src.len() {
