@@ -1,0 +1,676 @@
+//! 2-D convolution (1-D runs as 2-D with H = 1) on NCHW f32 tensors, with
+//! bias and a fused activation.
+//!
+//! * Pointwise (1x1, stride 1, no padding): a GEMM straight on the input,
+//!   `Y[Cout, H*W] = W[Cout, Cin] * X[Cin, H*W]`.
+//! * Every other conv with more than one input channel per group: implicit
+//!   GEMM. `B = im2col(X)` is never materialised: the GEMM asks this module
+//!   to pack each `kc x nc` block of it straight from the image
+//!   ([`BOperand`] for [`Im2col`]).
+//! * One input channel per group (depthwise, also with a channel
+//!   multiplier): a direct kernel, one output plane per task.
+//!
+//! Weights are packed into the GEMM's A layout (one [`PackedA`] per group)
+//! in [`Conv2d::new`], at boot, which allocates. [`Conv2d::run`] is on the
+//! frame path (inference thread, fanning out to the kernel pool) and never
+//! allocates.
+
+use super::gemm::{Bias, BOperand, Epilogue, Gemm, MatRef, PackedA, SyncPtr, MAX_THREADS};
+use super::pool::ThreadPool;
+use crate::engine::ir::Activation;
+use crate::engine::ops::activation;
+
+/// A conv's geometry after `auto_pad` and defaults are resolved. Only the
+/// leading pads matter: the output size says where the window stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvShape {
+    pub batch: usize,
+    pub c_in: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c_out: usize,
+    pub group: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride_h: usize,
+    pub stride_w: usize,
+    pub dil_h: usize,
+    pub dil_w: usize,
+    pub pad_top: usize,
+    pub pad_left: usize,
+    pub oh: usize,
+    pub ow: usize,
+}
+
+impl ConvShape {
+    /// Input channels per group.
+    pub fn cin_g(&self) -> usize {
+        self.c_in / self.group
+    }
+
+    /// Output channels per group.
+    pub fn cout_g(&self) -> usize {
+        self.c_out / self.group
+    }
+
+    /// Elements of X.
+    pub fn x_len(&self) -> usize {
+        self.batch * self.c_in * self.h * self.w
+    }
+
+    /// Elements of Y.
+    pub fn y_len(&self) -> usize {
+        self.batch * self.c_out * self.oh * self.ow
+    }
+
+    /// Elements of W.
+    pub fn w_len(&self) -> usize {
+        self.c_out * self.cin_g() * self.kh * self.kw
+    }
+
+    fn is_pointwise(&self) -> bool {
+        self.kh == 1
+            && self.kw == 1
+            && self.stride_h == 1
+            && self.stride_w == 1
+            && self.pad_top == 0
+            && self.pad_left == 0
+            && self.oh == self.h
+            && self.ow == self.w
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let nonzero = [
+            ("group", self.group),
+            ("kernel height", self.kh),
+            ("kernel width", self.kw),
+            ("stride", self.stride_h),
+            ("stride", self.stride_w),
+            ("dilation", self.dil_h),
+            ("dilation", self.dil_w),
+        ];
+        for (what, v) in nonzero {
+            if v == 0 {
+                return Err(format!("conv {what} must be at least 1, got 0"));
+            }
+        }
+        if self.c_in % self.group != 0 || self.c_out % self.group != 0 {
+            return Err(format!(
+                "conv group {} must divide input channels {} and output channels {}",
+                self.group, self.c_in, self.c_out
+            ));
+        }
+        let sizes = [
+            self.batch,
+            self.c_in,
+            self.h,
+            self.w,
+            self.c_out,
+            self.oh,
+            self.ow,
+            self.kh,
+            self.kw,
+        ];
+        if sizes
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d.max(1)))
+            .is_none()
+        {
+            return Err("conv tensor sizes overflow".into());
+        }
+        Ok(())
+    }
+}
+
+/// How a conv is computed, chosen at boot.
+#[derive(Debug)]
+enum Kind {
+    /// GEMM with weights packed per group; `pointwise` skips im2col.
+    Gemm {
+        weights: Vec<PackedA>,
+        pointwise: bool,
+    },
+    /// One input channel per group: `weights` is `[c_out, kh*kw]`.
+    Direct { weights: Vec<f32> },
+}
+
+/// A conv with its weights packed and every parameter resolved.
+#[derive(Debug)]
+pub struct Conv2d {
+    shape: ConvShape,
+    gemm: Gemm,
+    kind: Kind,
+    /// `c_out` values, or empty when there is no bias.
+    bias: Vec<f32>,
+    act: Activation,
+    threads: usize,
+}
+
+impl Conv2d {
+    /// Pack `weights` (`[c_out, c_in/group, kh, kw]`, row-major) and `bias`
+    /// (`c_out` values, or one value for all channels). Boot only.
+    /// Scratch is sized for up to `threads` threads.
+    pub fn new(
+        shape: ConvShape,
+        weights: &[f32],
+        bias: Option<&[f32]>,
+        act: Activation,
+        gemm: Gemm,
+        threads: usize,
+    ) -> Result<Conv2d, String> {
+        shape.check()?;
+        if weights.len() != shape.w_len() {
+            return Err(format!(
+                "conv weights have {} values but {}x{}x{}x{} needs {}",
+                weights.len(),
+                shape.c_out,
+                shape.cin_g(),
+                shape.kh,
+                shape.kw,
+                shape.w_len()
+            ));
+        }
+        let bias = match bias {
+            None => Vec::new(),
+            Some(b) if b.len() == shape.c_out => b.to_vec(),
+            Some(b) if b.len() == 1 => vec![b[0]; shape.c_out],
+            Some(b) => {
+                return Err(format!(
+                    "conv bias has {} values but there are {} output channels",
+                    b.len(),
+                    shape.c_out
+                ))
+            }
+        };
+        let kind = if shape.cin_g() == 1 && shape.group > 1 {
+            Kind::Direct {
+                weights: weights.to_vec(),
+            }
+        } else {
+            let (cout_g, k) = (shape.cout_g(), shape.cin_g() * shape.kh * shape.kw);
+            let mut packed = Vec::with_capacity(shape.group);
+            for g in 0..shape.group {
+                let wg = &weights[g * cout_g * k..(g + 1) * cout_g * k];
+                let a = MatRef::row_major(wg, cout_g, k)
+                    .ok_or_else(|| format!("conv group {g} weights do not fit {cout_g}x{k}"))?;
+                packed.push(gemm.pack_a(a));
+            }
+            Kind::Gemm {
+                weights: packed,
+                pointwise: shape.is_pointwise(),
+            }
+        };
+        Ok(Conv2d {
+            shape,
+            gemm,
+            kind,
+            bias,
+            act,
+            threads: threads.clamp(1, MAX_THREADS),
+        })
+    }
+
+    pub fn shape(&self) -> &ConvShape {
+        &self.shape
+    }
+
+    /// f32 scratch [`Conv2d::run`] needs.
+    pub fn scratch_len(&self) -> usize {
+        let s = &self.shape;
+        match &self.kind {
+            // Both the image (pointwise) and im2col are packed at run time.
+            Kind::Gemm { .. } => self.gemm.scratch_len(
+                s.cout_g(),
+                s.oh * s.ow,
+                s.cin_g() * s.kh * s.kw,
+                self.threads,
+                false,
+                true,
+            ),
+            Kind::Direct { .. } => 0,
+        }
+    }
+
+    /// `y = act(conv(x) + bias)`; `x` and `y` are NCHW of the boot shape.
+    /// Wrong lengths compute nothing (debug builds assert).
+    /// Frame path: never allocates.
+    pub fn run(&self, x: &[f32], y: &mut [f32], scratch: &mut [f32], pool: &ThreadPool) {
+        let s = &self.shape;
+        if x.len() < s.x_len() || y.len() < s.y_len() {
+            debug_assert!(false, "conv buffers too small");
+            return;
+        }
+        match &self.kind {
+            Kind::Gemm { weights, pointwise } => {
+                self.run_gemm(weights, *pointwise, x, y, scratch, pool)
+            }
+            Kind::Direct { weights } => self.run_direct(weights, x, y, pool),
+        }
+    }
+
+    fn run_gemm(
+        &self,
+        weights: &[PackedA],
+        pointwise: bool,
+        x: &[f32],
+        y: &mut [f32],
+        scratch: &mut [f32],
+        pool: &ThreadPool,
+    ) {
+        let s = &self.shape;
+        let (cin_g, cout_g) = (s.cin_g(), s.cout_g());
+        let hw = s.h * s.w;
+        let n = s.oh * s.ow;
+        let k = cin_g * s.kh * s.kw;
+        for b in 0..s.batch {
+            for (g, wg) in weights.iter().enumerate() {
+                let xo = (b * s.c_in + g * cin_g) * hw;
+                let xg = &x[xo..xo + cin_g * hw];
+                let yo = (b * s.c_out + g * cout_g) * n;
+                let yg = &mut y[yo..yo + cout_g * n];
+                let bias = if self.bias.is_empty() {
+                    Bias::None
+                } else {
+                    Bias::Row(&self.bias[g * cout_g..(g + 1) * cout_g])
+                };
+                let epi = Epilogue {
+                    bias,
+                    act: self.act,
+                    ..Epilogue::default()
+                };
+                if pointwise {
+                    if let Some(bm) = MatRef::row_major(xg, cin_g, hw) {
+                        self.gemm
+                            .run(cout_g, n, k, wg, &bm, yg, n, &epi, scratch, pool);
+                    }
+                } else {
+                    let bm = Im2col { x: xg, s };
+                    self.gemm
+                        .run(cout_g, n, k, wg, &bm, yg, n, &epi, scratch, pool);
+                }
+            }
+        }
+    }
+
+    fn run_direct(&self, weights: &[f32], x: &[f32], y: &mut [f32], pool: &ThreadPool) {
+        let s = &self.shape;
+        let planes = s.batch * s.c_out;
+        let plane = s.oh * s.ow;
+        let tasks = pool.threads().min(MAX_THREADS).min(planes).max(1);
+        let yp = SyncPtr(y.as_mut_ptr());
+        let body = |t: usize| {
+            let (lo, hi) = (t * planes / tasks, (t + 1) * planes / tasks);
+            for p in lo..hi {
+                // SAFETY: plane p of y (inside y, checked in `run`) belongs to
+                // task t alone.
+                let out =
+                    unsafe { std::slice::from_raw_parts_mut(yp.get().add(p * plane), plane) };
+                self.direct_plane(p, weights, x, out);
+            }
+        };
+        pool.parallel_for(tasks, &body);
+    }
+
+    /// Output plane `p` (= batch * c_out + channel) of a conv with one input
+    /// channel per group.
+    fn direct_plane(&self, p: usize, weights: &[f32], x: &[f32], out: &mut [f32]) {
+        let s = &self.shape;
+        let (b, oc) = (p / s.c_out, p % s.c_out);
+        let ic = oc / s.cout_g();
+        let hw = s.h * s.w;
+        let xp = &x[(b * s.c_in + ic) * hw..][..hw];
+        let wp = &weights[oc * s.kh * s.kw..][..s.kh * s.kw];
+        let bias = self.bias.get(oc).copied().unwrap_or(0.0);
+        for oy in 0..s.oh {
+            let row = &mut out[oy * s.ow..(oy + 1) * s.ow];
+            row.fill(bias);
+            for r in 0..s.kh {
+                let iy = (oy * s.stride_h + r * s.dil_h) as isize - s.pad_top as isize;
+                if iy < 0 || iy >= s.h as isize {
+                    continue;
+                }
+                let xrow = &xp[iy as usize * s.w..][..s.w];
+                for c in 0..s.kw {
+                    let wv = wp[r * s.kw + c];
+                    let off = (c * s.dil_w) as isize - s.pad_left as isize;
+                    let (lo, hi) = valid_range(off, s.stride_w, s.w, s.ow);
+                    if lo >= hi {
+                        continue;
+                    }
+                    let x0 = (lo * s.stride_w) as isize + off;
+                    if s.stride_w == 1 {
+                        let src = &xrow[x0 as usize..x0 as usize + (hi - lo)];
+                        for (o, &v) in row[lo..hi].iter_mut().zip(src) {
+                            *o += wv * v;
+                        }
+                    } else {
+                        let src = xrow[x0 as usize..].iter().step_by(s.stride_w);
+                        for (o, &v) in row[lo..hi].iter_mut().zip(src) {
+                            *o += wv * v;
+                        }
+                    }
+                }
+            }
+        }
+        activation::apply_slice(self.act, out, self.gemm.isa());
+    }
+}
+
+/// Output positions `o` in `[lo, hi)` (clamped to `[0, n_out)`) whose input
+/// index `o * stride + off` lies in `[0, len)`.
+fn valid_range(off: isize, stride: usize, len: usize, n_out: usize) -> (usize, usize) {
+    let st = stride as isize;
+    // o * st + off >= 0  <=>  o >= ceil(-off / st)
+    let lo = if off >= 0 { 0 } else { (-off + st - 1) / st };
+    // o * st + off <= len - 1  <=>  o <= floor((len - 1 - off) / st)
+    let last = len as isize - 1 - off;
+    let hi = if last < 0 { 0 } else { last / st + 1 };
+    let lo = (lo as usize).min(n_out);
+    let hi = (hi as usize).min(n_out);
+    (lo, hi.max(lo))
+}
+
+/// The im2col matrix of one image's group, `[cin_g*kh*kw, oh*ow]`, never
+/// materialised: the GEMM packs blocks of it straight from the image.
+struct Im2col<'a> {
+    /// The group's `cin_g` input planes.
+    x: &'a [f32],
+    s: &'a ConvShape,
+}
+
+impl BOperand for Im2col<'_> {
+    const PACKS: bool = true;
+
+    fn fits(&self, k: usize, n: usize, _nr: usize, _kc: usize) -> bool {
+        let s = self.s;
+        k == s.cin_g() * s.kh * s.kw
+            && n == s.oh * s.ow
+            && self.x.len() >= s.cin_g() * s.h * s.w
+    }
+
+    fn block<'s>(
+        &'s self,
+        k0: usize,
+        kc: usize,
+        n0: usize,
+        nc: usize,
+        nr: usize,
+        buf: &'s mut [f32],
+    ) -> &'s [f32] {
+        let s = self.s;
+        let panels = nc.div_ceil(nr);
+        let len = panels * nr * kc;
+        let Some(dst) = buf.get_mut(..len) else {
+            return &[];
+        };
+        let khw = s.kh * s.kw;
+        let hw = s.h * s.w;
+        let mut out = PanelWriter { dst, kc, nr, kk: 0 };
+        for kk in 0..kc {
+            out.kk = kk;
+            let kidx = k0 + kk;
+            let (ci, rem) = (kidx / khw, kidx % khw);
+            let (r, c) = (rem / s.kw, rem % s.kw);
+            let plane = &self.x[ci * hw..(ci + 1) * hw];
+            let iy_off = (r * s.dil_h) as isize - s.pad_top as isize;
+            let ix_off = (c * s.dil_w) as isize - s.pad_left as isize;
+            // Output columns n0..n0+nc, one output row segment at a time.
+            let (mut oy, mut ox) = (n0 / s.ow, n0 % s.ow);
+            let mut j = 0;
+            while j < nc {
+                let seg = (s.ow - ox).min(nc - j);
+                let iy = (oy * s.stride_h) as isize + iy_off;
+                if iy < 0 || iy >= s.h as isize {
+                    out.zeros(j, seg);
+                } else {
+                    let xrow = &plane[iy as usize * s.w..][..s.w];
+                    // Valid output columns of the whole row, then of this segment.
+                    let (lo, hi) = valid_range(ix_off, s.stride_w, s.w, s.ow);
+                    let lo = lo.clamp(ox, ox + seg);
+                    let hi = hi.clamp(lo, ox + seg);
+                    out.zeros(j, lo - ox);
+                    if hi > lo {
+                        let x0 = ((lo * s.stride_w) as isize + ix_off) as usize;
+                        if s.stride_w == 1 {
+                            out.copy(j + lo - ox, &xrow[x0..x0 + (hi - lo)]);
+                        } else {
+                            out.gather(j + lo - ox, &xrow[x0..], s.stride_w, hi - lo);
+                        }
+                    }
+                    out.zeros(j + hi - ox, ox + seg - hi);
+                }
+                j += seg;
+                ox = 0;
+                oy += 1;
+            }
+            out.zeros(nc, panels * nr - nc);
+        }
+        out.dst
+    }
+}
+
+/// Writes runs of columns into row `kk` of `nr`-wide packed panels.
+struct PanelWriter<'a> {
+    dst: &'a mut [f32],
+    kc: usize,
+    nr: usize,
+    kk: usize,
+}
+
+impl PanelWriter<'_> {
+    /// Slice of row `kk` from column `j`, up to the end of its panel.
+    #[inline]
+    fn run_at(&mut self, j: usize, want: usize) -> &mut [f32] {
+        let (p, o) = (j / self.nr, j % self.nr);
+        let len = want.min(self.nr - o);
+        let d = p * self.kc * self.nr + self.kk * self.nr + o;
+        &mut self.dst[d..d + len]
+    }
+
+    fn zeros(&mut self, mut j: usize, mut len: usize) {
+        while len > 0 {
+            let d = self.run_at(j, len);
+            let l = d.len();
+            d.fill(0.0);
+            j += l;
+            len -= l;
+        }
+    }
+
+    fn copy(&mut self, mut j: usize, mut src: &[f32]) {
+        while !src.is_empty() {
+            let d = self.run_at(j, src.len());
+            let l = d.len();
+            d.copy_from_slice(&src[..l]);
+            src = &src[l..];
+            j += l;
+        }
+    }
+
+    fn gather(&mut self, mut j: usize, src: &[f32], step: usize, mut len: usize) {
+        let mut it = src.iter().step_by(step);
+        while len > 0 {
+            let d = self.run_at(j, len);
+            let l = d.len();
+            for (o, v) in d.iter_mut().zip(&mut it) {
+                *o = *v;
+            }
+            j += l;
+            len -= l;
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::engine::cpu::gemm::Isa;
+
+    pub(crate) fn rand_vec(len: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..len)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// Direct convolution straight from the definition.
+    pub(crate) fn naive_conv(
+        s: &ConvShape,
+        x: &[f32],
+        w: &[f32],
+        bias: Option<&[f32]>,
+        act: Activation,
+    ) -> Vec<f32> {
+        let (cin_g, cout_g) = (s.cin_g(), s.cout_g());
+        let mut y = vec![0.0f32; s.y_len()];
+        for b in 0..s.batch {
+            for oc in 0..s.c_out {
+                let g = oc / cout_g;
+                for oy in 0..s.oh {
+                    for ox in 0..s.ow {
+                        let mut acc = 0.0f64;
+                        for ci in 0..cin_g {
+                            let ic = g * cin_g + ci;
+                            for r in 0..s.kh {
+                                for c in 0..s.kw {
+                                    let iy = (oy * s.stride_h + r * s.dil_h) as isize
+                                        - s.pad_top as isize;
+                                    let ix = (ox * s.stride_w + c * s.dil_w) as isize
+                                        - s.pad_left as isize;
+                                    if iy < 0 || ix < 0 || iy >= s.h as isize || ix >= s.w as isize
+                                    {
+                                        continue;
+                                    }
+                                    let xv = x[((b * s.c_in + ic) * s.h + iy as usize) * s.w
+                                        + ix as usize];
+                                    let wv = w[((oc * cin_g + ci) * s.kh + r) * s.kw + c];
+                                    acc += xv as f64 * wv as f64;
+                                }
+                            }
+                        }
+                        let bv = bias.map_or(0.0, |bb| bb[oc]);
+                        y[((b * s.c_out + oc) * s.oh + oy) * s.ow + ox] =
+                            act.apply(acc as f32 + bv);
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn shape(
+        batch: usize,
+        c_in: usize,
+        (h, w): (usize, usize),
+        c_out: usize,
+        group: usize,
+        (kh, kw): (usize, usize),
+        (sh, sw): (usize, usize),
+        (dh, dw): (usize, usize),
+        (pt, pl, pb, pr): (usize, usize, usize, usize),
+    ) -> ConvShape {
+        let oh = (h + pt + pb - ((kh - 1) * dh + 1)) / sh + 1;
+        let ow = (w + pl + pr - ((kw - 1) * dw + 1)) / sw + 1;
+        ConvShape {
+            batch,
+            c_in,
+            h,
+            w,
+            c_out,
+            group,
+            kh,
+            kw,
+            stride_h: sh,
+            stride_w: sw,
+            dil_h: dh,
+            dil_w: dw,
+            pad_top: pt,
+            pad_left: pl,
+            oh,
+            ow,
+        }
+    }
+
+    fn check(s: ConvShape, act: Activation, with_bias: bool) {
+        let seed = (s.c_in * 7 + s.c_out * 13 + s.h * 3 + s.kh) as u64;
+        let x = rand_vec(s.x_len(), seed);
+        let w = rand_vec(s.w_len(), seed + 1);
+        let bias = rand_vec(s.c_out, seed + 2);
+        let bias = with_bias.then_some(&bias[..]);
+        let want = naive_conv(&s, &x, &w, bias, act);
+        for isa in Isa::available() {
+            for threads in [1, 3] {
+                let pool = ThreadPool::new(threads);
+                let conv = Conv2d::new(s, &w, bias, act, Gemm::with_isa(isa), threads).unwrap();
+                let mut scratch = vec![f32::NAN; conv.scratch_len()];
+                let mut y = vec![f32::NAN; s.y_len()];
+                conv.run(&x, &mut y, &mut scratch, &pool);
+                let k = s.cin_g() * s.kh * s.kw;
+                let tol = 1e-5 * (k as f32).sqrt() * 4.0;
+                for (i, (g, e)) in y.iter().zip(&want).enumerate() {
+                    assert!(
+                        (g - e).abs() <= tol * e.abs().max(1.0),
+                        "{isa:?} threads={threads} {s:?}: y[{i}] = {g}, want {e}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn gemm_paths_match_naive() {
+        let silu = Activation::Silu;
+        // 3x3 pad 1 (yolo's bread and butter), fused SiLU.
+        check(shape(1, 16, (20, 20), 32, 1, (3, 3), (1, 1), (1, 1), (1, 1, 1, 1)), silu, true);
+        // Stride 2.
+        check(shape(1, 3, (33, 30), 16, 1, (3, 3), (2, 2), (1, 1), (1, 1, 1, 1)), silu, true);
+        // Pointwise, M not a multiple of any tile.
+        check(shape(1, 40, (9, 11), 21, 1, (1, 1), (1, 1), (1, 1), (0, 0, 0, 0)), Activation::None, true);
+        // Pointwise with stride (not the direct-GEMM path).
+        check(shape(1, 8, (9, 11), 5, 1, (1, 1), (2, 3), (1, 1), (0, 0, 0, 0)), Activation::Relu, false);
+        // Dilation and asymmetric pads.
+        check(shape(1, 5, (17, 19), 7, 1, (3, 2), (1, 2), (2, 3), (2, 0, 1, 3)), silu, true);
+        // Grouped (not depthwise).
+        check(shape(1, 12, (10, 10), 9, 3, (3, 3), (1, 1), (1, 1), (1, 1, 1, 1)), silu, true);
+        // Batch 2, big K (several k-blocks), no bias.
+        check(shape(2, 64, (8, 9), 20, 1, (3, 3), (1, 1), (1, 1), (1, 1, 1, 1)), silu, false);
+        // 1-D as H = 1.
+        check(shape(2, 6, (1, 50), 4, 1, (1, 5), (1, 2), (1, 2), (0, 3, 0, 2)), silu, true);
+        // Padding larger than the kernel, and windows entirely in the padding.
+        check(shape(1, 2, (4, 5), 3, 1, (2, 2), (1, 1), (1, 1), (3, 4, 3, 4)), Activation::None, true);
+        // Single input channel, group 1.
+        check(shape(1, 1, (12, 13), 8, 1, (5, 5), (1, 1), (1, 1), (2, 2, 2, 2)), silu, true);
+        // Wide enough to split across threads with several panels.
+        check(shape(1, 16, (40, 40), 16, 1, (3, 3), (1, 1), (1, 1), (1, 1, 1, 1)), silu, true);
+    }
+
+    #[test]
+    fn direct_paths_match_naive() {
+        let silu = Activation::Silu;
+        // Depthwise 3x3.
+        check(shape(1, 8, (11, 12), 8, 8, (3, 3), (1, 1), (1, 1), (1, 1, 1, 1)), silu, true);
+        // Depthwise, stride 2, dilation 2, batch 2.
+        check(shape(2, 6, (13, 9), 6, 6, (3, 3), (2, 2), (2, 2), (2, 1, 2, 1)), Activation::Relu, false);
+        // Channel multiplier 2.
+        check(shape(1, 4, (7, 8), 8, 4, (3, 3), (1, 1), (1, 1), (1, 1, 1, 1)), silu, true);
+        // Depthwise 1-D with huge padding.
+        check(shape(1, 3, (1, 6), 3, 3, (1, 3), (1, 3), (1, 1), (0, 5, 0, 4)), silu, true);
+    }
+
+    #[test]
+    fn bad_weights_are_an_error() {
+        let s = shape(1, 4, (5, 5), 4, 1, (3, 3), (1, 1), (1, 1), (1, 1, 1, 1));
+        let err = Conv2d::new(s, &[0.0; 10], None, Activation::None, Gemm::new(), 1).unwrap_err();
+        assert!(err.contains("10"), "{err}");
+        let err =
+            Conv2d::new(s, &vec![0.0; s.w_len()], Some(&[1.0, 2.0]), Activation::None, Gemm::new(), 1)
+                .unwrap_err();
+        assert!(err.contains("bias"), "{err}");
+    }
+}
