@@ -15,7 +15,9 @@
 //! frame path (inference thread, fanning out to the kernel pool) and never
 //! allocates.
 
-use super::gemm::{Bias, BOperand, Epilogue, Gemm, MatRef, PackedA, SyncPtr, MAX_THREADS};
+use super::gemm::{
+    copy_run, zero_run, BOperand, Bias, Epilogue, Gemm, MatRef, PackedA, SyncPtr, MAX_THREADS,
+};
 use super::pool::ThreadPool;
 use crate::engine::ir::Activation;
 use crate::engine::ops::activation;
@@ -397,15 +399,25 @@ impl BOperand for Im2col<'_> {
         nr: usize,
         buf: &'s mut [f32],
     ) -> &'s [f32] {
-        let s = self.s;
         let panels = nc.div_ceil(nr);
         let len = panels * nr * kc;
         let Some(dst) = buf.get_mut(..len) else {
             return &[];
         };
+        self.pack(k0, kc, n0, nc, nr, dst);
+        dst
+    }
+}
+
+impl Im2col<'_> {
+    /// Row by row of B: each row reads one image row (stride 1: a few
+    /// contiguous runs) and writes one `nr`-run into each panel.
+    fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, nr: usize, dst: &mut [f32]) {
+        let s = self.s;
+        let panels = nc.div_ceil(nr);
         let khw = s.kh * s.kw;
         let hw = s.h * s.w;
-        let mut out = PanelWriter { dst, kc, nr, kk: 0 };
+        let mut out = PanelWriter::new(dst, kc, nr);
         for kk in 0..kc {
             out.kk = kk;
             let kidx = k0 + kk;
@@ -414,7 +426,7 @@ impl BOperand for Im2col<'_> {
             let plane = &self.x[ci * hw..(ci + 1) * hw];
             let iy_off = (r * s.dil_h) as isize - s.pad_top as isize;
             let ix_off = (c * s.dil_w) as isize - s.pad_left as isize;
-            // Output columns n0..n0+nc, one output row segment at a time.
+            let (vlo, vhi) = valid_range(ix_off, s.stride_w, s.w, s.ow);
             let (mut oy, mut ox) = (n0 / s.ow, n0 % s.ow);
             let mut j = 0;
             while j < nc {
@@ -424,10 +436,8 @@ impl BOperand for Im2col<'_> {
                     out.zeros(j, seg);
                 } else {
                     let xrow = &plane[iy as usize * s.w..][..s.w];
-                    // Valid output columns of the whole row, then of this segment.
-                    let (lo, hi) = valid_range(ix_off, s.stride_w, s.w, s.ow);
-                    let lo = lo.clamp(ox, ox + seg);
-                    let hi = hi.clamp(lo, ox + seg);
+                    let lo = vlo.clamp(ox, ox + seg);
+                    let hi = vhi.clamp(lo, ox + seg);
                     out.zeros(j, lo - ox);
                     if hi > lo {
                         let x0 = ((lo * s.stride_w) as isize + ix_off) as usize;
@@ -445,7 +455,6 @@ impl BOperand for Im2col<'_> {
             }
             out.zeros(nc, panels * nr - nc);
         }
-        out.dst
     }
 }
 
@@ -454,47 +463,73 @@ struct PanelWriter<'a> {
     dst: &'a mut [f32],
     kc: usize,
     nr: usize,
+    /// log2(nr) when nr is a power of two (no division per run).
+    shift: Option<u32>,
     kk: usize,
 }
 
-impl PanelWriter<'_> {
+impl<'a> PanelWriter<'a> {
+    fn new(dst: &'a mut [f32], kc: usize, nr: usize) -> Self {
+        let shift = nr.is_power_of_two().then(|| nr.trailing_zeros());
+        PanelWriter {
+            dst,
+            kc,
+            nr,
+            shift,
+            kk: 0,
+        }
+    }
+
     /// Slice of row `kk` from column `j`, up to the end of its panel.
     #[inline]
     fn run_at(&mut self, j: usize, want: usize) -> &mut [f32] {
-        let (p, o) = (j / self.nr, j % self.nr);
+        let (p, o) = match self.shift {
+            Some(sh) => (j >> sh, j & (self.nr - 1)),
+            None => (j / self.nr, j % self.nr),
+        };
         let len = want.min(self.nr - o);
         let d = p * self.kc * self.nr + self.kk * self.nr + o;
         &mut self.dst[d..d + len]
     }
 
+    #[inline]
     fn zeros(&mut self, mut j: usize, mut len: usize) {
         while len > 0 {
             let d = self.run_at(j, len);
             let l = d.len();
-            d.fill(0.0);
+            zero_run(d);
             j += l;
             len -= l;
         }
     }
 
+    #[inline]
     fn copy(&mut self, mut j: usize, mut src: &[f32]) {
         while !src.is_empty() {
             let d = self.run_at(j, src.len());
             let l = d.len();
-            d.copy_from_slice(&src[..l]);
+            copy_run(d, &src[..l]);
             src = &src[l..];
             j += l;
         }
     }
 
-    fn gather(&mut self, mut j: usize, src: &[f32], step: usize, mut len: usize) {
-        let mut it = src.iter().step_by(step);
+    /// `len` values `src[0], src[step], ...` from column `j` on.
+    fn gather(&mut self, mut j: usize, mut src: &[f32], step: usize, mut len: usize) {
         while len > 0 {
             let d = self.run_at(j, len);
             let l = d.len();
-            for (o, v) in d.iter_mut().zip(&mut it) {
-                *o = *v;
+            if step == 2 && src.len() >= 2 * l {
+                // Even elements of a contiguous run: vectorises as a shuffle.
+                for (o, pair) in d.iter_mut().zip(src.chunks_exact(2)) {
+                    *o = pair[0];
+                }
+            } else {
+                for (o, v) in d.iter_mut().zip(src.iter().step_by(step)) {
+                    *o = *v;
+                }
             }
+            src = src.get(l * step..).unwrap_or(&[]);
             j += l;
             len -= l;
         }
@@ -672,5 +707,184 @@ pub(crate) mod tests {
             Conv2d::new(s, &vec![0.0; s.w_len()], Some(&[1.0, 2.0]), Activation::None, Gemm::new(), 1)
                 .unwrap_err();
         assert!(err.contains("bias"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod bench {
+    use super::tests::{rand_vec, shape};
+    use super::*;
+    use crate::engine::cpu::gemm::bench::thread_cpu_time;
+    use crate::engine::cpu::gemm::Isa;
+    use std::time::Instant;
+
+    /// (c_in, h, w, c_out, k, stride, pad, silu)
+    type ConvCase = (usize, usize, usize, usize, usize, usize, usize, bool);
+
+    /// yolov8n-640's convs.
+    pub(crate) const YOLOV8N: [ConvCase; 64] = [
+        (3, 640, 640, 16, 3, 2, 1, true),
+        (16, 320, 320, 32, 3, 2, 1, true),
+        (32, 160, 160, 32, 1, 1, 0, true),
+        (16, 160, 160, 16, 3, 1, 1, true),
+        (16, 160, 160, 16, 3, 1, 1, true),
+        (48, 160, 160, 32, 1, 1, 0, true),
+        (32, 160, 160, 64, 3, 2, 1, true),
+        (64, 80, 80, 64, 1, 1, 0, true),
+        (32, 80, 80, 32, 3, 1, 1, true),
+        (32, 80, 80, 32, 3, 1, 1, true),
+        (32, 80, 80, 32, 3, 1, 1, true),
+        (32, 80, 80, 32, 3, 1, 1, true),
+        (128, 80, 80, 64, 1, 1, 0, true),
+        (64, 80, 80, 128, 3, 2, 1, true),
+        (128, 40, 40, 128, 1, 1, 0, true),
+        (64, 40, 40, 64, 3, 1, 1, true),
+        (64, 40, 40, 64, 3, 1, 1, true),
+        (64, 40, 40, 64, 3, 1, 1, true),
+        (64, 40, 40, 64, 3, 1, 1, true),
+        (256, 40, 40, 128, 1, 1, 0, true),
+        (128, 40, 40, 256, 3, 2, 1, true),
+        (256, 20, 20, 256, 1, 1, 0, true),
+        (128, 20, 20, 128, 3, 1, 1, true),
+        (128, 20, 20, 128, 3, 1, 1, true),
+        (384, 20, 20, 256, 1, 1, 0, true),
+        (256, 20, 20, 128, 1, 1, 0, true),
+        (512, 20, 20, 256, 1, 1, 0, true),
+        (384, 40, 40, 128, 1, 1, 0, true),
+        (64, 40, 40, 64, 3, 1, 1, true),
+        (64, 40, 40, 64, 3, 1, 1, true),
+        (192, 40, 40, 128, 1, 1, 0, true),
+        (192, 80, 80, 64, 1, 1, 0, true),
+        (32, 80, 80, 32, 3, 1, 1, true),
+        (32, 80, 80, 32, 3, 1, 1, true),
+        (96, 80, 80, 64, 1, 1, 0, true),
+        (64, 80, 80, 64, 3, 2, 1, true),
+        (64, 80, 80, 64, 3, 1, 1, true),
+        (64, 80, 80, 80, 3, 1, 1, true),
+        (64, 80, 80, 64, 3, 1, 1, true),
+        (80, 80, 80, 80, 3, 1, 1, true),
+        (192, 40, 40, 128, 1, 1, 0, true),
+        (64, 80, 80, 64, 1, 1, 0, false),
+        (80, 80, 80, 80, 1, 1, 0, false),
+        (64, 40, 40, 64, 3, 1, 1, true),
+        (64, 40, 40, 64, 3, 1, 1, true),
+        (192, 40, 40, 128, 1, 1, 0, true),
+        (128, 40, 40, 128, 3, 2, 1, true),
+        (128, 40, 40, 64, 3, 1, 1, true),
+        (128, 40, 40, 80, 3, 1, 1, true),
+        (64, 40, 40, 64, 3, 1, 1, true),
+        (80, 40, 40, 80, 3, 1, 1, true),
+        (384, 20, 20, 256, 1, 1, 0, true),
+        (64, 40, 40, 64, 1, 1, 0, false),
+        (80, 40, 40, 80, 1, 1, 0, false),
+        (128, 20, 20, 128, 3, 1, 1, true),
+        (128, 20, 20, 128, 3, 1, 1, true),
+        (384, 20, 20, 256, 1, 1, 0, true),
+        (256, 20, 20, 64, 3, 1, 1, true),
+        (256, 20, 20, 80, 3, 1, 1, true),
+        (64, 20, 20, 64, 3, 1, 1, true),
+        (80, 20, 20, 80, 3, 1, 1, true),
+        (64, 20, 20, 64, 1, 1, 0, false),
+        (80, 20, 20, 80, 1, 1, 0, false),
+        (16, 4, 8400, 1, 1, 1, 0, false),
+    ];
+
+    #[test]
+    #[ignore]
+    fn bench_im2col() {
+        let g = Gemm::new();
+        for (ci, h, w, k, st) in [(16, 160, 160, 3, 1), (64, 80, 80, 3, 1), (128, 20, 20, 3, 1), (3, 640, 640, 3, 2), (16, 320, 320, 3, 2)] {
+            let s = shape(1, ci, (h, w), 16, 1, (k, k), (st, st), (1, 1), (1, 1, 1, 1));
+            let x = rand_vec(s.x_len(), 1);
+            let src = Im2col { x: &x, s: &s };
+            let (kk, n) = (ci * k * k, s.oh * s.ow);
+            let kc: usize = std::env::var("KC").ok().and_then(|v| v.parse().ok()).unwrap_or(256);
+            let (nc, nr) = (1024, g.nr());
+            let mut buf = vec![0.0; kc * nc + 64];
+            {
+                let mut best = f64::MAX;
+                for _ in 0..10 {
+                    let c0 = thread_cpu_time();
+                    let mut n0 = 0;
+                    while n0 < n {
+                        let ncb = nc.min(n - n0);
+                        let mut k0 = 0;
+                        while k0 < kk {
+                            let kcb = kc.min(kk - k0);
+                            let _ = src.block(k0, kcb, n0, ncb, nr, &mut buf);
+                            k0 += kcb;
+                        }
+                        n0 += ncb;
+                    }
+                    best = best.min(thread_cpu_time() - c0);
+                }
+                println!("im2col {ci}x{h}x{w} k{k} s{st} : {:.3} ms, {:.3} ns/element", best * 1e3, best * 1e9 / (kk * n) as f64);
+            }
+        }
+    }
+
+    /// Times every yolov8n-640 conv (best of a few runs each) per ISA and
+    /// thread count. `cargo test --release --lib bench_conv -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn bench_conv_shapes() {
+        let verbose = std::env::var("BENCH_VERBOSE").is_ok();
+        let reps: usize = std::env::var("BENCH_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+        for isa in Isa::available() {
+            if isa == Isa::Portable && std::env::var("BENCH_PORTABLE").is_err() {
+                continue;
+            }
+            if std::env::var("BENCH_ISA").is_ok_and(|v| v != format!("{isa:?}")) {
+                continue;
+            }
+            let max_threads: usize = std::env::var("BENCH_THREADS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(2);
+            for threads in 1..=max_threads {
+                let pool = ThreadPool::new(threads);
+                let mut total = 0.0f64;
+                let mut flops = 0.0f64;
+                for (i, &(ci, h, w, co, k, st, p, silu)) in YOLOV8N.iter().enumerate() {
+                    let s = shape(1, ci, (h, w), co, 1, (k, k), (st, st), (1, 1), (p, p, p, p));
+                    let x = rand_vec(s.x_len(), i as u64);
+                    let wt = rand_vec(s.w_len(), i as u64 + 7);
+                    let b = rand_vec(co, 3);
+                    let act = if silu { Activation::Silu } else { Activation::None };
+                    let conv = Conv2d::new(s, &wt, Some(&b), act, Gemm::with_isa(isa), threads).unwrap();
+                    let mut scratch = vec![0.0; conv.scratch_len()];
+                    let mut y = vec![0.0; s.y_len()];
+                    conv.run(&x, &mut y, &mut scratch, &pool);
+                    // One thread: CPU time (robust on a shared machine);
+                    // more: wall time.
+                    let mut best = f64::MAX;
+                    for _ in 0..reps {
+                        let (t0, c0) = (Instant::now(), thread_cpu_time());
+                        conv.run(&x, &mut y, &mut scratch, &pool);
+                        let t = if threads == 1 {
+                            thread_cpu_time() - c0
+                        } else {
+                            t0.elapsed().as_secs_f64()
+                        };
+                        best = best.min(t);
+                    }
+                    let f = 2.0 * (co * s.oh * s.ow * ci * k * k) as f64;
+                    if verbose {
+                        println!(
+                            "  {i:2} {ci:3}x{h}x{w} -> {co:3} k{k} s{st}: {:7.3} ms {:6.1} GFLOP/s",
+                            best * 1e3,
+                            f / best / 1e9
+                        );
+                    }
+                    total += best;
+                    flops += f;
+                }
+                println!(
+                    "{isa:?} threads={threads}: 64 convs {:.2} ms, {:.1} GFLOP/s",
+                    total * 1e3,
+                    flops / total / 1e9
+                );
+            }
+        }
     }
 }

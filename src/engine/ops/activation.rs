@@ -93,26 +93,20 @@ pub(crate) mod portable {
     pub(crate) const P2: f32 = 8.333_452e-3;
     pub(crate) const P3: f32 = 4.166_579_6e-2;
     pub(crate) const P4: f32 = 1.666_666_5e-1;
-    pub(crate) const P5: f32 = 5.000_000_1e-1;
+    pub(crate) const P5: f32 = 0.5;
     /// Cephes `tanhf` odd polynomial for |x| < 0.625.
     pub(crate) const T0: f32 = -5.704_988_7e-3;
-    pub(crate) const T1: f32 = 2.063_908_9e-2;
+    pub(crate) const T1: f32 = 2.063_909e-2;
     pub(crate) const T2: f32 = -5.373_971_6e-2;
     pub(crate) const T3: f32 = 1.333_144_2e-1;
-    pub(crate) const T4: f32 = -3.333_328_2e-1;
+    pub(crate) const T4: f32 = -3.333_328e-1;
     pub(crate) const TANH_SMALL: f32 = 0.625;
 
     /// Fast `exp`, input clamped to [-87, 88]; NaN stays NaN.
     #[inline(always)]
     pub(crate) fn exp(x: f32) -> f32 {
-        // `max`/`min` would turn NaN into the bound; comparisons keep it.
-        let x = if x < EXP_LO {
-            EXP_LO
-        } else if x > EXP_HI {
-            EXP_HI
-        } else {
-            x
-        };
+        // `clamp` keeps NaN (`max`/`min` would turn it into a bound).
+        let x = x.clamp(EXP_LO, EXP_HI);
         let t = x * LOG2E + ROUND_MAGIC;
         let n = t - ROUND_MAGIC;
         let ni = (t.to_bits() as i32).wrapping_sub(ROUND_MAGIC.to_bits() as i32);
@@ -186,7 +180,10 @@ pub(crate) mod portable {
 }
 
 /// AVX-512F and AVX2+FMA implementations, per register and per slice.
+// AVX-512 intrinsics are stable since Rust 1.89; Cargo.toml's
+// rust-version (1.80) predates them (the toolchain in use is newer).
 #[cfg(target_arch = "x86_64")]
+#[allow(clippy::incompatible_msrv)]
 pub(crate) mod x86 {
     use super::portable::*;
     use crate::engine::ir::Activation;
