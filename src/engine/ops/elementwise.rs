@@ -127,6 +127,24 @@ pub(crate) fn row_segments(
     }
 }
 
+/// Offset, under `strides`, of the first element of row `row` of an array
+/// with `dims` walked as rows of its last dim.
+#[inline]
+pub(crate) fn row_offset(dims: &[usize], strides: &[usize], row: usize) -> usize {
+    let r = dims.len();
+    if r < 2 {
+        return 0;
+    }
+    let mut rem = row;
+    let mut off = 0;
+    for d in (0..r - 1).rev() {
+        let n = dims[d];
+        off += (rem % n) * strides[d];
+        rem /= n;
+    }
+    off
+}
+
 /// A broadcast of `N` operands to one output shape, with the dims collapsed
 /// (size-1 dims dropped, adjacent dims merged where every operand stays
 /// contiguous across them). The output is walked as rows of `inner`
@@ -192,19 +210,7 @@ impl Bcast {
     /// Operand `k`'s offset at the start of output row `row`.
     #[inline]
     pub(crate) fn row_offset(&self, k: usize, row: usize) -> usize {
-        let st = &self.strides[k];
-        let r = self.dims.len();
-        if r < 2 {
-            return 0;
-        }
-        let mut rem = row;
-        let mut off = 0;
-        for d in (0..r - 1).rev() {
-            let n = self.dims[d];
-            off += (rem % n) * st[d];
-            rem /= n;
-        }
-        off
+        row_offset(&self.dims, &self.strides[k], row)
     }
 
     /// For each row piece of the output range `[s, e)`: `f(out_start, len,
