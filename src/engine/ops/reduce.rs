@@ -34,7 +34,9 @@ pub fn infer(op: &Op, ins: &[Option<ValueInfo>]) -> OpResult<Vec<OutInfo>> {
                 shape: x.shape.to_vec(),
             }])
         }
-        Op::Reduce { op: r, keepdims, .. } => {
+        Op::Reduce {
+            op: r, keepdims, ..
+        } => {
             check_reduce_dtype(op, *r, x.dtype.storage())?;
             let shape = match reduce_axes(op, ins, x.shape.len())? {
                 None => x.shape.to_vec(),
@@ -601,7 +603,13 @@ mod tests {
     }
 
     /// Kernel with a runtime input on `threads` threads, optionally in place.
-    fn run_kernel(op: &Op, x: &Tensor, axes: Option<&Tensor>, threads: usize, inplace: bool) -> Tensor {
+    fn run_kernel(
+        op: &Op,
+        x: &Tensor,
+        axes: Option<&Tensor>,
+        threads: usize,
+        inplace: bool,
+    ) -> Tensor {
         let mut infos = vec![Some(ValueInfo {
             dtype: x.dtype,
             shape: &x.shape,
@@ -645,11 +653,17 @@ mod tests {
         for o in 0..outer {
             for j in 0..inner {
                 let idx = |i: usize| (o * n + i) * inner + j;
-                let m = (0..n).map(|i| x[idx(i)] as f64).fold(f64::NEG_INFINITY, f64::max);
+                let m = (0..n)
+                    .map(|i| x[idx(i)] as f64)
+                    .fold(f64::NEG_INFINITY, f64::max);
                 let s: f64 = (0..n).map(|i| (x[idx(i)] as f64 - m).exp()).sum();
                 for i in 0..n {
                     let e = x[idx(i)] as f64 - m;
-                    out[idx(i)] = if log { (e - s.ln()) as f32 } else { (e.exp() / s) as f32 };
+                    out[idx(i)] = if log {
+                        (e - s.ln()) as f32
+                    } else {
+                        (e.exp() / s) as f32
+                    };
                 }
             }
         }
@@ -660,28 +674,52 @@ mod tests {
     fn softmax_matches_numpy_values() {
         // scipy.special.softmax([[1, 2, 3], [-1, 0, 1000]], axis=-1)
         let x = f32t(&[2, 3], &[1.0, 2.0, 3.0, -1.0, 0.0, 1000.0]);
-        let got = eval1(&Op::Softmax { axis: -1, legacy: false }, &[Some(&x)]);
+        let got = eval1(
+            &Op::Softmax {
+                axis: -1,
+                legacy: false,
+            },
+            &[Some(&x)],
+        );
         assert_close(
             got.as_f32().unwrap(),
             &[0.090_030_57, 0.244_728_48, 0.665_240_94, 0.0, 0.0, 1.0],
             1e-6,
         );
-        let got = eval1(&Op::LogSoftmax { axis: 1, legacy: false }, &[Some(&x)]);
-        assert_close(got.as_f32().unwrap(), &[-2.407_606, -1.407_606, -0.407_606, -1001.0, -1000.0, 0.0], 1e-6);
+        let got = eval1(
+            &Op::LogSoftmax {
+                axis: 1,
+                legacy: false,
+            },
+            &[Some(&x)],
+        );
+        assert_close(
+            got.as_f32().unwrap(),
+            &[-2.407_606, -1.407_606, -0.407_606, -1001.0, -1000.0, 0.0],
+            1e-6,
+        );
     }
 
     #[test]
     fn softmax_every_axis_threads_and_in_place() {
         let shape = [2, 3, 70, 2];
-        let xv: Vec<f32> = (0..numel(&shape)).map(|i| ((i * 37 % 101) as f32) * 0.13 - 6.0).collect();
+        let xv: Vec<f32> = (0..numel(&shape))
+            .map(|i| ((i * 37 % 101) as f32) * 0.13 - 6.0)
+            .collect();
         let x = f32t(&shape, &xv);
         for axis in -4i64..4 {
             let a = normalize_axis(axis, 4).unwrap();
             for log in [false, true] {
                 let op = if log {
-                    Op::LogSoftmax { axis, legacy: false }
+                    Op::LogSoftmax {
+                        axis,
+                        legacy: false,
+                    }
                 } else {
-                    Op::Softmax { axis, legacy: false }
+                    Op::Softmax {
+                        axis,
+                        legacy: false,
+                    }
                 };
                 let want = naive_softmax(&xv, &shape, a, log);
                 for (threads, inplace) in [(1, false), (3, false), (2, true)] {
@@ -696,13 +734,32 @@ mod tests {
     fn legacy_softmax_flattens_from_axis() {
         // Opset < 13: axis=1 on [2, 2, 2] is a softmax over rows of 4.
         let x = f32t(&[2, 2, 2], &iota(8));
-        let got = eval1(&Op::Softmax { axis: 1, legacy: true }, &[Some(&x)]);
+        let got = eval1(
+            &Op::Softmax {
+                axis: 1,
+                legacy: true,
+            },
+            &[Some(&x)],
+        );
         let want = naive_softmax(&iota(8), &[2, 4], 1, false);
         assert_close(got.as_f32().unwrap(), &want, 1e-6);
-        let got = eval1(&Op::LogSoftmax { axis: -2, legacy: true }, &[Some(&x)]);
-        assert_close(got.as_f32().unwrap(), &naive_softmax(&iota(8), &[2, 4], 1, true), 1e-6);
+        let got = eval1(
+            &Op::LogSoftmax {
+                axis: -2,
+                legacy: true,
+            },
+            &[Some(&x)],
+        );
+        assert_close(
+            got.as_f32().unwrap(),
+            &naive_softmax(&iota(8), &[2, 4], 1, true),
+            1e-6,
+        );
         let e = infer(
-            &Op::Softmax { axis: 3, legacy: false },
+            &Op::Softmax {
+                axis: 3,
+                legacy: false,
+            },
             &[Some(ValueInfo::of(&x))],
         )
         .unwrap_err();
@@ -726,7 +783,10 @@ mod tests {
         let r = |o, axes: &[i64], k| eval1(&reduce(o, Some(axes.to_vec()), k), &[Some(&x)]);
         let t = r(ReduceOp::Sum, &[1], true);
         assert_eq!(t.shape, vec![2, 1, 4]);
-        assert_eq!(t.as_f32().unwrap(), &[-3.0, 0.0, 3.0, 6.0, 33.0, 36.0, 39.0, 42.0]);
+        assert_eq!(
+            t.as_f32().unwrap(),
+            &[-3.0, 0.0, 3.0, 6.0, 33.0, 36.0, 39.0, 42.0]
+        );
         let t = r(ReduceOp::Mean, &[0, -1], false);
         assert_eq!(t.shape, vec![3]);
         assert_eq!(t.as_f32().unwrap(), &[2.5, 6.5, 10.5]);
@@ -736,15 +796,24 @@ mod tests {
         assert_eq!(t.shape, vec![1, 3, 1]);
         assert_eq!(t.as_f32().unwrap(), &[-5.0, -1.0, 3.0]);
         let t = r(ReduceOp::Prod, &[2], false);
-        assert_eq!(t.as_f32().unwrap(), &[120.0, 0.0, 360.0, 5040.0, 24024.0, 73440.0]);
+        assert_eq!(
+            t.as_f32().unwrap(),
+            &[120.0, 0.0, 360.0, 5040.0, 24024.0, 73440.0]
+        );
         // No axes: everything; axes from a constant input.
         let t = eval1(&reduce(ReduceOp::Sum, None, false), &[Some(&x)]);
         assert_eq!(t.shape, Vec::<usize>::new());
         assert_eq!(t.as_f32().unwrap(), &[156.0]);
         let axes = Tensor::from_i64(vec![1], vec![-2]);
-        let t = eval1(&reduce(ReduceOp::Sum, None, false), &[Some(&x), Some(&axes)]);
+        let t = eval1(
+            &reduce(ReduceOp::Sum, None, false),
+            &[Some(&x), Some(&axes)],
+        );
         assert_eq!(t.shape, vec![2, 4]);
-        assert_eq!(t.as_f32().unwrap(), &[-3.0, 0.0, 3.0, 6.0, 33.0, 36.0, 39.0, 42.0]);
+        assert_eq!(
+            t.as_f32().unwrap(),
+            &[-3.0, 0.0, 3.0, 6.0, 33.0, 36.0, 39.0, 42.0]
+        );
         // noop_with_empty_axes: identity.
         let noop = Op::Reduce {
             op: ReduceOp::Sum,
@@ -759,7 +828,9 @@ mod tests {
     #[test]
     fn reduce_kernel_matches_naive_on_every_axis_set() {
         let shape = [3, 4, 5, 6];
-        let xv: Vec<f32> = (0..numel(&shape)).map(|i| ((i * 7 % 23) as f32) - 11.0).collect();
+        let xv: Vec<f32> = (0..numel(&shape))
+            .map(|i| ((i * 7 % 23) as f32) - 11.0)
+            .collect();
         let x = f32t(&shape, &xv);
         for mask in 0u32..16 {
             let axes: Vec<usize> = (0..4).filter(|d| mask & (1 << d) != 0).collect();
@@ -774,7 +845,10 @@ mod tests {
                     assert_close(got.as_f32().unwrap(), &want, 1e-6);
                 }
                 // Same axes given as a constant input.
-                let at = Tensor::from_i64(vec![axes.len()], axes.iter().map(|&a| a as i64 - 4).collect());
+                let at = Tensor::from_i64(
+                    vec![axes.len()],
+                    axes.iter().map(|&a| a as i64 - 4).collect(),
+                );
                 let got = run_kernel(&reduce(o, None, true), &x, Some(&at), 2, false);
                 assert_close(got.as_f32().unwrap(), &want, 1e-6);
             }
@@ -852,7 +926,11 @@ mod tests {
         assert!(e.0.contains("axis 2") && e.0.contains("rank-2"), "{}", e.0);
         let e = infer(&reduce(ReduceOp::Sum, Some(vec![1, -1]), true), &v).unwrap_err();
         assert!(e.0.contains("repeat"), "{}", e.0);
-        let rt = ValueInfo { dtype: DType::I64, shape: &[1], value: None };
+        let rt = ValueInfo {
+            dtype: DType::I64,
+            shape: &[1],
+            value: None,
+        };
         let e = infer(&reduce(ReduceOp::Sum, None, true), &[v[0], Some(rt)]).unwrap_err();
         assert!(e.0.contains("axes (input 1) must be a constant"), "{}", e.0);
     }
