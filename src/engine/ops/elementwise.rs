@@ -22,7 +22,8 @@ use crate::engine::cpu::{Buf, CpuKernel, StepIo, ThreadPool};
 use crate::engine::error::{OpError, OpResult};
 use crate::engine::ir::{Activation, BinaryOp, Op, UnaryOp};
 use crate::engine::tensor::{
-    broadcast_shapes, broadcast_strides, numel, shape_string, DType, Storage, Tensor, TensorData,
+    broadcast_shapes, broadcast_strides, checked_numel, numel, shape_string, DType, Storage,
+    Tensor, TensorData,
 };
 use crate::op_bail;
 
@@ -304,13 +305,17 @@ fn is_logic(b: BinaryOp) -> bool {
 }
 
 fn broadcast2(a: &[usize], b: &[usize], what: &str) -> OpResult<Vec<usize>> {
-    broadcast_shapes(a, b).ok_or_else(|| {
+    let out = broadcast_shapes(a, b).ok_or_else(|| {
         OpError::new(format!(
             "{what}: shapes {} and {} do not broadcast",
             shape_string(a),
             shape_string(b)
         ))
-    })
+    })?;
+    if checked_numel(&out).is_none() {
+        op_bail!("{what}: broadcast shape {} overflows", shape_string(&out));
+    }
+    Ok(out)
 }
 
 pub fn infer(op: &Op, ins: &[Option<ValueInfo>]) -> OpResult<Vec<OutInfo>> {
@@ -414,8 +419,11 @@ pub fn infer(op: &Op, ins: &[Option<ValueInfo>]) -> OpResult<Vec<OutInfo>> {
             let c = required(ins, 0, "condition")?;
             let x = required(ins, 1, "X")?;
             let y = required(ins, 2, "Y")?;
-            if c.dtype != DType::Bool {
-                op_bail!("Where's condition must be bool, got {}", c.dtype);
+            if c.dtype.is_float() {
+                op_bail!(
+                    "Where's condition must be bool (or integer), got {}",
+                    c.dtype
+                );
             }
             if x.dtype.storage() != y.dtype.storage() {
                 op_bail!(
@@ -750,10 +758,7 @@ pub fn lower(op: &Op, ins: &[Option<ValueInfo>], outs: &[OutInfo]) -> OpResult<B
             let Some(ct) = c.value else {
                 op_bail!("Where condition (input 0) must be a constant computable at boot");
             };
-            let cond = ct
-                .as_bool()
-                .ok_or_else(|| OpError::new("Where condition (input 0) must be bool"))?
-                .to_vec();
+            let cond = cond_bools(ct)?;
             let x = required(ins, 1, "X")?;
             let y = required(ins, 2, "Y")?;
             check_float_data(op, 1, &x)?;
@@ -1253,9 +1258,7 @@ pub fn eval(op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Option<Vec<Tensor>>> {
             )]))
         }
         Op::Where => {
-            let c = x
-                .as_bool()
-                .ok_or_else(|| data_mismatch("Where condition (input 0)", x))?;
+            let c = &cond_bools(x)?;
             let (Some(xt), Some(yt)) = (ins[1], ins[2]) else {
                 op_bail!("Where needs inputs X and Y");
             };
@@ -1279,6 +1282,15 @@ pub fn eval(op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Option<Vec<Tensor>>> {
             Ok(Some(vec![tensor(out.dtype, out.shape.clone(), data)]))
         }
         _ => op_bail!("{} is not an element-wise op", op.name()),
+    }
+}
+
+/// Where's condition as bools (integer conditions: nonzero is true).
+fn cond_bools(t: &Tensor) -> OpResult<Vec<bool>> {
+    match &t.data {
+        TensorData::Bool(v) => Ok(v.clone()),
+        TensorData::I64(v) => Ok(v.iter().map(|&c| c != 0).collect()),
+        TensorData::F32(_) => Err(data_mismatch("Where condition (input 0)", t)),
     }
 }
 
@@ -1827,6 +1839,18 @@ mod tests {
         };
         let e = infer(&Op::Binary(BinaryOp::Add), &[Some(a), Some(b)]).unwrap_err();
         assert!(e.0.contains("2x3") && e.0.contains('4'), "{}", e.0);
+        let a = ValueInfo {
+            dtype: DType::F32,
+            shape: &[1 << 40, 1],
+            value: None,
+        };
+        let b = ValueInfo {
+            dtype: DType::F32,
+            shape: &[1 << 40],
+            value: None,
+        };
+        let e = infer(&Op::Binary(BinaryOp::Add), &[Some(a), Some(b)]).unwrap_err();
+        assert!(e.0.contains("overflows"), "{}", e.0);
     }
 
     #[test]
@@ -2063,6 +2087,10 @@ mod tests {
         let got = run_eval(&Op::Where, &[&c, &xi, &yi]);
         assert_eq!(got.shape, vec![2, 2]);
         assert_eq!(got.to_i64_vec(), vec![7, 7, 0, 1]);
+        // Integer condition: nonzero is true.
+        let ci = i64t(&[2], &[0, 3]);
+        let got = run_eval(&Op::Where, &[&ci, &xi, &yi]);
+        assert_eq!(got.to_i64_vec(), vec![0, 7]);
     }
 
     #[test]
