@@ -22,7 +22,8 @@ use crate::engine::cpu::{Buf, CpuKernel, StepIo, ThreadPool};
 use crate::engine::error::{OpError, OpResult};
 use crate::engine::ir::{Activation, BinaryOp, Op, UnaryOp};
 use crate::engine::tensor::{
-    broadcast_shapes, broadcast_strides, numel, shape_string, DType, Storage, Tensor, TensorData,
+    broadcast_shapes, broadcast_strides, checked_numel, numel, shape_string, DType, Storage,
+    Tensor, TensorData,
 };
 use crate::op_bail;
 
@@ -127,6 +128,24 @@ pub(crate) fn row_segments(
     }
 }
 
+/// Offset, under `strides`, of the first element of row `row` of an array
+/// with `dims` walked as rows of its last dim.
+#[inline]
+pub(crate) fn row_offset(dims: &[usize], strides: &[usize], row: usize) -> usize {
+    let r = dims.len();
+    if r < 2 {
+        return 0;
+    }
+    let mut rem = row;
+    let mut off = 0;
+    for d in (0..r - 1).rev() {
+        let n = dims[d];
+        off += (rem % n) * strides[d];
+        rem /= n;
+    }
+    off
+}
+
 /// A broadcast of `N` operands to one output shape, with the dims collapsed
 /// (size-1 dims dropped, adjacent dims merged where every operand stays
 /// contiguous across them). The output is walked as rows of `inner`
@@ -192,19 +211,7 @@ impl Bcast {
     /// Operand `k`'s offset at the start of output row `row`.
     #[inline]
     pub(crate) fn row_offset(&self, k: usize, row: usize) -> usize {
-        let st = &self.strides[k];
-        let r = self.dims.len();
-        if r < 2 {
-            return 0;
-        }
-        let mut rem = row;
-        let mut off = 0;
-        for d in (0..r - 1).rev() {
-            let n = self.dims[d];
-            off += (rem % n) * st[d];
-            rem /= n;
-        }
-        off
+        row_offset(&self.dims, &self.strides[k], row)
     }
 
     /// For each row piece of the output range `[s, e)`: `f(out_start, len,
@@ -298,13 +305,17 @@ fn is_logic(b: BinaryOp) -> bool {
 }
 
 fn broadcast2(a: &[usize], b: &[usize], what: &str) -> OpResult<Vec<usize>> {
-    broadcast_shapes(a, b).ok_or_else(|| {
+    let out = broadcast_shapes(a, b).ok_or_else(|| {
         OpError::new(format!(
             "{what}: shapes {} and {} do not broadcast",
             shape_string(a),
             shape_string(b)
         ))
-    })
+    })?;
+    if checked_numel(&out).is_none() {
+        op_bail!("{what}: broadcast shape {} overflows", shape_string(&out));
+    }
+    Ok(out)
 }
 
 pub fn infer(op: &Op, ins: &[Option<ValueInfo>]) -> OpResult<Vec<OutInfo>> {
@@ -408,8 +419,11 @@ pub fn infer(op: &Op, ins: &[Option<ValueInfo>]) -> OpResult<Vec<OutInfo>> {
             let c = required(ins, 0, "condition")?;
             let x = required(ins, 1, "X")?;
             let y = required(ins, 2, "Y")?;
-            if c.dtype != DType::Bool {
-                op_bail!("Where's condition must be bool, got {}", c.dtype);
+            if c.dtype.is_float() {
+                op_bail!(
+                    "Where's condition must be bool (or integer), got {}",
+                    c.dtype
+                );
             }
             if x.dtype.storage() != y.dtype.storage() {
                 op_bail!(
@@ -744,10 +758,7 @@ pub fn lower(op: &Op, ins: &[Option<ValueInfo>], outs: &[OutInfo]) -> OpResult<B
             let Some(ct) = c.value else {
                 op_bail!("Where condition (input 0) must be a constant computable at boot");
             };
-            let cond = ct
-                .as_bool()
-                .ok_or_else(|| OpError::new("Where condition (input 0) must be bool"))?
-                .to_vec();
+            let cond = cond_bools(ct)?;
             let x = required(ins, 1, "X")?;
             let y = required(ins, 2, "Y")?;
             check_float_data(op, 1, &x)?;
@@ -781,10 +792,11 @@ pub fn lower(op: &Op, ins: &[Option<ValueInfo>], outs: &[OutInfo]) -> OpResult<B
             let eps = *epsilon as f64;
             let mut a = Vec::with_capacity(c);
             let mut b = Vec::with_capacity(c);
-            for ch in 0..c {
-                let s = p[0][ch] as f64 / (p[3][ch] as f64 + eps).sqrt();
+            let (scale, bias, mean, var) = (&p[0], &p[1], &p[2], &p[3]);
+            for (((&sc, &bi), &m), &v) in scale.iter().zip(bias).zip(mean).zip(var) {
+                let s = sc as f64 / (v as f64 + eps).sqrt();
                 a.push(s as f32);
-                b.push((p[1][ch] as f64 - p[2][ch] as f64 * s) as f32);
+                b.push((bi as f64 - m as f64 * s) as f32);
             }
             let inner = x.shape.iter().skip(2).product::<usize>();
             Ok(Box::new(ChannelAffineKernel {
@@ -1246,9 +1258,7 @@ pub fn eval(op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Option<Vec<Tensor>>> {
             )]))
         }
         Op::Where => {
-            let c = x
-                .as_bool()
-                .ok_or_else(|| data_mismatch("Where condition (input 0)", x))?;
+            let c = &cond_bools(x)?;
             let (Some(xt), Some(yt)) = (ins[1], ins[2]) else {
                 op_bail!("Where needs inputs X and Y");
             };
@@ -1272,6 +1282,15 @@ pub fn eval(op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Option<Vec<Tensor>>> {
             Ok(Some(vec![tensor(out.dtype, out.shape.clone(), data)]))
         }
         _ => op_bail!("{} is not an element-wise op", op.name()),
+    }
+}
+
+/// Where's condition as bools (integer conditions: nonzero is true).
+fn cond_bools(t: &Tensor) -> OpResult<Vec<bool>> {
+    match &t.data {
+        TensorData::Bool(v) => Ok(v.clone()),
+        TensorData::I64(v) => Ok(v.iter().map(|&c| c != 0).collect()),
+        TensorData::F32(_) => Err(data_mismatch("Where condition (input 0)", t)),
     }
 }
 
@@ -1820,6 +1839,18 @@ mod tests {
         };
         let e = infer(&Op::Binary(BinaryOp::Add), &[Some(a), Some(b)]).unwrap_err();
         assert!(e.0.contains("2x3") && e.0.contains('4'), "{}", e.0);
+        let a = ValueInfo {
+            dtype: DType::F32,
+            shape: &[1 << 40, 1],
+            value: None,
+        };
+        let b = ValueInfo {
+            dtype: DType::F32,
+            shape: &[1 << 40],
+            value: None,
+        };
+        let e = infer(&Op::Binary(BinaryOp::Add), &[Some(a), Some(b)]).unwrap_err();
+        assert!(e.0.contains("overflows"), "{}", e.0);
     }
 
     #[test]
@@ -1836,12 +1867,12 @@ mod tests {
         assert_close(
             &r(UnaryOp::Erf),
             &[
-                -0.999_593_04,
+                -0.999_593,
                 -0.520_499_9,
                 0.0,
                 0.520_499_9,
                 0.966_105_16,
-                0.999_593_04,
+                0.999_593,
             ],
             1e-7,
         );
@@ -1915,7 +1946,12 @@ mod tests {
         let x = f32t(&[5], &[-2.0, -0.5, 0.0, 0.5, 3.0]);
         let got = run_eval(&Op::Act(Activation::LeakyRelu(0.1)), &[&x]);
         assert_close(got.as_f32().unwrap(), &[-0.2, -0.05, 0.0, 0.5, 3.0], 1e-7);
-        let got = run_kernel(&Op::Act(Activation::Sigmoid), &[x.clone()], 1, true);
+        let got = run_kernel(
+            &Op::Act(Activation::Sigmoid),
+            std::slice::from_ref(&x),
+            1,
+            true,
+        );
         assert_close(
             &got,
             &[0.119_202_92, 0.377_540_67, 0.5, 0.622_459_3, 0.952_574_13],
@@ -2051,6 +2087,10 @@ mod tests {
         let got = run_eval(&Op::Where, &[&c, &xi, &yi]);
         assert_eq!(got.shape, vec![2, 2]);
         assert_eq!(got.to_i64_vec(), vec![7, 7, 0, 1]);
+        // Integer condition: nonzero is true.
+        let ci = i64t(&[2], &[0, 3]);
+        let got = run_eval(&Op::Where, &[&ci, &xi, &yi]);
+        assert_eq!(got.to_i64_vec(), vec![0, 7]);
     }
 
     #[test]
