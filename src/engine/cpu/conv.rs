@@ -103,15 +103,7 @@ impl ConvShape {
             ));
         }
         let sizes = [
-            self.batch,
-            self.c_in,
-            self.h,
-            self.w,
-            self.c_out,
-            self.oh,
-            self.ow,
-            self.kh,
-            self.kw,
+            self.batch, self.c_in, self.h, self.w, self.c_out, self.oh, self.ow, self.kh, self.kw,
         ];
         if sizes
             .iter()
@@ -305,8 +297,7 @@ impl Conv2d {
             for p in lo..hi {
                 // SAFETY: plane p of y (inside y, checked in `run`) belongs to
                 // task t alone.
-                let out =
-                    unsafe { std::slice::from_raw_parts_mut(yp.get().add(p * plane), plane) };
+                let out = unsafe { std::slice::from_raw_parts_mut(yp.get().add(p * plane), plane) };
                 self.direct_plane(p, weights, x, out);
             }
         };
@@ -385,9 +376,7 @@ impl BOperand for Im2col<'_> {
 
     fn fits(&self, k: usize, n: usize, _nr: usize, _kc: usize) -> bool {
         let s = self.s;
-        k == s.cin_g() * s.kh * s.kw
-            && n == s.oh * s.ow
-            && self.x.len() >= s.cin_g() * s.h * s.w
+        k == s.cin_g() * s.kh * s.kw && n == s.oh * s.ow && self.x.len() >= s.cin_g() * s.h * s.w
     }
 
     fn block<'s>(
@@ -662,40 +651,100 @@ pub(crate) mod tests {
     fn gemm_paths_match_naive() {
         let silu = Activation::Silu;
         // 3x3 pad 1 (yolo's bread and butter), fused SiLU.
-        check(shape(1, 16, (20, 20), 32, 1, (3, 3), (1, 1), (1, 1), (1, 1, 1, 1)), silu, true);
+        check(
+            shape(1, 16, (20, 20), 32, 1, (3, 3), (1, 1), (1, 1), (1, 1, 1, 1)),
+            silu,
+            true,
+        );
         // Stride 2.
-        check(shape(1, 3, (33, 30), 16, 1, (3, 3), (2, 2), (1, 1), (1, 1, 1, 1)), silu, true);
+        check(
+            shape(1, 3, (33, 30), 16, 1, (3, 3), (2, 2), (1, 1), (1, 1, 1, 1)),
+            silu,
+            true,
+        );
         // Pointwise, M not a multiple of any tile.
-        check(shape(1, 40, (9, 11), 21, 1, (1, 1), (1, 1), (1, 1), (0, 0, 0, 0)), Activation::None, true);
+        check(
+            shape(1, 40, (9, 11), 21, 1, (1, 1), (1, 1), (1, 1), (0, 0, 0, 0)),
+            Activation::None,
+            true,
+        );
         // Pointwise with stride (not the direct-GEMM path).
-        check(shape(1, 8, (9, 11), 5, 1, (1, 1), (2, 3), (1, 1), (0, 0, 0, 0)), Activation::Relu, false);
+        check(
+            shape(1, 8, (9, 11), 5, 1, (1, 1), (2, 3), (1, 1), (0, 0, 0, 0)),
+            Activation::Relu,
+            false,
+        );
         // Dilation and asymmetric pads.
-        check(shape(1, 5, (17, 19), 7, 1, (3, 2), (1, 2), (2, 3), (2, 0, 1, 3)), silu, true);
+        check(
+            shape(1, 5, (17, 19), 7, 1, (3, 2), (1, 2), (2, 3), (2, 0, 1, 3)),
+            silu,
+            true,
+        );
         // Grouped (not depthwise).
-        check(shape(1, 12, (10, 10), 9, 3, (3, 3), (1, 1), (1, 1), (1, 1, 1, 1)), silu, true);
+        check(
+            shape(1, 12, (10, 10), 9, 3, (3, 3), (1, 1), (1, 1), (1, 1, 1, 1)),
+            silu,
+            true,
+        );
         // Batch 2, big K (several k-blocks), no bias.
-        check(shape(2, 64, (8, 9), 20, 1, (3, 3), (1, 1), (1, 1), (1, 1, 1, 1)), silu, false);
+        check(
+            shape(2, 64, (8, 9), 20, 1, (3, 3), (1, 1), (1, 1), (1, 1, 1, 1)),
+            silu,
+            false,
+        );
         // 1-D as H = 1.
-        check(shape(2, 6, (1, 50), 4, 1, (1, 5), (1, 2), (1, 2), (0, 3, 0, 2)), silu, true);
+        check(
+            shape(2, 6, (1, 50), 4, 1, (1, 5), (1, 2), (1, 2), (0, 3, 0, 2)),
+            silu,
+            true,
+        );
         // Padding larger than the kernel, and windows entirely in the padding.
-        check(shape(1, 2, (4, 5), 3, 1, (2, 2), (1, 1), (1, 1), (3, 4, 3, 4)), Activation::None, true);
+        check(
+            shape(1, 2, (4, 5), 3, 1, (2, 2), (1, 1), (1, 1), (3, 4, 3, 4)),
+            Activation::None,
+            true,
+        );
         // Single input channel, group 1.
-        check(shape(1, 1, (12, 13), 8, 1, (5, 5), (1, 1), (1, 1), (2, 2, 2, 2)), silu, true);
+        check(
+            shape(1, 1, (12, 13), 8, 1, (5, 5), (1, 1), (1, 1), (2, 2, 2, 2)),
+            silu,
+            true,
+        );
         // Wide enough to split across threads with several panels.
-        check(shape(1, 16, (40, 40), 16, 1, (3, 3), (1, 1), (1, 1), (1, 1, 1, 1)), silu, true);
+        check(
+            shape(1, 16, (40, 40), 16, 1, (3, 3), (1, 1), (1, 1), (1, 1, 1, 1)),
+            silu,
+            true,
+        );
     }
 
     #[test]
     fn direct_paths_match_naive() {
         let silu = Activation::Silu;
         // Depthwise 3x3.
-        check(shape(1, 8, (11, 12), 8, 8, (3, 3), (1, 1), (1, 1), (1, 1, 1, 1)), silu, true);
+        check(
+            shape(1, 8, (11, 12), 8, 8, (3, 3), (1, 1), (1, 1), (1, 1, 1, 1)),
+            silu,
+            true,
+        );
         // Depthwise, stride 2, dilation 2, batch 2.
-        check(shape(2, 6, (13, 9), 6, 6, (3, 3), (2, 2), (2, 2), (2, 1, 2, 1)), Activation::Relu, false);
+        check(
+            shape(2, 6, (13, 9), 6, 6, (3, 3), (2, 2), (2, 2), (2, 1, 2, 1)),
+            Activation::Relu,
+            false,
+        );
         // Channel multiplier 2.
-        check(shape(1, 4, (7, 8), 8, 4, (3, 3), (1, 1), (1, 1), (1, 1, 1, 1)), silu, true);
+        check(
+            shape(1, 4, (7, 8), 8, 4, (3, 3), (1, 1), (1, 1), (1, 1, 1, 1)),
+            silu,
+            true,
+        );
         // Depthwise 1-D with huge padding.
-        check(shape(1, 3, (1, 6), 3, 3, (1, 3), (1, 3), (1, 1), (0, 5, 0, 4)), silu, true);
+        check(
+            shape(1, 3, (1, 6), 3, 3, (1, 3), (1, 3), (1, 1), (0, 5, 0, 4)),
+            silu,
+            true,
+        );
     }
 
     #[test]
@@ -703,9 +752,15 @@ pub(crate) mod tests {
         let s = shape(1, 4, (5, 5), 4, 1, (3, 3), (1, 1), (1, 1), (1, 1, 1, 1));
         let err = Conv2d::new(s, &[0.0; 10], None, Activation::None, Gemm::new(), 1).unwrap_err();
         assert!(err.contains("10"), "{err}");
-        let err =
-            Conv2d::new(s, &vec![0.0; s.w_len()], Some(&[1.0, 2.0]), Activation::None, Gemm::new(), 1)
-                .unwrap_err();
+        let err = Conv2d::new(
+            s,
+            &vec![0.0; s.w_len()],
+            Some(&[1.0, 2.0]),
+            Activation::None,
+            Gemm::new(),
+            1,
+        )
+        .unwrap_err();
         assert!(err.contains("bias"), "{err}");
     }
 }
@@ -793,12 +848,21 @@ mod bench {
     #[ignore]
     fn bench_im2col() {
         let g = Gemm::new();
-        for (ci, h, w, k, st) in [(16, 160, 160, 3, 1), (64, 80, 80, 3, 1), (128, 20, 20, 3, 1), (3, 640, 640, 3, 2), (16, 320, 320, 3, 2)] {
+        for (ci, h, w, k, st) in [
+            (16, 160, 160, 3, 1),
+            (64, 80, 80, 3, 1),
+            (128, 20, 20, 3, 1),
+            (3, 640, 640, 3, 2),
+            (16, 320, 320, 3, 2),
+        ] {
             let s = shape(1, ci, (h, w), 16, 1, (k, k), (st, st), (1, 1), (1, 1, 1, 1));
             let x = rand_vec(s.x_len(), 1);
             let src = Im2col { x: &x, s: &s };
             let (kk, n) = (ci * k * k, s.oh * s.ow);
-            let kc: usize = std::env::var("KC").ok().and_then(|v| v.parse().ok()).unwrap_or(256);
+            let kc: usize = std::env::var("KC")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(256);
             let (nc, nr) = (1024, g.nr());
             let mut buf = vec![0.0; kc * nc + 64];
             {
@@ -818,7 +882,11 @@ mod bench {
                     }
                     best = best.min(thread_cpu_time() - c0);
                 }
-                println!("im2col {ci}x{h}x{w} k{k} s{st} : {:.3} ms, {:.3} ns/element", best * 1e3, best * 1e9 / (kk * n) as f64);
+                println!(
+                    "im2col {ci}x{h}x{w} k{k} s{st} : {:.3} ms, {:.3} ns/element",
+                    best * 1e3,
+                    best * 1e9 / (kk * n) as f64
+                );
             }
         }
     }
@@ -829,7 +897,10 @@ mod bench {
     #[ignore]
     fn bench_conv_shapes() {
         let verbose = std::env::var("BENCH_VERBOSE").is_ok();
-        let reps: usize = std::env::var("BENCH_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+        let reps: usize = std::env::var("BENCH_REPS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(5);
         for isa in Isa::available() {
             if isa == Isa::Portable && std::env::var("BENCH_PORTABLE").is_err() {
                 continue;
@@ -850,8 +921,13 @@ mod bench {
                     let x = rand_vec(s.x_len(), i as u64);
                     let wt = rand_vec(s.w_len(), i as u64 + 7);
                     let b = rand_vec(co, 3);
-                    let act = if silu { Activation::Silu } else { Activation::None };
-                    let conv = Conv2d::new(s, &wt, Some(&b), act, Gemm::with_isa(isa), threads).unwrap();
+                    let act = if silu {
+                        Activation::Silu
+                    } else {
+                        Activation::None
+                    };
+                    let conv =
+                        Conv2d::new(s, &wt, Some(&b), act, Gemm::with_isa(isa), threads).unwrap();
                     let mut scratch = vec![0.0; conv.scratch_len()];
                     let mut y = vec![0.0; s.y_len()];
                     conv.run(&x, &mut y, &mut scratch, &pool);

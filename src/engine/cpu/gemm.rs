@@ -32,6 +32,15 @@ use std::sync::atomic::{AtomicU8, Ordering};
 /// most this many and a larger pool leaves the rest idle.
 pub const MAX_THREADS: usize = 16;
 
+/// Threads kernels size their scratch for at boot: the machine's
+/// parallelism, capped at [`MAX_THREADS`]. A pool with more threads than
+/// that leaves the extra ones idle in GEMMs (never wrong, only slower).
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, MAX_THREADS)
+}
+
 /// f32 elements per 64-byte cache line: scratch buffers are aligned to it.
 const ALIGN: usize = 16;
 
@@ -915,8 +924,7 @@ impl Gemm {
             Bias::Row(r) => r.len() >= m,
             Bias::Col(cb) => cb.len() >= n,
         };
-        let operands_ok =
-            a.fits(m, k, self.mr, self.kc) && b.fits(k, n, self.nr, self.kc);
+        let operands_ok = a.fits(m, k, self.mr, self.kc) && b.fits(k, n, self.nr, self.kc);
         if !(c_ok && bias_ok && operands_ok) {
             debug_assert!(
                 false,
@@ -1011,17 +1019,7 @@ impl Gemm {
             // SAFETY: tasks own disjoint rectangles of C ([m_lo, m_hi) x
             // [n_lo, n_hi)), all inside `c` (checked in `run`).
             unsafe {
-                self.task::<K, A, B>(
-                    (m_lo, m_hi),
-                    (n_lo, n_hi),
-                    k,
-                    a,
-                    b,
-                    cp.get(),
-                    ldc,
-                    epi,
-                    buf,
-                )
+                self.task::<K, A, B>((m_lo, m_hi), (n_lo, n_hi), k, a, b, cp.get(), ldc, epi, buf)
             };
         };
         pool.parallel_for(tm * tn, &body);
@@ -1387,7 +1385,10 @@ mod tests {
         for isa in Isa::available() {
             let g = Gemm::with_isa(isa);
             for act in acts {
-                for (i, shape) in [(19, 70, 300), (8, 32, 5), (33, 17, 3)].into_iter().enumerate() {
+                for (i, shape) in [(19, 70, 300), (8, 32, 5), (33, 17, 3)]
+                    .into_iter()
+                    .enumerate()
+                {
                     let ops = if i == 0 {
                         (Operand::Packed, Operand::Runtime)
                     } else {
@@ -1411,8 +1412,26 @@ mod tests {
                 (Operand::Packed, Operand::Packed),
             ] {
                 // Tall and wide, both above the threading threshold.
-                case(&g, &pool, (300, 40, 70), true, false, ops, 3, Activation::Silu);
-                case(&g, &pool, (20, 2100, 30), false, true, ops, 2, Activation::None);
+                case(
+                    &g,
+                    &pool,
+                    (300, 40, 70),
+                    true,
+                    false,
+                    ops,
+                    3,
+                    Activation::Silu,
+                );
+                case(
+                    &g,
+                    &pool,
+                    (20, 2100, 30),
+                    false,
+                    true,
+                    ops,
+                    2,
+                    Activation::None,
+                );
             }
         }
     }
@@ -1430,7 +1449,18 @@ mod tests {
         naive(m, n, k, &am, &bm, &mut want, n, &Epilogue::default());
         let mut got = vec![0.0; m * n];
         let mut scratch = vec![0.0; g.scratch_len(m, n, k, 1, true, true)];
-        g.run(m, n, k, &am, &bm, &mut got, n, &Epilogue::default(), &mut scratch, &pool);
+        g.run(
+            m,
+            n,
+            k,
+            &am,
+            &bm,
+            &mut got,
+            n,
+            &Epilogue::default(),
+            &mut scratch,
+            &pool,
+        );
         check_close(&got, &want, k, "one thread's scratch on a 4-thread pool");
     }
 
@@ -1445,7 +1475,18 @@ mod tests {
         let bm = MatRef::row_major(&b, k, n).unwrap();
         let mut c = vec![f32::NAN; m * n];
         let mut scratch = vec![0.0; g.scratch_len(m, n, k, 1, true, true)];
-        g.run(m, n, k, &am, &bm, &mut c, n, &Epilogue::default(), &mut scratch, &pool);
+        g.run(
+            m,
+            n,
+            k,
+            &am,
+            &bm,
+            &mut c,
+            n,
+            &Epilogue::default(),
+            &mut scratch,
+            &pool,
+        );
         assert!(c.iter().all(|x| x.is_finite()));
     }
 }
@@ -1484,7 +1525,12 @@ pub(crate) mod bench {
         let pool = ThreadPool::new(1);
         for isa in Isa::available() {
             let g = Gemm::with_isa(isa);
-            for (m, n, k) in [(64, 6400, 576), (128, 1600, 1152), (32, 25600, 288), (256, 400, 2304)] {
+            for (m, n, k) in [
+                (64, 6400, 576),
+                (128, 1600, 1152),
+                (32, 25600, 288),
+                (256, 400, 2304),
+            ] {
                 let a = rand_vec(m * k, 1);
                 let b = rand_vec(k * n, 2);
                 let am = MatRef::row_major(&a, m, k).unwrap();

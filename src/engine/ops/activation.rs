@@ -285,24 +285,17 @@ pub(crate) mod x86 {
             }
             Activation::HardSigmoid(a, b) => {
                 let y = _mm512_fmadd_ps(x, _mm512_set1_ps(a), _mm512_set1_ps(b));
-                _mm512_min_ps(
-                    _mm512_max_ps(y, _mm512_setzero_ps()),
-                    _mm512_set1_ps(1.0),
-                )
+                _mm512_min_ps(_mm512_max_ps(y, _mm512_setzero_ps()), _mm512_set1_ps(1.0))
             }
             Activation::HardSwish => {
                 let y = _mm512_fmadd_ps(x, _mm512_set1_ps(1.0 / 6.0), _mm512_set1_ps(0.5));
-                let y = _mm512_min_ps(
-                    _mm512_max_ps(y, _mm512_setzero_ps()),
-                    _mm512_set1_ps(1.0),
-                );
+                let y = _mm512_min_ps(_mm512_max_ps(y, _mm512_setzero_ps()), _mm512_set1_ps(1.0));
                 _mm512_mul_ps(x, y)
             }
             Activation::Tanh => tanh_zmm(x),
-            Activation::Clip(lo, hi) => _mm512_min_ps(
-                _mm512_max_ps(x, _mm512_set1_ps(lo)),
-                _mm512_set1_ps(hi),
-            ),
+            Activation::Clip(lo, hi) => {
+                _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(lo)), _mm512_set1_ps(hi))
+            }
             Activation::Elu(a) => {
                 let neg = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, _mm512_setzero_ps());
                 let e = _mm512_sub_ps(exp_zmm(x), _mm512_set1_ps(1.0));
@@ -417,24 +410,17 @@ pub(crate) mod x86 {
             }
             Activation::HardSigmoid(a, b) => {
                 let y = _mm256_fmadd_ps(x, _mm256_set1_ps(a), _mm256_set1_ps(b));
-                _mm256_min_ps(
-                    _mm256_max_ps(y, _mm256_setzero_ps()),
-                    _mm256_set1_ps(1.0),
-                )
+                _mm256_min_ps(_mm256_max_ps(y, _mm256_setzero_ps()), _mm256_set1_ps(1.0))
             }
             Activation::HardSwish => {
                 let y = _mm256_fmadd_ps(x, _mm256_set1_ps(1.0 / 6.0), _mm256_set1_ps(0.5));
-                let y = _mm256_min_ps(
-                    _mm256_max_ps(y, _mm256_setzero_ps()),
-                    _mm256_set1_ps(1.0),
-                );
+                let y = _mm256_min_ps(_mm256_max_ps(y, _mm256_setzero_ps()), _mm256_set1_ps(1.0));
                 _mm256_mul_ps(x, y)
             }
             Activation::Tanh => tanh_ymm(x),
-            Activation::Clip(lo, hi) => _mm256_min_ps(
-                _mm256_max_ps(x, _mm256_set1_ps(lo)),
-                _mm256_set1_ps(hi),
-            ),
+            Activation::Clip(lo, hi) => {
+                _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(lo)), _mm256_set1_ps(hi))
+            }
             Activation::Elu(a) => {
                 let neg = _mm256_cmp_ps::<_CMP_LT_OQ>(x, _mm256_setzero_ps());
                 let e = _mm256_sub_ps(exp_ymm(x), _mm256_set1_ps(1.0));
@@ -488,8 +474,27 @@ mod tests {
     fn inputs() -> Vec<f32> {
         let mut v: Vec<f32> = (-2000..=2000).map(|i| i as f32 * 0.01).collect();
         v.extend([
-            0.0, -0.0, 1e-8, -1e-8, 1e-4, -1e-4, 0.6249, 0.6251, -0.6251, 80.0, -80.0, 87.5, -87.5,
-            88.5, -88.5, 100.0, -100.0, 1e30, -1e30, f32::MAX, f32::MIN,
+            0.0,
+            -0.0,
+            1e-8,
+            -1e-8,
+            1e-4,
+            -1e-4,
+            0.6249,
+            0.6251,
+            -0.6251,
+            80.0,
+            -80.0,
+            87.5,
+            -87.5,
+            88.5,
+            -88.5,
+            100.0,
+            -100.0,
+            1e30,
+            -1e30,
+            f32::MAX,
+            f32::MIN,
         ]);
         v
     }
