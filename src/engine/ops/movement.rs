@@ -1063,33 +1063,41 @@ fn plan_pad(
         if o as u64 > MAX_FOLD_ELEMS as u64 {
             op_bail!("Pad makes axis {d} {o} long");
         }
-        if mode != PadMode::Constant && n == 0 && o > 0 {
+        // Negative pads crop first; the positive ones then pad what is
+        // left, with reflect/edge/wrap relative to the cropped borders (as
+        // ONNX Runtime does).
+        let (cb, ce) = ((-before[d]).max(0), (-after[d]).max(0));
+        // Cropping more than the axis holds leaves nothing (only constant
+        // padding can then fill the output).
+        let kept = (n - cb - ce).max(0);
+        if mode != PadMode::Constant && kept == 0 && o > 0 {
             op_bail!("Pad mode {mode:?} cannot pad axis {d}, which is empty");
         }
+        let pb = before[d].max(0);
         let map: Vec<i64> = (0..o)
             .map(|j| {
-                let i = j - before[d];
-                if (0..n).contains(&i) {
-                    return i;
-                }
-                match mode {
-                    PadMode::Constant => -1,
-                    PadMode::Edge => i.clamp(0, n - 1),
-                    PadMode::Wrap => i.rem_euclid(n),
-                    PadMode::Reflect => {
-                        if n == 1 {
-                            0
-                        } else {
-                            let p = 2 * (n - 1);
+                let i = j - pb;
+                let k = kept;
+                let i = if (0..k).contains(&i) {
+                    i
+                } else {
+                    match mode {
+                        PadMode::Constant => return -1,
+                        PadMode::Edge => i.max(0).min(k - 1),
+                        PadMode::Wrap => i.rem_euclid(k),
+                        PadMode::Reflect if k == 1 => 0,
+                        PadMode::Reflect => {
+                            let p = 2 * (k - 1);
                             let m = i.rem_euclid(p);
-                            if m >= n {
+                            if m >= k {
                                 p - m
                             } else {
                                 m
                             }
                         }
                     }
-                }
+                };
+                i + cb
             })
             .collect();
         shape.push(o as usize);
@@ -2167,6 +2175,20 @@ mod tests {
         .remove(0);
         assert_eq!(t.shape, vec![2, 2, 3]);
         assert_eq!(&t.to_f32_vec()[..6], &[0., 0., 1., 0., 3., 4.]);
+        // Negative pads crop before padding (ONNX Runtime's results).
+        let a4 = f32t(&[4], &[1., 2., 3., 4.]);
+        for (m, p, want) in [
+            (PadMode::Reflect, [2, -1], [3., 2., 1., 2., 3.]),
+            (PadMode::Reflect, [-1, 2], [2., 3., 4., 3., 2.]),
+            (PadMode::Edge, [2, -1], [1., 1., 1., 2., 3.]),
+            (PadMode::Wrap, [2, -1], [2., 3., 1., 2., 3.]),
+            (PadMode::Wrap, [-1, 2], [2., 3., 4., 2., 3.]),
+            (PadMode::Constant, [-1, 2], [2., 3., 4., 0., 0.]),
+        ] {
+            let pt = i64t(&[2], &p);
+            let t = check_all_paths(&pad(m), &[Some(&a4), Some(&pt)], 1).remove(0);
+            assert_eq!(t.to_f32_vec(), want, "{m:?} {p:?}");
+        }
         // Attribute pads and value (opset < 11).
         let op = Op::Pad {
             mode: PadMode::Constant,
