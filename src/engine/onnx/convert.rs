@@ -113,6 +113,12 @@ pub(crate) fn convert(n: &NodeCtx, ctx: &mut LoadCtx) -> Result<Converted, Engin
                     )));
                 }
             }
+            // Without sizes (attribute or input) the input splits into as
+            // many parts as the node has outputs.
+            let num_outputs = match split {
+                None => num_outputs.or(Some(n.n_outputs)),
+                Some(_) => num_outputs,
+            };
             Op::Split {
                 axis: a.int_or("axis", 0)?,
                 split,
