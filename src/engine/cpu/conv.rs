@@ -16,7 +16,8 @@
 //! allocates.
 
 use super::gemm::{
-    copy_run, zero_run, BOperand, Bias, Epilogue, Gemm, MatRef, PackedA, SyncPtr, MAX_THREADS,
+    copy_run, zero_run, BOperand, Bias, Epilogue, Gemm, Isa, MatRef, PackedA, PackedBRef, SyncPtr,
+    MAX_THREADS,
 };
 use super::pool::ThreadPool;
 use crate::engine::ir::Activation;
@@ -81,6 +82,19 @@ impl ConvShape {
             && self.ow == self.w
     }
 
+    /// 3x3, stride 1, no dilation, one group, enough channels and output
+    /// for the transforms to pay off.
+    fn winograd_fits(&self) -> bool {
+        self.group == 1
+            && (self.kh, self.kw) == (3, 3)
+            && (self.stride_h, self.stride_w) == (1, 1)
+            && (self.dil_h, self.dil_w) == (1, 1)
+            && self.c_in >= 8
+            && self.c_out >= 8
+            && self.oh >= WG_OUT
+            && self.ow >= WG_OUT
+    }
+
     fn check(&self) -> Result<(), String> {
         let nonzero = [
             ("group", self.group),
@@ -126,6 +140,20 @@ enum Kind {
     },
     /// One input channel per group: `weights` is `[c_out, kh*kw]`.
     Direct { weights: Vec<f32> },
+    /// Winograd F(4x4, 3x3): `u[xi]` is the transformed weights'
+    /// `c_out x c_in` matrix for transform point `xi`.
+    Winograd { u: Vec<PackedA> },
+}
+
+/// Which algorithm a conv uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConvAlgo {
+    /// Winograd F(4x4, 3x3) for 3x3 stride-1 convs with enough channels
+    /// (about 2.5x fewer multiplies; error ~1e-6 relative to the output
+    /// scale), the direct kernel for depthwise, GEMM otherwise.
+    Auto,
+    /// Never Winograd: results closest to a direct convolution.
+    NoWinograd,
 }
 
 /// A conv with its weights packed and every parameter resolved.
@@ -151,6 +179,19 @@ impl Conv2d {
         act: Activation,
         gemm: Gemm,
         threads: usize,
+    ) -> Result<Conv2d, String> {
+        Conv2d::with_algo(shape, weights, bias, act, gemm, threads, ConvAlgo::Auto)
+    }
+
+    /// [`Conv2d::new`] with a choice of algorithm. Boot only.
+    pub fn with_algo(
+        shape: ConvShape,
+        weights: &[f32],
+        bias: Option<&[f32]>,
+        act: Activation,
+        gemm: Gemm,
+        threads: usize,
+        algo: ConvAlgo,
     ) -> Result<Conv2d, String> {
         shape.check()?;
         if weights.len() != shape.w_len() {
@@ -179,6 +220,10 @@ impl Conv2d {
         let kind = if shape.cin_g() == 1 && shape.group > 1 {
             Kind::Direct {
                 weights: weights.to_vec(),
+            }
+        } else if algo == ConvAlgo::Auto && shape.winograd_fits() {
+            Kind::Winograd {
+                u: winograd_weights(&shape, weights, &gemm)?,
             }
         } else {
             let (cout_g, k) = (shape.cout_g(), shape.cin_g() * shape.kh * shape.kw);
@@ -222,6 +267,7 @@ impl Conv2d {
                 true,
             ),
             Kind::Direct { .. } => 0,
+            Kind::Winograd { .. } => self.winograd_region() * self.threads,
         }
     }
 
@@ -239,6 +285,7 @@ impl Conv2d {
                 self.run_gemm(weights, *pointwise, x, y, scratch, pool)
             }
             Kind::Direct { weights } => self.run_direct(weights, x, y, pool),
+            Kind::Winograd { u } => self.run_winograd(u, x, y, scratch, pool),
         }
     }
 
@@ -346,6 +393,455 @@ impl Conv2d {
             }
         }
         activation::apply_slice(self.act, out, self.gemm.isa());
+    }
+}
+
+/// Winograd F(4x4, 3x3): input tile side, output tile side, transform points.
+const WG_IN: usize = 6;
+const WG_OUT: usize = 4;
+const WG_XI: usize = WG_IN * WG_IN;
+/// Tiles transformed together (the transforms' SIMD width).
+const WG_LANES: usize = 16;
+/// Output channels per block of the per-point GEMMs (bounds their output).
+const WG_COB: usize = 64;
+
+type Lanes = [f32; WG_LANES];
+
+/// `G g G^T` for every (co, ci), arranged as one `c_out x c_in` matrix per
+/// transform point and packed as GEMM A operands. Boot only.
+fn winograd_weights(s: &ConvShape, w: &[f32], gemm: &Gemm) -> Result<Vec<PackedA>, String> {
+    const G: [[f64; 3]; 6] = [
+        [0.25, 0.0, 0.0],
+        [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+        [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+        [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+        [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+        [0.0, 0.0, 1.0],
+    ];
+    let (co_n, ci_n) = (s.c_out, s.c_in);
+    let mut mats = vec![vec![0.0f32; co_n * ci_n]; WG_XI];
+    for co in 0..co_n {
+        for ci in 0..ci_n {
+            let g = &w[(co * ci_n + ci) * 9..][..9];
+            // t = G g (6x3), u = t G^T (6x6), in f64.
+            let mut t = [[0.0f64; 3]; 6];
+            for (i, row) in t.iter_mut().enumerate() {
+                for (j, v) in row.iter_mut().enumerate() {
+                    *v = (0..3).map(|k| G[i][k] * g[k * 3 + j] as f64).sum();
+                }
+            }
+            for i in 0..6 {
+                for j in 0..6 {
+                    let u: f64 = (0..3).map(|k| t[i][k] * G[j][k]).sum();
+                    mats[i * 6 + j][co * ci_n + ci] = u as f32;
+                }
+            }
+        }
+    }
+    mats.iter()
+        .map(|m| {
+            MatRef::row_major(m, co_n, ci_n)
+                .map(|a| gemm.pack_a(a))
+                .ok_or_else(|| format!("winograd weights do not fit {co_n}x{ci_n}"))
+        })
+        .collect()
+}
+
+/// `B^T d` along one axis for 6 lane vectors.
+#[inline(always)]
+fn bt6(d: [&Lanes; 6]) -> [Lanes; 6] {
+    let mut o = [[0.0f32; WG_LANES]; 6];
+    for l in 0..WG_LANES {
+        let (d0, d1, d2, d3, d4, d5) = (d[0][l], d[1][l], d[2][l], d[3][l], d[4][l], d[5][l]);
+        o[0][l] = 4.0 * d0 - 5.0 * d2 + d4;
+        o[1][l] = (d3 + d4) - 4.0 * (d1 + d2);
+        o[2][l] = (d4 - d3) + 4.0 * (d1 - d2);
+        o[3][l] = (d4 - d2) + 2.0 * (d3 - d1);
+        o[4][l] = (d4 - d2) - 2.0 * (d3 - d1);
+        o[5][l] = 4.0 * d1 - 5.0 * d3 + d5;
+    }
+    o
+}
+
+/// `A^T m` along one axis for 6 lane vectors.
+#[inline(always)]
+fn at6(m: [&Lanes; 6]) -> [Lanes; 4] {
+    let mut o = [[0.0f32; WG_LANES]; 4];
+    for l in 0..WG_LANES {
+        let (m0, m1, m2, m3, m4, m5) = (m[0][l], m[1][l], m[2][l], m[3][l], m[4][l], m[5][l]);
+        let (p12, d12, p34, d34) = (m1 + m2, m1 - m2, m3 + m4, m3 - m4);
+        o[0][l] = m0 + p12 + p34;
+        o[1][l] = d12 + 2.0 * d34;
+        o[2][l] = p12 + 4.0 * p34;
+        o[3][l] = d12 + 8.0 * d34 + m5;
+    }
+    o
+}
+
+/// Where a chunk of tiles lies: tiles `t0..t0+nt` of a `tiles_x`-wide grid.
+#[derive(Clone, Copy)]
+struct TileChunk {
+    t0: usize,
+    nt: usize,
+    tiles_x: usize,
+}
+
+impl Conv2d {
+    /// f32 scratch of one Winograd task: the transformed input of one chunk
+    /// of tiles (all points and channels) and one output-channel block of
+    /// the per-point products.
+    fn winograd_region(&self) -> usize {
+        let nr = self.gemm.nr();
+        let cob = self.winograd_cob();
+        WG_XI * self.shape.c_in * nr + WG_XI * cob * nr + 2 * 16
+    }
+
+    fn winograd_cob(&self) -> usize {
+        let mr = self.gemm.mr();
+        let cob = (WG_COB / mr).max(1) * mr;
+        cob.min(self.shape.c_out.div_ceil(mr) * mr)
+    }
+
+    fn run_winograd(
+        &self,
+        u: &[PackedA],
+        x: &[f32],
+        y: &mut [f32],
+        scratch: &mut [f32],
+        pool: &ThreadPool,
+    ) {
+        let s = &self.shape;
+        let (nr, mr) = (self.gemm.nr(), self.gemm.mr());
+        let region = self.winograd_region();
+        let tasks = pool
+            .threads()
+            .min(MAX_THREADS)
+            .min(scratch.len() / region.max(1));
+        if tasks == 0 || nr % WG_LANES != 0 || u.len() != WG_XI {
+            debug_assert!(false, "winograd scratch {} < {region}", scratch.len());
+            return;
+        }
+        let tiles_x = s.ow.div_ceil(WG_OUT);
+        let tiles = tiles_x * s.oh.div_ceil(WG_OUT);
+        let chunks = tiles.div_ceil(nr);
+        // Split chunks of tiles across tasks; with too few chunks, split
+        // the output channels instead (each task then transforms the input).
+        let co_panels = s.c_out.div_ceil(mr);
+        let (tc, tco) = if chunks >= tasks || co_panels < 2 {
+            (tasks.min(chunks), 1)
+        } else {
+            (1, tasks.min(co_panels))
+        };
+        let (hw, plane) = (s.h * s.w, s.oh * s.ow);
+        let sp = SyncPtr(scratch.as_mut_ptr());
+        for b in 0..s.batch {
+            let xb = &x[b * s.c_in * hw..(b + 1) * s.c_in * hw];
+            let yp = SyncPtr(y[b * s.c_out * plane..].as_mut_ptr());
+            let body = |t: usize| {
+                let (ti, tj) = (t / tco, t % tco);
+                let (c_lo, c_hi) = (ti * chunks / tc, (ti + 1) * chunks / tc);
+                let co_lo = (tj * co_panels / tco) * mr;
+                let co_hi = ((tj + 1) * co_panels / tco * mr).min(s.c_out);
+                // SAFETY: t < tasks <= scratch.len() / region: region t is
+                // inside `scratch` and used by task t only.
+                let buf =
+                    unsafe { std::slice::from_raw_parts_mut(sp.get().add(t * region), region) };
+                let (v, m) = buf.split_at_mut(WG_XI * s.c_in * nr + 16);
+                let (v, m) = (aligned_f32(v), aligned_f32(m));
+                for chunk in c_lo..c_hi {
+                    let tc = TileChunk {
+                        t0: chunk * nr,
+                        nt: nr.min(tiles - chunk * nr),
+                        tiles_x,
+                    };
+                    self.winograd_input(xb, tc, v);
+                    let mut co0 = co_lo;
+                    while co0 < co_hi {
+                        let co1 = (co0 + self.winograd_cob()).min(co_hi);
+                        // SAFETY: this task alone writes output channels
+                        // co_lo..co_hi of the tiles of its chunks (disjoint
+                        // from every other task's), inside y (checked in `run`).
+                        let yb =
+                            unsafe { std::slice::from_raw_parts_mut(yp.get(), s.c_out * plane) };
+                        self.winograd_chunk(u, v, m, (co0, co1), tc, yb);
+                        co0 = co1;
+                    }
+                }
+            };
+            pool.parallel_for(tc * tco, &body);
+        }
+    }
+
+    /// The per-point products and the output transform for output channels
+    /// `cos` of one chunk of tiles.
+    fn winograd_chunk(
+        &self,
+        u: &[PackedA],
+        v: &[f32],
+        m: &mut [f32],
+        cos: (usize, usize),
+        tc: TileChunk,
+        y: &mut [f32],
+    ) {
+        let s = &self.shape;
+        let nr = self.gemm.nr();
+        let rows = cos.1 - cos.0;
+        let cob = self.winograd_cob();
+        for (xi, a) in u.iter().enumerate() {
+            let vb = &v[xi * s.c_in * nr..(xi + 1) * s.c_in * nr];
+            let Some(bm) = PackedBRef::new(&self.gemm, vb, s.c_in, nr) else {
+                return;
+            };
+            let mo = &mut m[xi * cob * nr..][..rows * nr];
+            self.gemm.run_rows(
+                cos,
+                s.c_out,
+                nr,
+                s.c_in,
+                a,
+                &bm,
+                mo,
+                nr,
+                &Epilogue::default(),
+                &mut [],
+            );
+        }
+        self.winograd_output(m, cos, tc, y);
+    }
+
+    /// Input transform of one chunk of tiles: `v[xi][ci][j] = (B^T d B)[xi]`
+    /// of tile `t0 + j`'s 6x6 input patch in channel `ci`.
+    fn winograd_input(&self, x: &[f32], tc: TileChunk, v: &mut [f32]) {
+        match self.gemm.isa() {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => {
+                // SAFETY: a plan's ISA is supported by this CPU.
+                unsafe { winograd_input_avx512(&self.shape, self.gemm.nr(), x, tc, v) }
+            }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => {
+                // SAFETY: a plan's ISA is supported by this CPU.
+                unsafe { winograd_input_avx2(&self.shape, self.gemm.nr(), x, tc, v) }
+            }
+            _ => winograd_input_impl(&self.shape, self.gemm.nr(), x, tc, v),
+        }
+    }
+
+    /// Output transform, bias and activation for output channels `cos`.
+    fn winograd_output(&self, m: &[f32], cos: (usize, usize), tc: TileChunk, y: &mut [f32]) {
+        let isa = self.gemm.isa();
+        let args = WgOut {
+            s: &self.shape,
+            nr: self.gemm.nr(),
+            cob: self.winograd_cob(),
+            bias: &self.bias,
+            act: self.act,
+            isa,
+        };
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => {
+                // SAFETY: a plan's ISA is supported by this CPU.
+                unsafe { winograd_output_avx512(&args, m, cos, tc, y) }
+            }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => {
+                // SAFETY: a plan's ISA is supported by this CPU.
+                unsafe { winograd_output_avx2(&args, m, cos, tc, y) }
+            }
+            _ => winograd_output_impl(&args, m, cos, tc, y),
+        }
+    }
+}
+
+/// `buf` from its first 64-byte boundary on.
+fn aligned_f32(buf: &mut [f32]) -> &mut [f32] {
+    let mis = (buf.as_ptr() as usize / 4) % 16;
+    let off = ((16 - mis) % 16).min(buf.len());
+    &mut buf[off..]
+}
+
+/// # Safety
+/// The CPU supports AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn winograd_input_avx512(s: &ConvShape, nr: usize, x: &[f32], tc: TileChunk, v: &mut [f32]) {
+    winograd_input_impl(s, nr, x, tc, v)
+}
+
+/// # Safety
+/// The CPU supports AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn winograd_input_avx2(s: &ConvShape, nr: usize, x: &[f32], tc: TileChunk, v: &mut [f32]) {
+    winograd_input_impl(s, nr, x, tc, v)
+}
+
+#[inline(always)]
+fn winograd_input_impl(s: &ConvShape, nr: usize, x: &[f32], tc: TileChunk, v: &mut [f32]) {
+    let hw = s.h * s.w;
+    let tiles = tc.t0 + tc.nt;
+    let mut d = [[0.0f32; WG_LANES]; WG_XI];
+    for ci in 0..s.c_in {
+        let plane = &x[ci * hw..(ci + 1) * hw];
+        for g in 0..nr / WG_LANES {
+            for (l, lane_tile) in (tc.t0 + g * WG_LANES..).take(WG_LANES).enumerate() {
+                if lane_tile >= tiles {
+                    for e in d.iter_mut() {
+                        e[l] = 0.0;
+                    }
+                    continue;
+                }
+                let (ty, tx) = (lane_tile / tc.tiles_x, lane_tile % tc.tiles_x);
+                let y0 = (ty * WG_OUT) as isize - s.pad_top as isize;
+                let x0 = (tx * WG_OUT) as isize - s.pad_left as isize;
+                let inside =
+                    y0 >= 0 && x0 >= 0 && y0 as usize + WG_IN <= s.h && x0 as usize + WG_IN <= s.w;
+                if inside {
+                    let base = y0 as usize * s.w + x0 as usize;
+                    for r in 0..WG_IN {
+                        let row = &plane[base + r * s.w..][..WG_IN];
+                        for c in 0..WG_IN {
+                            d[r * WG_IN + c][l] = row[c];
+                        }
+                    }
+                } else {
+                    for r in 0..WG_IN {
+                        let iy = y0 + r as isize;
+                        for c in 0..WG_IN {
+                            let ix = x0 + c as isize;
+                            let ok =
+                                iy >= 0 && ix >= 0 && (iy as usize) < s.h && (ix as usize) < s.w;
+                            d[r * WG_IN + c][l] = if ok {
+                                plane[iy as usize * s.w + ix as usize]
+                            } else {
+                                0.0
+                            };
+                        }
+                    }
+                }
+            }
+            // Columns (B^T along rows of the patch), then rows.
+            let mut t = [[0.0f32; WG_LANES]; WG_XI];
+            for c in 0..WG_IN {
+                let o = bt6([
+                    &d[c],
+                    &d[6 + c],
+                    &d[12 + c],
+                    &d[18 + c],
+                    &d[24 + c],
+                    &d[30 + c],
+                ]);
+                for (r, row) in o.iter().enumerate() {
+                    t[r * WG_IN + c] = *row;
+                }
+            }
+            for r in 0..WG_IN {
+                let b = r * WG_IN;
+                let o = bt6([&t[b], &t[b + 1], &t[b + 2], &t[b + 3], &t[b + 4], &t[b + 5]]);
+                for (c, vals) in o.iter().enumerate() {
+                    let at = ((b + c) * s.c_in + ci) * nr + g * WG_LANES;
+                    v[at..at + WG_LANES].copy_from_slice(vals);
+                }
+            }
+        }
+    }
+}
+
+/// What the output transform needs besides the products.
+struct WgOut<'a> {
+    s: &'a ConvShape,
+    nr: usize,
+    cob: usize,
+    bias: &'a [f32],
+    act: Activation,
+    isa: Isa,
+}
+
+/// # Safety
+/// The CPU supports AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn winograd_output_avx512(
+    a: &WgOut,
+    m: &[f32],
+    cos: (usize, usize),
+    tc: TileChunk,
+    y: &mut [f32],
+) {
+    winograd_output_impl(a, m, cos, tc, y)
+}
+
+/// # Safety
+/// The CPU supports AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn winograd_output_avx2(
+    a: &WgOut,
+    m: &[f32],
+    cos: (usize, usize),
+    tc: TileChunk,
+    y: &mut [f32],
+) {
+    winograd_output_impl(a, m, cos, tc, y)
+}
+
+#[inline(always)]
+fn winograd_output_impl(a: &WgOut, m: &[f32], cos: (usize, usize), tc: TileChunk, y: &mut [f32]) {
+    let s = a.s;
+    let plane = s.oh * s.ow;
+    let tiles = tc.t0 + tc.nt;
+    for co in cos.0..cos.1 {
+        let bias = a.bias.get(co).copied().unwrap_or(0.0);
+        let yp = &mut y[co * plane..(co + 1) * plane];
+        for g in 0..a.nr / WG_LANES {
+            let lane = |xi: usize| -> &Lanes {
+                let at = (xi * a.cob + co - cos.0) * a.nr + g * WG_LANES;
+                <&Lanes>::try_from(&m[at..at + WG_LANES]).unwrap_or(&[0.0; WG_LANES])
+            };
+            // Columns, then rows.
+            let mut sc = [[[0.0f32; WG_LANES]; WG_IN]; WG_OUT];
+            for c in 0..WG_IN {
+                let o = at6([
+                    lane(c),
+                    lane(6 + c),
+                    lane(12 + c),
+                    lane(18 + c),
+                    lane(24 + c),
+                    lane(30 + c),
+                ]);
+                for (r, row) in o.iter().enumerate() {
+                    sc[r][c] = *row;
+                }
+            }
+            let mut out = [[0.0f32; WG_LANES]; WG_OUT * WG_OUT];
+            for (r, srow) in sc.iter().enumerate() {
+                let o = at6([&srow[0], &srow[1], &srow[2], &srow[3], &srow[4], &srow[5]]);
+                for (c, vals) in o.iter().enumerate() {
+                    for (dst, v) in out[r * WG_OUT + c].iter_mut().zip(vals) {
+                        *dst = v + bias;
+                    }
+                }
+            }
+            activation::apply_slice(a.act, out.as_flattened_mut(), a.isa);
+            for (l, lane_tile) in
+                (tc.t0 + g * WG_LANES..tiles.min(tc.t0 + (g + 1) * WG_LANES)).enumerate()
+            {
+                let (ty, tx) = (lane_tile / tc.tiles_x, lane_tile % tc.tiles_x);
+                for r in 0..WG_OUT {
+                    let oy = ty * WG_OUT + r;
+                    if oy >= s.oh {
+                        break;
+                    }
+                    for c in 0..WG_OUT {
+                        let ox = tx * WG_OUT + c;
+                        if ox < s.ow {
+                            yp[oy * s.ow + ox] = out[r * WG_OUT + c][l];
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -628,10 +1124,19 @@ pub(crate) mod tests {
         let bias = rand_vec(s.c_out, seed + 2);
         let bias = with_bias.then_some(&bias[..]);
         let want = naive_conv(&s, &x, &w, bias, act);
-        for isa in Isa::available() {
+        let algos: &[ConvAlgo] = if s.winograd_fits() {
+            &[ConvAlgo::Auto, ConvAlgo::NoWinograd]
+        } else {
+            &[ConvAlgo::Auto]
+        };
+        for (isa, &algo) in Isa::available()
+            .into_iter()
+            .flat_map(|i| algos.iter().map(move |a| (i, a)))
+        {
             for threads in [1, 3] {
                 let pool = ThreadPool::new(threads);
-                let conv = Conv2d::new(s, &w, bias, act, Gemm::with_isa(isa), threads).unwrap();
+                let gemm = Gemm::with_isa(isa);
+                let conv = Conv2d::with_algo(s, &w, bias, act, gemm, threads, algo).unwrap();
                 let mut scratch = vec![f32::NAN; conv.scratch_len()];
                 let mut y = vec![f32::NAN; s.y_len()];
                 conv.run(&x, &mut y, &mut scratch, &pool);
@@ -640,7 +1145,7 @@ pub(crate) mod tests {
                 for (i, (g, e)) in y.iter().zip(&want).enumerate() {
                     assert!(
                         (g - e).abs() <= tol * e.abs().max(1.0),
-                        "{isa:?} threads={threads} {s:?}: y[{i}] = {g}, want {e}"
+                        "{isa:?} {algo:?} threads={threads} {s:?}: y[{i}] = {g}, want {e}"
                     );
                 }
             }
@@ -716,6 +1221,28 @@ pub(crate) mod tests {
             silu,
             true,
         );
+    }
+
+    #[test]
+    fn winograd_matches_naive() {
+        let silu = Activation::Silu;
+        let s3 = |b, ci, hw, co, pads| shape(b, ci, hw, co, 1, (3, 3), (1, 1), (1, 1), pads);
+        // Output sizes not multiples of 4.
+        check(s3(1, 9, (13, 11), 10, (1, 1, 1, 1)), silu, true);
+        // No padding, batch 2, two output-channel blocks.
+        check(s3(2, 20, (7, 9), 70, (0, 0, 0, 0)), Activation::None, true);
+        // More input channels than one k-block.
+        check(s3(1, 300, (6, 6), 8, (1, 1, 1, 1)), silu, false);
+        // Many chunks of tiles, asymmetric padding.
+        check(s3(1, 8, (50, 60), 12, (2, 0, 1, 2)), silu, true);
+        for s in [
+            s3(1, 9, (13, 11), 10, (1, 1, 1, 1)),
+            s3(1, 300, (6, 6), 8, (1, 1, 1, 1)),
+        ] {
+            let w = vec![0.5; s.w_len()];
+            let conv = Conv2d::new(s, &w, None, silu, Gemm::new(), 1).unwrap();
+            assert!(matches!(conv.kind, Kind::Winograd { .. }), "{s:?}");
+        }
     }
 
     #[test]

@@ -424,6 +424,56 @@ impl BOperand for PackedB {
     }
 }
 
+/// A B operand a caller wrote straight into the packed layout of a plan
+/// (Winograd's transformed input): for each `kc`-deep k-block starting at
+/// `k0`, `ceil(n/nr)` panels of `kc x nr` from offset `k0 * ceil(n/nr) * nr`.
+/// With `n <= nr` that is simply row-major `k x nr`.
+#[derive(Debug, Clone, Copy)]
+pub struct PackedBRef<'a> {
+    data: &'a [f32],
+    k: usize,
+    n: usize,
+    nr: usize,
+    kc: usize,
+}
+
+impl<'a> PackedBRef<'a> {
+    /// `None` when `data` is too short for `k x n` in `gemm`'s layout.
+    pub fn new(gemm: &Gemm, data: &'a [f32], k: usize, n: usize) -> Option<Self> {
+        let need = k.checked_mul(n.div_ceil(gemm.nr) * gemm.nr)?;
+        (data.len() >= need).then_some(PackedBRef {
+            data,
+            k,
+            n,
+            nr: gemm.nr,
+            kc: gemm.kc,
+        })
+    }
+}
+
+impl BOperand for PackedBRef<'_> {
+    const PACKS: bool = false;
+
+    fn fits(&self, k: usize, n: usize, nr: usize, kc: usize) -> bool {
+        self.k == k && self.n == n && self.nr == nr && self.kc == kc
+    }
+
+    fn block<'s>(
+        &'s self,
+        k0: usize,
+        kc: usize,
+        n0: usize,
+        nc: usize,
+        nr: usize,
+        _buf: &'s mut [f32],
+    ) -> &'s [f32] {
+        let npad = self.n.div_ceil(nr) * nr;
+        let start = k0 * npad + (n0 / nr) * nr * kc;
+        let len = nc.div_ceil(nr) * nr * kc;
+        self.data.get(start..start + len).unwrap_or(&[])
+    }
+}
+
 /// A zeroed Vec with room for `len` f32 starting on a cache line; returns
 /// the Vec and the offset of that start.
 fn aligned_vec(len: usize) -> (Vec<f32>, usize) {
@@ -911,29 +961,11 @@ impl Gemm {
         scratch: &mut [f32],
         pool: &ThreadPool,
     ) {
-        if m == 0 || n == 0 {
-            return;
-        }
-        let c_ok = ldc >= n
-            && (m - 1)
-                .checked_mul(ldc)
-                .and_then(|x| x.checked_add(n))
-                .is_some_and(|need| need <= c.len());
-        let bias_ok = match epi.bias {
-            Bias::None => true,
-            Bias::Row(r) => r.len() >= m,
-            Bias::Col(cb) => cb.len() >= n,
-        };
-        let operands_ok = a.fits(m, k, self.mr, self.kc) && b.fits(k, n, self.nr, self.kc);
-        if !(c_ok && bias_ok && operands_ok) {
-            debug_assert!(
-                false,
-                "gemm {m}x{n}x{k}: c_ok={c_ok} bias_ok={bias_ok} operands_ok={operands_ok}"
-            );
+        if !self.check(m, n, k, a, b, c, ldc, epi) {
             return;
         }
         if k == 0 {
-            self.epilogue_only(m, n, c, ldc, epi);
+            self.epilogue_only((0, m), n, c, ldc, epi);
             return;
         }
         match (self.isa, self.mr, self.nr) {
@@ -949,10 +981,158 @@ impl Gemm {
         }
     }
 
-    /// `k == 0`: the product is zero, only the epilogue remains.
-    fn epilogue_only(&self, m: usize, n: usize, c: &mut [f32], ldc: usize, epi: &Epilogue) {
-        for i in 0..m {
-            let row = &mut c[i * ldc..i * ldc + n];
+    /// Rows `rows.0..rows.1` of `C = act(alpha * A * B + beta * C + bias)`
+    /// on the calling thread only (for callers that already split work
+    /// across the pool). `c` holds just those rows (row stride `ldc`);
+    /// `rows.0` must be a multiple of [`Gemm::mr`]. Scratch: `scratch_len`
+    /// with one thread. Frame path: never allocates.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_rows<A: AOperand, B: BOperand>(
+        &self,
+        rows: (usize, usize),
+        m: usize,
+        n: usize,
+        k: usize,
+        a: &A,
+        b: &B,
+        c: &mut [f32],
+        ldc: usize,
+        epi: &Epilogue,
+        scratch: &mut [f32],
+    ) {
+        let (r0, r1) = rows;
+        if r0 >= r1.min(m) || n == 0 {
+            return;
+        }
+        let r1 = r1.min(m);
+        let rows_ok = r0 % self.mr == 0;
+        let region_ok = scratch.len() >= self.region_len(m, n, k, A::PACKS, B::PACKS);
+        if !(rows_ok && region_ok) {
+            debug_assert!(
+                false,
+                "gemm rows {r0}..{r1}: rows_ok={rows_ok} region_ok={region_ok}"
+            );
+            return;
+        }
+        // Validate as an (r1 - r0)-row product over `c`, and the operands
+        // for the full one.
+        let (a_ok, b_ok) = (
+            a.fits(m, k, self.mr, self.kc),
+            b.fits(k, n, self.nr, self.kc),
+        );
+        let bias_ok = match epi.bias {
+            Bias::None => true,
+            Bias::Row(r) => r.len() >= r1,
+            Bias::Col(cb) => cb.len() >= n,
+        };
+        let c_ok = ldc >= n
+            && (r1 - r0 - 1)
+                .checked_mul(ldc)
+                .and_then(|x| x.checked_add(n))
+                .is_some_and(|need| need <= c.len());
+        if !(a_ok && b_ok && bias_ok && c_ok) {
+            debug_assert!(false, "gemm rows {r0}..{r1} of {m}x{n}x{k} do not fit");
+            return;
+        }
+        if k == 0 {
+            self.epilogue_only((r0, r1), n, c, ldc, epi);
+            return;
+        }
+        let cp = c.as_mut_ptr();
+        // SAFETY: `c` covers rows r0..r1 (checked above) and is exclusively
+        // borrowed; the operands and bias fit (checked above).
+        unsafe {
+            match (self.isa, self.mr, self.nr) {
+                #[cfg(target_arch = "x86_64")]
+                (Isa::Avx512, 8, 32) => self.task::<x86::Avx512<8, 2>, A, B>(
+                    (r0, r1),
+                    (0, n),
+                    k,
+                    a,
+                    b,
+                    cp,
+                    r0,
+                    ldc,
+                    epi,
+                    scratch,
+                ),
+                #[cfg(target_arch = "x86_64")]
+                (Isa::Avx2, 6, 16) => self.task::<x86::Avx2<6, 2>, A, B>(
+                    (r0, r1),
+                    (0, n),
+                    k,
+                    a,
+                    b,
+                    cp,
+                    r0,
+                    ldc,
+                    epi,
+                    scratch,
+                ),
+                _ => self.task::<Portable<4, 16>, A, B>(
+                    (r0, r1),
+                    (0, n),
+                    k,
+                    a,
+                    b,
+                    cp,
+                    r0,
+                    ldc,
+                    epi,
+                    scratch,
+                ),
+            }
+        }
+    }
+
+    /// Whether the operands, `c` and the bias fit an `m x n x k` product
+    /// (debug builds assert that they do).
+    #[allow(clippy::too_many_arguments)]
+    fn check<A: AOperand, B: BOperand>(
+        &self,
+        m: usize,
+        n: usize,
+        k: usize,
+        a: &A,
+        b: &B,
+        c: &[f32],
+        ldc: usize,
+        epi: &Epilogue,
+    ) -> bool {
+        if m == 0 || n == 0 {
+            return false;
+        }
+        let c_ok = ldc >= n
+            && (m - 1)
+                .checked_mul(ldc)
+                .and_then(|x| x.checked_add(n))
+                .is_some_and(|need| need <= c.len());
+        let bias_ok = match epi.bias {
+            Bias::None => true,
+            Bias::Row(r) => r.len() >= m,
+            Bias::Col(cb) => cb.len() >= n,
+        };
+        let operands_ok = a.fits(m, k, self.mr, self.kc) && b.fits(k, n, self.nr, self.kc);
+        debug_assert!(
+            c_ok && bias_ok && operands_ok,
+            "gemm {m}x{n}x{k}: c_ok={c_ok} bias_ok={bias_ok} operands_ok={operands_ok}"
+        );
+        c_ok && bias_ok && operands_ok
+    }
+
+    /// `k == 0`: the product is zero, only the epilogue remains. `c`
+    /// holds rows `rows.0..rows.1`.
+    fn epilogue_only(
+        &self,
+        rows: (usize, usize),
+        n: usize,
+        c: &mut [f32],
+        ldc: usize,
+        epi: &Epilogue,
+    ) {
+        for i in rows.0..rows.1 {
+            let off = (i - rows.0) * ldc;
+            let row = &mut c[off..off + n];
             for (j, v) in row.iter_mut().enumerate() {
                 let mut x = if epi.beta != 0.0 { epi.beta * *v } else { 0.0 };
                 match epi.bias {
@@ -1019,18 +1199,29 @@ impl Gemm {
             // SAFETY: tasks own disjoint rectangles of C ([m_lo, m_hi) x
             // [n_lo, n_hi)), all inside `c` (checked in `run`).
             unsafe {
-                self.task::<K, A, B>((m_lo, m_hi), (n_lo, n_hi), k, a, b, cp.get(), ldc, epi, buf)
+                self.task::<K, A, B>(
+                    (m_lo, m_hi),
+                    (n_lo, n_hi),
+                    k,
+                    a,
+                    b,
+                    cp.get(),
+                    0,
+                    ldc,
+                    epi,
+                    buf,
+                )
             };
         };
         pool.parallel_for(tm * tn, &body);
     }
 
-    /// One thread's rectangle of C.
+    /// One thread's rectangle of C. `c` points at row `row_base` of C.
     ///
     /// # Safety
-    /// `c` with row stride `ldc` covers rows `ms` x columns `ns`, and no
-    /// other thread touches that rectangle meanwhile; A, B and the bias fit
-    /// the product (checked in `run`).
+    /// `c` with row stride `ldc` covers rows `ms` (less `row_base`) x
+    /// columns `ns`, and no other thread touches that rectangle meanwhile;
+    /// A, B and the bias fit the product (checked in `run`).
     #[allow(clippy::too_many_arguments)]
     unsafe fn task<K: MicroKernel, A: AOperand, B: BOperand>(
         &self,
@@ -1040,6 +1231,7 @@ impl Gemm {
         a: &A,
         b: &B,
         c: *mut f32,
+        row_base: usize,
         ldc: usize,
         epi: &Epilogue,
         buf: &mut [f32],
@@ -1077,7 +1269,7 @@ impl Gemm {
                         last,
                     };
                     // SAFETY: forwarded from this fn's contract.
-                    unsafe { self.macro_kernel::<K>(&blk, at, bt, c, ldc, epi) };
+                    unsafe { self.macro_kernel::<K>(&blk, at, bt, c, row_base, ldc, epi) };
                     ic += mc;
                 }
                 pc += kc;
@@ -1096,6 +1288,7 @@ impl Gemm {
         at: &[f32],
         bt: &[f32],
         c: *mut f32,
+        row_base: usize,
         ldc: usize,
         epi: &Epilogue,
     ) {
@@ -1126,7 +1319,7 @@ impl Gemm {
                     _ => std::ptr::null(),
                 };
                 // SAFETY: (row, col) is inside this thread's rectangle.
-                let ct = unsafe { c.add(row * ldc + col) };
+                let ct = unsafe { c.add((row - row_base) * ldc + col) };
                 if mv == mr && nv == nr {
                     let ep = TileEp {
                         alpha: epi.alpha,
