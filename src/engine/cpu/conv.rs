@@ -801,6 +801,7 @@ fn winograd_output_impl(a: &WgOut, m: &[f32], cos: (usize, usize), tc: TileChunk
             };
             // Columns, then rows.
             let mut sc = [[[0.0f32; WG_LANES]; WG_IN]; WG_OUT];
+            #[allow(clippy::needless_range_loop)]
             for c in 0..WG_IN {
                 let o = at6([
                     lane(c),
@@ -1297,80 +1298,9 @@ mod bench {
     use super::tests::{rand_vec, shape};
     use super::*;
     use crate::engine::cpu::gemm::bench::thread_cpu_time;
-    use crate::engine::cpu::gemm::Isa;
-    use std::time::Instant;
 
-    /// (c_in, h, w, c_out, k, stride, pad, silu)
-    type ConvCase = (usize, usize, usize, usize, usize, usize, usize, bool);
-
-    /// yolov8n-640's convs.
-    pub(crate) const YOLOV8N: [ConvCase; 64] = [
-        (3, 640, 640, 16, 3, 2, 1, true),
-        (16, 320, 320, 32, 3, 2, 1, true),
-        (32, 160, 160, 32, 1, 1, 0, true),
-        (16, 160, 160, 16, 3, 1, 1, true),
-        (16, 160, 160, 16, 3, 1, 1, true),
-        (48, 160, 160, 32, 1, 1, 0, true),
-        (32, 160, 160, 64, 3, 2, 1, true),
-        (64, 80, 80, 64, 1, 1, 0, true),
-        (32, 80, 80, 32, 3, 1, 1, true),
-        (32, 80, 80, 32, 3, 1, 1, true),
-        (32, 80, 80, 32, 3, 1, 1, true),
-        (32, 80, 80, 32, 3, 1, 1, true),
-        (128, 80, 80, 64, 1, 1, 0, true),
-        (64, 80, 80, 128, 3, 2, 1, true),
-        (128, 40, 40, 128, 1, 1, 0, true),
-        (64, 40, 40, 64, 3, 1, 1, true),
-        (64, 40, 40, 64, 3, 1, 1, true),
-        (64, 40, 40, 64, 3, 1, 1, true),
-        (64, 40, 40, 64, 3, 1, 1, true),
-        (256, 40, 40, 128, 1, 1, 0, true),
-        (128, 40, 40, 256, 3, 2, 1, true),
-        (256, 20, 20, 256, 1, 1, 0, true),
-        (128, 20, 20, 128, 3, 1, 1, true),
-        (128, 20, 20, 128, 3, 1, 1, true),
-        (384, 20, 20, 256, 1, 1, 0, true),
-        (256, 20, 20, 128, 1, 1, 0, true),
-        (512, 20, 20, 256, 1, 1, 0, true),
-        (384, 40, 40, 128, 1, 1, 0, true),
-        (64, 40, 40, 64, 3, 1, 1, true),
-        (64, 40, 40, 64, 3, 1, 1, true),
-        (192, 40, 40, 128, 1, 1, 0, true),
-        (192, 80, 80, 64, 1, 1, 0, true),
-        (32, 80, 80, 32, 3, 1, 1, true),
-        (32, 80, 80, 32, 3, 1, 1, true),
-        (96, 80, 80, 64, 1, 1, 0, true),
-        (64, 80, 80, 64, 3, 2, 1, true),
-        (64, 80, 80, 64, 3, 1, 1, true),
-        (64, 80, 80, 80, 3, 1, 1, true),
-        (64, 80, 80, 64, 3, 1, 1, true),
-        (80, 80, 80, 80, 3, 1, 1, true),
-        (192, 40, 40, 128, 1, 1, 0, true),
-        (64, 80, 80, 64, 1, 1, 0, false),
-        (80, 80, 80, 80, 1, 1, 0, false),
-        (64, 40, 40, 64, 3, 1, 1, true),
-        (64, 40, 40, 64, 3, 1, 1, true),
-        (192, 40, 40, 128, 1, 1, 0, true),
-        (128, 40, 40, 128, 3, 2, 1, true),
-        (128, 40, 40, 64, 3, 1, 1, true),
-        (128, 40, 40, 80, 3, 1, 1, true),
-        (64, 40, 40, 64, 3, 1, 1, true),
-        (80, 40, 40, 80, 3, 1, 1, true),
-        (384, 20, 20, 256, 1, 1, 0, true),
-        (64, 40, 40, 64, 1, 1, 0, false),
-        (80, 40, 40, 80, 1, 1, 0, false),
-        (128, 20, 20, 128, 3, 1, 1, true),
-        (128, 20, 20, 128, 3, 1, 1, true),
-        (384, 20, 20, 256, 1, 1, 0, true),
-        (256, 20, 20, 64, 3, 1, 1, true),
-        (256, 20, 20, 80, 3, 1, 1, true),
-        (64, 20, 20, 64, 3, 1, 1, true),
-        (80, 20, 20, 80, 3, 1, 1, true),
-        (64, 20, 20, 64, 1, 1, 0, false),
-        (80, 20, 20, 80, 1, 1, 0, false),
-        (16, 4, 8400, 1, 1, 1, 0, false),
-    ];
-
+    /// Packing throughput of implicit im2col.
+    /// `cargo test --release --lib bench_im2col -- --ignored --nocapture`
     #[test]
     #[ignore]
     fn bench_im2col() {
@@ -1386,108 +1316,29 @@ mod bench {
             let x = rand_vec(s.x_len(), 1);
             let src = Im2col { x: &x, s: &s };
             let (kk, n) = (ci * k * k, s.oh * s.ow);
-            let kc: usize = std::env::var("KC")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(256);
-            let (nc, nr) = (1024, g.nr());
+            let (kc, nc, nr) = (256, 1024, g.nr());
             let mut buf = vec![0.0; kc * nc + 64];
-            {
-                let mut best = f64::MAX;
-                for _ in 0..10 {
-                    let c0 = thread_cpu_time();
-                    let mut n0 = 0;
-                    while n0 < n {
-                        let ncb = nc.min(n - n0);
-                        let mut k0 = 0;
-                        while k0 < kk {
-                            let kcb = kc.min(kk - k0);
-                            let _ = src.block(k0, kcb, n0, ncb, nr, &mut buf);
-                            k0 += kcb;
-                        }
-                        n0 += ncb;
+            let mut best = f64::MAX;
+            for _ in 0..10 {
+                let c0 = thread_cpu_time();
+                let mut n0 = 0;
+                while n0 < n {
+                    let ncb = nc.min(n - n0);
+                    let mut k0 = 0;
+                    while k0 < kk {
+                        let kcb = kc.min(kk - k0);
+                        let _ = src.block(k0, kcb, n0, ncb, nr, &mut buf);
+                        k0 += kcb;
                     }
-                    best = best.min(thread_cpu_time() - c0);
+                    n0 += ncb;
                 }
-                println!(
-                    "im2col {ci}x{h}x{w} k{k} s{st} : {:.3} ms, {:.3} ns/element",
-                    best * 1e3,
-                    best * 1e9 / (kk * n) as f64
-                );
+                best = best.min(thread_cpu_time() - c0);
             }
-        }
-    }
-
-    /// Times every yolov8n-640 conv (best of a few runs each) per ISA and
-    /// thread count. `cargo test --release --lib bench_conv -- --ignored --nocapture`
-    #[test]
-    #[ignore]
-    fn bench_conv_shapes() {
-        let verbose = std::env::var("BENCH_VERBOSE").is_ok();
-        let reps: usize = std::env::var("BENCH_REPS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(5);
-        for isa in Isa::available() {
-            if isa == Isa::Portable && std::env::var("BENCH_PORTABLE").is_err() {
-                continue;
-            }
-            if std::env::var("BENCH_ISA").is_ok_and(|v| v != format!("{isa:?}")) {
-                continue;
-            }
-            let max_threads: usize = std::env::var("BENCH_THREADS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(2);
-            for threads in 1..=max_threads {
-                let pool = ThreadPool::new(threads);
-                let mut total = 0.0f64;
-                let mut flops = 0.0f64;
-                for (i, &(ci, h, w, co, k, st, p, silu)) in YOLOV8N.iter().enumerate() {
-                    let s = shape(1, ci, (h, w), co, 1, (k, k), (st, st), (1, 1), (p, p, p, p));
-                    let x = rand_vec(s.x_len(), i as u64);
-                    let wt = rand_vec(s.w_len(), i as u64 + 7);
-                    let b = rand_vec(co, 3);
-                    let act = if silu {
-                        Activation::Silu
-                    } else {
-                        Activation::None
-                    };
-                    let conv =
-                        Conv2d::new(s, &wt, Some(&b), act, Gemm::with_isa(isa), threads).unwrap();
-                    let mut scratch = vec![0.0; conv.scratch_len()];
-                    let mut y = vec![0.0; s.y_len()];
-                    conv.run(&x, &mut y, &mut scratch, &pool);
-                    // One thread: CPU time (robust on a shared machine);
-                    // more: wall time.
-                    let mut best = f64::MAX;
-                    for _ in 0..reps {
-                        let (t0, c0) = (Instant::now(), thread_cpu_time());
-                        conv.run(&x, &mut y, &mut scratch, &pool);
-                        let t = if threads == 1 {
-                            thread_cpu_time() - c0
-                        } else {
-                            t0.elapsed().as_secs_f64()
-                        };
-                        best = best.min(t);
-                    }
-                    let f = 2.0 * (co * s.oh * s.ow * ci * k * k) as f64;
-                    if verbose {
-                        println!(
-                            "  {i:2} {ci:3}x{h}x{w} -> {co:3} k{k} s{st}: {:7.3} ms {:6.1} GFLOP/s",
-                            best * 1e3,
-                            f / best / 1e9
-                        );
-                    }
-                    total += best;
-                    flops += f;
-                }
-                println!(
-                    "{isa:?} threads={threads}: 64 convs {:.2} ms, {:.1} GFLOP/s",
-                    total * 1e3,
-                    flops / total / 1e9
-                );
-            }
+            println!(
+                "im2col {ci}x{h}x{w} k{k} s{st}: {:.3} ms, {:.3} ns/element",
+                best * 1e3,
+                best * 1e9 / (kk * n) as f64
+            );
         }
     }
 }

@@ -580,7 +580,7 @@ trait MicroKernel {
 #[allow(clippy::incompatible_msrv)]
 mod x86 {
     use super::{MicroKernel, TileEp};
-    use crate::engine::ops::activation::x86::{act_ymm, act_zmm};
+    use crate::engine::ops::activation::x86::{apply_rows_avx2, apply_rows_avx512};
     use std::arch::x86_64::*;
 
     /// AVX-512F, `MR x 16*NV`.
@@ -651,10 +651,11 @@ mod x86 {
                 if !ep.col_bias.is_null() {
                     x = _mm512_add_ps(x, _mm512_loadu_ps(ep.col_bias.add(16 * v)));
                 }
-                x = act_zmm(ep.act, x);
                 _mm512_storeu_ps(crow.add(16 * v), x);
             }
         }
+        // The tile is in L1: one dispatch, then the activation's own loop.
+        apply_rows_avx512(ep.act, c, ldc, MR, 16 * NV);
     }
 
     /// AVX2+FMA, `MR x 8*NV`.
@@ -725,10 +726,10 @@ mod x86 {
                 if !ep.col_bias.is_null() {
                     x = _mm256_add_ps(x, _mm256_loadu_ps(ep.col_bias.add(8 * v)));
                 }
-                x = act_ymm(ep.act, x);
                 _mm256_storeu_ps(crow.add(8 * v), x);
             }
         }
+        apply_rows_avx2(ep.act, c, ldc, MR, 8 * NV);
     }
 }
 
@@ -1282,6 +1283,7 @@ impl Gemm {
     ///
     /// # Safety
     /// As [`Gemm::task`], for the block's rectangle.
+    #[allow(clippy::too_many_arguments)]
     unsafe fn macro_kernel<K: MicroKernel>(
         &self,
         blk: &Block,
