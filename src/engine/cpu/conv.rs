@@ -614,6 +614,12 @@ impl Conv2d {
     fn winograd_input(&self, x: &[f32], tc: TileChunk, v: &mut [f32]) {
         match self.gemm.isa() {
             #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 if wino_avx512::fits(&self.shape, self.gemm.nr()) => {
+                // SAFETY: a plan's ISA is supported by this CPU; `fits`
+                // checked the index range and lane groups.
+                unsafe { wino_avx512::input(&self.shape, self.gemm.nr(), x, tc, v) }
+            }
+            #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => {
                 // SAFETY: a plan's ISA is supported by this CPU.
                 unsafe { winograd_input_avx512(&self.shape, self.gemm.nr(), x, tc, v) }
@@ -639,6 +645,11 @@ impl Conv2d {
             isa,
         };
         match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 if wino_avx512::fits(&self.shape, self.gemm.nr()) => {
+                // SAFETY: as in `winograd_input`.
+                unsafe { wino_avx512::output(&args, m, cos, tc, y) }
+            }
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => {
                 // SAFETY: a plan's ISA is supported by this CPU.
@@ -742,6 +753,244 @@ fn winograd_input_impl(s: &ConvShape, nr: usize, x: &[f32], tc: TileChunk, v: &m
                 for (c, vals) in o.iter().enumerate() {
                     let at = ((b + c) * s.c_in + ci) * nr + g * WG_LANES;
                     v[at..at + WG_LANES].copy_from_slice(vals);
+                }
+            }
+        }
+    }
+}
+
+/// AVX-512 Winograd transforms: patches gathered and outputs scattered
+/// with masked gather/scatter (the masks do the zero padding and the
+/// clipping at the borders), transforms in registers.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::incompatible_msrv)]
+mod wino_avx512 {
+    use super::{ConvShape, TileChunk, WgOut, WG_IN, WG_LANES, WG_OUT, WG_XI};
+    use crate::engine::ops::activation::x86::apply_rows_avx512;
+    use std::arch::x86_64::*;
+
+    /// Most 16-tile lane groups per chunk.
+    const MAX_GROUPS: usize = 4;
+
+    /// Whether plane indices fit the 32-bit gather offsets and a chunk has
+    /// at most `MAX_GROUPS` lane groups.
+    pub(super) fn fits(s: &ConvShape, nr: usize) -> bool {
+        let lim = (i32::MAX / 2) as usize;
+        nr % WG_LANES == 0
+            && nr / WG_LANES <= MAX_GROUPS
+            && (s.h + 8).saturating_mul(s.w + 8) < lim
+            && (s.oh + 8).saturating_mul(s.ow + 8) < lim
+    }
+
+    /// Per lane group of a chunk: the offset of each tile's window origin
+    /// (may be negative: padding) and, per window element, which lanes
+    /// read inside the image (`WG_XI` masks for input, 16 for output).
+    struct Lanes<const E: usize> {
+        idx: [[i32; WG_LANES]; MAX_GROUPS],
+        mask: [[u16; E]; MAX_GROUPS],
+    }
+
+    /// Window of side `side` at `(ty*4 - pad_y, tx*4 - pad_x)` of an
+    /// `h x w` plane, for each tile of the chunk.
+    fn lanes<const E: usize>(
+        tc: TileChunk,
+        groups: usize,
+        (h, w): (usize, usize),
+        (pad_y, pad_x): (usize, usize),
+        side: usize,
+    ) -> Lanes<E> {
+        let mut ln = Lanes {
+            idx: [[0; WG_LANES]; MAX_GROUPS],
+            mask: [[0; E]; MAX_GROUPS],
+        };
+        let tiles = tc.t0 + tc.nt;
+        for g in 0..groups.min(MAX_GROUPS) {
+            for l in 0..WG_LANES {
+                let t = tc.t0 + g * WG_LANES + l;
+                if t >= tiles {
+                    continue;
+                }
+                let (ty, tx) = (t / tc.tiles_x, t % tc.tiles_x);
+                let y0 = (ty * WG_OUT) as isize - pad_y as isize;
+                let x0 = (tx * WG_OUT) as isize - pad_x as isize;
+                ln.idx[g][l] = (y0 * w as isize + x0) as i32;
+                for r in 0..side {
+                    let iy = y0 + r as isize;
+                    if iy < 0 || iy >= h as isize {
+                        continue;
+                    }
+                    for c in 0..side {
+                        let ix = x0 + c as isize;
+                        if ix >= 0 && ix < w as isize {
+                            ln.mask[g][r * side + c] |= 1 << l;
+                        }
+                    }
+                }
+            }
+        }
+        ln
+    }
+
+    /// # Safety
+    /// The CPU supports AVX-512F.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn bt6(d: [__m512; 6]) -> [__m512; 6] {
+        let [d0, d1, d2, d3, d4, d5] = d;
+        let (c4, c5, c2) = (
+            _mm512_set1_ps(4.0),
+            _mm512_set1_ps(5.0),
+            _mm512_set1_ps(2.0),
+        );
+        [
+            _mm512_fmadd_ps(c4, d0, _mm512_fnmadd_ps(c5, d2, d4)),
+            _mm512_fnmadd_ps(c4, _mm512_add_ps(d1, d2), _mm512_add_ps(d3, d4)),
+            _mm512_fmadd_ps(c4, _mm512_sub_ps(d1, d2), _mm512_sub_ps(d4, d3)),
+            _mm512_fmadd_ps(c2, _mm512_sub_ps(d3, d1), _mm512_sub_ps(d4, d2)),
+            _mm512_fnmadd_ps(c2, _mm512_sub_ps(d3, d1), _mm512_sub_ps(d4, d2)),
+            _mm512_fmadd_ps(c4, d1, _mm512_fnmadd_ps(c5, d3, d5)),
+        ]
+    }
+
+    /// # Safety
+    /// The CPU supports AVX-512F.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn at6(m: [__m512; 6]) -> [__m512; 4] {
+        let [m0, m1, m2, m3, m4, m5] = m;
+        let (p12, d12) = (_mm512_add_ps(m1, m2), _mm512_sub_ps(m1, m2));
+        let (p34, d34) = (_mm512_add_ps(m3, m4), _mm512_sub_ps(m3, m4));
+        [
+            _mm512_add_ps(_mm512_add_ps(m0, p12), p34),
+            _mm512_fmadd_ps(_mm512_set1_ps(2.0), d34, d12),
+            _mm512_fmadd_ps(_mm512_set1_ps(4.0), p34, p12),
+            _mm512_add_ps(_mm512_fmadd_ps(_mm512_set1_ps(8.0), d34, d12), m5),
+        ]
+    }
+
+    /// See `winograd_input_impl`.
+    ///
+    /// # Safety
+    /// The CPU supports AVX-512F and [`fits`] holds.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn input(s: &ConvShape, nr: usize, x: &[f32], tc: TileChunk, v: &mut [f32]) {
+        let hw = s.h * s.w;
+        let groups = nr / WG_LANES;
+        let ln: Lanes<WG_XI> = lanes(tc, groups, (s.h, s.w), (s.pad_top, s.pad_left), WG_IN);
+        if x.len() < s.c_in * hw || v.len() < WG_XI * s.c_in * nr {
+            return;
+        }
+        for ci in 0..s.c_in {
+            let plane = x[ci * hw..].as_ptr();
+            for g in 0..groups {
+                let base = _mm512_loadu_si512(ln.idx[g].as_ptr().cast());
+                let mut t = [_mm512_setzero_ps(); WG_XI];
+                for c in 0..WG_IN {
+                    let mut col = [_mm512_setzero_ps(); WG_IN];
+                    for (r, e) in col.iter_mut().enumerate() {
+                        let off = _mm512_add_epi32(base, _mm512_set1_epi32((r * s.w + c) as i32));
+                        // SAFETY: lanes in the mask address
+                        // plane[(y0 + r) * w + x0 + c] with that position
+                        // inside the image (built by `lanes`); masked-off
+                        // lanes are not read.
+                        *e = _mm512_mask_i32gather_ps(
+                            _mm512_setzero_ps(),
+                            ln.mask[g][r * WG_IN + c],
+                            off,
+                            plane,
+                            4,
+                        );
+                    }
+                    for (r, o) in bt6(col).into_iter().enumerate() {
+                        t[r * WG_IN + c] = o;
+                    }
+                }
+                for r in 0..WG_IN {
+                    let b = r * WG_IN;
+                    let o = bt6([t[b], t[b + 1], t[b + 2], t[b + 3], t[b + 4], t[b + 5]]);
+                    for (c, val) in o.into_iter().enumerate() {
+                        let at = ((b + c) * s.c_in + ci) * nr + g * WG_LANES;
+                        // SAFETY: at + 16 <= 36 * c_in * nr <= v.len().
+                        _mm512_storeu_ps(v.as_mut_ptr().add(at), val);
+                    }
+                }
+            }
+        }
+    }
+
+    /// See `winograd_output_impl`.
+    ///
+    /// # Safety
+    /// The CPU supports AVX-512F and [`fits`] holds.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn output(
+        a: &WgOut,
+        m: &[f32],
+        cos: (usize, usize),
+        tc: TileChunk,
+        y: &mut [f32],
+    ) {
+        let s = a.s;
+        let plane = s.oh * s.ow;
+        let groups = a.nr / WG_LANES;
+        let ln: Lanes<{ WG_OUT * WG_OUT }> = lanes(tc, groups, (s.oh, s.ow), (0, 0), WG_OUT);
+        let rows = cos.1 - cos.0;
+        if m.len() < (WG_XI - 1) * a.cob * a.nr + rows * a.nr || y.len() < s.c_out * plane {
+            return;
+        }
+        let mut out = [_mm512_setzero_ps(); WG_OUT * WG_OUT];
+        for co in cos.0..cos.1 {
+            let bias = _mm512_set1_ps(a.bias.get(co).copied().unwrap_or(0.0));
+            let yp = y[co * plane..].as_mut_ptr();
+            for g in 0..groups {
+                // SAFETY: within m: checked above (xi < 36, co - cos.0 < rows).
+                let lane = |xi: usize| {
+                    _mm512_loadu_ps(
+                        m.as_ptr()
+                            .add((xi * a.cob + co - cos.0) * a.nr + g * WG_LANES),
+                    )
+                };
+                let mut sc = [[_mm512_setzero_ps(); WG_IN]; WG_OUT];
+                for c in 0..WG_IN {
+                    let o = at6([
+                        lane(c),
+                        lane(6 + c),
+                        lane(12 + c),
+                        lane(18 + c),
+                        lane(24 + c),
+                        lane(30 + c),
+                    ]);
+                    for (r, val) in o.into_iter().enumerate() {
+                        sc[r][c] = val;
+                    }
+                }
+                for (r, srow) in sc.iter().enumerate() {
+                    for (c, val) in at6(*srow).into_iter().enumerate() {
+                        out[r * WG_OUT + c] = _mm512_add_ps(val, bias);
+                    }
+                }
+                apply_rows_avx512(
+                    a.act,
+                    out.as_mut_ptr().cast(),
+                    0,
+                    1,
+                    WG_OUT * WG_OUT * WG_LANES,
+                );
+                let base = _mm512_loadu_si512(ln.idx[g].as_ptr().cast());
+                for r in 0..WG_OUT {
+                    for c in 0..WG_OUT {
+                        let off = _mm512_add_epi32(base, _mm512_set1_epi32((r * s.ow + c) as i32));
+                        // SAFETY: lanes in the mask address an output
+                        // position inside this channel's plane (built by
+                        // `lanes`); masked-off lanes are not written.
+                        _mm512_mask_i32scatter_ps(
+                            yp,
+                            ln.mask[g][r * WG_OUT + c],
+                            off,
+                            out[r * WG_OUT + c],
+                            4,
+                        );
+                    }
                 }
             }
         }
