@@ -255,6 +255,14 @@ pub trait BOperand: Sync {
         nr: usize,
         buf: &'s mut [f32],
     ) -> &'s [f32];
+
+    /// B as it lies in memory when its rows are contiguous: `(data, row
+    /// stride)` with element (k, j) at `data[k * stride + j]`. The GEMM then
+    /// reads full `nr`-wide panels in place and packs only a partial last
+    /// panel (through `block`).
+    fn rows(&self) -> Option<(&[f32], usize)> {
+        None
+    }
 }
 
 impl AOperand for MatRef<'_> {
@@ -297,6 +305,10 @@ impl AOperand for MatRef<'_> {
 
 impl BOperand for MatRef<'_> {
     const PACKS: bool = true;
+
+    fn rows(&self) -> Option<(&[f32], usize)> {
+        (self.cs == 1).then_some((self.data, self.rs))
+    }
 
     fn fits(&self, k: usize, n: usize, _nr: usize, _kc: usize) -> bool {
         self.rows >= k && self.cols >= n
@@ -564,14 +576,24 @@ impl TileEp {
 trait MicroKernel {
     const MR: usize;
     const NR: usize;
-    /// `tile = A panel (kc x MR) * B panel (kc x NR)`, then
+    /// `tile = A panel (kc x MR) * B panel (kc x NR, row stride `ldb`)`, then
     /// `C = act(alpha * tile + beta * C + row_bias[i] + col_bias[j])`.
     ///
     /// # Safety
-    /// `a` holds `kc*MR` and `b` `kc*NR` readable f32; `c` is an `MR x NR`
+    /// `a` holds `kc*MR` readable f32 and `b` `kc` rows of `NR` at stride
+    /// `ldb`; `c` is an `MR x NR`
     /// tile with row stride `ldc`, readable and writable; non-null biases
     /// hold `MR` / `NR` values; the CPU supports the kernel's features.
-    unsafe fn tile(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, ep: &TileEp);
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile(
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        ldb: usize,
+        c: *mut f32,
+        ldc: usize,
+        ep: &TileEp,
+    );
 }
 
 // AVX-512 intrinsics are stable since Rust 1.89; Cargo.toml's
@@ -580,7 +602,26 @@ trait MicroKernel {
 #[allow(clippy::incompatible_msrv)]
 mod x86 {
     use super::{MicroKernel, TileEp};
-    use crate::engine::ops::activation::x86::{apply_rows_avx2, apply_rows_avx512};
+    use crate::engine::ir::Activation;
+    use crate::engine::ops::activation::x86::{
+        apply_rows_avx2, apply_rows_avx512, sigmoid_ymm, sigmoid_zmm,
+    };
+
+    /// Activations the micro-kernels apply in registers (others run over
+    /// the stored tile).
+    const ACT_NONE: u8 = 0;
+    const ACT_SILU: u8 = 1;
+    const ACT_RELU: u8 = 2;
+    const ACT_OTHER: u8 = 3;
+
+    fn act_kind(act: Activation) -> u8 {
+        match act {
+            Activation::None => ACT_NONE,
+            Activation::Silu => ACT_SILU,
+            Activation::Relu => ACT_RELU,
+            _ => ACT_OTHER,
+        }
+    }
     use std::arch::x86_64::*;
 
     /// AVX-512F, `MR x 16*NV`.
@@ -595,23 +636,32 @@ mod x86 {
             kc: usize,
             a: *const f32,
             b: *const f32,
+            ldb: usize,
             c: *mut f32,
             ldc: usize,
             ep: &TileEp,
         ) {
             // SAFETY: forwarded contract; `Isa::Avx512` is only selected on
             // CPUs with AVX-512F.
-            unsafe { tile_avx512::<MR, NV>(kc, a, b, c, ldc, ep) }
+            unsafe {
+                match act_kind(ep.act) {
+                    ACT_NONE => tile_avx512::<MR, NV, ACT_NONE>(kc, a, b, ldb, c, ldc, ep),
+                    ACT_SILU => tile_avx512::<MR, NV, ACT_SILU>(kc, a, b, ldb, c, ldc, ep),
+                    ACT_RELU => tile_avx512::<MR, NV, ACT_RELU>(kc, a, b, ldb, c, ldc, ep),
+                    _ => tile_avx512::<MR, NV, ACT_OTHER>(kc, a, b, ldb, c, ldc, ep),
+                }
+            }
         }
     }
 
     /// # Safety
     /// See [`MicroKernel::tile`]; the CPU supports AVX-512F.
     #[target_feature(enable = "avx512f")]
-    unsafe fn tile_avx512<const MR: usize, const NV: usize>(
+    unsafe fn tile_avx512<const MR: usize, const NV: usize, const ACT: u8>(
         kc: usize,
         a: *const f32,
         b: *const f32,
+        ldb: usize,
         c: *mut f32,
         ldc: usize,
         ep: &TileEp,
@@ -631,7 +681,7 @@ mod x86 {
                 }
             }
             pa = pa.add(MR);
-            pb = pb.add(16 * NV);
+            pb = pb.add(ldb);
         }
         let alpha = _mm512_set1_ps(ep.alpha);
         let beta = _mm512_set1_ps(ep.beta);
@@ -651,11 +701,18 @@ mod x86 {
                 if !ep.col_bias.is_null() {
                     x = _mm512_add_ps(x, _mm512_loadu_ps(ep.col_bias.add(16 * v)));
                 }
+                if ACT == ACT_SILU {
+                    x = _mm512_mul_ps(x, sigmoid_zmm(x));
+                } else if ACT == ACT_RELU {
+                    x = _mm512_max_ps(x, _mm512_setzero_ps());
+                }
                 _mm512_storeu_ps(crow.add(16 * v), x);
             }
         }
-        // The tile is in L1: one dispatch, then the activation's own loop.
-        apply_rows_avx512(ep.act, c, ldc, MR, 16 * NV);
+        if ACT == ACT_OTHER {
+            // Rarer activations: one pass over the stored tile (in L1).
+            apply_rows_avx512(ep.act, c, ldc, MR, 16 * NV);
+        }
     }
 
     /// AVX2+FMA, `MR x 8*NV`.
@@ -670,23 +727,32 @@ mod x86 {
             kc: usize,
             a: *const f32,
             b: *const f32,
+            ldb: usize,
             c: *mut f32,
             ldc: usize,
             ep: &TileEp,
         ) {
             // SAFETY: forwarded contract; `Isa::Avx2` is only selected on
             // CPUs with AVX2 and FMA.
-            unsafe { tile_avx2::<MR, NV>(kc, a, b, c, ldc, ep) }
+            unsafe {
+                match act_kind(ep.act) {
+                    ACT_NONE => tile_avx2::<MR, NV, ACT_NONE>(kc, a, b, ldb, c, ldc, ep),
+                    ACT_SILU => tile_avx2::<MR, NV, ACT_SILU>(kc, a, b, ldb, c, ldc, ep),
+                    ACT_RELU => tile_avx2::<MR, NV, ACT_RELU>(kc, a, b, ldb, c, ldc, ep),
+                    _ => tile_avx2::<MR, NV, ACT_OTHER>(kc, a, b, ldb, c, ldc, ep),
+                }
+            }
         }
     }
 
     /// # Safety
     /// See [`MicroKernel::tile`]; the CPU supports AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn tile_avx2<const MR: usize, const NV: usize>(
+    unsafe fn tile_avx2<const MR: usize, const NV: usize, const ACT: u8>(
         kc: usize,
         a: *const f32,
         b: *const f32,
+        ldb: usize,
         c: *mut f32,
         ldc: usize,
         ep: &TileEp,
@@ -706,7 +772,7 @@ mod x86 {
                 }
             }
             pa = pa.add(MR);
-            pb = pb.add(8 * NV);
+            pb = pb.add(ldb);
         }
         let alpha = _mm256_set1_ps(ep.alpha);
         let beta = _mm256_set1_ps(ep.beta);
@@ -726,10 +792,17 @@ mod x86 {
                 if !ep.col_bias.is_null() {
                     x = _mm256_add_ps(x, _mm256_loadu_ps(ep.col_bias.add(8 * v)));
                 }
+                if ACT == ACT_SILU {
+                    x = _mm256_mul_ps(x, sigmoid_ymm(x));
+                } else if ACT == ACT_RELU {
+                    x = _mm256_max_ps(x, _mm256_setzero_ps());
+                }
                 _mm256_storeu_ps(crow.add(8 * v), x);
             }
         }
-        apply_rows_avx2(ep.act, c, ldc, MR, 8 * NV);
+        if ACT == ACT_OTHER {
+            apply_rows_avx2(ep.act, c, ldc, MR, 8 * NV);
+        }
     }
 }
 
@@ -741,16 +814,21 @@ impl<const MR: usize, const NR: usize> MicroKernel for Portable<MR, NR> {
     const MR: usize = MR;
     const NR: usize = NR;
 
-    unsafe fn tile(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, ep: &TileEp) {
-        // SAFETY: the caller guarantees `a`/`b` hold kc panels of MR / NR.
-        let (a, b) = unsafe {
-            (
-                std::slice::from_raw_parts(a, kc * MR),
-                std::slice::from_raw_parts(b, kc * NR),
-            )
-        };
+    unsafe fn tile(
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        ldb: usize,
+        c: *mut f32,
+        ldc: usize,
+        ep: &TileEp,
+    ) {
+        // SAFETY: the caller guarantees `a` holds kc x MR values.
+        let a = unsafe { std::slice::from_raw_parts(a, kc * MR) };
         let mut acc = [[0.0f32; NR]; MR];
-        for (ak, bk) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
+        for (k, ak) in a.chunks_exact(MR).enumerate() {
+            // SAFETY: the caller guarantees kc rows of NR at stride ldb.
+            let bk = unsafe { std::slice::from_raw_parts(b.add(k * ldb), NR) };
             for i in 0..MR {
                 let ai = ak[i];
                 for j in 0..NR {
@@ -1253,7 +1331,13 @@ impl Gemm {
             let mut pc = 0;
             while pc < k {
                 let kc = self.kc.min(k - pc);
-                let bt = b.block(pc, kc, jc, nc, K::NR, bbuf);
+                let (bt, edge): (BPanels, &mut [f32]) = match b.rows() {
+                    Some((data, ldb)) => (BPanels::Direct { data, ldb }, &mut *bbuf),
+                    None => (
+                        BPanels::Packed(b.block(pc, kc, jc, nc, K::NR, bbuf)),
+                        &mut [],
+                    ),
+                };
                 let first = pc == 0;
                 let last = pc + kc == k;
                 let mut ic = m_lo;
@@ -1263,6 +1347,7 @@ impl Gemm {
                     let blk = Block {
                         ic,
                         jc,
+                        pc,
                         mc,
                         nc,
                         kc,
@@ -1270,7 +1355,9 @@ impl Gemm {
                         last,
                     };
                     // SAFETY: forwarded from this fn's contract.
-                    unsafe { self.macro_kernel::<K>(&blk, at, bt, c, row_base, ldc, epi) };
+                    unsafe {
+                        self.macro_kernel::<K, B>(&blk, at, b, bt, edge, c, row_base, ldc, epi)
+                    };
                     ic += mc;
                 }
                 pc += kc;
@@ -1284,18 +1371,27 @@ impl Gemm {
     /// # Safety
     /// As [`Gemm::task`], for the block's rectangle.
     #[allow(clippy::too_many_arguments)]
-    unsafe fn macro_kernel<K: MicroKernel>(
+    unsafe fn macro_kernel<K: MicroKernel, B: BOperand>(
         &self,
         blk: &Block,
         at: &[f32],
-        bt: &[f32],
+        b: &B,
+        bt: BPanels,
+        edge: &mut [f32],
         c: *mut f32,
         row_base: usize,
         ldc: usize,
         epi: &Epilogue,
     ) {
         let (mr, nr, kc) = (K::MR, K::NR, blk.kc);
-        if at.len() < blk.mc.div_ceil(mr) * mr * kc || bt.len() < blk.nc.div_ceil(nr) * nr * kc {
+        let b_ok = match bt {
+            BPanels::Packed(p) => p.len() >= blk.nc.div_ceil(nr) * nr * kc,
+            // The last element any full panel reads.
+            BPanels::Direct { data, ldb } => {
+                (blk.pc + kc - 1) * ldb + blk.jc + (blk.nc / nr) * nr <= data.len()
+            }
+        };
+        if at.len() < blk.mc.div_ceil(mr) * mr * kc || !b_ok {
             debug_assert!(false, "gemm packing buffer too small");
             return;
         }
@@ -1305,8 +1401,23 @@ impl Gemm {
         let mut jr = 0;
         while jr < blk.nc {
             let nv = nr.min(blk.nc - jr);
-            let bp = bt[(jr / nr) * nr * kc..].as_ptr();
             let col = blk.jc + jr;
+            let (bp, ldb) = match bt {
+                BPanels::Packed(p) => (p[(jr / nr) * nr * kc..].as_ptr(), nr),
+                // SAFETY: rows pc..pc+kc, columns col..col+nr are inside
+                // `data` (checked above).
+                BPanels::Direct { data, ldb } if nv == nr => {
+                    (unsafe { data.as_ptr().add(blk.pc * ldb + col) }, ldb)
+                }
+                BPanels::Direct { .. } => {
+                    let p = b.block(blk.pc, kc, col, nv, nr, edge);
+                    if p.len() < nr * kc {
+                        debug_assert!(false, "gemm edge panel buffer too small");
+                        return;
+                    }
+                    (p.as_ptr(), nr)
+                }
+            };
             let col_bias = match epi.bias {
                 Bias::Col(cb) if blk.first => cb[col..].as_ptr(),
                 _ => std::ptr::null(),
@@ -1332,10 +1443,10 @@ impl Gemm {
                     };
                     // SAFETY: panels checked above; a full tile of C; the
                     // biases have mr / nr values from row / col on.
-                    unsafe { K::tile(kc, ap, bp, ct, ldc, &ep) };
+                    unsafe { K::tile(kc, ap, bp, ldb, ct, ldc, &ep) };
                 } else {
                     // SAFETY: `tmp` is an mr x nr tile with stride nr.
-                    unsafe { K::tile(kc, ap, bp, tmp.as_mut_ptr(), nr, &TileEp::PLAIN) };
+                    unsafe { K::tile(kc, ap, bp, ldb, tmp.as_mut_ptr(), nr, &TileEp::PLAIN) };
                     for i in 0..mv {
                         // SAFETY: row i of the valid part of the tile.
                         let crow = unsafe { std::slice::from_raw_parts_mut(ct.add(i * ldc), nv) };
@@ -1363,10 +1474,18 @@ impl Gemm {
     }
 }
 
+/// A block of B: packed panels, or rows read in place.
+#[derive(Clone, Copy)]
+enum BPanels<'a> {
+    Packed(&'a [f32]),
+    Direct { data: &'a [f32], ldb: usize },
+}
+
 /// Where one block sits in C and which k-block it is.
 struct Block {
     ic: usize,
     jc: usize,
+    pc: usize,
     mc: usize,
     nc: usize,
     kc: usize,

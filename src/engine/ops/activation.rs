@@ -238,7 +238,7 @@ pub(crate) mod x86 {
     /// The CPU must support AVX-512F.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    unsafe fn sigmoid_zmm(x: __m512) -> __m512 {
+    pub(crate) unsafe fn sigmoid_zmm(x: __m512) -> __m512 {
         let one = _mm512_set1_ps(1.0);
         let d = _mm512_add_ps(one, exp_signed_zmm::<true>(x));
         // 1/d: 14-bit estimate and one Newton step (~1 ulp), cheaper than a
@@ -426,7 +426,7 @@ pub(crate) mod x86 {
     /// The CPU must support AVX2 and FMA.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn sigmoid_ymm(x: __m256) -> __m256 {
+    pub(crate) unsafe fn sigmoid_ymm(x: __m256) -> __m256 {
         let one = _mm256_set1_ps(1.0);
         let e = exp_ymm(_mm256_sub_ps(_mm256_setzero_ps(), x));
         // False for NaN, so NaN still goes through.
