@@ -951,6 +951,7 @@ mod wino_avx512 {
                     )
                 };
                 let mut sc = [[_mm512_setzero_ps(); WG_IN]; WG_OUT];
+                #[allow(clippy::needless_range_loop)]
                 for c in 0..WG_IN {
                     let o = at6([
                         lane(c),
