@@ -16,8 +16,8 @@
 //! allocates.
 
 use super::gemm::{
-    copy_run, zero_run, BOperand, Bias, Epilogue, Gemm, Isa, MatRef, PackedA, PackedBRef, SyncPtr,
-    MAX_THREADS,
+    copy_run, zero_run, BOperand, Bias, Epilogue, Gemm, Isa, MatRef, PackedA, PackedBRef, Regions,
+    SyncPtr, MAX_THREADS, OVERSPLIT,
 };
 use super::pool::ThreadPool;
 use crate::engine::ir::Activation;
@@ -337,7 +337,10 @@ impl Conv2d {
         let s = &self.shape;
         let planes = s.batch * s.c_out;
         let plane = s.oh * s.ow;
-        let tasks = pool.threads().min(MAX_THREADS).min(planes).max(1);
+        // A few planes per task, a few tasks per thread.
+        let tasks = (pool.threads().min(MAX_THREADS) * OVERSPLIT)
+            .min(planes)
+            .max(1);
         let yp = SyncPtr(y.as_mut_ptr());
         let body = |t: usize| {
             let (lo, hi) = (t * planes / tasks, (t + 1) * planes / tasks);
@@ -513,25 +516,33 @@ impl Conv2d {
         let s = &self.shape;
         let (nr, mr) = (self.gemm.nr(), self.gemm.mr());
         let region = self.winograd_region();
-        let tasks = pool
-            .threads()
-            .min(MAX_THREADS)
-            .min(scratch.len() / region.max(1));
-        if tasks == 0 || nr % WG_LANES != 0 || u.len() != WG_XI {
+        let regions = (scratch.len() / region.max(1)).min(MAX_THREADS);
+        let pool_threads = pool.threads().min(MAX_THREADS);
+        let threads = pool_threads.min(regions);
+        if threads == 0 || nr % WG_LANES != 0 || u.len() != WG_XI {
             debug_assert!(false, "winograd scratch {} < {region}", scratch.len());
             return;
         }
         let tiles_x = s.ow.div_ceil(WG_OUT);
         let tiles = tiles_x * s.oh.div_ceil(WG_OUT);
         let chunks = tiles.div_ceil(nr);
-        // Split chunks of tiles across tasks; with too few chunks, split
-        // the output channels instead (each task then transforms the input).
-        let co_panels = s.c_out.div_ceil(mr);
-        let (tc, tco) = if chunks >= tasks || co_panels < 2 {
-            (tasks.min(chunks), 1)
+        // Split chunks of tiles, a few tasks per thread (a late worker
+        // then takes fewer); with too few chunks, split the output
+        // channels across threads instead (each task transforms the input).
+        let split = if pool_threads <= regions {
+            OVERSPLIT
         } else {
-            (1, tasks.min(co_panels))
+            1
         };
+        let co_panels = s.c_out.div_ceil(mr);
+        let (tc, tco) = if threads == 1 {
+            (1, 1)
+        } else if chunks >= threads || co_panels < 2 {
+            ((threads * split).min(chunks), 1)
+        } else {
+            (1, threads.min(co_panels))
+        };
+        let slots = Regions::new(regions);
         let (hw, plane) = (s.h * s.w, s.oh * s.ow);
         let sp = SyncPtr(scratch.as_mut_ptr());
         for b in 0..s.batch {
@@ -542,10 +553,13 @@ impl Conv2d {
                 let (c_lo, c_hi) = (ti * chunks / tc, (ti + 1) * chunks / tc);
                 let co_lo = (tj * co_panels / tco) * mr;
                 let co_hi = ((tj + 1) * co_panels / tco * mr).min(s.c_out);
-                // SAFETY: t < tasks <= scratch.len() / region: region t is
-                // inside `scratch` and used by task t only.
+                // At most min(pool threads, tasks) tasks run at once, never
+                // more than `regions`, so a region is always free.
+                let r = slots.claim();
+                // SAFETY: r < regions <= scratch.len() / region: region r is
+                // inside `scratch` and used by this task only until released.
                 let buf =
-                    unsafe { std::slice::from_raw_parts_mut(sp.get().add(t * region), region) };
+                    unsafe { std::slice::from_raw_parts_mut(sp.get().add(r * region), region) };
                 let (v, m) = buf.split_at_mut(WG_XI * s.c_in * nr + 16);
                 let (v, m) = (aligned_f32(v), aligned_f32(m));
                 for chunk in c_lo..c_hi {
@@ -558,15 +572,15 @@ impl Conv2d {
                     let mut co0 = co_lo;
                     while co0 < co_hi {
                         let co1 = (co0 + self.winograd_cob()).min(co_hi);
-                        // SAFETY: this task alone writes output channels
-                        // co_lo..co_hi of the tiles of its chunks (disjoint
-                        // from every other task's), inside y (checked in `run`).
-                        let yb =
-                            unsafe { std::slice::from_raw_parts_mut(yp.get(), s.c_out * plane) };
+                        let yb = OutImage {
+                            ptr: yp,
+                            len: s.c_out * plane,
+                        };
                         self.winograd_chunk(u, v, m, (co0, co1), tc, yb);
                         co0 = co1;
                     }
                 }
+                slots.release(r);
             };
             pool.parallel_for(tc * tco, &body);
         }
@@ -581,7 +595,7 @@ impl Conv2d {
         m: &mut [f32],
         cos: (usize, usize),
         tc: TileChunk,
-        y: &mut [f32],
+        y: OutImage,
     ) {
         let s = &self.shape;
         let nr = self.gemm.nr();
@@ -634,7 +648,7 @@ impl Conv2d {
     }
 
     /// Output transform, bias and activation for output channels `cos`.
-    fn winograd_output(&self, m: &[f32], cos: (usize, usize), tc: TileChunk, y: &mut [f32]) {
+    fn winograd_output(&self, m: &[f32], cos: (usize, usize), tc: TileChunk, y: OutImage) {
         let isa = self.gemm.isa();
         let args = WgOut {
             s: &self.shape,
@@ -765,7 +779,7 @@ fn winograd_input_impl(s: &ConvShape, nr: usize, x: &[f32], tc: TileChunk, v: &m
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::incompatible_msrv)]
 mod wino_avx512 {
-    use super::{ConvShape, TileChunk, WgOut, WG_IN, WG_LANES, WG_OUT, WG_XI};
+    use super::{ConvShape, OutImage, TileChunk, WgOut, WG_IN, WG_LANES, WG_OUT, WG_XI};
     use crate::engine::ops::activation::x86::apply_rows_avx512;
     use std::arch::x86_64::*;
 
@@ -928,20 +942,21 @@ mod wino_avx512 {
         m: &[f32],
         cos: (usize, usize),
         tc: TileChunk,
-        y: &mut [f32],
+        y: OutImage,
     ) {
         let s = a.s;
         let plane = s.oh * s.ow;
         let groups = a.nr / WG_LANES;
         let ln: Lanes<{ WG_OUT * WG_OUT }> = lanes(tc, groups, (s.oh, s.ow), (0, 0), WG_OUT);
         let rows = cos.1 - cos.0;
-        if m.len() < (WG_XI - 1) * a.cob * a.nr + rows * a.nr || y.len() < s.c_out * plane {
+        if m.len() < (WG_XI - 1) * a.cob * a.nr + rows * a.nr || y.len < s.c_out * plane {
             return;
         }
         let mut out = [_mm512_setzero_ps(); WG_OUT * WG_OUT];
         for co in cos.0..cos.1 {
             let bias = _mm512_set1_ps(a.bias.get(co).copied().unwrap_or(0.0));
-            let yp = y[co * plane..].as_mut_ptr();
+            // SAFETY: co < c_out, so the plane is inside y (checked above).
+            let yp = unsafe { y.ptr.get().add(co * plane) };
             for g in 0..groups {
                 // SAFETY: within m: checked above (xi < 36, co - cos.0 < rows).
                 let lane = |xi: usize| {
@@ -983,7 +998,8 @@ mod wino_avx512 {
                         let off = _mm512_add_epi32(base, _mm512_set1_epi32((r * s.ow + c) as i32));
                         // SAFETY: lanes in the mask address an output
                         // position inside this channel's plane (built by
-                        // `lanes`); masked-off lanes are not written.
+                        // `lanes`), which only this task writes (see
+                        // `OutImage`); masked-off lanes are not written.
                         _mm512_mask_i32scatter_ps(
                             yp,
                             ln.mask[g][r * WG_OUT + c],
@@ -994,6 +1010,28 @@ mod wino_avx512 {
                     }
                 }
             }
+        }
+    }
+}
+
+/// The output of one image as the Winograd tasks see it: each task writes
+/// a disjoint set of elements (its tiles of its channels) that are
+/// interleaved with other tasks' in memory, so no task may hold a `&mut`
+/// slice of it.
+#[derive(Clone, Copy)]
+struct OutImage {
+    ptr: SyncPtr,
+    len: usize,
+}
+
+impl OutImage {
+    /// `y[i] = v`; out-of-range `i` is ignored.
+    #[inline(always)]
+    fn write(self, i: usize, v: f32) {
+        if i < self.len {
+            // SAFETY: i < len, the image's length; no other task writes
+            // element i (see the type's doc).
+            unsafe { *self.ptr.get().add(i) = v };
         }
     }
 }
@@ -1017,7 +1055,7 @@ unsafe fn winograd_output_avx512(
     m: &[f32],
     cos: (usize, usize),
     tc: TileChunk,
-    y: &mut [f32],
+    y: OutImage,
 ) {
     winograd_output_impl(a, m, cos, tc, y)
 }
@@ -1031,19 +1069,18 @@ unsafe fn winograd_output_avx2(
     m: &[f32],
     cos: (usize, usize),
     tc: TileChunk,
-    y: &mut [f32],
+    y: OutImage,
 ) {
     winograd_output_impl(a, m, cos, tc, y)
 }
 
 #[inline(always)]
-fn winograd_output_impl(a: &WgOut, m: &[f32], cos: (usize, usize), tc: TileChunk, y: &mut [f32]) {
+fn winograd_output_impl(a: &WgOut, m: &[f32], cos: (usize, usize), tc: TileChunk, y: OutImage) {
     let s = a.s;
     let plane = s.oh * s.ow;
     let tiles = tc.t0 + tc.nt;
     for co in cos.0..cos.1 {
         let bias = a.bias.get(co).copied().unwrap_or(0.0);
-        let yp = &mut y[co * plane..(co + 1) * plane];
         for g in 0..a.nr / WG_LANES {
             let lane = |xi: usize| -> &Lanes {
                 let at = (xi * a.cob + co - cos.0) * a.nr + g * WG_LANES;
@@ -1087,7 +1124,7 @@ fn winograd_output_impl(a: &WgOut, m: &[f32], cos: (usize, usize), tc: TileChunk
                     for c in 0..WG_OUT {
                         let ox = tx * WG_OUT + c;
                         if ox < s.ow {
-                            yp[oy * s.ow + ox] = out[r * WG_OUT + c][l];
+                            y.write(co * plane + oy * s.ow + ox, out[r * WG_OUT + c][l]);
                         }
                     }
                 }

@@ -26,7 +26,7 @@
 use super::pool::ThreadPool;
 use crate::engine::ir::Activation;
 use crate::engine::ops::activation;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 /// Most threads a GEMM splits over; scratch for `threads` is sized for at
 /// most this many and a larger pool leaves the rest idle.
@@ -46,6 +46,10 @@ const ALIGN: usize = 16;
 
 /// Largest `mr * nr` of any micro-kernel (edge-tile buffer size).
 const MAX_TILE: usize = 512;
+
+/// Column tasks per thread: with more tasks than threads, a worker that
+/// wakes late takes a smaller share instead of holding up the rest.
+pub(crate) const OVERSPLIT: usize = 4;
 
 /// Below this many multiply-adds a GEMM runs on one thread: waking the pool
 /// costs more than it saves.
@@ -528,6 +532,56 @@ pub(crate) fn zero_run(d: &mut [f32]) {
     }
     for a in dc.into_remainder() {
         *a = 0.0;
+    }
+}
+
+/// Scratch regions lent to whichever tasks of one `parallel_for` run at the
+/// same time, so a job can have more tasks than threads while scratch
+/// stays sized per thread. Lives on the stack of the submitting call.
+pub(crate) struct Regions {
+    used: AtomicU64,
+    n: usize,
+}
+
+impl Regions {
+    /// `n` regions (at most 64).
+    pub(crate) fn new(n: usize) -> Regions {
+        Regions {
+            used: AtomicU64::new(0),
+            n: n.min(64),
+        }
+    }
+
+    /// A free region. The caller guarantees that at most `n` tasks hold one
+    /// at a time (a pool of at most `n` threads), so one is free; the spin
+    /// only covers the instant between another task's release and claim.
+    pub(crate) fn claim(&self) -> usize {
+        let all = if self.n == 64 {
+            u64::MAX
+        } else {
+            (1u64 << self.n) - 1
+        };
+        loop {
+            let cur = self.used.load(Ordering::Acquire);
+            let free = !cur & all;
+            if free == 0 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let i = free.trailing_zeros();
+            let bit = 1u64 << i;
+            if self
+                .used
+                .compare_exchange_weak(cur, cur | bit, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                return i as usize;
+            }
+        }
+    }
+
+    pub(crate) fn release(&self, i: usize) {
+        self.used.fetch_and(!(1u64 << i), Ordering::Release);
     }
 }
 
@@ -1243,7 +1297,9 @@ impl Gemm {
         debug_assert!(K::MR == self.mr && K::NR == self.nr);
         let region = self.region_len(m, n, k, A::PACKS, B::PACKS);
         let fit = scratch.len().checked_div(region).unwrap_or(MAX_THREADS);
-        let mut threads = pool.threads().min(MAX_THREADS).min(fit);
+        let regions = fit.min(MAX_THREADS);
+        let pool_threads = pool.threads().min(MAX_THREADS);
+        let mut threads = pool_threads.min(regions);
         if threads == 0 {
             debug_assert!(false, "gemm scratch {} < {region}", scratch.len());
             return;
@@ -1253,16 +1309,25 @@ impl Gemm {
         }
         let mp = m.div_ceil(K::MR);
         let np = n.div_ceil(K::NR);
-        // Split the longer side of C (in panels) across threads.
+        // Split the longer side of C (in panels). Columns are split into a
+        // few tasks per thread (each packs only its own B) so that a late
+        // worker just takes fewer; rows only across threads (each task
+        // packs the whole B block).
+        let split = if pool_threads <= regions {
+            OVERSPLIT
+        } else {
+            1
+        };
         let (tm, tn) = if threads == 1 {
             (1, 1)
         } else if np >= 2 * threads || np >= mp {
-            (1, threads.min(np))
+            (1, (threads * split).min(np))
         } else {
             (threads.min(mp), 1)
         };
         let cp = SyncPtr(c.as_mut_ptr());
         let sp = SyncPtr(scratch.as_mut_ptr());
+        let slots = Regions::new(regions);
         let body = |t: usize| {
             let (ti, tj) = (t / tn, t % tn);
             let m_lo = (ti * mp / tm) * K::MR;
@@ -1272,9 +1337,13 @@ impl Gemm {
             if m_lo >= m_hi || n_lo >= n_hi {
                 return;
             }
-            // SAFETY: t < tm*tn <= fit, so region t lies inside `scratch`,
-            // and only task t uses it.
-            let buf = unsafe { std::slice::from_raw_parts_mut(sp.get().add(t * region), region) };
+            // At most min(pool threads, tasks) tasks run at once, never
+            // more than `regions` (tasks > regions only when the pool has
+            // no more threads than regions), so a region is always free.
+            let r = slots.claim();
+            // SAFETY: r < regions <= fit, so region r lies inside `scratch`,
+            // and only this task uses it until it releases it.
+            let buf = unsafe { std::slice::from_raw_parts_mut(sp.get().add(r * region), region) };
             // SAFETY: tasks own disjoint rectangles of C ([m_lo, m_hi) x
             // [n_lo, n_hi)), all inside `c` (checked in `run`).
             unsafe {
@@ -1291,6 +1360,7 @@ impl Gemm {
                     buf,
                 )
             };
+            slots.release(r);
         };
         pool.parallel_for(tm * tn, &body);
     }
@@ -1825,9 +1895,19 @@ pub(crate) mod bench {
     /// meaningful on a machine shared with other jobs.
     pub(crate) fn thread_cpu_time() -> f64 {
         const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+        cpu_time(CLOCK_THREAD_CPUTIME_ID)
+    }
+
+    /// CPU time of the whole process (all threads) in seconds (Linux).
+    pub(crate) fn process_cpu_time() -> f64 {
+        const CLOCK_PROCESS_CPUTIME_ID: i32 = 2;
+        cpu_time(CLOCK_PROCESS_CPUTIME_ID)
+    }
+
+    fn cpu_time(clock: i32) -> f64 {
         let mut ts = Timespec { sec: 0, nsec: 0 };
         // SAFETY: clock_gettime writes one timespec to a valid pointer.
-        unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        unsafe { clock_gettime(clock, &mut ts) };
         ts.sec as f64 + ts.nsec as f64 * 1e-9
     }
 
