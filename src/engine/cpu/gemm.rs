@@ -5,8 +5,11 @@
 //! B is packed into `nr`-wide column panels and each of A into `mr`-high row
 //! panels, and a register-blocked micro-kernel multiplies one A panel by one
 //! B panel into an `mr x nr` tile of C. The bias, `beta` and activation are
-//! applied by the micro-kernel while the tile is in registers (bias and
-//! `beta` on the first k-block, the activation on the last).
+//! applied by the micro-kernel as it stores the tile (bias and `beta` on the
+//! first k-block, the activation on the last; SiLU and ReLU in registers,
+//! rarer activations over the just-stored tile). A B whose rows are
+//! contiguous in memory (a plain matrix, a 1x1 conv's input) is read in
+//! place; only its last partial panel is packed.
 //!
 //! Operands are anything implementing [`AOperand`] / [`BOperand`]: strided
 //! views ([`MatRef`], so transposed operands need no copy), operands packed
@@ -53,7 +56,7 @@ pub(crate) const OVERSPLIT: usize = 4;
 
 /// Below this many multiply-adds a GEMM runs on one thread: waking the pool
 /// costs more than it saves.
-const PAR_MIN_MACS: usize = 1 << 18;
+const PAR_MIN_MACS: usize = 1 << 20;
 
 /// The SIMD instruction set a plan's kernels use. Detected once at boot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -1799,7 +1802,7 @@ mod tests {
                 case(
                     &g,
                     &pool,
-                    (300, 40, 70),
+                    (300, 40, 100),
                     true,
                     false,
                     ops,
@@ -1824,7 +1827,7 @@ mod tests {
     fn too_little_scratch_uses_fewer_threads() {
         let g = Gemm::new();
         let pool = ThreadPool::new(4);
-        let (m, n, k) = (40, 500, 50);
+        let (m, n, k) = (40, 600, 50);
         let a = rand_vec(m * k, 1);
         let b = rand_vec(k * n, 2);
         let am = MatRef::row_major(&a, m, k).unwrap();
@@ -1846,6 +1849,46 @@ mod tests {
             &pool,
         );
         check_close(&got, &want, k, "one thread's scratch on a 4-thread pool");
+    }
+
+    #[test]
+    fn run_rows_computes_a_row_range() {
+        let (m, n, k) = (30, 29, 300);
+        let pool = ThreadPool::new(1);
+        for isa in Isa::available() {
+            let g = Gemm::with_isa(isa);
+            let a = rand_vec(m * k, 5);
+            let b = rand_vec(k * n, 6);
+            let am = MatRef::row_major(&a, m, k).unwrap();
+            let bm = MatRef::row_major(&b, k, n).unwrap();
+            let rb = rand_vec(m, 7);
+            let epi = Epilogue {
+                bias: Bias::Row(&rb),
+                act: Activation::Silu,
+                ..Epilogue::default()
+            };
+            let mut want = vec![0.0; m * n];
+            naive(m, n, k, &am, &bm, &mut want, n, &epi);
+            // B pre-packed by the caller into the plan's layout.
+            let pb = g.pack_b(bm);
+            let packed = &pb.data[pb.off..];
+            let bref = PackedBRef::new(&g, packed, k, n).unwrap();
+            let pa = g.pack_a(am);
+            let r0 = g.mr();
+            let r1 = (3 * g.mr() + 1).min(m);
+            let mut got = vec![f32::NAN; (r1 - r0) * n];
+            g.run_rows((r0, r1), m, n, k, &pa, &bref, &mut got, n, &epi, &mut []);
+            check_close(
+                &got,
+                &want[r0 * n..r1 * n],
+                k,
+                &format!("{isa:?} rows {r0}..{r1}"),
+            );
+            // The whole product through the pool agrees.
+            let mut all = vec![0.0; m * n];
+            g.run(m, n, k, &pa, &bref, &mut all, n, &epi, &mut [], &pool);
+            check_close(&all, &want, k, &format!("{isa:?} PackedBRef"));
+        }
     }
 
     #[test]
