@@ -2,11 +2,16 @@
 //! bias and a fused activation.
 //!
 //! * Pointwise (1x1, stride 1, no padding): a GEMM straight on the input,
-//!   `Y[Cout, H*W] = W[Cout, Cin] * X[Cin, H*W]`.
+//!   `Y[Cout, H*W] = W[Cout, Cin] * X[Cin, H*W]` (X read in place).
+//! * 3x3, stride 1, one group, >= 8 channels in and out: Winograd
+//!   F(4x4, 3x3) ([`ConvAlgo::Auto`]): per chunk of 4x4 output tiles, an
+//!   input transform, 36 small GEMMs against weights transformed at boot,
+//!   and an output transform with the bias and activation fused. 4x fewer
+//!   multiplies than direct; error ~1e-6 of the output's scale.
 //! * Every other conv with more than one input channel per group: implicit
 //!   GEMM. `B = im2col(X)` is never materialised: the GEMM asks this module
 //!   to pack each `kc x nc` block of it straight from the image
-//!   ([`BOperand`] for [`Im2col`]).
+//!   ([`BOperand`] for `Im2col`).
 //! * One input channel per group (depthwise, also with a channel
 //!   multiplier): a direct kernel, one output plane per task.
 //!

@@ -191,7 +191,7 @@ pub enum Bias<'a> {
     None,
     /// One value per row of C (length >= m): conv channels.
     Row(&'a [f32]),
-    /// One value per column of C (length >= n): Gemm's `C` of shape [N].
+    /// One value per column of C (length >= n): Gemm's `C` of shape `[N]`.
     Col(&'a [f32]),
 }
 
