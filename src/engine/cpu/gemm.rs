@@ -5,8 +5,11 @@
 //! B is packed into `nr`-wide column panels and each of A into `mr`-high row
 //! panels, and a register-blocked micro-kernel multiplies one A panel by one
 //! B panel into an `mr x nr` tile of C. The bias, `beta` and activation are
-//! applied by the micro-kernel while the tile is in registers (bias and
-//! `beta` on the first k-block, the activation on the last).
+//! applied by the micro-kernel as it stores the tile (bias and `beta` on the
+//! first k-block, the activation on the last; SiLU and ReLU in registers,
+//! rarer activations over the just-stored tile). A B whose rows are
+//! contiguous in memory (a plain matrix, a 1x1 conv's input) is read in
+//! place; only its last partial panel is packed.
 //!
 //! Operands are anything implementing [`AOperand`] / [`BOperand`]: strided
 //! views ([`MatRef`], so transposed operands need no copy), operands packed
@@ -26,7 +29,7 @@
 use super::pool::ThreadPool;
 use crate::engine::ir::Activation;
 use crate::engine::ops::activation;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 /// Most threads a GEMM splits over; scratch for `threads` is sized for at
 /// most this many and a larger pool leaves the rest idle.
@@ -47,9 +50,13 @@ const ALIGN: usize = 16;
 /// Largest `mr * nr` of any micro-kernel (edge-tile buffer size).
 const MAX_TILE: usize = 512;
 
+/// Column tasks per thread: with more tasks than threads, a worker that
+/// wakes late takes a smaller share instead of holding up the rest.
+pub(crate) const OVERSPLIT: usize = 4;
+
 /// Below this many multiply-adds a GEMM runs on one thread: waking the pool
 /// costs more than it saves.
-const PAR_MIN_MACS: usize = 1 << 18;
+const PAR_MIN_MACS: usize = 1 << 20;
 
 /// The SIMD instruction set a plan's kernels use. Detected once at boot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -184,7 +191,7 @@ pub enum Bias<'a> {
     None,
     /// One value per row of C (length >= m): conv channels.
     Row(&'a [f32]),
-    /// One value per column of C (length >= n): Gemm's `C` of shape [N].
+    /// One value per column of C (length >= n): Gemm's `C` of shape `[N]`.
     Col(&'a [f32]),
 }
 
@@ -255,6 +262,14 @@ pub trait BOperand: Sync {
         nr: usize,
         buf: &'s mut [f32],
     ) -> &'s [f32];
+
+    /// B as it lies in memory when its rows are contiguous: `(data, row
+    /// stride)` with element (k, j) at `data[k * stride + j]`. The GEMM then
+    /// reads full `nr`-wide panels in place and packs only a partial last
+    /// panel (through `block`).
+    fn rows(&self) -> Option<(&[f32], usize)> {
+        None
+    }
 }
 
 impl AOperand for MatRef<'_> {
@@ -297,6 +312,10 @@ impl AOperand for MatRef<'_> {
 
 impl BOperand for MatRef<'_> {
     const PACKS: bool = true;
+
+    fn rows(&self) -> Option<(&[f32], usize)> {
+        (self.cs == 1).then_some((self.data, self.rs))
+    }
 
     fn fits(&self, k: usize, n: usize, _nr: usize, _kc: usize) -> bool {
         self.rows >= k && self.cols >= n
@@ -424,6 +443,56 @@ impl BOperand for PackedB {
     }
 }
 
+/// A B operand a caller wrote straight into the packed layout of a plan
+/// (Winograd's transformed input): for each `kc`-deep k-block starting at
+/// `k0`, `ceil(n/nr)` panels of `kc x nr` from offset `k0 * ceil(n/nr) * nr`.
+/// With `n <= nr` that is simply row-major `k x nr`.
+#[derive(Debug, Clone, Copy)]
+pub struct PackedBRef<'a> {
+    data: &'a [f32],
+    k: usize,
+    n: usize,
+    nr: usize,
+    kc: usize,
+}
+
+impl<'a> PackedBRef<'a> {
+    /// `None` when `data` is too short for `k x n` in `gemm`'s layout.
+    pub fn new(gemm: &Gemm, data: &'a [f32], k: usize, n: usize) -> Option<Self> {
+        let need = k.checked_mul(n.div_ceil(gemm.nr) * gemm.nr)?;
+        (data.len() >= need).then_some(PackedBRef {
+            data,
+            k,
+            n,
+            nr: gemm.nr,
+            kc: gemm.kc,
+        })
+    }
+}
+
+impl BOperand for PackedBRef<'_> {
+    const PACKS: bool = false;
+
+    fn fits(&self, k: usize, n: usize, nr: usize, kc: usize) -> bool {
+        self.k == k && self.n == n && self.nr == nr && self.kc == kc
+    }
+
+    fn block<'s>(
+        &'s self,
+        k0: usize,
+        kc: usize,
+        n0: usize,
+        nc: usize,
+        nr: usize,
+        _buf: &'s mut [f32],
+    ) -> &'s [f32] {
+        let npad = self.n.div_ceil(nr) * nr;
+        let start = k0 * npad + (n0 / nr) * nr * kc;
+        let len = nc.div_ceil(nr) * nr * kc;
+        self.data.get(start..start + len).unwrap_or(&[])
+    }
+}
+
 /// A zeroed Vec with room for `len` f32 starting on a cache line; returns
 /// the Vec and the offset of that start.
 fn aligned_vec(len: usize) -> (Vec<f32>, usize) {
@@ -466,6 +535,56 @@ pub(crate) fn zero_run(d: &mut [f32]) {
     }
     for a in dc.into_remainder() {
         *a = 0.0;
+    }
+}
+
+/// Scratch regions lent to whichever tasks of one `parallel_for` run at the
+/// same time, so a job can have more tasks than threads while scratch
+/// stays sized per thread. Lives on the stack of the submitting call.
+pub(crate) struct Regions {
+    used: AtomicU64,
+    n: usize,
+}
+
+impl Regions {
+    /// `n` regions (at most 64).
+    pub(crate) fn new(n: usize) -> Regions {
+        Regions {
+            used: AtomicU64::new(0),
+            n: n.min(64),
+        }
+    }
+
+    /// A free region. The caller guarantees that at most `n` tasks hold one
+    /// at a time (a pool of at most `n` threads), so one is free; the spin
+    /// only covers the instant between another task's release and claim.
+    pub(crate) fn claim(&self) -> usize {
+        let all = if self.n == 64 {
+            u64::MAX
+        } else {
+            (1u64 << self.n) - 1
+        };
+        loop {
+            let cur = self.used.load(Ordering::Acquire);
+            let free = !cur & all;
+            if free == 0 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let i = free.trailing_zeros();
+            let bit = 1u64 << i;
+            if self
+                .used
+                .compare_exchange_weak(cur, cur | bit, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                return i as usize;
+            }
+        }
+    }
+
+    pub(crate) fn release(&self, i: usize) {
+        self.used.fetch_and(!(1u64 << i), Ordering::Release);
     }
 }
 
@@ -514,14 +633,24 @@ impl TileEp {
 trait MicroKernel {
     const MR: usize;
     const NR: usize;
-    /// `tile = A panel (kc x MR) * B panel (kc x NR)`, then
+    /// `tile = A panel (kc x MR) * B panel (kc x NR, row stride `ldb`)`, then
     /// `C = act(alpha * tile + beta * C + row_bias[i] + col_bias[j])`.
     ///
     /// # Safety
-    /// `a` holds `kc*MR` and `b` `kc*NR` readable f32; `c` is an `MR x NR`
+    /// `a` holds `kc*MR` readable f32 and `b` `kc` rows of `NR` at stride
+    /// `ldb`; `c` is an `MR x NR`
     /// tile with row stride `ldc`, readable and writable; non-null biases
     /// hold `MR` / `NR` values; the CPU supports the kernel's features.
-    unsafe fn tile(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, ep: &TileEp);
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile(
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        ldb: usize,
+        c: *mut f32,
+        ldc: usize,
+        ep: &TileEp,
+    );
 }
 
 // AVX-512 intrinsics are stable since Rust 1.89; Cargo.toml's
@@ -530,7 +659,26 @@ trait MicroKernel {
 #[allow(clippy::incompatible_msrv)]
 mod x86 {
     use super::{MicroKernel, TileEp};
-    use crate::engine::ops::activation::x86::{act_ymm, act_zmm};
+    use crate::engine::ir::Activation;
+    use crate::engine::ops::activation::x86::{
+        apply_rows_avx2, apply_rows_avx512, sigmoid_ymm, sigmoid_zmm,
+    };
+
+    /// Activations the micro-kernels apply in registers (others run over
+    /// the stored tile).
+    const ACT_NONE: u8 = 0;
+    const ACT_SILU: u8 = 1;
+    const ACT_RELU: u8 = 2;
+    const ACT_OTHER: u8 = 3;
+
+    fn act_kind(act: Activation) -> u8 {
+        match act {
+            Activation::None => ACT_NONE,
+            Activation::Silu => ACT_SILU,
+            Activation::Relu => ACT_RELU,
+            _ => ACT_OTHER,
+        }
+    }
     use std::arch::x86_64::*;
 
     /// AVX-512F, `MR x 16*NV`.
@@ -545,23 +693,32 @@ mod x86 {
             kc: usize,
             a: *const f32,
             b: *const f32,
+            ldb: usize,
             c: *mut f32,
             ldc: usize,
             ep: &TileEp,
         ) {
             // SAFETY: forwarded contract; `Isa::Avx512` is only selected on
             // CPUs with AVX-512F.
-            unsafe { tile_avx512::<MR, NV>(kc, a, b, c, ldc, ep) }
+            unsafe {
+                match act_kind(ep.act) {
+                    ACT_NONE => tile_avx512::<MR, NV, ACT_NONE>(kc, a, b, ldb, c, ldc, ep),
+                    ACT_SILU => tile_avx512::<MR, NV, ACT_SILU>(kc, a, b, ldb, c, ldc, ep),
+                    ACT_RELU => tile_avx512::<MR, NV, ACT_RELU>(kc, a, b, ldb, c, ldc, ep),
+                    _ => tile_avx512::<MR, NV, ACT_OTHER>(kc, a, b, ldb, c, ldc, ep),
+                }
+            }
         }
     }
 
     /// # Safety
     /// See [`MicroKernel::tile`]; the CPU supports AVX-512F.
     #[target_feature(enable = "avx512f")]
-    unsafe fn tile_avx512<const MR: usize, const NV: usize>(
+    unsafe fn tile_avx512<const MR: usize, const NV: usize, const ACT: u8>(
         kc: usize,
         a: *const f32,
         b: *const f32,
+        ldb: usize,
         c: *mut f32,
         ldc: usize,
         ep: &TileEp,
@@ -581,7 +738,7 @@ mod x86 {
                 }
             }
             pa = pa.add(MR);
-            pb = pb.add(16 * NV);
+            pb = pb.add(ldb);
         }
         let alpha = _mm512_set1_ps(ep.alpha);
         let beta = _mm512_set1_ps(ep.beta);
@@ -601,9 +758,17 @@ mod x86 {
                 if !ep.col_bias.is_null() {
                     x = _mm512_add_ps(x, _mm512_loadu_ps(ep.col_bias.add(16 * v)));
                 }
-                x = act_zmm(ep.act, x);
+                if ACT == ACT_SILU {
+                    x = _mm512_mul_ps(x, sigmoid_zmm(x));
+                } else if ACT == ACT_RELU {
+                    x = _mm512_max_ps(x, _mm512_setzero_ps());
+                }
                 _mm512_storeu_ps(crow.add(16 * v), x);
             }
+        }
+        if ACT == ACT_OTHER {
+            // Rarer activations: one pass over the stored tile (in L1).
+            apply_rows_avx512(ep.act, c, ldc, MR, 16 * NV);
         }
     }
 
@@ -619,23 +784,32 @@ mod x86 {
             kc: usize,
             a: *const f32,
             b: *const f32,
+            ldb: usize,
             c: *mut f32,
             ldc: usize,
             ep: &TileEp,
         ) {
             // SAFETY: forwarded contract; `Isa::Avx2` is only selected on
             // CPUs with AVX2 and FMA.
-            unsafe { tile_avx2::<MR, NV>(kc, a, b, c, ldc, ep) }
+            unsafe {
+                match act_kind(ep.act) {
+                    ACT_NONE => tile_avx2::<MR, NV, ACT_NONE>(kc, a, b, ldb, c, ldc, ep),
+                    ACT_SILU => tile_avx2::<MR, NV, ACT_SILU>(kc, a, b, ldb, c, ldc, ep),
+                    ACT_RELU => tile_avx2::<MR, NV, ACT_RELU>(kc, a, b, ldb, c, ldc, ep),
+                    _ => tile_avx2::<MR, NV, ACT_OTHER>(kc, a, b, ldb, c, ldc, ep),
+                }
+            }
         }
     }
 
     /// # Safety
     /// See [`MicroKernel::tile`]; the CPU supports AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn tile_avx2<const MR: usize, const NV: usize>(
+    unsafe fn tile_avx2<const MR: usize, const NV: usize, const ACT: u8>(
         kc: usize,
         a: *const f32,
         b: *const f32,
+        ldb: usize,
         c: *mut f32,
         ldc: usize,
         ep: &TileEp,
@@ -655,7 +829,7 @@ mod x86 {
                 }
             }
             pa = pa.add(MR);
-            pb = pb.add(8 * NV);
+            pb = pb.add(ldb);
         }
         let alpha = _mm256_set1_ps(ep.alpha);
         let beta = _mm256_set1_ps(ep.beta);
@@ -675,9 +849,16 @@ mod x86 {
                 if !ep.col_bias.is_null() {
                     x = _mm256_add_ps(x, _mm256_loadu_ps(ep.col_bias.add(8 * v)));
                 }
-                x = act_ymm(ep.act, x);
+                if ACT == ACT_SILU {
+                    x = _mm256_mul_ps(x, sigmoid_ymm(x));
+                } else if ACT == ACT_RELU {
+                    x = _mm256_max_ps(x, _mm256_setzero_ps());
+                }
                 _mm256_storeu_ps(crow.add(8 * v), x);
             }
+        }
+        if ACT == ACT_OTHER {
+            apply_rows_avx2(ep.act, c, ldc, MR, 8 * NV);
         }
     }
 }
@@ -690,16 +871,21 @@ impl<const MR: usize, const NR: usize> MicroKernel for Portable<MR, NR> {
     const MR: usize = MR;
     const NR: usize = NR;
 
-    unsafe fn tile(kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, ep: &TileEp) {
-        // SAFETY: the caller guarantees `a`/`b` hold kc panels of MR / NR.
-        let (a, b) = unsafe {
-            (
-                std::slice::from_raw_parts(a, kc * MR),
-                std::slice::from_raw_parts(b, kc * NR),
-            )
-        };
+    unsafe fn tile(
+        kc: usize,
+        a: *const f32,
+        b: *const f32,
+        ldb: usize,
+        c: *mut f32,
+        ldc: usize,
+        ep: &TileEp,
+    ) {
+        // SAFETY: the caller guarantees `a` holds kc x MR values.
+        let a = unsafe { std::slice::from_raw_parts(a, kc * MR) };
         let mut acc = [[0.0f32; NR]; MR];
-        for (ak, bk) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
+        for (k, ak) in a.chunks_exact(MR).enumerate() {
+            // SAFETY: the caller guarantees kc rows of NR at stride ldb.
+            let bk = unsafe { std::slice::from_raw_parts(b.add(k * ldb), NR) };
             for i in 0..MR {
                 let ai = ak[i];
                 for j in 0..NR {
@@ -911,29 +1097,11 @@ impl Gemm {
         scratch: &mut [f32],
         pool: &ThreadPool,
     ) {
-        if m == 0 || n == 0 {
-            return;
-        }
-        let c_ok = ldc >= n
-            && (m - 1)
-                .checked_mul(ldc)
-                .and_then(|x| x.checked_add(n))
-                .is_some_and(|need| need <= c.len());
-        let bias_ok = match epi.bias {
-            Bias::None => true,
-            Bias::Row(r) => r.len() >= m,
-            Bias::Col(cb) => cb.len() >= n,
-        };
-        let operands_ok = a.fits(m, k, self.mr, self.kc) && b.fits(k, n, self.nr, self.kc);
-        if !(c_ok && bias_ok && operands_ok) {
-            debug_assert!(
-                false,
-                "gemm {m}x{n}x{k}: c_ok={c_ok} bias_ok={bias_ok} operands_ok={operands_ok}"
-            );
+        if !self.check(m, n, k, a, b, c, ldc, epi) {
             return;
         }
         if k == 0 {
-            self.epilogue_only(m, n, c, ldc, epi);
+            self.epilogue_only((0, m), n, c, ldc, epi);
             return;
         }
         match (self.isa, self.mr, self.nr) {
@@ -949,10 +1117,158 @@ impl Gemm {
         }
     }
 
-    /// `k == 0`: the product is zero, only the epilogue remains.
-    fn epilogue_only(&self, m: usize, n: usize, c: &mut [f32], ldc: usize, epi: &Epilogue) {
-        for i in 0..m {
-            let row = &mut c[i * ldc..i * ldc + n];
+    /// Rows `rows.0..rows.1` of `C = act(alpha * A * B + beta * C + bias)`
+    /// on the calling thread only (for callers that already split work
+    /// across the pool). `c` holds just those rows (row stride `ldc`);
+    /// `rows.0` must be a multiple of [`Gemm::mr`]. Scratch: `scratch_len`
+    /// with one thread. Frame path: never allocates.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_rows<A: AOperand, B: BOperand>(
+        &self,
+        rows: (usize, usize),
+        m: usize,
+        n: usize,
+        k: usize,
+        a: &A,
+        b: &B,
+        c: &mut [f32],
+        ldc: usize,
+        epi: &Epilogue,
+        scratch: &mut [f32],
+    ) {
+        let (r0, r1) = rows;
+        if r0 >= r1.min(m) || n == 0 {
+            return;
+        }
+        let r1 = r1.min(m);
+        let rows_ok = r0 % self.mr == 0;
+        let region_ok = scratch.len() >= self.region_len(m, n, k, A::PACKS, B::PACKS);
+        if !(rows_ok && region_ok) {
+            debug_assert!(
+                false,
+                "gemm rows {r0}..{r1}: rows_ok={rows_ok} region_ok={region_ok}"
+            );
+            return;
+        }
+        // Validate as an (r1 - r0)-row product over `c`, and the operands
+        // for the full one.
+        let (a_ok, b_ok) = (
+            a.fits(m, k, self.mr, self.kc),
+            b.fits(k, n, self.nr, self.kc),
+        );
+        let bias_ok = match epi.bias {
+            Bias::None => true,
+            Bias::Row(r) => r.len() >= r1,
+            Bias::Col(cb) => cb.len() >= n,
+        };
+        let c_ok = ldc >= n
+            && (r1 - r0 - 1)
+                .checked_mul(ldc)
+                .and_then(|x| x.checked_add(n))
+                .is_some_and(|need| need <= c.len());
+        if !(a_ok && b_ok && bias_ok && c_ok) {
+            debug_assert!(false, "gemm rows {r0}..{r1} of {m}x{n}x{k} do not fit");
+            return;
+        }
+        if k == 0 {
+            self.epilogue_only((r0, r1), n, c, ldc, epi);
+            return;
+        }
+        let cp = c.as_mut_ptr();
+        // SAFETY: `c` covers rows r0..r1 (checked above) and is exclusively
+        // borrowed; the operands and bias fit (checked above).
+        unsafe {
+            match (self.isa, self.mr, self.nr) {
+                #[cfg(target_arch = "x86_64")]
+                (Isa::Avx512, 8, 32) => self.task::<x86::Avx512<8, 2>, A, B>(
+                    (r0, r1),
+                    (0, n),
+                    k,
+                    a,
+                    b,
+                    cp,
+                    r0,
+                    ldc,
+                    epi,
+                    scratch,
+                ),
+                #[cfg(target_arch = "x86_64")]
+                (Isa::Avx2, 6, 16) => self.task::<x86::Avx2<6, 2>, A, B>(
+                    (r0, r1),
+                    (0, n),
+                    k,
+                    a,
+                    b,
+                    cp,
+                    r0,
+                    ldc,
+                    epi,
+                    scratch,
+                ),
+                _ => self.task::<Portable<4, 16>, A, B>(
+                    (r0, r1),
+                    (0, n),
+                    k,
+                    a,
+                    b,
+                    cp,
+                    r0,
+                    ldc,
+                    epi,
+                    scratch,
+                ),
+            }
+        }
+    }
+
+    /// Whether the operands, `c` and the bias fit an `m x n x k` product
+    /// (debug builds assert that they do).
+    #[allow(clippy::too_many_arguments)]
+    fn check<A: AOperand, B: BOperand>(
+        &self,
+        m: usize,
+        n: usize,
+        k: usize,
+        a: &A,
+        b: &B,
+        c: &[f32],
+        ldc: usize,
+        epi: &Epilogue,
+    ) -> bool {
+        if m == 0 || n == 0 {
+            return false;
+        }
+        let c_ok = ldc >= n
+            && (m - 1)
+                .checked_mul(ldc)
+                .and_then(|x| x.checked_add(n))
+                .is_some_and(|need| need <= c.len());
+        let bias_ok = match epi.bias {
+            Bias::None => true,
+            Bias::Row(r) => r.len() >= m,
+            Bias::Col(cb) => cb.len() >= n,
+        };
+        let operands_ok = a.fits(m, k, self.mr, self.kc) && b.fits(k, n, self.nr, self.kc);
+        debug_assert!(
+            c_ok && bias_ok && operands_ok,
+            "gemm {m}x{n}x{k}: c_ok={c_ok} bias_ok={bias_ok} operands_ok={operands_ok}"
+        );
+        c_ok && bias_ok && operands_ok
+    }
+
+    /// `k == 0`: the product is zero, only the epilogue remains. `c`
+    /// holds rows `rows.0..rows.1`.
+    fn epilogue_only(
+        &self,
+        rows: (usize, usize),
+        n: usize,
+        c: &mut [f32],
+        ldc: usize,
+        epi: &Epilogue,
+    ) {
+        for i in rows.0..rows.1 {
+            let off = (i - rows.0) * ldc;
+            let row = &mut c[off..off + n];
             for (j, v) in row.iter_mut().enumerate() {
                 let mut x = if epi.beta != 0.0 { epi.beta * *v } else { 0.0 };
                 match epi.bias {
@@ -984,7 +1300,9 @@ impl Gemm {
         debug_assert!(K::MR == self.mr && K::NR == self.nr);
         let region = self.region_len(m, n, k, A::PACKS, B::PACKS);
         let fit = scratch.len().checked_div(region).unwrap_or(MAX_THREADS);
-        let mut threads = pool.threads().min(MAX_THREADS).min(fit);
+        let regions = fit.min(MAX_THREADS);
+        let pool_threads = pool.threads().min(MAX_THREADS);
+        let mut threads = pool_threads.min(regions);
         if threads == 0 {
             debug_assert!(false, "gemm scratch {} < {region}", scratch.len());
             return;
@@ -994,16 +1312,25 @@ impl Gemm {
         }
         let mp = m.div_ceil(K::MR);
         let np = n.div_ceil(K::NR);
-        // Split the longer side of C (in panels) across threads.
+        // Split the longer side of C (in panels). Columns are split into a
+        // few tasks per thread (each packs only its own B) so that a late
+        // worker just takes fewer; rows only across threads (each task
+        // packs the whole B block).
+        let split = if pool_threads <= regions {
+            OVERSPLIT
+        } else {
+            1
+        };
         let (tm, tn) = if threads == 1 {
             (1, 1)
         } else if np >= 2 * threads || np >= mp {
-            (1, threads.min(np))
+            (1, (threads * split).min(np))
         } else {
             (threads.min(mp), 1)
         };
         let cp = SyncPtr(c.as_mut_ptr());
         let sp = SyncPtr(scratch.as_mut_ptr());
+        let slots = Regions::new(regions);
         let body = |t: usize| {
             let (ti, tj) = (t / tn, t % tn);
             let m_lo = (ti * mp / tm) * K::MR;
@@ -1013,24 +1340,40 @@ impl Gemm {
             if m_lo >= m_hi || n_lo >= n_hi {
                 return;
             }
-            // SAFETY: t < tm*tn <= fit, so region t lies inside `scratch`,
-            // and only task t uses it.
-            let buf = unsafe { std::slice::from_raw_parts_mut(sp.get().add(t * region), region) };
+            // At most min(pool threads, tasks) tasks run at once, never
+            // more than `regions` (tasks > regions only when the pool has
+            // no more threads than regions), so a region is always free.
+            let r = slots.claim();
+            // SAFETY: r < regions <= fit, so region r lies inside `scratch`,
+            // and only this task uses it until it releases it.
+            let buf = unsafe { std::slice::from_raw_parts_mut(sp.get().add(r * region), region) };
             // SAFETY: tasks own disjoint rectangles of C ([m_lo, m_hi) x
             // [n_lo, n_hi)), all inside `c` (checked in `run`).
             unsafe {
-                self.task::<K, A, B>((m_lo, m_hi), (n_lo, n_hi), k, a, b, cp.get(), ldc, epi, buf)
+                self.task::<K, A, B>(
+                    (m_lo, m_hi),
+                    (n_lo, n_hi),
+                    k,
+                    a,
+                    b,
+                    cp.get(),
+                    0,
+                    ldc,
+                    epi,
+                    buf,
+                )
             };
+            slots.release(r);
         };
         pool.parallel_for(tm * tn, &body);
     }
 
-    /// One thread's rectangle of C.
+    /// One thread's rectangle of C. `c` points at row `row_base` of C.
     ///
     /// # Safety
-    /// `c` with row stride `ldc` covers rows `ms` x columns `ns`, and no
-    /// other thread touches that rectangle meanwhile; A, B and the bias fit
-    /// the product (checked in `run`).
+    /// `c` with row stride `ldc` covers rows `ms` (less `row_base`) x
+    /// columns `ns`, and no other thread touches that rectangle meanwhile;
+    /// A, B and the bias fit the product (checked in `run`).
     #[allow(clippy::too_many_arguments)]
     unsafe fn task<K: MicroKernel, A: AOperand, B: BOperand>(
         &self,
@@ -1040,6 +1383,7 @@ impl Gemm {
         a: &A,
         b: &B,
         c: *mut f32,
+        row_base: usize,
         ldc: usize,
         epi: &Epilogue,
         buf: &mut [f32],
@@ -1060,7 +1404,13 @@ impl Gemm {
             let mut pc = 0;
             while pc < k {
                 let kc = self.kc.min(k - pc);
-                let bt = b.block(pc, kc, jc, nc, K::NR, bbuf);
+                let (bt, edge): (BPanels, &mut [f32]) = match b.rows() {
+                    Some((data, ldb)) => (BPanels::Direct { data, ldb }, &mut *bbuf),
+                    None => (
+                        BPanels::Packed(b.block(pc, kc, jc, nc, K::NR, bbuf)),
+                        &mut [],
+                    ),
+                };
                 let first = pc == 0;
                 let last = pc + kc == k;
                 let mut ic = m_lo;
@@ -1070,6 +1420,7 @@ impl Gemm {
                     let blk = Block {
                         ic,
                         jc,
+                        pc,
                         mc,
                         nc,
                         kc,
@@ -1077,7 +1428,9 @@ impl Gemm {
                         last,
                     };
                     // SAFETY: forwarded from this fn's contract.
-                    unsafe { self.macro_kernel::<K>(&blk, at, bt, c, ldc, epi) };
+                    unsafe {
+                        self.macro_kernel::<K, B>(&blk, at, b, bt, edge, c, row_base, ldc, epi)
+                    };
                     ic += mc;
                 }
                 pc += kc;
@@ -1090,17 +1443,28 @@ impl Gemm {
     ///
     /// # Safety
     /// As [`Gemm::task`], for the block's rectangle.
-    unsafe fn macro_kernel<K: MicroKernel>(
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn macro_kernel<K: MicroKernel, B: BOperand>(
         &self,
         blk: &Block,
         at: &[f32],
-        bt: &[f32],
+        b: &B,
+        bt: BPanels,
+        edge: &mut [f32],
         c: *mut f32,
+        row_base: usize,
         ldc: usize,
         epi: &Epilogue,
     ) {
         let (mr, nr, kc) = (K::MR, K::NR, blk.kc);
-        if at.len() < blk.mc.div_ceil(mr) * mr * kc || bt.len() < blk.nc.div_ceil(nr) * nr * kc {
+        let b_ok = match bt {
+            BPanels::Packed(p) => p.len() >= blk.nc.div_ceil(nr) * nr * kc,
+            // The last element any full panel reads.
+            BPanels::Direct { data, ldb } => {
+                (blk.pc + kc - 1) * ldb + blk.jc + (blk.nc / nr) * nr <= data.len()
+            }
+        };
+        if at.len() < blk.mc.div_ceil(mr) * mr * kc || !b_ok {
             debug_assert!(false, "gemm packing buffer too small");
             return;
         }
@@ -1110,8 +1474,23 @@ impl Gemm {
         let mut jr = 0;
         while jr < blk.nc {
             let nv = nr.min(blk.nc - jr);
-            let bp = bt[(jr / nr) * nr * kc..].as_ptr();
             let col = blk.jc + jr;
+            let (bp, ldb) = match bt {
+                BPanels::Packed(p) => (p[(jr / nr) * nr * kc..].as_ptr(), nr),
+                // SAFETY: rows pc..pc+kc, columns col..col+nr are inside
+                // `data` (checked above).
+                BPanels::Direct { data, ldb } if nv == nr => {
+                    (unsafe { data.as_ptr().add(blk.pc * ldb + col) }, ldb)
+                }
+                BPanels::Direct { .. } => {
+                    let p = b.block(blk.pc, kc, col, nv, nr, edge);
+                    if p.len() < nr * kc {
+                        debug_assert!(false, "gemm edge panel buffer too small");
+                        return;
+                    }
+                    (p.as_ptr(), nr)
+                }
+            };
             let col_bias = match epi.bias {
                 Bias::Col(cb) if blk.first => cb[col..].as_ptr(),
                 _ => std::ptr::null(),
@@ -1126,7 +1505,7 @@ impl Gemm {
                     _ => std::ptr::null(),
                 };
                 // SAFETY: (row, col) is inside this thread's rectangle.
-                let ct = unsafe { c.add(row * ldc + col) };
+                let ct = unsafe { c.add((row - row_base) * ldc + col) };
                 if mv == mr && nv == nr {
                     let ep = TileEp {
                         alpha: epi.alpha,
@@ -1137,10 +1516,10 @@ impl Gemm {
                     };
                     // SAFETY: panels checked above; a full tile of C; the
                     // biases have mr / nr values from row / col on.
-                    unsafe { K::tile(kc, ap, bp, ct, ldc, &ep) };
+                    unsafe { K::tile(kc, ap, bp, ldb, ct, ldc, &ep) };
                 } else {
                     // SAFETY: `tmp` is an mr x nr tile with stride nr.
-                    unsafe { K::tile(kc, ap, bp, tmp.as_mut_ptr(), nr, &TileEp::PLAIN) };
+                    unsafe { K::tile(kc, ap, bp, ldb, tmp.as_mut_ptr(), nr, &TileEp::PLAIN) };
                     for i in 0..mv {
                         // SAFETY: row i of the valid part of the tile.
                         let crow = unsafe { std::slice::from_raw_parts_mut(ct.add(i * ldc), nv) };
@@ -1168,10 +1547,18 @@ impl Gemm {
     }
 }
 
+/// A block of B: packed panels, or rows read in place.
+#[derive(Clone, Copy)]
+enum BPanels<'a> {
+    Packed(&'a [f32]),
+    Direct { data: &'a [f32], ldb: usize },
+}
+
 /// Where one block sits in C and which k-block it is.
 struct Block {
     ic: usize,
     jc: usize,
+    pc: usize,
     mc: usize,
     nc: usize,
     kc: usize,
@@ -1415,7 +1802,7 @@ mod tests {
                 case(
                     &g,
                     &pool,
-                    (300, 40, 70),
+                    (300, 40, 100),
                     true,
                     false,
                     ops,
@@ -1440,7 +1827,7 @@ mod tests {
     fn too_little_scratch_uses_fewer_threads() {
         let g = Gemm::new();
         let pool = ThreadPool::new(4);
-        let (m, n, k) = (40, 500, 50);
+        let (m, n, k) = (40, 600, 50);
         let a = rand_vec(m * k, 1);
         let b = rand_vec(k * n, 2);
         let am = MatRef::row_major(&a, m, k).unwrap();
@@ -1462,6 +1849,46 @@ mod tests {
             &pool,
         );
         check_close(&got, &want, k, "one thread's scratch on a 4-thread pool");
+    }
+
+    #[test]
+    fn run_rows_computes_a_row_range() {
+        let (m, n, k) = (30, 29, 300);
+        let pool = ThreadPool::new(1);
+        for isa in Isa::available() {
+            let g = Gemm::with_isa(isa);
+            let a = rand_vec(m * k, 5);
+            let b = rand_vec(k * n, 6);
+            let am = MatRef::row_major(&a, m, k).unwrap();
+            let bm = MatRef::row_major(&b, k, n).unwrap();
+            let rb = rand_vec(m, 7);
+            let epi = Epilogue {
+                bias: Bias::Row(&rb),
+                act: Activation::Silu,
+                ..Epilogue::default()
+            };
+            let mut want = vec![0.0; m * n];
+            naive(m, n, k, &am, &bm, &mut want, n, &epi);
+            // B pre-packed by the caller into the plan's layout.
+            let pb = g.pack_b(bm);
+            let packed = &pb.data[pb.off..];
+            let bref = PackedBRef::new(&g, packed, k, n).unwrap();
+            let pa = g.pack_a(am);
+            let r0 = g.mr();
+            let r1 = (3 * g.mr() + 1).min(m);
+            let mut got = vec![f32::NAN; (r1 - r0) * n];
+            g.run_rows((r0, r1), m, n, k, &pa, &bref, &mut got, n, &epi, &mut []);
+            check_close(
+                &got,
+                &want[r0 * n..r1 * n],
+                k,
+                &format!("{isa:?} rows {r0}..{r1}"),
+            );
+            // The whole product through the pool agrees.
+            let mut all = vec![0.0; m * n];
+            g.run(m, n, k, &pa, &bref, &mut all, n, &epi, &mut [], &pool);
+            check_close(&all, &want, k, &format!("{isa:?} PackedBRef"));
+        }
     }
 
     #[test]
@@ -1511,9 +1938,19 @@ pub(crate) mod bench {
     /// meaningful on a machine shared with other jobs.
     pub(crate) fn thread_cpu_time() -> f64 {
         const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+        cpu_time(CLOCK_THREAD_CPUTIME_ID)
+    }
+
+    /// CPU time of the whole process (all threads) in seconds (Linux).
+    pub(crate) fn process_cpu_time() -> f64 {
+        const CLOCK_PROCESS_CPUTIME_ID: i32 = 2;
+        cpu_time(CLOCK_PROCESS_CPUTIME_ID)
+    }
+
+    fn cpu_time(clock: i32) -> f64 {
         let mut ts = Timespec { sec: 0, nsec: 0 };
         // SAFETY: clock_gettime writes one timespec to a valid pointer.
-        unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        unsafe { clock_gettime(clock, &mut ts) };
         ts.sec as f64 + ts.nsec as f64 * 1e-9
     }
 

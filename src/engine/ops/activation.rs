@@ -2,11 +2,11 @@
 //! activation ops and the fused epilogues of Conv/Gemm.
 //!
 //! [`Activation::apply`] is the scalar reference (std `exp`/`tanh`). The
-//! slice functions ([`apply_inplace`], [`apply_slice`]) and the register-level
-//! functions in `x86` (used by the GEMM epilogue while a C tile is still in
-//! registers) use SIMD (AVX-512F or AVX2+FMA, chosen from [`Isa`]) and a
-//! polynomial `exp` (Cephes `expf`, relative error ~1e-7 on the reduced
-//! range) whose input is clamped to [-87, 88], so no input produces an
+//! slice functions ([`apply_inplace`], [`apply_slice`]) and the row
+//! functions in `x86` (which the GEMM epilogue applies to each C tile while
+//! it is in L1) use SIMD (AVX-512F or AVX2+FMA, chosen from [`Isa`]) and a
+//! polynomial `exp` (degree-5 near-minimax on the reduced range, relative
+//! error 2e-7) whose input is clamped to [-87, 88], so no input produces an
 //! overflow, an infinity or a NaN that the exact function would not.
 //! NaN inputs propagate as NaN.
 //!
@@ -88,12 +88,12 @@ pub(crate) mod portable {
     pub(crate) const EXP_HI: f32 = 88.0;
     pub(crate) const LN2_HI: f32 = 0.693_359_4;
     pub(crate) const LN2_LO: f32 = -2.121_944_4e-4;
-    pub(crate) const P0: f32 = 1.987_569_1e-4;
-    pub(crate) const P1: f32 = 1.398_199_9e-3;
-    pub(crate) const P2: f32 = 8.333_452e-3;
-    pub(crate) const P3: f32 = 4.166_579_6e-2;
-    pub(crate) const P4: f32 = 1.666_666_5e-1;
-    pub(crate) const P5: f32 = 0.5;
+    /// exp(r) = 1 + r + r^2 (Q0 + Q1 r + Q2 r^2 + Q3 r^3) on |r| <= ln2/2:
+    /// a near-minimax fit for relative error, 2e-7 evaluated in f32.
+    pub(crate) const Q0: f32 = 0.499_992_34;
+    pub(crate) const Q1: f32 = 0.166_671_13;
+    pub(crate) const Q2: f32 = 0.041_889_817;
+    pub(crate) const Q3: f32 = 0.008_312_66;
     /// Cephes `tanhf` odd polynomial for |x| < 0.625.
     pub(crate) const T0: f32 = -5.704_988_7e-3;
     pub(crate) const T1: f32 = 2.063_909e-2;
@@ -111,12 +111,10 @@ pub(crate) mod portable {
         let n = t - ROUND_MAGIC;
         let ni = (t.to_bits() as i32).wrapping_sub(ROUND_MAGIC.to_bits() as i32);
         let r = x - n * LN2_HI - n * LN2_LO;
-        let mut p = P0;
-        p = p * r + P1;
-        p = p * r + P2;
-        p = p * r + P3;
-        p = p * r + P4;
-        p = p * r + P5;
+        let mut p = Q3;
+        p = p * r + Q2;
+        p = p * r + Q1;
+        p = p * r + Q0;
         let y = p * r * r + r + 1.0;
         let scale = f32::from_bits((ni.wrapping_add(127) as u32) << 23);
         y * scale
@@ -191,48 +189,66 @@ pub(crate) mod x86 {
 
     const LOG2E: f32 = std::f32::consts::LOG2_E;
 
+    /// `exp(sign * x)`; `sign` is +1 or -1 (folding a negation in).
+    ///
     /// # Safety
     /// The CPU must support AVX-512F.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    pub(crate) unsafe fn exp_zmm(x: __m512) -> __m512 {
-        // max/min return their second operand when either is NaN: keeping
-        // `x` second lets NaN through.
-        let x = _mm512_min_ps(
-            _mm512_set1_ps(EXP_HI),
-            _mm512_max_ps(_mm512_set1_ps(EXP_LO), x),
-        );
+    unsafe fn exp_signed_zmm<const NEG: bool>(x: __m512) -> __m512 {
+        // Clamp (max/min return their second operand when either is NaN:
+        // keeping `x` second lets NaN through) so that r stays small and
+        // 2^n is finite.
+        let (lo, hi) = if NEG {
+            (-EXP_HI, -EXP_LO)
+        } else {
+            (EXP_LO, EXP_HI)
+        };
+        let x = _mm512_min_ps(_mm512_set1_ps(hi), _mm512_max_ps(_mm512_set1_ps(lo), x));
+        let l2e = if NEG { -LOG2E } else { LOG2E };
         let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-            _mm512_mul_ps(x, _mm512_set1_ps(LOG2E)),
+            _mm512_mul_ps(x, _mm512_set1_ps(l2e)),
         );
-        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), x);
+        // r = sign*x - n*ln2, in two steps for accuracy.
+        let r = if NEG {
+            _mm512_fnmsub_ps(n, _mm512_set1_ps(LN2_HI), x)
+        } else {
+            _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), x)
+        };
         let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), r);
-        let mut p = _mm512_set1_ps(P0);
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(P1));
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(P2));
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(P3));
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(P4));
-        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(P5));
+        let mut p = _mm512_set1_ps(Q3);
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(Q2));
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(Q1));
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(Q0));
         let r2 = _mm512_mul_ps(r, r);
         let y = _mm512_fmadd_ps(p, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0)));
-        let ni = _mm512_cvtps_epi32(n);
-        let scale = _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_add_epi32(
-            ni,
-            _mm512_set1_epi32(127),
-        )));
-        _mm512_mul_ps(y, scale)
+        // y * 2^n (n is integral and within the normal range).
+        _mm512_scalef_ps(y, n)
     }
 
     /// # Safety
     /// The CPU must support AVX-512F.
     #[inline]
     #[target_feature(enable = "avx512f")]
-    unsafe fn sigmoid_zmm(x: __m512) -> __m512 {
+    pub(crate) unsafe fn exp_zmm(x: __m512) -> __m512 {
+        exp_signed_zmm::<false>(x)
+    }
+
+    /// # Safety
+    /// The CPU must support AVX-512F.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(crate) unsafe fn sigmoid_zmm(x: __m512) -> __m512 {
         let one = _mm512_set1_ps(1.0);
-        let e = exp_zmm(_mm512_sub_ps(_mm512_setzero_ps(), x));
-        // "not less than" is true for NaN, so NaN still goes through.
+        let d = _mm512_add_ps(one, exp_signed_zmm::<true>(x));
+        // 1/d: 14-bit estimate and one Newton step (~1 ulp), cheaper than a
+        // division.
+        let r0 = _mm512_rcp14_ps(d);
+        let r1 = _mm512_mul_ps(r0, _mm512_fnmadd_ps(d, r0, _mm512_set1_ps(2.0)));
+        // Below -88 sigmoid is ~0 (see SIGMOID_ZERO); "not less than" is
+        // true for NaN, so NaN still goes through.
         let keep = _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(x, _mm512_set1_ps(SIGMOID_ZERO));
-        _mm512_maskz_div_ps(keep, one, _mm512_add_ps(one, e))
+        _mm512_maskz_mov_ps(keep, r1)
     }
 
     /// # Safety
@@ -308,20 +324,73 @@ pub(crate) mod x86 {
     /// The CPU must support AVX-512F.
     #[target_feature(enable = "avx512f")]
     pub(crate) unsafe fn apply_slice_avx512(act: Activation, x: &mut [f32]) {
-        let len = x.len();
-        let p = x.as_mut_ptr();
-        let mut i = 0;
-        while i + 16 <= len {
-            // SAFETY (whole fn): i + 16 <= len keeps every access in `x`.
-            let v = _mm512_loadu_ps(p.add(i));
-            _mm512_storeu_ps(p.add(i), act_zmm(act, v));
-            i += 16;
+        apply_rows_avx512(act, x.as_mut_ptr(), 0, 1, x.len());
+    }
+
+    /// `act` on `rows` rows of `cols` values at `p`, row stride `ld`: one
+    /// dispatch, then a loop per activation with its code inlined.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F; the rows are valid for reads and
+    /// writes.
+    #[target_feature(enable = "avx512f")]
+    pub(crate) unsafe fn apply_rows_avx512(
+        act: Activation,
+        p: *mut f32,
+        ld: usize,
+        rows: usize,
+        cols: usize,
+    ) {
+        match act {
+            Activation::None => {}
+            Activation::Silu => rows_zmm(p, ld, rows, cols, |v| {
+                // SAFETY: runs inside this AVX-512F function.
+                unsafe { _mm512_mul_ps(v, sigmoid_zmm(v)) }
+            }),
+            Activation::Sigmoid => rows_zmm(p, ld, rows, cols, |v| {
+                // SAFETY: as above.
+                unsafe { sigmoid_zmm(v) }
+            }),
+            Activation::Relu => rows_zmm(p, ld, rows, cols, |v| {
+                // SAFETY: as above.
+                unsafe { act_zmm(Activation::Relu, v) }
+            }),
+            Activation::Tanh => rows_zmm(p, ld, rows, cols, |v| {
+                // SAFETY: as above.
+                unsafe { tanh_zmm(v) }
+            }),
+            other => rows_zmm(p, ld, rows, cols, |v| {
+                // SAFETY: as above.
+                unsafe { act_zmm(other, v) }
+            }),
         }
-        if i < len {
-            let mask: __mmask16 = ((1u32 << (len - i)) - 1) as __mmask16;
-            // Masked-off lanes are neither read nor written.
-            let v = _mm512_maskz_loadu_ps(mask, p.add(i));
-            _mm512_mask_storeu_ps(p.add(i), mask, act_zmm(act, v));
+    }
+
+    /// # Safety
+    /// As [`apply_rows_avx512`]; `f` needs only AVX-512F.
+    #[inline(always)]
+    unsafe fn rows_zmm(
+        p: *mut f32,
+        ld: usize,
+        rows: usize,
+        cols: usize,
+        f: impl Fn(__m512) -> __m512,
+    ) {
+        for r in 0..rows {
+            // SAFETY (whole fn): every access is within row r's `cols`
+            // values, valid per the contract.
+            let row = p.add(r * ld);
+            let mut i = 0;
+            while i + 16 <= cols {
+                _mm512_storeu_ps(row.add(i), f(_mm512_loadu_ps(row.add(i))));
+                i += 16;
+            }
+            if i < cols {
+                let mask: __mmask16 = ((1u32 << (cols - i)) - 1) as __mmask16;
+                // Masked-off lanes are neither read nor written.
+                let v = _mm512_maskz_loadu_ps(mask, row.add(i));
+                _mm512_mask_storeu_ps(row.add(i), mask, f(v));
+            }
         }
     }
 
@@ -339,12 +408,10 @@ pub(crate) mod x86 {
         );
         let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), x);
         let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
-        let mut p = _mm256_set1_ps(P0);
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(P1));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(P2));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(P3));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(P4));
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(P5));
+        let mut p = _mm256_set1_ps(Q3);
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(Q2));
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(Q1));
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(Q0));
         let r2 = _mm256_mul_ps(r, r);
         let y = _mm256_fmadd_ps(p, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0)));
         let ni = _mm256_cvtps_epi32(n);
@@ -359,7 +426,7 @@ pub(crate) mod x86 {
     /// The CPU must support AVX2 and FMA.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn sigmoid_ymm(x: __m256) -> __m256 {
+    pub(crate) unsafe fn sigmoid_ymm(x: __m256) -> __m256 {
         let one = _mm256_set1_ps(1.0);
         let e = exp_ymm(_mm256_sub_ps(_mm256_setzero_ps(), x));
         // False for NaN, so NaN still goes through.
@@ -433,21 +500,75 @@ pub(crate) mod x86 {
     /// The CPU must support AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     pub(crate) unsafe fn apply_slice_avx2(act: Activation, x: &mut [f32]) {
-        let len = x.len();
-        let p = x.as_mut_ptr();
-        let mut i = 0;
-        while i + 8 <= len {
-            // SAFETY (whole fn): i + 8 <= len keeps every access in `x`.
-            let v = _mm256_loadu_ps(p.add(i));
-            _mm256_storeu_ps(p.add(i), act_ymm(act, v));
-            i += 8;
+        apply_rows_avx2(act, x.as_mut_ptr(), 0, 1, x.len());
+    }
+
+    /// `act` on `rows` rows of `cols` values at `p`, row stride `ld` (see
+    /// [`apply_rows_avx512`]).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA; the rows are valid for reads and
+    /// writes.
+    #[target_feature(enable = "avx2,fma")]
+    pub(crate) unsafe fn apply_rows_avx2(
+        act: Activation,
+        p: *mut f32,
+        ld: usize,
+        rows: usize,
+        cols: usize,
+    ) {
+        match act {
+            Activation::None => {}
+            Activation::Silu => rows_ymm(p, ld, rows, cols, |v| {
+                // SAFETY: runs inside this AVX2+FMA function.
+                unsafe { _mm256_mul_ps(v, sigmoid_ymm(v)) }
+            }),
+            Activation::Sigmoid => rows_ymm(p, ld, rows, cols, |v| {
+                // SAFETY: as above.
+                unsafe { sigmoid_ymm(v) }
+            }),
+            Activation::Relu => rows_ymm(p, ld, rows, cols, |v| {
+                // SAFETY: as above.
+                unsafe { act_ymm(Activation::Relu, v) }
+            }),
+            Activation::Tanh => rows_ymm(p, ld, rows, cols, |v| {
+                // SAFETY: as above.
+                unsafe { tanh_ymm(v) }
+            }),
+            other => rows_ymm(p, ld, rows, cols, |v| {
+                // SAFETY: as above.
+                unsafe { act_ymm(other, v) }
+            }),
         }
-        if i < len {
-            let mut tail = [0.0f32; 8];
-            tail[..len - i].copy_from_slice(&x[i..]);
-            let v = act_ymm(act, _mm256_loadu_ps(tail.as_ptr()));
-            _mm256_storeu_ps(tail.as_mut_ptr(), v);
-            x[i..].copy_from_slice(&tail[..len - i]);
+    }
+
+    /// # Safety
+    /// As [`apply_rows_avx2`]; `f` needs only AVX2 and FMA.
+    #[inline(always)]
+    unsafe fn rows_ymm(
+        p: *mut f32,
+        ld: usize,
+        rows: usize,
+        cols: usize,
+        f: impl Fn(__m256) -> __m256,
+    ) {
+        for r in 0..rows {
+            // SAFETY (whole fn): every access is within row r's `cols`
+            // values, valid per the contract.
+            let row = p.add(r * ld);
+            let mut i = 0;
+            while i + 8 <= cols {
+                _mm256_storeu_ps(row.add(i), f(_mm256_loadu_ps(row.add(i))));
+                i += 8;
+            }
+            if i < cols {
+                let n = cols - i;
+                let mut tail = [0.0f32; 8];
+                std::ptr::copy_nonoverlapping(row.add(i), tail.as_mut_ptr(), n);
+                let v = f(_mm256_loadu_ps(tail.as_ptr()));
+                _mm256_storeu_ps(tail.as_mut_ptr(), v);
+                std::ptr::copy_nonoverlapping(tail.as_ptr(), row.add(i), n);
+            }
         }
     }
 }
