@@ -4,3 +4,4 @@
 //! on the ground in the vehicle frame.
 
 pub mod engine;
+pub mod frame;
