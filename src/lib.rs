@@ -5,3 +5,4 @@
 
 pub mod engine;
 pub mod frame;
+pub mod source;
