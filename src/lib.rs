@@ -3,6 +3,8 @@
 //! threads run an ONNX detector on each frame and publish detections placed
 //! on the ground in the vehicle frame.
 
+pub mod config;
 pub mod engine;
 pub mod frame;
+pub mod ring;
 pub mod source;
