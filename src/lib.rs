@@ -5,4 +5,7 @@
 
 pub mod engine;
 pub mod frame;
+pub mod metrics;
+pub mod postprocess;
+pub mod sink;
 pub mod source;
