@@ -6,5 +6,8 @@
 pub mod config;
 pub mod engine;
 pub mod frame;
+pub mod metrics;
+pub mod postprocess;
 pub mod ring;
+pub mod sink;
 pub mod source;
