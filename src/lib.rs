@@ -3,10 +3,12 @@
 //! threads run an ONNX detector on each frame and publish detections placed
 //! on the ground in the vehicle frame.
 
+pub mod backend;
 pub mod config;
 pub mod engine;
 pub mod frame;
 pub mod metrics;
+pub mod pipeline;
 pub mod postprocess;
 pub mod ring;
 pub mod sink;
