@@ -5,4 +5,5 @@
 
 pub mod engine;
 pub mod frame;
+pub mod preprocess;
 pub mod source;

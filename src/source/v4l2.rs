@@ -442,7 +442,7 @@ impl<D: CaptureDevice> Source for V4l2Source<D> {
 
     fn describe(&self) -> String {
         let rate = match self.rate {
-            Some((f, s)) if s == 1 => format!("@{f}"),
+            Some((f, 1)) => format!("@{f}"),
             Some((f, s)) => format!("@{f}/{s}"),
             None => String::new(),
         };
