@@ -10,6 +10,7 @@ pub mod frame;
 pub mod metrics;
 pub mod pipeline;
 pub mod postprocess;
+pub mod preprocess;
 pub mod ring;
 pub mod sink;
 pub mod source;
