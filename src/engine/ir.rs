@@ -454,3 +454,26 @@ pub enum Family {
     /// Shape and data movement: `ops/movement.rs`.
     Movement,
 }
+
+impl Op {
+    /// Whether input `i` is a parameter the op needs at boot (weights,
+    /// shapes, axes, scales, ...) rather than data. A graph input used only
+    /// in such positions is bound as a constant when its value is given
+    /// (`perceptd infer`, the conformance tests); in deployed models these
+    /// are initializers.
+    pub fn is_param_input(&self, i: usize) -> bool {
+        match self {
+            Op::Conv(_) => i >= 1,
+            Op::BatchNormalization { .. } => i >= 1,
+            Op::Resize(_) => i >= 1,
+            Op::Clip { .. } => i >= 1,
+            Op::Pad { .. } => i >= 1,
+            Op::Reshape { .. } | Op::Expand | Op::Split { .. } | Op::Squeeze { .. } | Op::Unsqueeze { .. } => i == 1,
+            Op::Slice { .. } => i >= 1,
+            Op::Reduce { .. } => i == 1,
+            Op::Gather { .. } => i == 1,
+            Op::Range | Op::ConstantOfShape(_) => true,
+            _ => false,
+        }
+    }
+}

@@ -5,6 +5,8 @@
 //! `CpuKernel::run` is on the frame path: never allocates, never blocks
 //! except on the pool's own completion barrier.
 
+pub mod conv;
+pub mod gemm;
 pub mod pool;
 
 pub use pool::ThreadPool;

@@ -143,8 +143,8 @@ fn eval_with_kernel(op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
 }
 
 /// Input `i` or an error naming it; for ops with required inputs.
-pub fn required<'a, 'b>(
-    ins: &'b [Option<ValueInfo<'a>>],
+pub fn required<'a>(
+    ins: &[Option<ValueInfo<'a>>],
     i: usize,
     what: &str,
 ) -> OpResult<ValueInfo<'a>> {

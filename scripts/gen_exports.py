@@ -1,0 +1,398 @@
+#!/usr/bin/env python3
+"""Generate real Ultralytics-exported YOLO fixtures for the engine.
+
+For each entry of EXPORTS this builds a reduced-width detection model from the
+model YAML that ships inside the `ultralytics` package (no weights are
+downloaded: the network is built from the YAML dict with random weights from a
+fixed torch seed), exports it with Ultralytics' own exporter
+(`YOLO.export(format="onnx", ...)`), and writes
+
+    tests/fixtures/exports/<name>/model.onnx
+    tests/fixtures/exports/<name>/test_data_set_0/input_0.pb   (NCHW float32)
+    tests/fixtures/exports/<name>/test_data_set_0/output_0.pb  (onnxruntime CPU)
+
+plus tests/fixtures/exports/README.md describing them.
+
+Weights: torch-seeded default init; then every BatchNorm gets a random affine
+(gamma, beta) and its running statistics are re-estimated on synthetic images,
+and the class-logit biases are spread, so activations and scores look like a
+real network's (not all-equal values a broken kernel could still match). The
+exporter fuses BatchNorm into the convolutions.
+
+Offline: YOLO_OFFLINE=1, YOLO_AUTOINSTALL=False and a private YOLO_CONFIG_DIR
+(settings sync off) are set before ultralytics is imported. Tested under
+`unshare -n` (no network at all).
+
+Usage (from a fresh checkout):
+    python3 -m venv .venv
+    .venv/bin/pip install -r scripts/requirements-fixtures.txt
+    .venv/bin/python scripts/gen_exports.py [--only NAME ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT_DIR = os.path.join(REPO, "tests", "fixtures", "exports")
+
+NAMES = {0: "vehicle", 1: "pedestrian", 2: "cyclist"}
+SEED = 20240607
+
+# name, model yaml shipped with ultralytics, depth/width multiples, max_channels,
+# export image size, opset, simplify, dynamic, test input shape
+EXPORTS = [
+    dict(
+        name="yolov8-w0125-static",
+        yaml="yolov8n.yaml",
+        depth=0.33,
+        width=0.125,
+        max_channels=256,
+        imgsz=96,
+        opset=17,
+        simplify=True,
+        dynamic=False,
+        test_shape=(1, 3, 96, 96),
+        about="YOLOv8 detect (C2f, SPPF, DFL head), static shapes, onnxslim-simplified",
+    ),
+    dict(
+        name="yolov8-w0125-dynamic",
+        yaml="yolov8n.yaml",
+        depth=0.33,
+        width=0.125,
+        max_channels=256,
+        imgsz=64,
+        opset=12,
+        simplify=False,
+        dynamic=True,
+        test_shape=(1, 3, 96, 128),
+        about=(
+            "YOLOv8 detect, dynamic axes images[batch,3,height,width] -> output0[batch,7,anchors], "
+            "not simplified, so it keeps the exporter's Shape/Gather/Concat/... shape subgraphs; "
+            "exported at 64x64, test data at 96x128"
+        ),
+    ),
+    dict(
+        name="yolo11-w0125-static",
+        yaml="yolo11n.yaml",
+        depth=0.5,
+        width=0.125,
+        max_channels=256,
+        imgsz=96,
+        opset=19,
+        simplify=True,
+        dynamic=False,
+        test_shape=(1, 3, 96, 96),
+        about="YOLO11 detect (C3k2, SPPF, C2PSA attention, DWConv class head), static, simplified",
+    ),
+    dict(
+        name="yolov5u-w0125-static",
+        yaml="yolov5nu.yaml",
+        depth=0.33,
+        width=0.125,
+        max_channels=256,
+        imgsz=96,
+        opset=13,
+        simplify=True,
+        dynamic=False,
+        test_shape=(1, 3, 96, 96),
+        about="YOLOv5u detect (C3 blocks, SPPF, anchor-free DFL head), static, simplified",
+    ),
+]
+
+
+def setup_offline(cfg_dir: str) -> None:
+    os.environ["YOLO_OFFLINE"] = "1"  # ultralytics.utils.is_online() -> False
+    os.environ["YOLO_AUTOINSTALL"] = "False"  # never pip-install missing requirements
+    os.environ["YOLO_CONFIG_DIR"] = cfg_dir  # private settings.json, not ~/.config
+    os.environ["YOLO_VERBOSE"] = "True"
+    os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")  # CPU export, same on every machine
+
+
+def synthetic_images(shape, seed: int):
+    """Smooth pattern (gradients, sinusoids, box-like blobs) + noise, in [0, 1], NCHW float32."""
+    import numpy as np
+
+    rng = np.random.RandomState(seed)
+    n, c, h, w = shape
+    yy, xx = np.meshgrid(np.linspace(0.0, 1.0, h), np.linspace(0.0, 1.0, w), indexing="ij")
+    out = np.empty(shape, dtype=np.float64)
+    for b in range(n):
+        base = np.zeros((h, w))
+        for _ in range(3):
+            fx, fy, ph = rng.uniform(0.5, 3.0), rng.uniform(0.5, 3.0), rng.uniform(0, 2 * np.pi)
+            base += 0.15 * np.sin(2 * np.pi * (fx * xx + fy * yy) + ph)
+        for ch in range(c):
+            img = 0.45 + 0.1 * (ch - 1) * yy + base + rng.uniform(-0.05, 0.05)
+            out[b, ch] = img
+        # a few rectangles with soft edges ("objects")
+        for _ in range(rng.randint(2, 5)):
+            cx, cy = rng.uniform(0.1, 0.9, size=2)
+            bw, bh = rng.uniform(0.08, 0.35, size=2)
+            mask = 1.0 / (1.0 + np.exp(-40 * (bw / 2 - np.abs(xx - cx))))
+            mask *= 1.0 / (1.0 + np.exp(-40 * (bh / 2 - np.abs(yy - cy))))
+            color = rng.uniform(0.0, 1.0, size=c)
+            for ch in range(c):
+                out[b, ch] = out[b, ch] * (1 - mask) + color[ch] * mask
+    out += rng.normal(0.0, 0.03, size=shape)
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def build_model(spec, work: str):
+    """YOLO object for a scaled-down YAML, with deterministic random weights."""
+    import torch
+    from ultralytics import YOLO
+    from ultralytics.nn.tasks import yaml_model_load
+    from ultralytics.utils import YAML
+
+    cfg = yaml_model_load(spec["yaml"])  # the YAML packaged with ultralytics
+    cfg = copy.deepcopy(cfg)
+    cfg.pop("yaml_file", None)
+    cfg.pop("scale", None)
+    # one custom scale [depth_multiple, width_multiple, max_channels], used as "n"
+    cfg["scales"] = {"n": [spec["depth"], spec["width"], spec["max_channels"]]}
+    cfg["nc"] = len(NAMES)
+    # the file name's scale letter ("yolov8n_...", "yolov5nu_...") selects that scale
+    stem = os.path.splitext(spec["yaml"])[0]
+    yaml_path = os.path.join(work, stem + "_" + spec["name"].split("-", 1)[1].replace("-", "_") + ".yaml")
+    YAML.save(yaml_path, cfg)
+
+    torch.manual_seed(SEED)
+    model = YOLO(yaml_path, task="detect")
+    net = model.model
+    net.names = dict(NAMES)
+
+    g = torch.Generator().manual_seed(SEED + 1)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.copy_(torch.empty_like(m.weight).uniform_(0.6, 1.4, generator=g))
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.2)
+                m.reset_running_stats()
+                m.momentum = None  # cumulative average over the calibration batches
+        # re-estimate BN statistics on synthetic images (train-mode forward)
+        net.train()
+        for i in range(4):
+            x = torch.from_numpy(synthetic_images((4, 3, 96, 96), SEED + 100 + i))
+            net(x)
+        net.eval()
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.momentum = 0.03
+        # spread the class logits so scores cover (0, 1), like a trained model
+        head = net.model[-1]
+        for seq in head.cv3:
+            last = seq[-1]
+            last.bias.copy_(torch.randn(last.bias.shape, generator=g) * 1.0 - 1.0)
+    return model
+
+
+def tensor_pb(array, name: str) -> bytes:
+    from onnx import numpy_helper
+
+    return numpy_helper.from_array(array, name).SerializeToString()
+
+
+def export_one(spec, work: str) -> dict:
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    model = build_model(spec, work)
+    out = model.export(
+        format="onnx",
+        imgsz=spec["imgsz"],
+        opset=spec["opset"],
+        simplify=spec["simplify"],
+        dynamic=spec["dynamic"],
+        batch=1,
+        nms=False,
+        device="cpu",
+    )
+    proto = onnx.load(out)
+    # The exporter stamps the export time into metadata_props["date"]; drop the
+    # time of day so re-running gives identical files.
+    for prop in proto.metadata_props:
+        if prop.key == "date":
+            prop.value = "(removed by gen_exports.py for reproducibility)"
+    onnx.checker.check_model(proto)
+    model_bytes = proto.SerializeToString()
+
+    x = synthetic_images(spec["test_shape"], SEED)
+    sess = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+    in_name = sess.get_inputs()[0].name
+    out_names = [o.name for o in sess.get_outputs()]
+    ys = sess.run(out_names, {in_name: x})
+
+    # sanity: onnxruntime vs the PyTorch model (eval, unfused)
+    with torch.no_grad():
+        ref = model.model.eval()(torch.from_numpy(x))
+    ref = ref[0] if isinstance(ref, (list, tuple)) else ref
+    ref = ref.numpy()
+    diff = float(np.max(np.abs(ref - ys[0]))) if ref.shape == ys[0].shape else float("nan")
+
+    dst = os.path.join(OUT_DIR, spec["name"])
+    if os.path.exists(dst):
+        shutil.rmtree(dst)
+    os.makedirs(os.path.join(dst, "test_data_set_0"))
+    with open(os.path.join(dst, "model.onnx"), "wb") as f:
+        f.write(model_bytes)
+    with open(os.path.join(dst, "test_data_set_0", "input_0.pb"), "wb") as f:
+        f.write(tensor_pb(x, in_name))
+    for j, (name, y) in enumerate(zip(out_names, ys)):
+        with open(os.path.join(dst, "test_data_set_0", f"output_{j}.pb"), "wb") as f:
+            f.write(tensor_pb(y, name))
+
+    def dims(vi):
+        return [d.dim_param if d.dim_param else d.dim_value for d in vi.type.tensor_type.shape.dim]
+
+    ops = sorted({n.op_type for n in proto.graph.node})
+    scores = ys[0][:, 4:, :]
+    info = dict(
+        spec=spec,
+        opset=next(i.version for i in proto.opset_import if i.domain in ("", "ai.onnx")),
+        ir_version=proto.ir_version,
+        model_bytes=len(model_bytes),
+        sha256=hashlib.sha256(model_bytes).hexdigest(),
+        graph_in=f"{in_name} {dims(proto.graph.input[0])}",
+        graph_out=", ".join(f"{o.name} {dims(o)}" for o in proto.graph.output),
+        test_in=list(x.shape),
+        test_out=[list(y.shape) for y in ys],
+        n_nodes=len(proto.graph.node),
+        ops=ops,
+        params=sum(int(np.prod(t.dims)) for t in proto.graph.initializer),
+        torch_vs_ort=diff,
+        score_range=(float(scores.min()), float(scores.max())),
+        score_mid=float(np.mean((scores > 0.01) & (scores < 0.99))),
+    )
+    print(
+        f"[{spec['name']}] opset {info['opset']}, {info['n_nodes']} nodes, {info['model_bytes']} bytes, "
+        f"in {info['graph_in']} out {info['graph_out']}, test {info['test_in']} -> {info['test_out']}, "
+        f"max|torch-ort| {diff:.3g}, scores {info['score_range'][0]:.3f}..{info['score_range'][1]:.3f} "
+        f"({info['score_mid']:.0%} in 0.01..0.99), boxes {float(ys[0][:, :4].min()):.1f}..{float(ys[0][:, :4].max()):.1f}"
+    )
+    return info
+
+
+def versions() -> dict:
+    import importlib.metadata as md
+
+    pkgs = ["ultralytics", "torch", "torchvision", "onnx", "onnxruntime", "onnxslim", "numpy"]
+    out = {}
+    for p in pkgs:
+        try:
+            out[p] = md.version(p)
+        except md.PackageNotFoundError:
+            out[p] = "(not installed)"
+    return out
+
+
+README_HEAD = """# Exported YOLO fixtures
+
+Real models exported by Ultralytics' own ONNX exporter, with random (seeded)
+weights, small enough to commit. Generated by `scripts/gen_exports.py`; do not
+edit by hand.
+
+Each folder holds `model.onnx` and `test_data_set_0/input_0.pb` (NCHW float32 in
+[0, 1]: smooth pattern + soft rectangles + noise, fixed seed) and
+`output_N.pb` computed by onnxruntime (CPU execution provider, default session
+options). All tensors are serialized TensorProto, named after the graph
+input/output, as in the ONNX backend-test layout. `output0` is
+`[batch, 4 + 3, anchors]`: box (cx, cy, w, h in input pixels, DFL-decoded)
+then 3 class scores (sigmoid; classes 0 vehicle, 1 pedestrian, 2 cyclist,
+also in the model's metadata_props `names`).
+
+Models: the model YAML shipped inside the ultralytics package with `scales`
+replaced by one custom scale `n: [depth_multiple, width_multiple, max_channels]`
+(max_channels 256 keeps the deep layers at 32 channels; the DFL head, reg_max
+16, is most of each file), `nc: 3`, built with
+`torch.manual_seed({seed})`; BatchNorm affine randomised and its statistics
+re-estimated on synthetic images, class-logit biases spread (so scores cover
+(0, 1)); the exporter fuses BatchNorm into Conv. The only change made to the
+exporter's file: metadata_props `date` is replaced by a fixed string.
+
+Made with (`{python}`):
+
+    python3 -m venv .venv
+    .venv/bin/pip install -r scripts/requirements-fixtures.txt
+    .venv/bin/python scripts/gen_exports.py
+
+Offline: the script sets YOLO_OFFLINE=1, YOLO_AUTOINSTALL=False and a private
+YOLO_CONFIG_DIR before importing ultralytics, and it has been run with no
+network at all (`unshare -n`). Re-running on the same machine gives
+bitwise-identical files (checked). On another CPU or with other library
+versions the files may differ in the last bits (float rounding in the BN
+re-estimation and in onnxruntime); not checked.
+
+Versions: {versions}
+
+| folder | model | opset | graph input | graph output | test input | test output | nodes | initializer elements | model.onnx | max abs torch-vs-ort (*) |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
+"""
+
+
+def write_readme(infos: list[dict]) -> None:
+    vers = ", ".join(f"{k} {v}" for k, v in versions().items())
+    py = f"python {sys.version.split()[0]}"
+    text = README_HEAD.format(seed=SEED, versions=vers, python=py)
+    for i in infos:
+        s = i["spec"]
+        model = (
+            f"{s['yaml']} depth {s['depth']} width {s['width']} max_channels {s['max_channels']}, imgsz {s['imgsz']}, "
+            f"simplify={s['simplify']}, dynamic={s['dynamic']}"
+        )
+        text += (
+            f"| `{s['name']}` | {model} | {i['opset']} | `{i['graph_in']}` | `{i['graph_out']}` | "
+            f"{i['test_in']} | {i['test_out'][0]} | {i['n_nodes']} | {i['params']} | "
+            f"{i['model_bytes']} B | {i['torch_vs_ort']:.2g} |\n"
+        )
+    text += (
+        "\n(*) the unfused PyTorch model vs onnxruntime on the test input; boxes are in pixels "
+        "(up to several hundred), so this is ~1e-5 relative: a sanity check, not the reference.\n\n"
+    )
+    for i in infos:
+        s = i["spec"]
+        text += f"- `{s['name']}`: {s['about']}. Ops: {', '.join(i['ops'])}. sha256 {i['sha256']}\n"
+    with open(os.path.join(OUT_DIR, "README.md"), "w", newline="\n") as f:
+        f.write(text)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--only", nargs="*", help="export only these fixture names (README not rewritten)")
+    args = ap.parse_args()
+
+    work = tempfile.mkdtemp(prefix="gen_exports-")
+    try:
+        setup_offline(os.path.join(work, "cfg"))
+        import torch
+
+        torch.use_deterministic_algorithms(True)
+        torch.set_num_threads(1)
+        from ultralytics.utils import SETTINGS
+
+        SETTINGS.update({"sync": False})
+
+        os.makedirs(OUT_DIR, exist_ok=True)
+        cwd = os.getcwd()
+        os.chdir(work)  # anything the exporter writes next to the model lands in the temp dir
+        try:
+            infos = [export_one(s, work) for s in EXPORTS if not args.only or s["name"] in args.only]
+        finally:
+            os.chdir(cwd)
+        if not args.only:
+            write_readme(infos)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

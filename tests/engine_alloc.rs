@@ -1,0 +1,62 @@
+//! `CpuModel::run` makes zero heap allocations: a counting global allocator
+//! sees every allocation on every thread (the kernel pool's workers
+//! included) while a real exported detector runs 200 times.
+//!
+//! One test per binary, so nothing else allocates concurrently.
+
+use perceptd::engine::{build_cpu_model, Bindings, Limits};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+struct Counting;
+
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards to the system allocator; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::SeqCst);
+        System.alloc(l)
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        System.dealloc(p, l)
+    }
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::SeqCst);
+        System.alloc_zeroed(l)
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::SeqCst);
+        System.realloc(p, l, n)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn run_never_allocates() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/exports");
+    for (model, threads) in [("yolov8-w0125-static", 1), ("yolov8-w0125-static", 2), ("yolov8-w0125-dynamic", 2)] {
+        let mut b = Bindings::new();
+        if model.ends_with("dynamic") {
+            b.shapes.push(Some(vec![1, 3, 96, 128]));
+        }
+        let mut m = build_cpu_model(&dir.join(model).join("model.onnx"), &b, threads, &Limits::default())
+            .unwrap_or_else(|e| panic!("{model}: {e}"));
+        for (i, v) in m.input_mut(0).iter_mut().enumerate() {
+            *v = (i % 255) as f32 / 255.0;
+        }
+        for _ in 0..3 {
+            m.run();
+        }
+        let before = ALLOCS.load(Ordering::SeqCst);
+        for _ in 0..200 {
+            m.run();
+        }
+        let after = ALLOCS.load(Ordering::SeqCst);
+        assert_eq!(after - before, 0, "{model} with {threads} threads allocated {} times in 200 runs", after - before);
+        assert!(m.output(0).iter().all(|x| x.is_finite()));
+    }
+}
