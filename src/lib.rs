@@ -3,6 +3,7 @@
 //! threads run an ONNX detector on each frame and publish detections placed
 //! on the ground in the vehicle frame.
 
+pub mod calibration;
 pub mod engine;
 pub mod frame;
 pub mod source;
