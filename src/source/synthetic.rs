@@ -358,37 +358,40 @@ fn block_rgb(rgb: &[u8], w: usize, h: usize, x0: usize, y0: usize, sx: usize, sy
     ((r + n / 2) / n, (g + n / 2) / n, (b + n / 2) / n)
 }
 
+fn luma_plane(rgb: &[u8], out: &mut [u8]) {
+    for (p, y) in rgb.chunks_exact(3).zip(out.iter_mut()) {
+        *y = luma(i32::from(p[0]), i32::from(p[1]), i32::from(p[2]));
+    }
+}
+
 /// Convert a packed RGB frame to `desc.format` (BT.601 limited range for
 /// the YUV formats; chroma is the average over its block; an odd last
 /// column/row is its own block). `dst` is `desc.bytes()` long.
 /// Frame path: never allocates.
 fn convert_rgb(rgb: &[u8], desc: FrameDesc, dst: &mut [u8]) {
     let (w, h) = (desc.width, desc.height);
-    let px = |x: usize, y: usize| {
-        let i = (y * w + x) * 3;
-        (i32::from(rgb[i]), i32::from(rgb[i + 1]), i32::from(rgb[i + 2]))
-    };
     let cw = w.div_ceil(2);
     match desc.format {
         PixelFormat::Rgb24 => dst.copy_from_slice(&rgb[..w * h * 3]),
-        PixelFormat::Grey => {
-            for (i, d) in dst.iter_mut().enumerate().take(w * h) {
-                let (r, g, b) = px(i % w, i / w);
-                *d = luma(r, g, b);
-            }
-        }
+        PixelFormat::Grey => luma_plane(rgb, dst),
         PixelFormat::Yuyv | PixelFormat::Uyvy => {
             let yuyv = desc.format == PixelFormat::Yuyv;
-            for y in 0..h {
-                for cx in 0..cw {
-                    let x = cx * 2;
-                    let (r0, g0, b0) = px(x, y);
-                    let (r1, g1, b1) = if x + 1 < w { px(x + 1, y) } else { (r0, g0, b0) };
-                    let (u, v) = chroma((r0 + r1 + 1) / 2, (g0 + g1 + 1) / 2, (b0 + b1 + 1) / 2);
+            for (src, out) in rgb.chunks_exact(w * 3).zip(dst.chunks_exact_mut(cw * 4)) {
+                let pairs = src.chunks_exact(6);
+                let tail = pairs.remainder();
+                let mut quads = out.chunks_exact_mut(4);
+                for (p, q) in pairs.zip(&mut quads) {
+                    let [r0, g0, b0, r1, g1, b1] = [p[0], p[1], p[2], p[3], p[4], p[5]].map(i32::from);
+                    let (u, v) = chroma((r0 + r1 + 1) >> 1, (g0 + g1 + 1) >> 1, (b0 + b1 + 1) >> 1);
                     let (y0, y1) = (luma(r0, g0, b0), luma(r1, g1, b1));
-                    let o = (y * cw + cx) * 4;
-                    let quad = if yuyv { [y0, u, y1, v] } else { [u, y0, v, y1] };
-                    dst[o..o + 4].copy_from_slice(&quad);
+                    q.copy_from_slice(&if yuyv { [y0, u, y1, v] } else { [u, y0, v, y1] });
+                }
+                // An odd last column pairs with itself.
+                if let (&[r, g, b], Some(q)) = (tail, quads.next()) {
+                    let (r, g, b) = (i32::from(r), i32::from(g), i32::from(b));
+                    let (u, v) = chroma(r, g, b);
+                    let y = luma(r, g, b);
+                    q.copy_from_slice(&if yuyv { [y, u, y, v] } else { [u, y, v, y] });
                 }
             }
         }
@@ -399,11 +402,8 @@ fn convert_rgb(rgb: &[u8], desc: FrameDesc, dst: &mut [u8]) {
                 _ => (2, 2),
             };
             let (plane_w, plane_h) = (w.div_ceil(sx), h.div_ceil(sy));
-            let (luma_plane, chroma_planes) = dst.split_at_mut(w * h);
-            for (i, d) in luma_plane.iter_mut().enumerate() {
-                let (r, g, b) = px(i % w, i / w);
-                *d = luma(r, g, b);
-            }
+            let (luma_out, chroma_planes) = dst.split_at_mut(w * h);
+            luma_plane(rgb, luma_out);
             let n = plane_w * plane_h;
             for cy in 0..plane_h {
                 for cx in 0..plane_w {
@@ -801,20 +801,30 @@ mod tests {
         }
     }
 
-    /// Render timing: `cargo test --release --lib synthetic::tests::timing -- --ignored --nocapture`.
+    fn thread_cpu_s() -> f64 {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: clock_gettime writes into the valid timespec we pass.
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+    }
+
+    /// Render timing (wall and thread CPU time, which is robust on a
+    /// shared machine):
+    /// `cargo test --release --lib synthetic::tests::timing -- --ignored --nocapture`.
     #[test]
     #[ignore]
     fn timing() {
-        for format in [PixelFormat::Rgb24, PixelFormat::Yuyv] {
+        for format in [PixelFormat::Rgb24, PixelFormat::Yuyv, PixelFormat::Nv12] {
             let mut src = source(1, format);
             let mut buf = vec![0u8; src.desc().bytes()];
-            let t0 = std::time::Instant::now();
-            let n = 300;
+            let (t0, c0) = (std::time::Instant::now(), thread_cpu_s());
+            let n = 600;
             for _ in 0..n {
                 src.next_frame(&mut buf).unwrap();
             }
-            let ms = t0.elapsed().as_secs_f64() * 1e3 / f64::from(n);
-            eprintln!("{}: {ms:.2} ms per 640x480 frame", format.name());
+            let wall = t0.elapsed().as_secs_f64() * 1e3 / f64::from(n);
+            let cpu = (thread_cpu_s() - c0) * 1e3 / f64::from(n);
+            eprintln!("{}: {wall:.2} ms wall, {cpu:.2} ms CPU per 640x480 frame", format.name());
         }
     }
 }

@@ -70,10 +70,13 @@ impl Rect {
 /// Per-pixel background description.
 #[derive(Debug, Clone, Copy, Default)]
 struct BgPixel {
-    /// Ground: index of the texel row start in the texture store.
+    /// Ground: index in the texture store of the texel at x = 0 of this
+    /// pixel's level and lateral row.
     row: u32,
-    /// Ground: x in texels of its level (offset to stay positive).
-    x: f32,
+    /// Ground: log2 of the level's column height (texels per x step).
+    hshift: u8,
+    /// Ground: x in texels of its level, 16.16 fixed point, in [0, width).
+    x: u32,
     kind: u8,
     /// Ground: x mip level.
     lx: u8,
@@ -81,7 +84,10 @@ struct BgPixel {
     q: u8,
 }
 
-/// The ground texture with all ripmap levels, built once per seed.
+/// The ground texture with all ripmap levels, built once per seed. Each
+/// level is stored column-major (lateral index fastest) because an image
+/// row runs across the road: consecutive pixels then read neighbouring
+/// texels.
 pub(crate) struct GroundTexture {
     data: Vec<[u8; 3]>,
 }
@@ -131,7 +137,7 @@ impl GroundTexture {
             for xi in 0..TEX_W {
                 let x = (xi as f64 + 0.5) * TEXEL;
                 let c = base_texel(world, key, xi, yi, x, y);
-                data[yi * TEX_W + xi] = c.map(|v| v.round().clamp(0.0, 255.0) as u8);
+                data[xi * TEX_H + yi] = c.map(|v| v.round().clamp(0.0, 255.0) as u8);
             }
         }
         // Levels along y from the level above, then along x.
@@ -140,9 +146,9 @@ impl GroundTexture {
             let (w, h) = (TEX_W, TEX_H >> ly);
             for yi in 0..h {
                 for xi in 0..w {
-                    let a = data[src + 2 * yi * w + xi];
-                    let b = data[src + (2 * yi + 1) * w + xi];
-                    data[dst + yi * w + xi] = avg(a, b);
+                    let a = data[src + xi * 2 * h + 2 * yi];
+                    let b = data[src + xi * 2 * h + 2 * yi + 1];
+                    data[dst + xi * h + yi] = avg(a, b);
                 }
             }
         }
@@ -152,9 +158,9 @@ impl GroundTexture {
                 let (w, h) = (TEX_W >> lx, TEX_H >> ly);
                 for yi in 0..h {
                     for xi in 0..w {
-                        let a = data[src + yi * 2 * w + 2 * xi];
-                        let b = data[src + yi * 2 * w + 2 * xi + 1];
-                        data[dst + yi * w + xi] = avg(a, b);
+                        let a = data[src + 2 * xi * h + yi];
+                        let b = data[src + (2 * xi + 1) * h + yi];
+                        data[dst + xi * h + yi] = avg(a, b);
                     }
                 }
             }
@@ -281,10 +287,12 @@ pub(crate) struct View {
 /// Per-frame lookups derived from the scene's lighting.
 struct FrameLut {
     sky: [[u8; 3]; 256],
-    fog: [u16; 256],
-    fog_rgb: [i32; 3],
-    gain: [u32; 3],
-    shift: [f32; NLX],
+    /// Ground colour by fog index: (texel * mul + add) >> 16, gain and
+    /// haze folded together.
+    mul: [[u32; 3]; 256],
+    add: [[u32; 3]; 256],
+    /// Texture scroll per x level, 16.16 fixed point texels.
+    shift: [u32; NLX],
 }
 
 /// Per-pixel object buffers: nearest object (index + 1, 0 = none), its
@@ -339,9 +347,10 @@ impl Pose {
     }
 }
 
-/// Nearest positive hit of a ray (unit `d`) with a shape: (t, face code).
+/// Nearest positive hit of a ray (unit `d`, `inv` = 1 / d per component)
+/// with a shape: (t, face code).
 #[inline(always)]
-fn intersect(shape: &Shape, o: [f32; 3], d: [f32; 3]) -> Option<(f32, u8)> {
+fn intersect(shape: &Shape, o: [f32; 3], d: [f32; 3], inv: [f32; 3]) -> Option<(f32, u8)> {
     match *shape {
         Shape::Box { min, max } => {
             let mut tn = f32::NEG_INFINITY;
@@ -354,9 +363,8 @@ fn intersect(shape: &Shape, o: [f32; 3], d: [f32; 3]) -> Option<(f32, u8)> {
                     }
                     continue;
                 }
-                let inv = 1.0 / d[i];
-                let t0 = (min[i] - o[i]) * inv;
-                let t1 = (max[i] - o[i]) * inv;
+                let t0 = (min[i] - o[i]) * inv[i];
+                let t1 = (max[i] - o[i]) * inv[i];
                 let (a, b) = if t0 < t1 { (t0, t1) } else { (t1, t0) };
                 if a > tn {
                     tn = a;
@@ -500,10 +508,12 @@ impl View {
                 let level = |f: f64, max: usize| ((f / TEXEL).max(1.0).log2().round() as usize).min(max - 1);
                 let (lx, ly) = (level(fx, NLX), level(fy, NLY));
                 let row0 = texture_row(g[1]);
-                bg[i].row = (world_tex_offset(lx, ly) + (row0 >> ly) * (TEX_W >> lx)) as u32;
+                bg[i].row = (world_tex_offset(lx, ly) + (row0 >> ly)) as u32;
+                bg[i].hshift = (TEX_H >> ly).trailing_zeros() as u8;
                 // Keep x positive for the integer wrap: add a multiple of
                 // every level's width.
-                bg[i].x = (g[0] / TEXEL / f64::from(1u32 << lx)).rem_euclid((TEX_W >> lx) as f64) as f32;
+                let x = (g[0] / TEXEL / f64::from(1u32 << lx)).rem_euclid((TEX_W >> lx) as f64);
+                bg[i].x = (x * 65536.0) as u32;
                 bg[i].lx = lx as u8;
                 bg[i].q = (DQ_SCALE * (1.0 + dist[i] / DQ_D0).ln()).min(255.0) as u8;
             }
@@ -528,24 +538,23 @@ impl View {
                 s[c] = (env.sky_horizon[c] + (env.sky_zenith[c] - env.sky_horizon[c]) * e).clamp(0.0, 255.0) as u8;
             }
         }
-        let mut fog = [0u16; 256];
-        for (i, f) in fog.iter_mut().enumerate() {
+        let mut mul = [[0u32; 3]; 256];
+        let mut add = [[0u32; 3]; 256];
+        for i in 0..256 {
             let d = DQ_D0 * ((i as f64 / DQ_SCALE).exp() - 1.0);
             let k = if i == 255 { 1.0 } else { 1.0 - (-d / f64::from(env.fog_dist)).exp() };
-            *f = (k * 256.0).round() as u16;
+            let f = (k * 256.0).round() as u32;
+            for c in 0..3 {
+                mul[i][c] = (env.ground_gain[c] * 256.0) as u32 * (256 - f);
+                add[i][c] = (env.sky_horizon[c].clamp(0.0, 255.0) as u32) * f * 256 + 32768;
+            }
         }
-        let mut shift = [0.0f32; NLX];
+        let mut shift = [0u32; NLX];
         let s0 = scene.ego_s.rem_euclid(TEX_W as f64 * TEXEL) / TEXEL;
         for (l, sh) in shift.iter_mut().enumerate() {
-            *sh = (s0 / f64::from(1u32 << l)) as f32;
+            *sh = (s0 / f64::from(1u32 << l) * 65536.0) as u32;
         }
-        FrameLut {
-            sky,
-            fog,
-            fog_rgb: env.sky_horizon.map(|c| c as i32),
-            gain: env.ground_gain.map(|g| (g * 256.0) as u32),
-            shift,
-        }
+        FrameLut { sky, mul, add, shift }
     }
 
     /// Render `scene` into `rgb` (w*h*3), using `buf` as scratch.
@@ -567,14 +576,13 @@ impl View {
         for (px, out) in self.bg.iter().zip(rgb.chunks_exact_mut(3)) {
             match px.kind {
                 KIND_GROUND => {
-                    let l = px.lx as usize;
+                    let l = (px.lx as usize) & (NLX - 1);
                     let mask = (TEX_W >> l) - 1;
-                    let xi = ((px.x + lut.shift[l]) as usize) & mask;
-                    let t = tex.get(px.row as usize + xi).copied().unwrap_or([0; 3]);
-                    let f = i32::from(lut.fog[px.q as usize]);
+                    let xi = ((px.x.wrapping_add(lut.shift[l]) >> 16) as usize) & mask;
+                    let t = tex.get(px.row as usize + (xi << px.hshift)).copied().unwrap_or([0; 3]);
+                    let (m, a) = (&lut.mul[px.q as usize], &lut.add[px.q as usize]);
                     for c in 0..3 {
-                        let v = ((u32::from(t[c]) * lut.gain[c]) >> 8).min(255) as i32;
-                        out[c] = (v + (((lut.fog_rgb[c] - v) * f) >> 8)) as u8;
+                        out[c] = ((u32::from(t[c]) * m[c] + a[c]) >> 16).min(255) as u8;
                     }
                 }
                 KIND_SKY => out.copy_from_slice(&lut.sky[px.q as usize]),
@@ -745,7 +753,8 @@ impl View {
                     continue;
                 }
                 let dl = pose.dir(d);
-                if intersect(&bounds, pose.o, dl).is_none() {
+                let inv = dl.map(|c| 1.0 / c);
+                if intersect(&bounds, pose.o, dl, inv).is_none() {
                     continue;
                 }
                 let mut best = if buf.ids[i] != 0 { buf.depth[i] } else { f32::INFINITY };
@@ -754,7 +763,7 @@ impl View {
                     if !prect[pi].contains(u, v) {
                         continue;
                     }
-                    if let Some((t, _)) = intersect(&p.shape, pose.o, dl) {
+                    if let Some((t, _)) = intersect(&p.shape, pose.o, dl, inv) {
                         if t < best {
                             best = t;
                             hit = Some(pi);
@@ -792,7 +801,7 @@ impl View {
                     continue;
                 };
                 let dl = pose.dir(self.ray[i]);
-                let Some((t, code)) = intersect(&p.shape, pose.o, dl) else {
+                let Some((t, code)) = intersect(&p.shape, pose.o, dl, dl.map(|c| 1.0 / c)) else {
                     continue;
                 };
                 let h = [pose.o[0] + t * dl[0], pose.o[1] + t * dl[1], pose.o[2] + t * dl[2]];
@@ -828,3 +837,4 @@ fn world_tex_offset(lx: usize, ly: usize) -> usize {
     }
     total
 }
+
