@@ -8,7 +8,18 @@
 
 use crate::engine::{build_cpu_model, Bindings, CpuModel, EngineError, Limits};
 use crate::frame::FrameDesc;
-use crate::preprocess::Letterbox;
+use crate::preprocess::{Letterbox, LetterboxInfo, PreprocessError};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum BackendError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Preprocess(#[from] PreprocessError),
+    #[error("{0}")]
+    Model(String),
+}
 use crate::source::monotonic_ns;
 use std::path::Path;
 
@@ -25,6 +36,9 @@ pub trait Backend: Send {
 
     /// Model input `[width, height]`.
     fn input_size(&self) -> [usize; 2];
+
+    /// How frames are fitted into the model input.
+    fn letterbox(&self) -> LetterboxInfo;
 
     /// Shape of the (first) model output.
     fn output_shape(&self) -> &[usize];
@@ -51,7 +65,7 @@ impl CpuBackend {
         src: FrameDesc,
         input_size: Option<[usize; 2]>,
         threads: usize,
-    ) -> Result<CpuBackend, EngineError> {
+    ) -> Result<CpuBackend, BackendError> {
         let mut b = Bindings::new();
         if let Some([w, h]) = input_size {
             b.shapes.push(Some(vec![1, 3, h, w]));
@@ -59,7 +73,7 @@ impl CpuBackend {
         let model = build_cpu_model(model_path, &b, threads, &Limits::default())?;
         let ins = model.inputs();
         if ins.len() != 1 {
-            return Err(EngineError::Other(format!(
+            return Err(BackendError::Model(format!(
                 "{}: a detector has one input, this model has {}",
                 model_path.display(),
                 ins.len()
@@ -67,7 +81,7 @@ impl CpuBackend {
         }
         let shape = &ins[0].shape;
         if shape.len() != 4 || shape[0] != 1 || shape[1] != 3 {
-            return Err(EngineError::Other(format!(
+            return Err(BackendError::Model(format!(
                 "{}: input '{}' is {} but a detector input must be 1x3xHxW",
                 model_path.display(),
                 ins[0].name,
@@ -76,7 +90,7 @@ impl CpuBackend {
         }
         let (h, w) = (shape[2], shape[3]);
         let output_shape = model.outputs().first().map(|o| o.shape.clone()).unwrap_or_default();
-        Ok(CpuBackend { letterbox: Letterbox::new(src, w, h), model, output_shape, input_size: [w, h] })
+        Ok(CpuBackend { letterbox: Letterbox::new(src, w, h)?, model, output_shape, input_size: [w, h] })
     }
 }
 
@@ -89,12 +103,19 @@ impl Backend for CpuBackend {
         self.input_size
     }
 
+    fn letterbox(&self) -> LetterboxInfo {
+        self.letterbox.info()
+    }
+
     fn output_shape(&self) -> &[usize] {
         &self.output_shape
     }
 
     fn infer(&mut self, frame: &[u8], out: &mut [f32]) -> InferTiming {
-        self.letterbox.run(frame, self.model.input_mut(0));
+        // Sizes were checked when the letterbox was built at boot, so this
+        // cannot fail for a frame from the ring.
+        let r = self.letterbox.run(frame, self.model.input_mut(0));
+        debug_assert!(r.is_ok(), "letterbox: {r:?}");
         let pre_done_ns = monotonic_ns();
         self.model.run();
         out.copy_from_slice(self.model.output(0));

@@ -22,6 +22,7 @@ mod labels;
 pub use labels::Labels;
 
 use crate::frame::Detection;
+pub use crate::preprocess::LetterboxInfo;
 use std::fmt;
 use std::str::FromStr;
 use thiserror::Error;
@@ -107,56 +108,6 @@ impl FromStr for DecoderKind {
                 "unknown decoder '{s}' (expected yolov8, yolo11, yolov5u or yolov5)"
             ))),
         }
-    }
-}
-
-/// How the source image was fitted into the model input: model-input
-/// coordinates map back to source pixels as `(x - pad_x) / scale`, clipped
-/// to `[0, src_w] x [0, src_h]`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct LetterboxInfo {
-    pub scale: f32,
-    pub pad_x: f32,
-    pub pad_y: f32,
-    pub src_w: f32,
-    pub src_h: f32,
-}
-
-impl LetterboxInfo {
-    /// The model input is the source image itself.
-    pub fn identity(src_w: usize, src_h: usize) -> LetterboxInfo {
-        LetterboxInfo {
-            scale: 1.0,
-            pad_x: 0.0,
-            pad_y: 0.0,
-            src_w: src_w as f32,
-            src_h: src_h as f32,
-        }
-    }
-
-    /// Ultralytics' centred letterbox (`LetterBox(auto=False)` and
-    /// `scale_boxes`): one scale for both axes, `min(dst_h/src_h,
-    /// dst_w/src_w)`, pads `round((dst - src*scale)/2 - 0.1)` left and top.
-    pub fn fit(src_w: usize, src_h: usize, dst_w: usize, dst_h: usize) -> LetterboxInfo {
-        let (sw, sh) = (src_w.max(1) as f64, src_h.max(1) as f64);
-        let (dw, dh) = (dst_w as f64, dst_h as f64);
-        let scale = (dh / sh).min(dw / sw);
-        LetterboxInfo {
-            scale: scale as f32,
-            pad_x: ((dw - sw * scale) / 2.0 - 0.1).round() as f32,
-            pad_y: ((dh - sh * scale) / 2.0 - 0.1).round() as f32,
-            src_w: src_w as f32,
-            src_h: src_h as f32,
-        }
-    }
-
-    /// Model-input point to source pixels, clipped to the image.
-    /// Frame path: never allocates.
-    pub fn to_source(&self, x: f32, y: f32) -> (f32, f32) {
-        // max/min rather than clamp: clamp panics on a NaN bound.
-        let sx = ((x - self.pad_x) / self.scale).max(0.0).min(self.src_w);
-        let sy = ((y - self.pad_y) / self.scale).max(0.0).min(self.src_h);
-        (sx, sy)
     }
 }
 
@@ -719,7 +670,7 @@ mod tests {
         };
         let mut dec = Decoder::new(kind, &shape, Some(C), 0.25, 0.45, max_det, max_cand).unwrap();
         let mut out = dec.new_list();
-        let lb = LetterboxInfo::fit(640, 480, 320, 320);
+        let lb = fit(640, 480, 320, 320);
         let stats = dec.decode(&t, &lb, &mut out).unwrap();
         // A second decode into the same list gives the same answer.
         let first = out.as_slice().to_vec();
@@ -920,16 +871,22 @@ mod tests {
         assert_eq!(dets[0].class_id, 0);
     }
 
+    /// The letterbox geometry the preprocessing uses for this fit.
+    fn fit(src_w: usize, src_h: usize, dst_w: usize, dst_h: usize) -> LetterboxInfo {
+        let desc = crate::frame::FrameDesc { format: crate::frame::PixelFormat::Rgb24, width: src_w, height: src_h };
+        crate::preprocess::Letterbox::new(desc, dst_w, dst_h).unwrap().info()
+    }
+
     #[test]
     fn letterbox_maps_back_and_clips() {
-        let lb = LetterboxInfo::fit(1280, 720, 640, 640);
+        let lb = fit(1280, 720, 640, 640);
         assert_eq!((lb.scale, lb.pad_x, lb.pad_y), (0.5, 0.0, 140.0));
         // Top-left of the image area, a point in the pad, a point past the
         // right edge.
         assert_eq!(lb.to_source(0.0, 140.0), (0.0, 0.0));
         assert_eq!(lb.to_source(320.0, 100.0), (640.0, 0.0));
         assert_eq!(lb.to_source(700.0, 600.0), (1280.0, 720.0));
-        let odd = LetterboxInfo::fit(641, 480, 320, 320);
+        let odd = fit(641, 480, 320, 320);
         // (320 - 480*320/641)/2 - 0.1 = 40.08... -> 40
         assert_eq!(odd.pad_y, 40.0);
 

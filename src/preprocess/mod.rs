@@ -62,7 +62,7 @@ pub enum PreprocessError {
 }
 
 /// How letterboxed coordinates relate to source pixels:
-/// `source = (letterboxed - pad) / scale`.
+/// `source = (letterboxed - pad) / scale`, clipped to the source image.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LetterboxInfo {
     /// `r`, the resize ratio (Ultralytics' `gain`).
@@ -71,6 +71,25 @@ pub struct LetterboxInfo {
     pub pad_x: f32,
     /// Rows of padding above the image.
     pub pad_y: f32,
+    /// Source image size in pixels.
+    pub src_w: f32,
+    pub src_h: f32,
+}
+
+impl LetterboxInfo {
+    /// The model input is the source image itself.
+    pub fn identity(src_w: usize, src_h: usize) -> LetterboxInfo {
+        LetterboxInfo { scale: 1.0, pad_x: 0.0, pad_y: 0.0, src_w: src_w as f32, src_h: src_h as f32 }
+    }
+
+    /// Model-input point to source pixels, clipped to the image
+    /// (Ultralytics `scale_boxes`). Frame path: never allocates.
+    pub fn to_source(&self, x: f32, y: f32) -> (f32, f32) {
+        // max/min rather than clamp: clamp panics on a NaN bound.
+        let sx = ((x - self.pad_x) / self.scale).max(0.0).min(self.src_w);
+        let sy = ((y - self.pad_y) / self.scale).max(0.0).min(self.src_h);
+        (sx, sy)
+    }
 }
 
 /// One output column's (or row's) two source taps: `s0 + w (s1 - s0)`.
@@ -193,6 +212,8 @@ impl Letterbox {
                 scale: r as f32,
                 pad_x: left as f32,
                 pad_y: top as f32,
+                src_w: src.width as f32,
+                src_h: src.height as f32,
             },
             xs,
             ys,

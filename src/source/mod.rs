@@ -5,6 +5,8 @@
 //! Opening a source is boot (may allocate, may fail with a clear error);
 //! `next_frame`/`skip_frame` run on the capture thread and never allocate.
 
+pub mod synthetic;
+
 use crate::frame::FrameDesc;
 use thiserror::Error;
 
@@ -37,7 +39,11 @@ pub enum SourceError {
     End,
     /// The file ended inside a frame; every complete frame was delivered.
     #[error("{path}: truncated after {frames} complete frames ({bytes} stray bytes at the end)")]
-    Truncated { path: String, frames: u64, bytes: u64 },
+    Truncated {
+        path: String,
+        frames: u64,
+        bytes: u64,
+    },
     /// No frame within the poll timeout (a stalled camera).
     #[error("{device}: no frame within {timeout_ms} ms")]
     Timeout { device: String, timeout_ms: u64 },
@@ -47,7 +53,10 @@ pub enum SourceError {
     /// A frame was flagged bad by the driver or had the wrong size; it was
     /// not delivered. Counted, not fatal.
     #[error("{device}: bad frame: {reason}")]
-    BadFrame { device: String, reason: &'static str },
+    BadFrame {
+        device: String,
+        reason: &'static str,
+    },
     #[error("{path}: {msg}")]
     Io { path: String, msg: String },
     /// Boot-time configuration problems: one line naming the field/value.
@@ -79,7 +88,10 @@ pub trait Source: Send {
 
 /// CLOCK_MONOTONIC in nanoseconds. Frame path: never allocates.
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes into the valid timespec we pass.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
