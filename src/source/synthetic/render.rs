@@ -21,7 +21,7 @@ const TEX_Y0: f64 = -12.8;
 /// Mip levels along x (forward) and y (lateral): a ripmap, because far
 /// ground pixels are much longer than wide.
 const NLX: usize = 8;
-const NLY: usize = 4;
+const NLY: usize = 6;
 /// Period of dashed lane lines (m), must divide the texture period.
 const DASH_PERIOD: f64 = 12.8;
 const DASH_LEN: f64 = 3.2;
@@ -100,7 +100,8 @@ fn value_noise(key: u64, x: f64, y: f64, cell: f64) -> f64 {
     let (ix, iy) = (fx.floor() as i64, fy.floor() as i64);
     let (tx, ty) = (fx - ix as f64, fy - iy as f64);
     let lat = |i: i64, j: i64| {
-        let h = mix(key ^ (i.rem_euclid(period) as u64).wrapping_mul(0x9E37_79B9) ^ ((j as u64) << 32));
+        let h =
+            mix(key ^ (i.rem_euclid(period) as u64).wrapping_mul(0x9E37_79B9) ^ ((j as u64) << 32));
         (h >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
     };
     let s = |t: f64| t * t * (3.0 - 2.0 * t);
@@ -111,7 +112,8 @@ fn value_noise(key: u64, x: f64, y: f64, cell: f64) -> f64 {
 }
 
 fn hash_unit(key: u64, x: u64, y: u64) -> f64 {
-    let h = mix(key ^ x.wrapping_mul(0xD6E8_FEB8_6659_FD93) ^ y.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let h =
+        mix(key ^ x.wrapping_mul(0xD6E8_FEB8_6659_FD93) ^ y.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     (h >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
 }
 
@@ -170,7 +172,7 @@ impl GroundTexture {
 }
 
 fn avg(a: [u8; 3], b: [u8; 3]) -> [u8; 3] {
-    [0, 1, 2].map(|i| ((u16::from(a[i]) + u16::from(b[i]) + 1) / 2) as u8)
+    [0, 1, 2].map(|i| (u16::from(a[i]) + u16::from(b[i])).div_ceil(2) as u8)
 }
 
 /// Colour of one base-level texel at (x, y) metres.
@@ -180,7 +182,13 @@ fn base_texel(world: &World, key: u64, xi: usize, yi: usize, x: f64, y: f64) -> 
     let (xt, yt) = (xi as f64, yi as f64);
     let low = value_noise(key ^ 1, xt, yt, 32.0);
     let patch = value_noise(key ^ 2, xt, yt, 128.0);
-    let scale = |c: [f32; 3], k: f64| [f64::from(c[0]) * k, f64::from(c[1]) * k, f64::from(c[2]) * k];
+    let scale = |c: [f32; 3], k: f64| {
+        [
+            f64::from(c[0]) * k,
+            f64::from(c[1]) * k,
+            f64::from(c[2]) * k,
+        ]
+    };
     if y >= road.right && y <= road.left {
         // Asphalt: grain, blotches, darker wheel tracks.
         let mut k = 1.0 + 0.09 * fine + 0.06 * low + 0.07 * patch;
@@ -233,8 +241,13 @@ fn base_texel(world: &World, key: u64, xi: usize, yi: usize, x: f64, y: f64) -> 
         }
         if edge_dist < 0.15 + w {
             // Slabs with joints every 1.5 m.
-            let joint = (x.rem_euclid(1.6) < 0.03) || ((edge_dist - 0.15).rem_euclid(w * 0.5) < 0.03);
-            let k = if joint { 0.7 } else { 1.0 + 0.06 * fine + 0.05 * low + 0.04 * patch };
+            let joint =
+                (x.rem_euclid(1.6) < 0.03) || ((edge_dist - 0.15).rem_euclid(w * 0.5) < 0.03);
+            let k = if joint {
+                0.7
+            } else {
+                1.0 + 0.06 * fine + 0.05 * low + 0.04 * patch
+            };
             return scale(road.concrete, k);
         }
     }
@@ -340,7 +353,11 @@ impl Pose {
     }
     #[inline(always)]
     fn dir(&self, d: [f32; 3]) -> [f32; 3] {
-        [self.c * d[0] + self.s * d[1], -self.s * d[0] + self.c * d[1], d[2]]
+        [
+            self.c * d[0] + self.s * d[1],
+            -self.s * d[0] + self.c * d[1],
+            d[2],
+        ]
     }
     fn vec_to_local(&self, v: [f32; 3]) -> [f32; 3] {
         self.dir(v)
@@ -386,7 +403,14 @@ fn intersect(shape: &Shape, o: [f32; 3], d: [f32; 3], inv: [f32; 3]) -> Option<(
             let t = -b - h2.sqrt();
             (t > 0.0).then_some((t, 0))
         }
-        Shape::CylY { cx, cz, r, r_in, y0, y1 } => {
+        Shape::CylY {
+            cx,
+            cz,
+            r,
+            r_in,
+            y0,
+            y1,
+        } => {
             let (ox, oz) = (o[0] - cx, o[2] - cz);
             let mut best = f32::INFINITY;
             let mut code = 0u8;
@@ -432,7 +456,11 @@ fn normal(shape: &Shape, p: [f32; 3], code: u8, d: [f32; 3]) -> [f32; 3] {
         }
         Shape::Sphere { c, r } => {
             let inv = 1.0 / r.max(1e-6);
-            [(p[0] - c[0]) * inv, (p[1] - c[1]) * inv, (p[2] - c[2]) * inv]
+            [
+                (p[0] - c[0]) * inv,
+                (p[1] - c[1]) * inv,
+                (p[2] - c[2]) * inv,
+            ]
         }
         Shape::CylY { cx, cz, r, .. } => {
             if code == 1 {
@@ -505,7 +533,9 @@ impl View {
                     fx = 1e3;
                     fy = 1e3;
                 }
-                let level = |f: f64, max: usize| ((f / TEXEL).max(1.0).log2().round() as usize).min(max - 1);
+                let level = |f: f64, max: usize| {
+                    ((f / TEXEL).max(1.0).log2().round() as usize).min(max - 1)
+                };
                 let (lx, ly) = (level(fx, NLX), level(fy, NLY));
                 let row0 = texture_row(g[1]);
                 bg[i].row = (world_tex_offset(lx, ly) + (row0 >> ly)) as u32;
@@ -534,15 +564,19 @@ impl View {
         let mut sky = [[0u8; 3]; 256];
         for (i, s) in sky.iter_mut().enumerate() {
             let e = (i as f32 / 255.0).powf(0.6);
-            for c in 0..3 {
-                s[c] = (env.sky_horizon[c] + (env.sky_zenith[c] - env.sky_horizon[c]) * e).clamp(0.0, 255.0) as u8;
+            for ((out, h), z) in s.iter_mut().zip(env.sky_horizon).zip(env.sky_zenith) {
+                *out = (h + (z - h) * e).clamp(0.0, 255.0) as u8;
             }
         }
         let mut mul = [[0u32; 3]; 256];
         let mut add = [[0u32; 3]; 256];
         for i in 0..256 {
             let d = DQ_D0 * ((i as f64 / DQ_SCALE).exp() - 1.0);
-            let k = if i == 255 { 1.0 } else { 1.0 - (-d / f64::from(env.fog_dist)).exp() };
+            let k = if i == 255 {
+                1.0
+            } else {
+                1.0 - (-d / f64::from(env.fog_dist)).exp()
+            };
             let f = (k * 256.0).round() as u32;
             for c in 0..3 {
                 mul[i][c] = (env.ground_gain[c] * 256.0) as u32 * (256 - f);
@@ -554,7 +588,12 @@ impl View {
         for (l, sh) in shift.iter_mut().enumerate() {
             *sh = (s0 / f64::from(1u32 << l) * 65536.0) as u32;
         }
-        FrameLut { sky, mul, add, shift }
+        FrameLut {
+            sky,
+            mul,
+            add,
+            shift,
+        }
     }
 
     /// Render `scene` into `rgb` (w*h*3), using `buf` as scratch.
@@ -579,7 +618,10 @@ impl View {
                     let l = (px.lx as usize) & (NLX - 1);
                     let mask = (TEX_W >> l) - 1;
                     let xi = ((px.x.wrapping_add(lut.shift[l]) >> 16) as usize) & mask;
-                    let t = tex.get(px.row as usize + (xi << px.hshift)).copied().unwrap_or([0; 3]);
+                    let t = tex
+                        .get(px.row as usize + (xi << px.hshift))
+                        .copied()
+                        .unwrap_or([0; 3]);
                     let (m, a) = (&lut.mul[px.q as usize], &lut.add[px.q as usize]);
                     for c in 0..3 {
                         out[c] = ((u32::from(t[c]) * m[c] + a[c]) >> 16).min(255) as u8;
@@ -612,8 +654,16 @@ impl View {
                 for iz in 0..3 {
                     // Corners, edge midpoints and face centres.
                     let pick = |k: usize, a: f32, b: f32| f64::from(a + (b - a) * k as f32 * 0.5);
-                    let (lx, ly, lz) = (pick(ix, lo[0], hi[0]), pick(iy, lo[1], hi[1]), pick(iz, lo[2], hi[2]));
-                    let p = Vector3::new(obj.pos[0] + c * lx - s * ly, obj.pos[1] + s * lx + c * ly, lz);
+                    let (lx, ly, lz) = (
+                        pick(ix, lo[0], hi[0]),
+                        pick(iy, lo[1], hi[1]),
+                        pick(iz, lo[2], hi[2]),
+                    );
+                    let p = Vector3::new(
+                        obj.pos[0] + c * lx - s * ly,
+                        obj.pos[1] + s * lx + c * ly,
+                        lz,
+                    );
                     count += 1;
                     match self.calib.project(p) {
                         Some(q) => {
@@ -706,13 +756,34 @@ impl View {
                     }
                     Shape::Box { min, max }
                 }
-                Shape::CylY { cx, cz, r, r_in, y0, y1 } => {
+                Shape::CylY {
+                    cx,
+                    cz,
+                    r,
+                    r_in,
+                    y0,
+                    y1,
+                } => {
                     let grow = (m - (y1 - y0)).max(0.0) * 0.5;
                     let r = r.max(m * 0.5);
-                    let r_in = if r_in > 0.0 { r_in.min(r - m).max(0.0) } else { 0.0 };
-                    Shape::CylY { cx, cz, r, r_in, y0: y0 - grow, y1: y1 + grow }
+                    let r_in = if r_in > 0.0 {
+                        r_in.min(r - m).max(0.0)
+                    } else {
+                        0.0
+                    };
+                    Shape::CylY {
+                        cx,
+                        cz,
+                        r,
+                        r_in,
+                        y0: y0 - grow,
+                        y1: y1 + grow,
+                    }
                 }
-                Shape::Sphere { c, r } => Shape::Sphere { c, r: r.max(m * 0.5) },
+                Shape::Sphere { c, r } => Shape::Sphere {
+                    c,
+                    r: r.max(m * 0.5),
+                },
             };
         }
         out
@@ -757,7 +828,11 @@ impl View {
                 if intersect(&bounds, pose.o, dl, inv).is_none() {
                     continue;
                 }
-                let mut best = if buf.ids[i] != 0 { buf.depth[i] } else { f32::INFINITY };
+                let mut best = if buf.ids[i] != 0 {
+                    buf.depth[i]
+                } else {
+                    f32::INFINITY
+                };
                 let mut hit = None;
                 for (pi, p) in prims.iter().enumerate() {
                     if !prect[pi].contains(u, v) {
@@ -785,7 +860,8 @@ impl View {
         let id = (oi + 1) as u8;
         let pose = Pose::new(self.cam, obj);
         let sun = pose.vec_to_local(env.sun_dir);
-        let range = (obj.pos[0] - f64::from(self.cam[0])).hypot(obj.pos[1] - f64::from(self.cam[1]));
+        let range =
+            (obj.pos[0] - f64::from(self.cam[0])).hypot(obj.pos[1] - f64::from(self.cam[1]));
         let fog = (1.0 - (-range / f64::from(env.fog_dist)).exp()) as f32;
         let rect = buf.rects[oi];
         let key = obj.noise_key;
@@ -804,11 +880,16 @@ impl View {
                 let Some((t, code)) = intersect(&p.shape, pose.o, dl, dl.map(|c| 1.0 / c)) else {
                     continue;
                 };
-                let h = [pose.o[0] + t * dl[0], pose.o[1] + t * dl[1], pose.o[2] + t * dl[2]];
+                let h = [
+                    pose.o[0] + t * dl[0],
+                    pose.o[1] + t * dl[1],
+                    pose.o[2] + t * dl[2],
+                ];
                 let n = normal(&p.shape, h, code, dl);
                 let lambert = (n[0] * sun[0] + n[1] * sun[1] + n[2] * sun[2]).max(0.0);
                 let facing = -(n[0] * dl[0] + n[1] * dl[1] + n[2] * dl[2]);
-                let light = env.ambient * (0.72 + 0.28 * n[2]) + env.sun * lambert + 0.12 * facing.max(0.0);
+                let light =
+                    env.ambient * (0.72 + 0.28 * n[2]) + env.sun * lambert + 0.12 * facing.max(0.0);
                 let q = |x: f32| (x * 25.0).floor() as i32 as u32 as u64;
                 let hn = mix(u64::from(key) ^ q(h[0]) ^ (q(h[1]) << 21) ^ (q(h[2]) << 42));
                 let noise = ((hn >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0;
@@ -837,4 +918,3 @@ fn world_tex_offset(lx: usize, ly: usize) -> usize {
     }
     total
 }
-
