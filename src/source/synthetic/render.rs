@@ -35,6 +35,10 @@ const KIND_VOID: u8 = 2;
 const DQ_D0: f64 = 5.0;
 const DQ_SCALE: f64 = 36.0;
 
+/// Optical depth (m) below which object geometry is clipped when finding
+/// its screen rectangle.
+const NEAR_CLIP: f64 = 0.05;
+
 /// A pixel rectangle, [x0, x1) x [y0, y1).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Rect {
@@ -276,7 +280,7 @@ fn texture_row(y: f64) -> usize {
         }
     };
     let y = if y >= y_hi {
-        y_hi - 0.001 - fold(y - y_hi)
+        y_hi - fold(y - y_hi)
     } else if y < TEX_Y0 {
         TEX_Y0 + fold(TEX_Y0 - y)
     } else {
@@ -316,7 +320,6 @@ pub(crate) struct ObjBuffers {
     pub depth: Vec<f32>,
     /// Screen rectangle each object was rasterised in (frame-local).
     pub rects: [Rect; MAX_OBJECTS],
-    prim_rects: [[Rect; MAX_PRIMS]; MAX_OBJECTS],
 }
 
 impl ObjBuffers {
@@ -326,7 +329,6 @@ impl ObjBuffers {
             prim: vec![0; n],
             depth: vec![0.0; n],
             rects: [Rect::default(); MAX_OBJECTS],
-            prim_rects: [[Rect::default(); MAX_PRIMS]; MAX_OBJECTS],
         }
     }
 }
@@ -633,10 +635,10 @@ impl View {
         }
     }
 
-    /// Screen rectangle covering the vehicle-frame box given by local
-    /// bounds of `obj` (corners and edge midpoints projected, padded).
-    /// None when it is entirely behind the camera; the full image when it
-    /// straddles the camera plane.
+    /// Screen rectangle covering the box given by local bounds of `obj`
+    /// (grid points projected, clipped at the camera's near plane, padded).
+    /// None when it is entirely behind the camera; the full image when
+    /// part of it has no projection (lens fold-back region).
     fn project_rect(&self, obj: &Object, lo: [f32; 3], hi: [f32; 3]) -> Option<Rect> {
         let full = Rect {
             x0: 0,
@@ -644,42 +646,61 @@ impl View {
             x1: self.w,
             y1: self.h,
         };
+        let (s, c) = obj.yaw.sin_cos();
+        let t = self.calib.translation();
+        let axis = self.calib.optical_to_vehicle().column(2).into_owned();
+        // A 3x3x3 grid: corners, edge midpoints, face centres.
+        let mut pts = [Vector3::zeros(); 27];
+        let mut depth = [0.0f64; 27];
+        for (k, (p, z)) in pts.iter_mut().zip(depth.iter_mut()).enumerate() {
+            let f = [k % 3, (k / 3) % 3, k / 9].map(|i| i as f32 * 0.5);
+            let l = [0, 1, 2].map(|a| f64::from(lo[a] + (hi[a] - lo[a]) * f[a]));
+            *p = Vector3::new(
+                obj.pos[0] + c * l[0] - s * l[1],
+                obj.pos[1] + s * l[0] + c * l[1],
+                l[2],
+            );
+            *z = axis.dot(&(*p - t));
+        }
         let mut min = [f64::INFINITY; 2];
         let mut max = [f64::NEG_INFINITY; 2];
-        let mut behind = 0;
-        let mut count = 0;
-        let (s, c) = obj.yaw.sin_cos();
-        for ix in 0..3 {
-            for iy in 0..3 {
-                for iz in 0..3 {
-                    // Corners, edge midpoints and face centres.
-                    let pick = |k: usize, a: f32, b: f32| f64::from(a + (b - a) * k as f32 * 0.5);
-                    let (lx, ly, lz) = (
-                        pick(ix, lo[0], hi[0]),
-                        pick(iy, lo[1], hi[1]),
-                        pick(iz, lo[2], hi[2]),
-                    );
-                    let p = Vector3::new(
-                        obj.pos[0] + c * lx - s * ly,
-                        obj.pos[1] + s * lx + c * ly,
-                        lz,
-                    );
-                    count += 1;
-                    match self.calib.project(p) {
-                        Some(q) => {
-                            min = [min[0].min(q[0]), min[1].min(q[1])];
-                            max = [max[0].max(q[0]), max[1].max(q[1])];
-                        }
-                        None => behind += 1,
-                    }
+        let mut add = |p: Vector3<f64>| match self.calib.project(p) {
+            Some(q) => {
+                min = [min[0].min(q[0]), min[1].min(q[1])];
+                max = [max[0].max(q[0]), max[1].max(q[1])];
+                true
+            }
+            None => false,
+        };
+        let mut any = false;
+        for k in 0..27 {
+            if depth[k] > NEAR_CLIP {
+                any = true;
+                if !add(pts[k]) {
+                    return Some(full);
+                }
+            }
+            // Grid edges crossing the near plane: add the crossing point,
+            // so an object beside the camera gets a rectangle reaching to
+            // the image border rather than the whole image.
+            for step in [1, 3, 9] {
+                let j = k + step;
+                let same_line = match step {
+                    1 => k % 3 != 2,
+                    3 => (k / 3) % 3 != 2,
+                    _ => k / 9 != 2,
+                };
+                if !same_line || (depth[k] > NEAR_CLIP) == (depth[j] > NEAR_CLIP) {
+                    continue;
+                }
+                let f = (NEAR_CLIP * 1.01 - depth[k]) / (depth[j] - depth[k]);
+                if !add(pts[k] + (pts[j] - pts[k]) * f) {
+                    return Some(full);
                 }
             }
         }
-        if behind == count {
+        if !any {
             return None;
-        }
-        if behind > 0 {
-            return Some(full);
         }
         let pad = 2.0 + 0.02 * (max[0] - min[0]).max(max[1] - min[1]);
         let clampx = |v: f64| v.clamp(0.0, self.w as f64) as usize;
@@ -791,6 +812,12 @@ impl View {
 
     /// Ray-cast one object into `buf` (depth-tested against what is there).
     pub fn raster_object(&self, oi: usize, obj: &Object, buf: &mut ObjBuffers) {
+        self.raster_object_in(oi, obj, buf, false);
+    }
+
+    /// `whole_image`: test every pixel instead of the projected rectangles
+    /// (the reference the rectangles are tested against).
+    fn raster_object_in(&self, oi: usize, obj: &Object, buf: &mut ObjBuffers, whole_image: bool) {
         let id = (oi + 1) as u8;
         let pose = Pose::new(self.cam, obj);
         let thick = self.thickened(obj);
@@ -799,13 +826,22 @@ impl View {
         let mut prect = [Rect::default(); MAX_PRIMS];
         for (pi, p) in prims.iter().enumerate() {
             let (lo, hi) = p.shape.bounds();
-            if let Some(r) = self.project_rect(obj, lo, hi) {
+            let r = if whole_image {
+                Some(Rect {
+                    x0: 0,
+                    y0: 0,
+                    x1: self.w,
+                    y1: self.h,
+                })
+            } else {
+                self.project_rect(obj, lo, hi)
+            };
+            if let Some(r) = r {
                 prect[pi] = r;
                 rect = rect.union(r);
             }
         }
         buf.rects[oi] = rect;
-        buf.prim_rects[oi] = prect;
         let mut lo = [f32::INFINITY; 3];
         let mut hi = [f32::NEG_INFINITY; 3];
         for p in prims {
@@ -917,4 +953,78 @@ fn world_tex_offset(lx: usize, ly: usize) -> usize {
         }
     }
     total
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::scene::build_scene;
+    use super::*;
+
+    fn check_rects_cover_every_hit(calib: &Calibration, seeds: std::ops::Range<u64>) {
+        let (w, h) = (calib.width() as usize, calib.height() as usize);
+        let mut scene = Scene::new();
+        let mut fast = ObjBuffers::new(w * h);
+        let mut slow = ObjBuffers::new(w * h);
+        let t = calib.translation();
+        let mut objects = 0;
+        for seed in seeds {
+            let world = World::new(seed);
+            let view = View::new(calib, &world);
+            for k in (0..3000).step_by(211) {
+                build_scene(&world, 32, 30.0, k, [t.x, t.y], &mut scene);
+                view.raster(&scene, &mut fast);
+                slow.ids.fill(0);
+                for (oi, obj) in scene.objects().iter().enumerate() {
+                    view.raster_object_in(oi, obj, &mut slow, true);
+                }
+                objects += scene.objects().len();
+                assert!(
+                    fast.ids == slow.ids,
+                    "seed {seed} frame {k}: rectangles miss object pixels"
+                );
+            }
+        }
+        assert!(objects > 50);
+    }
+
+    #[test]
+    fn projected_rectangles_cover_every_object_pixel() {
+        check_rects_cover_every_hit(&Calibration::front_camera(), 0..3);
+    }
+
+    #[test]
+    fn projected_rectangles_cover_every_object_pixel_through_a_fisheye() {
+        let yaml = include_str!("../../../calibration/front_camera.yaml")
+            .replace(
+                "distortion_model: plumb_bob",
+                "distortion_model: equidistant",
+            )
+            .replace(
+                "  cols: 5\n  data: [-0.05, 0.01, 0.0, 0.0, 0.0]",
+                "  cols: 4\n  data: [0.1, -0.05, 0.01, 0.0]",
+            )
+            .replace(
+                "[500.0, 0.0, 319.5, 0.0, 500.0, 239.5",
+                "[200.0, 0.0, 319.5, 0.0, 200.0, 239.5",
+            )
+            .replace("image_width: 640", "image_width: 320")
+            .replace("image_height: 480", "image_height: 240")
+            .replace(
+                "rotation_rpy_deg: [0.0, 5.0, 0.0]",
+                "rotation_rpy_deg: [0.0, 5.0, 40.0]",
+            );
+        let calib = Calibration::from_yaml_str(&yaml, "fisheye").unwrap();
+        check_rects_cover_every_hit(&calib, 3..5);
+    }
+
+    #[test]
+    fn texture_rows_fold_back_beyond_the_texture() {
+        assert_eq!(texture_row(0.0), 512);
+        assert_eq!(texture_row(TEX_Y0), 0);
+        assert_eq!(texture_row(-TEX_Y0 - 1e-9), TEX_H - 1);
+        // Mirrored into the outer 2 m band on both sides.
+        assert_eq!(texture_row(-TEX_Y0 + 0.5), texture_row(-TEX_Y0 - 0.5));
+        assert_eq!(texture_row(TEX_Y0 - 0.5), texture_row(TEX_Y0 + 0.5));
+        assert!(texture_row(1e6) < TEX_H && texture_row(-1e6) < TEX_H);
+    }
 }

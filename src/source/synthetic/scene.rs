@@ -1075,3 +1075,92 @@ fn build_cyclist(o: &mut Object, r: &mut Rng, phase: f64) {
     o.contact = [-hb, -0.05, hb, 0.05];
     o.shadow = [1.0, 0.4];
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scenes_are_a_function_of_seed_and_frame() {
+        let world = World::new(9);
+        let (mut a, mut b) = (Scene::new(), Scene::new());
+        build_scene(&world, 16, 30.0, 500, [1.5, 0.0], &mut a);
+        build_scene(&world, 16, 30.0, 3, [1.5, 0.0], &mut b);
+        build_scene(&world, 16, 30.0, 500, [1.5, 0.0], &mut b);
+        assert_eq!(a.n_objects, b.n_objects);
+        for (x, y) in a.objects().iter().zip(b.objects()) {
+            assert_eq!(
+                (x.pos, x.yaw, x.track_id, x.prims()),
+                (y.pos, y.yaw, y.track_id, y.prims())
+            );
+        }
+    }
+
+    #[test]
+    fn objects_do_not_overlap_and_stay_in_range() {
+        let mut counts = [0usize; 3];
+        for seed in 0..5 {
+            let world = World::new(seed);
+            let mut s = Scene::new();
+            for k in (0..9000).step_by(17) {
+                build_scene(&world, MAX_OBJECTS, 30.0, k, [1.5, 0.0], &mut s);
+                let objs = s.objects();
+                for (i, a) in objs.iter().enumerate() {
+                    counts[a.class as usize] += 1;
+                    assert!((-3.0..=55.0).contains(&a.pos[0]) && a.pos[1].abs() <= 11.0);
+                    assert!(a.n_prims > 0 && a.n_prims <= MAX_PRIMS);
+                    for b in &objs[..i] {
+                        assert!(!quads_overlap(
+                            &a.footprint_corners(0.3),
+                            &b.footprint_corners(0.3)
+                        ));
+                    }
+                }
+            }
+        }
+        let total: usize = counts.iter().sum();
+        for c in counts {
+            assert!(c * 6 > total, "class mix {counts:?}");
+        }
+    }
+
+    #[test]
+    fn ground_point_is_the_centre_of_the_face_towards_the_camera() {
+        let mut o = Object::empty();
+        o.contact = [-2.0, -0.9, 2.0, 0.9];
+        o.pos = [12.0, 0.0];
+        // Straight ahead: the rear face centre.
+        let g = o.ground_point([1.5, 0.0]);
+        assert!((g[0] - 10.0).abs() < 1e-12 && g[1].abs() < 1e-12);
+        // Heading the other way: still the face towards the camera.
+        o.yaw = PI;
+        let g = o.ground_point([1.5, 0.0]);
+        assert!((g[0] - 10.0).abs() < 1e-9 && g[1].abs() < 1e-9, "{g:?}");
+        // Crossing to the left, close and to the left: its rear (it
+        // heads away from the camera's side) faces the camera most.
+        o.yaw = FRAC_PI_2;
+        o.pos = [5.0, 4.0];
+        let g = o.ground_point([1.5, 0.0]);
+        assert!(
+            (g[0] - 5.0).abs() < 1e-9 && (g[1] - 2.0).abs() < 1e-9,
+            "{g:?}"
+        );
+        // Further ahead: its right side (towards the camera).
+        o.pos = [12.0, 4.0];
+        let g = o.ground_point([1.5, 0.0]);
+        assert!(
+            (g[0] - 11.1).abs() < 1e-9 && (g[1] - 4.0).abs() < 1e-9,
+            "{g:?}"
+        );
+    }
+
+    #[test]
+    fn separating_axis_overlap() {
+        let sq = |x: f64, y: f64| [[x, y], [x + 1.0, y], [x + 1.0, y + 1.0], [x, y + 1.0]];
+        assert!(quads_overlap(&sq(0.0, 0.0), &sq(0.5, 0.5)));
+        assert!(!quads_overlap(&sq(0.0, 0.0), &sq(1.5, 0.0)));
+        let diamond = [[2.0, 0.5], [2.6, 1.1], [2.0, 1.7], [1.4, 1.1]];
+        assert!(!quads_overlap(&sq(0.0, 0.0), &diamond));
+        assert!(quads_overlap(&sq(0.5, 0.5), &diamond));
+    }
+}
