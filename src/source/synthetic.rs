@@ -887,7 +887,7 @@ mod tests {
     #[ignore]
     fn preview() {
         let dir = std::env::temp_dir().join("perceptd-synth-preview");
-        for seed in 0..4 {
+        for seed in 0..8 {
             write_dataset(&dir.join(format!("seed{seed}")), seed, 1200, 300).unwrap();
         }
         // Through a strong fisheye lens.

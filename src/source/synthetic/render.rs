@@ -8,7 +8,9 @@
 //! [`View::render`] and [`View::raster`] write into caller-owned buffers and
 //! never allocate. Called on the capture thread and by ground truth.
 
-use super::scene::{mix, Object, Prim, Scene, Shape, World, MAX_OBJECTS, MAX_PRIMS};
+use super::scene::{
+    mix, BackdropKind, Object, Prim, Rng, Scene, Shape, World, MAX_OBJECTS, MAX_PRIMS,
+};
 use crate::calibration::Calibration;
 use nalgebra::Vector3;
 
@@ -25,6 +27,13 @@ const NLY: usize = 6;
 /// Period of dashed lane lines (m), must divide the texture period.
 const DASH_PERIOD: f64 = 12.8;
 const DASH_LEN: f64 = 3.2;
+
+/// Backdrop texture: 0.1 m texels, x wraps every 102.4 m, up to 25.6 m
+/// high; levels filtered by 4 along x for distant, grazing views.
+const WALL_RES: f64 = 0.1;
+const WALL_W: usize = 1024;
+const WALL_H: usize = 256;
+const WALL_LEVELS: usize = 4;
 
 /// Pixel kinds of the static background.
 const KIND_SKY: u8 = 0;
@@ -86,6 +95,17 @@ struct BgPixel {
     lx: u8,
     /// Ground: quantised distance (fog). Sky: quantised elevation.
     q: u8,
+    /// Backdrop in front of the ground/sky here: 0 none, 1 + side.
+    wall: u8,
+    /// Backdrop: level, height index (0.1 m) and quantised distance.
+    wall_level: u8,
+    wall_z: u8,
+    wall_q: u8,
+    /// Backdrop: x in texels of its level, 16.16 fixed point.
+    wall_x: u32,
+    /// Backdrop: index of the texel at x = 0 of this pixel's side, level
+    /// and height.
+    wall_base: u32,
 }
 
 /// The ground texture with all ripmap levels, built once per seed. Each
@@ -266,6 +286,168 @@ fn base_texel(world: &World, key: u64, xi: usize, yi: usize, x: f64, y: f64) -> 
     ]
 }
 
+/// The roadside backdrops (both sides): silhouette heights and texels,
+/// built once per seed. Texels are column-major (height fastest).
+pub(crate) struct WallTexture {
+    /// Height (0.1 m units) per side and level-0 column.
+    height: Vec<u8>,
+    data: Vec<[u8; 3]>,
+}
+
+/// Offset of (side, level) in the backdrop texel store.
+fn wall_offset(side: usize, level: usize) -> usize {
+    let per_side: usize = (0..WALL_LEVELS).map(|l| (WALL_W >> (2 * l)) * WALL_H).sum();
+    side * per_side
+        + (0..level)
+            .map(|l| (WALL_W >> (2 * l)) * WALL_H)
+            .sum::<usize>()
+}
+
+impl WallTexture {
+    /// Generate both backdrops from the world. Boot only.
+    pub fn new(world: &World) -> WallTexture {
+        let mut height = vec![0u8; 2 * WALL_W];
+        let mut data = vec![[0u8; 3]; wall_offset(2, 0)];
+        let period = WALL_W as f64 * WALL_RES;
+        for (side, bd) in world.backdrop.iter().enumerate() {
+            let mut r = Rng::new(world.seed, 6, side as u64, 0);
+            let key = r.next_u64();
+            let base = wall_offset(side, 0);
+            let mut put = |xi: usize, zi: usize, c: [f64; 3]| {
+                data[base + xi * WALL_H + zi] = c.map(|v| v.round().clamp(0.0, 255.0) as u8);
+            };
+            match bd.kind {
+                BackdropKind::Open => {}
+                BackdropKind::Trees => {
+                    // Crowns along the row: (x, radius, centre height, colour).
+                    let mut trees = [(0.0f64, 0.0f64, 0.0f64, [0.0f64; 3]); 96];
+                    let mut n = 0;
+                    let mut x = 0.0;
+                    while x < period && n < trees.len() {
+                        let rad = r.range(1.5, 3.5);
+                        let hc = r.range(1.2, 3.0) + rad;
+                        let col = [
+                            r.range(25.0, 65.0),
+                            r.range(55.0, 100.0),
+                            r.range(25.0, 50.0),
+                        ];
+                        trees[n] = (x, rad, hc, col);
+                        n += 1;
+                        x += rad * r.range(0.8, 1.6);
+                    }
+                    for xi in 0..WALL_W {
+                        let xm = xi as f64 * WALL_RES;
+                        for zi in 0..WALL_H {
+                            let z = zi as f64 * WALL_RES;
+                            let mut best: Option<(f64, usize)> = None;
+                            for (k, &(tx, rad, hc, _)) in trees[..n].iter().enumerate() {
+                                let dx = (xm - tx + period * 0.5).rem_euclid(period) - period * 0.5;
+                                let q = (dx * dx + (z - hc) * (z - hc)) / (rad * rad);
+                                let better = match best {
+                                    Some((b, _)) => q < b,
+                                    None => true,
+                                };
+                                if q < 1.0 && better {
+                                    best = Some((q, k));
+                                }
+                            }
+                            let noise = hash_unit(key, xi as u64, zi as u64);
+                            match best {
+                                Some((q, k)) => {
+                                    let (_, _, hc, col) = trees[k];
+                                    let lit =
+                                        0.8 + 0.35 * ((z - hc) / 3.0).clamp(-1.0, 1.0) - 0.15 * q;
+                                    let k = lit * (1.0 + 0.18 * noise);
+                                    put(xi, zi, col.map(|c| c * k));
+                                    height[side * WALL_W + xi] =
+                                        height[side * WALL_W + xi].max(zi as u8 + 1);
+                                }
+                                None if z < 2.0 => {
+                                    // Undergrowth below the crowns.
+                                    put(
+                                        xi,
+                                        zi,
+                                        [28.0, 42.0, 24.0].map(|c| c * (1.0 + 0.2 * noise)),
+                                    );
+                                    height[side * WALL_W + xi] =
+                                        height[side * WALL_W + xi].max(zi as u8 + 1);
+                                }
+                                None => {}
+                            }
+                        }
+                    }
+                }
+                BackdropKind::Buildings => {
+                    const FACADES: [[f64; 3]; 7] = [
+                        [200.0, 185.0, 160.0],
+                        [170.0, 170.0, 172.0],
+                        [150.0, 80.0, 60.0],
+                        [225.0, 222.0, 215.0],
+                        [120.0, 125.0, 135.0],
+                        [190.0, 160.0, 110.0],
+                        [95.0, 90.0, 85.0],
+                    ];
+                    let mut x = r.range(0.0, 4.0);
+                    while x < period - 4.0 {
+                        let w = r.range(8.0, 25.0).min(period - x - 1.0);
+                        let h = r.range(4.0, 16.0);
+                        let col = FACADES[r.pick(FACADES.len())];
+                        let (wx, wz) = (r.range(2.4, 3.6), r.range(2.8, 3.4));
+                        let glass = [
+                            r.range(40.0, 70.0),
+                            r.range(50.0, 80.0),
+                            r.range(65.0, 95.0),
+                        ];
+                        let x0 = (x / WALL_RES) as usize;
+                        let x1 = (((x + w) / WALL_RES) as usize).min(WALL_W);
+                        let z1 = ((h / WALL_RES) as usize).min(WALL_H);
+                        for xi in x0..x1 {
+                            let xl = (xi - x0) as f64 * WALL_RES;
+                            for zi in 0..z1 {
+                                let z = zi as f64 * WALL_RES;
+                                let noise = hash_unit(key, xi as u64, zi as u64);
+                                let window = (xl % wx) > 0.8
+                                    && (xl % wx) < wx - 0.6
+                                    && (z % wz) > 0.9
+                                    && (z % wz) < wz - 0.5
+                                    && z > 1.0
+                                    && h - z > 0.8;
+                                let c = if h - z < 0.35 {
+                                    col.map(|c| c * 0.7)
+                                } else if window {
+                                    glass
+                                } else {
+                                    col.map(|c| c * (1.0 + 0.06 * noise))
+                                };
+                                put(xi, zi, c);
+                            }
+                            height[side * WALL_W + xi] = z1 as u8;
+                        }
+                        x += w + r.range(0.0, 6.0);
+                    }
+                }
+            }
+            // Levels: average 4 columns of the level below.
+            for l in 1..WALL_LEVELS {
+                let (src, dst) = (wall_offset(side, l - 1), wall_offset(side, l));
+                for xi in 0..(WALL_W >> (2 * l)) {
+                    for zi in 0..WALL_H {
+                        let mut acc = [0u32; 3];
+                        for k in 0..4 {
+                            let t = data[src + (4 * xi + k) * WALL_H + zi];
+                            for c in 0..3 {
+                                acc[c] += u32::from(t[c]);
+                            }
+                        }
+                        data[dst + xi * WALL_H + zi] = acc.map(|a| ((a + 2) / 4) as u8);
+                    }
+                }
+            }
+        }
+        WallTexture { height, data }
+    }
+}
+
 /// Base-level texture row for ground y (m): inside the texture directly,
 /// outside folded back into the outermost 2 m band.
 fn texture_row(y: f64) -> usize {
@@ -299,6 +481,7 @@ pub(crate) struct View {
     pub ray: Vec<[f32; 3]>,
     bg: Vec<BgPixel>,
     tex: GroundTexture,
+    wall: WallTexture,
 }
 
 /// Per-frame lookups derived from the scene's lighting.
@@ -310,6 +493,8 @@ struct FrameLut {
     add: [[u32; 3]; 256],
     /// Texture scroll per x level, 16.16 fixed point texels.
     shift: [u32; NLX],
+    /// Backdrop scroll per level, 16.16 fixed point texels.
+    wall_shift: [u32; WALL_LEVELS],
 }
 
 /// Per-pixel object buffers: nearest object (index + 1, 0 = none), its
@@ -486,6 +671,9 @@ impl View {
         let mut ground = vec![[f64::NAN; 2]; n];
         let mut dist = vec![f64::INFINITY; n];
         let mut bg = vec![BgPixel::default(); n];
+        // Backdrop hit per pixel: x along the wall, or NaN.
+        let mut wall_x = vec![f64::NAN; n];
+        let wall_top = WALL_H as f64 * WALL_RES;
         for v in 0..h {
             for u in 0..w {
                 let i = v * w + u;
@@ -494,6 +682,26 @@ impl View {
                     continue;
                 };
                 ray[i] = [d.x as f32, d.y as f32, d.z as f32];
+                let ground_t = if d.z < 0.0 && t.z > 0.0 {
+                    -t.z / d.z
+                } else {
+                    f64::INFINITY
+                };
+                for (side, bd) in world.backdrop.iter().enumerate() {
+                    if bd.kind == BackdropKind::Open || d.y == 0.0 {
+                        continue;
+                    }
+                    let tw = (bd.y - t.y) / d.y;
+                    let z = t.z + tw * d.z;
+                    // The wall counts only where it stands in front of the ground.
+                    if tw > 0.0 && tw < ground_t && (0.0..wall_top).contains(&z) {
+                        wall_x[i] = t.x + tw * d.x;
+                        bg[i].wall = side as u8 + 1;
+                        bg[i].wall_z = (z / WALL_RES) as u8;
+                        let dw = tw * d.x.hypot(d.y);
+                        bg[i].wall_q = (DQ_SCALE * (1.0 + dw / DQ_D0).ln()).min(255.0) as u8;
+                    }
+                }
                 if d.z < 0.0 && t.z > 0.0 {
                     let s = -t.z / d.z;
                     ground[i] = [t.x + s * d.x, t.y + s * d.y];
@@ -550,6 +758,35 @@ impl View {
                 bg[i].q = (DQ_SCALE * (1.0 + dist[i] / DQ_D0).ln()).min(255.0) as u8;
             }
         }
+        // Backdrop level from the footprint along the wall.
+        for v in 0..h {
+            for u in 0..w {
+                let i = v * w + u;
+                if bg[i].wall == 0 {
+                    continue;
+                }
+                let x = wall_x[i];
+                let mut f: f64 = 0.0;
+                for (du, dv) in [(1i64, 0i64), (-1, 0), (0, 1), (0, -1)] {
+                    let (uu, vv) = (u as i64 + du, v as i64 + dv);
+                    if uu < 0 || vv < 0 || uu >= w as i64 || vv >= h as i64 {
+                        continue;
+                    }
+                    let j = vv as usize * w + uu as usize;
+                    if bg[j].wall == bg[i].wall {
+                        f = f.max((wall_x[j] - x).abs());
+                    }
+                }
+                let level =
+                    (((f / WALL_RES).max(1.0).log2() * 0.5).round() as usize).min(WALL_LEVELS - 1);
+                let side = usize::from(bg[i].wall - 1);
+                let cols = (WALL_W >> (2 * level)) as f64;
+                let xl = (x / WALL_RES / f64::from(1u32 << (2 * level))).rem_euclid(cols);
+                bg[i].wall_x = (xl * 65536.0) as u32;
+                bg[i].wall_level = level as u8;
+                bg[i].wall_base = (wall_offset(side, level) + usize::from(bg[i].wall_z)) as u32;
+            }
+        }
         View {
             w,
             h,
@@ -558,6 +795,7 @@ impl View {
             ray,
             bg,
             tex: GroundTexture::new(world),
+            wall: WallTexture::new(world),
         }
     }
 
@@ -590,11 +828,17 @@ impl View {
         for (l, sh) in shift.iter_mut().enumerate() {
             *sh = (s0 / f64::from(1u32 << l) * 65536.0) as u32;
         }
+        let mut wall_shift = [0u32; WALL_LEVELS];
+        let w0 = scene.ego_s.rem_euclid(WALL_W as f64 * WALL_RES) / WALL_RES;
+        for (l, sh) in wall_shift.iter_mut().enumerate() {
+            *sh = (w0 / f64::from(1u32 << (2 * l)) * 65536.0) as u32;
+        }
         FrameLut {
             sky,
             mul,
             add,
             shift,
+            wall_shift,
         }
     }
 
@@ -615,6 +859,31 @@ impl View {
     fn background(&self, lut: &FrameLut, rgb: &mut [u8]) {
         let tex = &self.tex.data;
         for (px, out) in self.bg.iter().zip(rgb.chunks_exact_mut(3)) {
+            if px.wall != 0 {
+                let l = usize::from(px.wall_level) & (WALL_LEVELS - 1);
+                let xi = ((px.wall_x.wrapping_add(lut.wall_shift[l]) >> 16) as usize)
+                    & ((WALL_W >> (2 * l)) - 1);
+                let side = usize::from(px.wall - 1) & 1;
+                let top = self
+                    .wall
+                    .height
+                    .get(side * WALL_W + (xi << (2 * l)))
+                    .copied()
+                    .unwrap_or(0);
+                if px.wall_z < top {
+                    let t = self
+                        .wall
+                        .data
+                        .get(px.wall_base as usize + xi * WALL_H)
+                        .copied()
+                        .unwrap_or([0; 3]);
+                    let (m, a) = (&lut.mul[px.wall_q as usize], &lut.add[px.wall_q as usize]);
+                    for c in 0..3 {
+                        out[c] = ((u32::from(t[c]) * m[c] + a[c]) >> 16).min(255) as u8;
+                    }
+                    continue;
+                }
+            }
             match px.kind {
                 KIND_GROUND => {
                     let l = (px.lx as usize) & (NLX - 1);

@@ -114,6 +114,22 @@ impl Road {
     }
 }
 
+/// What stands far beside the road on one side.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum BackdropKind {
+    Open,
+    Trees,
+    Buildings,
+}
+
+/// A row of trees or buildings along one side, as a vertical surface at
+/// lateral position `y` (beyond every object).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Backdrop {
+    pub kind: BackdropKind,
+    pub y: f64,
+}
+
 /// Everything fixed per seed.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct World {
@@ -121,6 +137,8 @@ pub(crate) struct World {
     pub road: Road,
     /// Ego speed along +x (m/s).
     pub ego_speed: f64,
+    /// Right (y < 0) and left (y > 0) backdrops.
+    pub backdrop: [Backdrop; 2],
 }
 
 impl World {
@@ -165,8 +183,27 @@ impl World {
         } else {
             r.range(3.0, 14.0)
         };
+        let mut b = Rng::new(seed, 5, 0, 0);
+        let backdrop = [false, true].map(|is_left| {
+            let u = b.unit();
+            let kind = if u < 0.5 {
+                BackdropKind::Trees
+            } else if u < 0.9 {
+                BackdropKind::Buildings
+            } else {
+                BackdropKind::Open
+            };
+            let gap = b.range(6.0, 16.0);
+            let y = if is_left {
+                (left + gap).max(12.5)
+            } else {
+                (right - gap).min(-12.5)
+            };
+            Backdrop { kind, y }
+        });
         World {
             seed,
+            backdrop,
             road: Road {
                 lane_w,
                 n_same,
