@@ -1,10 +1,17 @@
 //! The synthetic road scene: a deterministic, seeded source of camera
 //! frames with per-frame ground truth. A camera described by a
 //! [`Calibration`] (lens distortion included) looks at a straight road with
-//! lane markings, verges, sidewalks and sky, and at vehicles, pedestrians
-//! and cyclists built from simple shaded 3-D shapes that stand and move on
-//! the ground. It is a test source, the pipeline benchmark's input and the
-//! training data for the shipped detector.
+//! lane markings, kerbs, sidewalks, grass verges, tree lines or buildings
+//! and sky, and at vehicles, pedestrians and cyclists built from simple
+//! shaded 3-D shapes that stand and move on the ground. Per seed: road
+//! layout, colours, backdrops and ego speed; per 10 s of scene time:
+//! lighting and haze. It is a test source, the pipeline benchmark's input
+//! and the training data for the shipped detector.
+//!
+//! Rendering is by inverse mapping: at boot every pixel gets its ray
+//! (undistorted through the lens model) and its ground/backdrop texture
+//! coordinates; per frame the background is a texture fetch per pixel and
+//! objects are ray-cast inside their projected rectangles.
 //!
 //! Frame `k` of seed `s` is a pure function of `(s, k)` and the config: the
 //! scene state is derived analytically from the frame time, so frames can be
@@ -47,7 +54,8 @@ pub struct SyntheticConfig {
     pub format: PixelFormat,
     /// Frames per second of scene time (frame k is at k / fps seconds).
     pub fps: f64,
-    /// Object slots (at most 32); about 60 % of them are populated at a time.
+    /// Object slots (at most 32). Each slot holds at most one object at a
+    /// time; with 12 slots a frame has about 5 labelled objects on average.
     pub max_objects: usize,
     pub calibration: Calibration,
 }
@@ -187,7 +195,8 @@ impl SyntheticSource {
     }
 
     /// Render frame `index` into `dst` (`desc().bytes()` long) in the
-    /// configured format. Frame path: never allocates.
+    /// configured format. Frame path: never allocates (except for the
+    /// error message when `dst` has the wrong size).
     pub fn render(&mut self, index: u64, dst: &mut [u8]) -> Result<(), SourceError> {
         if dst.len() != self.desc.bytes() {
             return Err(SourceError::BadFrame {
