@@ -440,7 +440,8 @@ impl Calibration {
 
 /// Intersection of the ray `origin + t * dir` (t > 0) with z = 0.
 pub(crate) fn ray_ground(origin: Vector3<f64>, dir: Vector3<f64>) -> Option<[f64; 2]> {
-    if !(dir.z < 0.0) || !(origin.z > 0.0) {
+    let downwards_from_above = dir.z < 0.0 && origin.z > 0.0;
+    if !downwards_from_above {
         return None;
     }
     let t = -origin.z / dir.z;

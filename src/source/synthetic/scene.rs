@@ -34,7 +34,10 @@ pub(crate) struct Rng(u64);
 
 impl Rng {
     pub fn new(seed: u64, a: u64, b: u64, c: u64) -> Rng {
-        Rng(mix(mix(mix(seed ^ 0x5EED) ^ a.wrapping_mul(0xA24B_AED4_963E_E407)) ^ b.rotate_left(17) ^ c.rotate_left(41)))
+        Rng(mix(mix(
+            mix(seed ^ 0x5EED) ^ a.wrapping_mul(0xA24B_AED4_963E_E407)
+        ) ^ b.rotate_left(17)
+            ^ c.rotate_left(41)))
     }
     pub fn next_u64(&mut self) -> u64 {
         self.0 = mix(self.0);
@@ -111,6 +114,22 @@ impl Road {
     }
 }
 
+/// What stands far beside the road on one side.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum BackdropKind {
+    Open,
+    Trees,
+    Buildings,
+}
+
+/// A row of trees or buildings along one side, as a vertical surface at
+/// lateral position `y` (beyond every object).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Backdrop {
+    pub kind: BackdropKind,
+    pub y: f64,
+}
+
 /// Everything fixed per seed.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct World {
@@ -118,6 +137,8 @@ pub(crate) struct World {
     pub road: Road,
     /// Ego speed along +x (m/s).
     pub ego_speed: f64,
+    /// Right (y < 0) and left (y > 0) backdrops.
+    pub backdrop: [Backdrop; 2],
 }
 
 impl World {
@@ -152,10 +173,37 @@ impl World {
         ];
         let c = r.range(150.0, 190.0) as f32;
         let concrete = [c, c * 0.98, c * 0.95];
-        let centre_line = if r.chance(0.3) { [225.0, 185.0, 40.0] } else { [225.0, 225.0, 220.0] };
-        let ego_speed = if r.chance(0.2) { 0.0 } else { r.range(3.0, 14.0) };
+        let centre_line = if r.chance(0.3) {
+            [225.0, 185.0, 40.0]
+        } else {
+            [225.0, 225.0, 220.0]
+        };
+        let ego_speed = if r.chance(0.2) {
+            0.0
+        } else {
+            r.range(3.0, 14.0)
+        };
+        let mut b = Rng::new(seed, 5, 0, 0);
+        let backdrop = [false, true].map(|is_left| {
+            let u = b.unit();
+            let kind = if u < 0.5 {
+                BackdropKind::Trees
+            } else if u < 0.9 {
+                BackdropKind::Buildings
+            } else {
+                BackdropKind::Open
+            };
+            let gap = b.range(6.0, 16.0);
+            let y = if is_left {
+                (left + gap).max(12.5)
+            } else {
+                (right - gap).min(-12.5)
+            };
+            Backdrop { kind, y }
+        });
         World {
             seed,
+            backdrop,
             road: Road {
                 lane_w,
                 n_same,
@@ -241,7 +289,10 @@ impl Env {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Shape {
     /// Axis-aligned box.
-    Box { min: [f32; 3], max: [f32; 3] },
+    Box {
+        min: [f32; 3],
+        max: [f32; 3],
+    },
     /// Cylinder along local y (wheels), optionally an annulus (r_in > 0).
     CylY {
         cx: f32,
@@ -251,7 +302,10 @@ pub(crate) enum Shape {
         y0: f32,
         y1: f32,
     },
-    Sphere { c: [f32; 3], r: f32 },
+    Sphere {
+        c: [f32; 3],
+        r: f32,
+    },
 }
 
 impl Shape {
@@ -259,8 +313,13 @@ impl Shape {
     pub fn bounds(&self) -> ([f32; 3], [f32; 3]) {
         match *self {
             Shape::Box { min, max } => (min, max),
-            Shape::CylY { cx, cz, r, y0, y1, .. } => ([cx - r, y0, cz - r], [cx + r, y1, cz + r]),
-            Shape::Sphere { c, r } => ([c[0] - r, c[1] - r, c[2] - r], [c[0] + r, c[1] + r, c[2] + r]),
+            Shape::CylY {
+                cx, cz, r, y0, y1, ..
+            } => ([cx - r, y0, cz - r], [cx + r, y1, cz + r]),
+            Shape::Sphere { c, r } => (
+                [c[0] - r, c[1] - r, c[2] - r],
+                [c[0] + r, c[1] + r, c[2] + r],
+            ),
         }
     }
 }
@@ -274,7 +333,10 @@ pub(crate) struct Prim {
 }
 
 const EMPTY_PRIM: Prim = Prim {
-    shape: Shape::Sphere { c: [0.0; 3], r: 0.0 },
+    shape: Shape::Sphere {
+        c: [0.0; 3],
+        r: 0.0,
+    },
     rgb: [0.0; 3],
     tex: 0.0,
 };
@@ -339,7 +401,7 @@ impl Object {
     }
 
     /// Local -> vehicle frame for a ground-plane point.
-    pub fn to_vehicle(&self, lx: f64, ly: f64) -> [f64; 2] {
+    pub fn local_to_vehicle(&self, lx: f64, ly: f64) -> [f64; 2] {
         let (s, c) = self.yaw.sin_cos();
         [self.pos[0] + c * lx - s * ly, self.pos[1] + s * lx + c * ly]
     }
@@ -362,7 +424,7 @@ impl Object {
         } else {
             (mx, if v[1] > 0.0 { y1 } else { y0 })
         };
-        self.to_vehicle(lx, ly)
+        self.local_to_vehicle(lx, ly)
     }
 
     /// Corners of the footprint (expanded by `margin`) in the vehicle frame.
@@ -370,13 +432,19 @@ impl Object {
         let [x0, y0, x1, y1] = self.contact;
         // Use the full body extents, not just the contact patch.
         let (lo, hi) = self.bounds();
-        let (x0, y0) = (x0.min(f64::from(lo[0])) - margin, y0.min(f64::from(lo[1])) - margin);
-        let (x1, y1) = (x1.max(f64::from(hi[0])) + margin, y1.max(f64::from(hi[1])) + margin);
+        let (x0, y0) = (
+            x0.min(f64::from(lo[0])) - margin,
+            y0.min(f64::from(lo[1])) - margin,
+        );
+        let (x1, y1) = (
+            x1.max(f64::from(hi[0])) + margin,
+            y1.max(f64::from(hi[1])) + margin,
+        );
         [
-            self.to_vehicle(x0, y0),
-            self.to_vehicle(x1, y0),
-            self.to_vehicle(x1, y1),
-            self.to_vehicle(x0, y1),
+            self.local_to_vehicle(x0, y0),
+            self.local_to_vehicle(x1, y0),
+            self.local_to_vehicle(x1, y1),
+            self.local_to_vehicle(x0, y1),
         ]
     }
 }
@@ -504,7 +572,14 @@ fn pick3(r: &mut Rng, pal: &[[f32; 3]]) -> [f32; 3] {
 
 /// Fill `scene` with the state of frame `frame` (scene time frame / fps).
 /// Never allocates.
-pub(crate) fn build_scene(world: &World, max_objects: usize, fps: f64, frame: u64, eye: [f64; 2], scene: &mut Scene) {
+pub(crate) fn build_scene(
+    world: &World,
+    max_objects: usize,
+    fps: f64,
+    frame: u64,
+    eye: [f64; 2],
+    scene: &mut Scene,
+) {
     let t = frame as f64 / fps;
     let segment = (t / ENV_SEGMENT_S).floor().max(0.0) as u64;
     scene.env = Env::new(world.seed, segment);
@@ -512,7 +587,12 @@ pub(crate) fn build_scene(world: &World, max_objects: usize, fps: f64, frame: u6
     scene.n_objects = 0;
     let mut kept_fp = [[[0.0f64; 2]; 4]; MAX_OBJECTS];
     // The ego vehicle itself (camera near its front).
-    let ego_fp = [[-3.5, -1.1], [eye[0] + 1.0, -1.1], [eye[0] + 1.0, 1.1], [-3.5, 1.1]];
+    let ego_fp = [
+        [-3.5, -1.1],
+        [eye[0] + 1.0, -1.1],
+        [eye[0] + 1.0, 1.1],
+        [-3.5, 1.1],
+    ];
     for slot in 0..max_objects.min(MAX_OBJECTS) {
         let mut sr = Rng::new(world.seed, 3, slot as u64, 0);
         let period = sr.range(5.0, 12.0);
@@ -538,7 +618,7 @@ pub(crate) fn build_scene(world: &World, max_objects: usize, fps: f64, frame: u6
         let m = motion(world, class, &mut r);
         let x = m.x_mid + m.vx * dt;
         let y = m.y_mid + m.vy * dt;
-        if !(-3.0..=80.0).contains(&x) || y.abs() > 11.0 {
+        if !(-3.0..=55.0).contains(&x) || y.abs() > 11.0 {
             continue;
         }
         let obj = &mut scene.objects[scene.n_objects];
@@ -556,7 +636,10 @@ pub(crate) fn build_scene(world: &World, max_objects: usize, fps: f64, frame: u6
             _ => build_cyclist(obj, &mut r, phase),
         }
         let fp = obj.footprint_corners(0.3);
-        let clash = quads_overlap(&fp, &ego_fp) || kept_fp[..scene.n_objects].iter().any(|k| quads_overlap(&fp, k));
+        let clash = quads_overlap(&fp, &ego_fp)
+            || kept_fp[..scene.n_objects]
+                .iter()
+                .any(|k| quads_overlap(&fp, k));
         if clash {
             continue;
         }
@@ -586,7 +669,11 @@ fn motion(world: &World, class: u8, r: &mut Rng) -> Motion {
                 }
             } else if choice < 0.8 {
                 let lane = road.n_same + r.pick(road.n_opp);
-                let own = if r.chance(0.15) { 0.0 } else { r.range(4.0, 14.0) };
+                let own = if r.chance(0.15) {
+                    0.0
+                } else {
+                    r.range(4.0, 14.0)
+                };
                 Motion {
                     x_mid: r.range(8.0, 38.0),
                     y_mid: road.lane_centre(lane) + r.range(-0.3, 0.3),
@@ -598,7 +685,11 @@ fn motion(world: &World, class: u8, r: &mut Rng) -> Motion {
             } else if choice < 0.9 {
                 // Parked just off the road.
                 let left = r.chance(0.5);
-                let y = if left { road.left + 1.2 } else { road.right - 1.2 };
+                let y = if left {
+                    road.left + 1.2
+                } else {
+                    road.right - 1.2
+                };
                 Motion {
                     x_mid: r.range(5.0, 38.0),
                     y_mid: y,
@@ -625,7 +716,11 @@ fn motion(world: &World, class: u8, r: &mut Rng) -> Motion {
                 let left = r.chance(0.5);
                 let y = road.walk_y(left, r);
                 let standing = r.chance(0.2);
-                let v = if standing { 0.0 } else { r.sign() * r.range(0.8, 1.7) };
+                let v = if standing {
+                    0.0
+                } else {
+                    r.sign() * r.range(0.8, 1.7)
+                };
                 let yaw = if standing {
                     r.pick(4) as f64 * FRAC_PI_2 + r.range(-0.3, 0.3)
                 } else if v > 0.0 {
@@ -734,24 +829,84 @@ fn build_vehicle(o: &mut Object, r: &mut Rng) {
         let nose = 0.9;
         o.push(bx(-hl, -hw, clear, hl - nose, hw, h), paint, 0.04);
         o.push(bx(hl - nose, -hw, clear, hl, hw, belt), paint, 0.04);
-        o.push(bx(hl - nose - 0.02, -hw + 0.1, belt + 0.05, hl - nose + 0.05, hw - 0.1, h - 0.12), glass, 0.02);
-        o.push(bx(hl - nose - 0.9, -hw - 0.01, belt + 0.05, hl - nose - 0.05, hw + 0.01, h - 0.2), glass, 0.02);
-        o.push(bx(-hl - 0.02, -hw + 0.15, h - 0.75, -hl + 0.05, hw - 0.15, h - 0.2), glass, 0.02);
+        o.push(
+            bx(
+                hl - nose - 0.02,
+                -hw + 0.1,
+                belt + 0.05,
+                hl - nose + 0.05,
+                hw - 0.1,
+                h - 0.12,
+            ),
+            glass,
+            0.02,
+        );
+        o.push(
+            bx(
+                hl - nose - 0.9,
+                -hw - 0.01,
+                belt + 0.05,
+                hl - nose - 0.05,
+                hw + 0.01,
+                h - 0.2,
+            ),
+            glass,
+            0.02,
+        );
+        o.push(
+            bx(
+                -hl - 0.02,
+                -hw + 0.15,
+                h - 0.75,
+                -hl + 0.05,
+                hw - 0.15,
+                h - 0.2,
+            ),
+            glass,
+            0.02,
+        );
     } else {
         let rear = r.range(0.15, 0.28) * l;
         let front = r.range(0.28, 0.36) * l;
         o.push(bx(-hl, -hw, clear, hl, hw, belt), paint, 0.04);
-        o.push(bx(-hl + rear, -hw + 0.1, belt, hl - front, hw - 0.1, h - 0.05), glass, 0.02);
-        o.push(bx(-hl + rear + 0.1, -hw + 0.12, h - 0.06, hl - front - 0.1, hw - 0.12, h), paint, 0.03);
+        o.push(
+            bx(-hl + rear, -hw + 0.1, belt, hl - front, hw - 0.1, h - 0.05),
+            glass,
+            0.02,
+        );
+        o.push(
+            bx(
+                -hl + rear + 0.1,
+                -hw + 0.12,
+                h - 0.06,
+                hl - front - 0.1,
+                hw - 0.12,
+                h,
+            ),
+            paint,
+            0.03,
+        );
     }
     // Bumpers.
-    o.push(bx(-hl - 0.04, -hw + 0.02, 0.12, hl + 0.04, hw - 0.02, 0.32), dark, 0.05);
+    o.push(
+        bx(-hl - 0.04, -hw + 0.02, 0.12, hl + 0.04, hw - 0.02, 0.32),
+        dark,
+        0.05,
+    );
     // Wheels, slightly proud of the body sides.
-    let wr = if van { r.range(0.33, 0.38) } else { r.range(0.3, 0.34) };
+    let wr = if van {
+        r.range(0.33, 0.38)
+    } else {
+        r.range(0.3, 0.34)
+    };
     let axle = hl - if van { 0.8 } else { 0.75 };
     for x in [-axle, axle] {
         for side in [-1.0, 1.0] {
-            let (y0, y1) = if side > 0.0 { (hw - 0.24, hw + 0.03) } else { (-hw - 0.03, -hw + 0.24) };
+            let (y0, y1) = if side > 0.0 {
+                (hw - 0.24, hw + 0.03)
+            } else {
+                (-hw - 0.03, -hw + 0.24)
+            };
             o.push(
                 Shape::CylY {
                     cx: x as f32,
@@ -771,13 +926,33 @@ fn build_vehicle(o: &mut Object, r: &mut Rng) {
     let red = [190.0, 25.0, 25.0];
     let lamp = [235.0, 230.0, 200.0];
     for side in [-1.0, 1.0] {
-        let (y0, y1) = if side > 0.0 { (hw - 0.32, hw - 0.04) } else { (-hw + 0.04, -hw + 0.32) };
-        o.push(bx(-hl - 0.02, y0, lz0, -hl + 0.02, y1, belt - 0.06), red, 0.02);
-        o.push(bx(hl - 0.02, y0, lz0, hl + 0.02, y1, belt - 0.08), lamp, 0.02);
+        let (y0, y1) = if side > 0.0 {
+            (hw - 0.32, hw - 0.04)
+        } else {
+            (-hw + 0.04, -hw + 0.32)
+        };
+        o.push(
+            bx(-hl - 0.02, y0, lz0, -hl + 0.02, y1, belt - 0.06),
+            red,
+            0.02,
+        );
+        o.push(
+            bx(hl - 0.02, y0, lz0, hl + 0.02, y1, belt - 0.08),
+            lamp,
+            0.02,
+        );
     }
     let plate = [225.0, 225.0, 215.0];
-    o.push(bx(-hl - 0.05, -0.26, 0.34, -hl + 0.02, 0.26, 0.46), plate, 0.02);
-    o.push(bx(hl - 0.02, -0.26, 0.34, hl + 0.05, 0.26, 0.46), plate, 0.02);
+    o.push(
+        bx(-hl - 0.05, -0.26, 0.34, -hl + 0.02, 0.26, 0.46),
+        plate,
+        0.02,
+    );
+    o.push(
+        bx(hl - 0.02, -0.26, 0.34, hl + 0.05, 0.26, 0.46),
+        plate,
+        0.02,
+    );
     o.contact = [-hl, -hw, hl, hw];
     o.shadow = [(hl + 0.35) as f32, (hw + 0.3) as f32];
 }
@@ -794,18 +969,44 @@ fn build_pedestrian(o: &mut Object, r: &mut Rng, phase: f64, walking: bool) {
     let shoulder = 0.81 * hgt;
     for (side, s) in [(1.0, swing), (-1.0, -swing)] {
         let y = side * 0.085;
-        o.push(bx(s - 0.075, y - 0.065, 0.0, s + 0.075, y + 0.065, hip + 0.02), pants, 0.06);
+        o.push(
+            bx(s - 0.075, y - 0.065, 0.0, s + 0.075, y + 0.065, hip + 0.02),
+            pants,
+            0.06,
+        );
         // Shoes.
-        o.push(bx(s - 0.09, y - 0.06, 0.0, s + 0.13, y + 0.06, 0.07), [30.0, 28.0, 26.0], 0.05);
+        o.push(
+            bx(s - 0.09, y - 0.06, 0.0, s + 0.13, y + 0.06, 0.07),
+            [30.0, 28.0, 26.0],
+            0.05,
+        );
     }
     o.push(bx(-0.12, -sw, hip, 0.12, sw, shoulder), shirt, 0.06);
     for (side, s) in [(1.0, -swing), (-1.0, swing)] {
         let y = side * (sw + 0.05);
-        o.push(bx(s * 0.8 - 0.05, y - 0.045, hip + 0.03, s * 0.8 + 0.05, y + 0.045, shoulder - 0.02), shirt, 0.06);
+        o.push(
+            bx(
+                s * 0.8 - 0.05,
+                y - 0.045,
+                hip + 0.03,
+                s * 0.8 + 0.05,
+                y + 0.045,
+                shoulder - 0.02,
+            ),
+            shirt,
+            0.06,
+        );
     }
     let hr = 0.105 * hgt / 1.75;
     let hz = hgt - hr;
-    o.push(Shape::Sphere { c: [0.0, 0.0, hz as f32], r: hr as f32 }, skin, 0.03);
+    o.push(
+        Shape::Sphere {
+            c: [0.0, 0.0, hz as f32],
+            r: hr as f32,
+        },
+        skin,
+        0.03,
+    );
     o.push(
         Shape::Sphere {
             c: [-0.025, 0.0, (hz + 0.02) as f32],
@@ -816,7 +1017,18 @@ fn build_pedestrian(o: &mut Object, r: &mut Rng, phase: f64, walking: bool) {
     );
     if r.chance(0.3) {
         let bag = pick3(r, &PALETTE_CLOTH);
-        o.push(bx(-0.26, -sw * 0.8, hip + 0.12, -0.12, sw * 0.8, shoulder - 0.05), bag, 0.05);
+        o.push(
+            bx(
+                -0.26,
+                -sw * 0.8,
+                hip + 0.12,
+                -0.12,
+                sw * 0.8,
+                shoulder - 0.05,
+            ),
+            bag,
+            0.05,
+        );
     }
     let reach = swing.abs() + 0.13;
     o.contact = [-reach, -0.15, reach, 0.15];
@@ -853,23 +1065,42 @@ fn build_cyclist(o: &mut Object, r: &mut Rng, phase: f64) {
     o.push(bx(-0.22, -t, wr - 0.02, 0.42, t, wr + 0.03), frame, 0.02); // down tube
     o.push(bx(-hb, -t, wr - 0.02, -0.2, t, wr + 0.02), frame, 0.02); // chain stay
     o.push(bx(0.44, -t, wr - 0.02, 0.49, t, 0.98), frame, 0.02); // fork
-    o.push(bx(0.40, -0.26, 0.96, 0.47, 0.26, 1.0), [30.0, 30.0, 30.0], 0.02); // bars
-    // Rider: pedalling legs, leaning torso, arms to the bars.
+    o.push(
+        bx(0.40, -0.26, 0.96, 0.47, 0.26, 1.0),
+        [30.0, 30.0, 30.0],
+        0.02,
+    ); // bars
+       // Rider: pedalling legs, leaning torso, arms to the bars.
     let seat = 0.9;
     for (side, ph) in [(1.0, phase), (-1.0, phase + PI)] {
         let y = side * 0.11;
         let foot = wr - 0.02 + 0.16 * (1.0 + ph.sin()) * 0.5;
-        o.push(bx(-0.2, y - 0.06, foot, 0.02, y + 0.06, seat + 0.05), pants, 0.05);
+        o.push(
+            bx(-0.2, y - 0.06, foot, 0.02, y + 0.06, seat + 0.05),
+            pants,
+            0.05,
+        );
     }
     let top = seat + 0.55 * s;
     o.push(bx(-0.22, -0.19 * s, seat, 0.14, 0.19 * s, top), shirt, 0.06);
     for side in [-1.0, 1.0] {
         let y = side * 0.22 * s;
-        o.push(bx(0.05, y - 0.045, 0.98, 0.44, y + 0.045, top - 0.08), shirt, 0.06);
+        o.push(
+            bx(0.05, y - 0.045, 0.98, 0.44, y + 0.045, top - 0.08),
+            shirt,
+            0.06,
+        );
     }
     let hr = 0.105 * s;
     let hz = top + hr + 0.03;
-    o.push(Shape::Sphere { c: [0.1, 0.0, hz as f32], r: hr as f32 }, skin, 0.03);
+    o.push(
+        Shape::Sphere {
+            c: [0.1, 0.0, hz as f32],
+            r: hr as f32,
+        },
+        skin,
+        0.03,
+    );
     o.push(
         Shape::Sphere {
             c: [0.08, 0.0, (hz + 0.03) as f32],
@@ -880,4 +1111,93 @@ fn build_cyclist(o: &mut Object, r: &mut Rng, phase: f64) {
     );
     o.contact = [-hb, -0.05, hb, 0.05];
     o.shadow = [1.0, 0.4];
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scenes_are_a_function_of_seed_and_frame() {
+        let world = World::new(9);
+        let (mut a, mut b) = (Scene::new(), Scene::new());
+        build_scene(&world, 16, 30.0, 500, [1.5, 0.0], &mut a);
+        build_scene(&world, 16, 30.0, 3, [1.5, 0.0], &mut b);
+        build_scene(&world, 16, 30.0, 500, [1.5, 0.0], &mut b);
+        assert_eq!(a.n_objects, b.n_objects);
+        for (x, y) in a.objects().iter().zip(b.objects()) {
+            assert_eq!(
+                (x.pos, x.yaw, x.track_id, x.prims()),
+                (y.pos, y.yaw, y.track_id, y.prims())
+            );
+        }
+    }
+
+    #[test]
+    fn objects_do_not_overlap_and_stay_in_range() {
+        let mut counts = [0usize; 3];
+        for seed in 0..5 {
+            let world = World::new(seed);
+            let mut s = Scene::new();
+            for k in (0..9000).step_by(17) {
+                build_scene(&world, MAX_OBJECTS, 30.0, k, [1.5, 0.0], &mut s);
+                let objs = s.objects();
+                for (i, a) in objs.iter().enumerate() {
+                    counts[a.class as usize] += 1;
+                    assert!((-3.0..=55.0).contains(&a.pos[0]) && a.pos[1].abs() <= 11.0);
+                    assert!(a.n_prims > 0 && a.n_prims <= MAX_PRIMS);
+                    for b in &objs[..i] {
+                        assert!(!quads_overlap(
+                            &a.footprint_corners(0.3),
+                            &b.footprint_corners(0.3)
+                        ));
+                    }
+                }
+            }
+        }
+        let total: usize = counts.iter().sum();
+        for c in counts {
+            assert!(c * 6 > total, "class mix {counts:?}");
+        }
+    }
+
+    #[test]
+    fn ground_point_is_the_centre_of_the_face_towards_the_camera() {
+        let mut o = Object::empty();
+        o.contact = [-2.0, -0.9, 2.0, 0.9];
+        o.pos = [12.0, 0.0];
+        // Straight ahead: the rear face centre.
+        let g = o.ground_point([1.5, 0.0]);
+        assert!((g[0] - 10.0).abs() < 1e-12 && g[1].abs() < 1e-12);
+        // Heading the other way: still the face towards the camera.
+        o.yaw = PI;
+        let g = o.ground_point([1.5, 0.0]);
+        assert!((g[0] - 10.0).abs() < 1e-9 && g[1].abs() < 1e-9, "{g:?}");
+        // Crossing to the left, close and to the left: its rear (it
+        // heads away from the camera's side) faces the camera most.
+        o.yaw = FRAC_PI_2;
+        o.pos = [5.0, 4.0];
+        let g = o.ground_point([1.5, 0.0]);
+        assert!(
+            (g[0] - 5.0).abs() < 1e-9 && (g[1] - 2.0).abs() < 1e-9,
+            "{g:?}"
+        );
+        // Further ahead: its right side (towards the camera).
+        o.pos = [12.0, 4.0];
+        let g = o.ground_point([1.5, 0.0]);
+        assert!(
+            (g[0] - 11.1).abs() < 1e-9 && (g[1] - 4.0).abs() < 1e-9,
+            "{g:?}"
+        );
+    }
+
+    #[test]
+    fn separating_axis_overlap() {
+        let sq = |x: f64, y: f64| [[x, y], [x + 1.0, y], [x + 1.0, y + 1.0], [x, y + 1.0]];
+        assert!(quads_overlap(&sq(0.0, 0.0), &sq(0.5, 0.5)));
+        assert!(!quads_overlap(&sq(0.0, 0.0), &sq(1.5, 0.0)));
+        let diamond = [[2.0, 0.5], [2.6, 1.1], [2.0, 1.7], [1.4, 1.1]];
+        assert!(!quads_overlap(&sq(0.0, 0.0), &diamond));
+        assert!(quads_overlap(&sq(0.5, 0.5), &diamond));
+    }
 }
