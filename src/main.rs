@@ -9,7 +9,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 #[derive(Parser)]
-#[command(name = "perceptd", version, about = "Real-time perception pipeline: camera -> ONNX detector -> detections on the ground")]
+#[command(
+    name = "perceptd",
+    version,
+    about = "Real-time perception pipeline: camera -> ONNX detector -> detections on the ground"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -83,19 +87,42 @@ fn main() {
 
 fn run(cli: Cli) -> Result<i32> {
     match cli.cmd {
-        Cmd::Infer { model, inputs, output_dir, compare_dir, rtol, atol, threads } => {
-            infer(&model, &inputs, output_dir.as_deref(), compare_dir.as_deref(), rtol, atol, threads)
-        }
-        Cmd::BenchModel { model, threads, iters, warmup, input_shape, json } => {
-            bench_model(&model, threads, iters, warmup, input_shape.as_deref(), json)
-        }
+        Cmd::Infer {
+            model,
+            inputs,
+            output_dir,
+            compare_dir,
+            rtol,
+            atol,
+            threads,
+        } => infer(
+            &model,
+            &inputs,
+            output_dir.as_deref(),
+            compare_dir.as_deref(),
+            rtol,
+            atol,
+            threads,
+        ),
+        Cmd::BenchModel {
+            model,
+            threads,
+            iters,
+            warmup,
+            input_shape,
+            json,
+        } => bench_model(&model, threads, iters, warmup, input_shape.as_deref(), json),
         Cmd::Check { model, input_shape } => check(&model, input_shape.as_deref()),
     }
 }
 
 fn parse_shape(s: &str) -> Result<Vec<usize>> {
     s.split(['x', ','])
-        .map(|d| d.trim().parse::<usize>().with_context(|| format!("--input-shape '{s}': '{d}' is not a dimension")))
+        .map(|d| {
+            d.trim()
+                .parse::<usize>()
+                .with_context(|| format!("--input-shape '{s}': '{d}' is not a dimension"))
+        })
         .collect()
 }
 
@@ -123,7 +150,8 @@ fn infer(
         .collect::<Result<Vec<Tensor>, _>>()?;
     let outs = engine::infer_once(model, &tensors, threads, &limits)?;
     if let Some(dir) = output_dir {
-        std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create output folder", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("{}: cannot create output folder", dir.display()))?;
         for (i, (name, t)) in outs.iter().enumerate() {
             onnx::write_tensor_file(&dir.join(format!("output_{i}.pb")), name, t)?;
         }
@@ -137,7 +165,10 @@ fn infer(
             let c = compare(got, &want, rtol, atol);
             let verdict = match &c {
                 Ok(s) if s.violations == 0 => "ok".to_string(),
-                Ok(s) => format!("FAIL ({} elements outside atol {atol} + rtol {rtol})", s.violations),
+                Ok(s) => format!(
+                    "FAIL ({} elements outside atol {atol} + rtol {rtol})",
+                    s.violations
+                ),
                 Err(e) => format!("FAIL ({e})"),
             };
             match c {
@@ -213,7 +244,14 @@ fn boot(model: &Path, shape: Option<&str>, threads: usize) -> Result<(CpuModel, 
     Ok((m, t0.elapsed().as_secs_f64() * 1e3))
 }
 
-fn bench_model(model: &Path, threads: usize, iters: usize, warmup: usize, shape: Option<&str>, json: bool) -> Result<i32> {
+fn bench_model(
+    model: &Path,
+    threads: usize,
+    iters: usize,
+    warmup: usize,
+    shape: Option<&str>,
+    json: bool,
+) -> Result<i32> {
     if iters == 0 {
         bail!("--iters must be at least 1");
     }
@@ -273,13 +311,24 @@ fn check(model: &Path, shape: Option<&str>) -> Result<i32> {
     let (m, boot_ms) = boot(model, shape, 1)?;
     println!("model {} (booted in {boot_ms:.1} ms)", model.display());
     for p in m.inputs() {
-        println!("  input  {:<20} {}", p.name, engine::tensor::shape_string(&p.shape));
+        println!(
+            "  input  {:<20} {}",
+            p.name,
+            engine::tensor::shape_string(&p.shape)
+        );
     }
     for p in m.outputs() {
-        println!("  output {:<20} {}", p.name, engine::tensor::shape_string(&p.shape));
+        println!(
+            "  output {:<20} {}",
+            p.name,
+            engine::tensor::shape_string(&p.shape)
+        );
     }
     let st = m.stats();
-    println!("plan: {} steps ({} views aliased, {} in place)", st.steps, st.views, st.inplace);
+    println!(
+        "plan: {} steps ({} views aliased, {} in place)",
+        st.steps, st.views, st.inplace
+    );
     for (op, n) in &st.op_counts {
         println!("  {op:<24} {n}");
     }

@@ -50,7 +50,11 @@ fn load_case(dir: &Path) -> Result<(Vec<Tensor>, Vec<Tensor>), String> {
             if !p.exists() {
                 break;
             }
-            v.push(onnx::read_tensor_file(&p, &limits).map_err(|e| e.to_string())?.1);
+            v.push(
+                onnx::read_tensor_file(&p, &limits)
+                    .map_err(|e| e.to_string())?
+                    .1,
+            );
         }
         Ok(v)
     };
@@ -76,9 +80,19 @@ fn close(got: &Tensor, want: &Tensor) -> Result<(), String> {
 
 fn run_case(dir: &Path, threads: usize) -> Result<(), String> {
     let (inputs, expected) = load_case(dir)?;
-    let outs = infer_once(&dir.join("model.onnx"), &inputs, threads, &Limits::default()).map_err(|e| e.to_string())?;
+    let outs = infer_once(
+        &dir.join("model.onnx"),
+        &inputs,
+        threads,
+        &Limits::default(),
+    )
+    .map_err(|e| e.to_string())?;
     if outs.len() != expected.len() {
-        return Err(format!("{} outputs, expected {}", outs.len(), expected.len()));
+        return Err(format!(
+            "{} outputs, expected {}",
+            outs.len(),
+            expected.len()
+        ));
     }
     for (k, ((_, got), want)) in outs.iter().zip(&expected).enumerate() {
         close(got, want).map_err(|e| format!("output {k}: {e}"))?;
@@ -88,7 +102,8 @@ fn run_case(dir: &Path, threads: usize) -> Result<(), String> {
 
 #[test]
 fn onnx_backend_node_tests() {
-    let index = std::fs::read_to_string(fixtures().join("INDEX.tsv")).expect("tests/fixtures/onnx-node/INDEX.tsv");
+    let index = std::fs::read_to_string(fixtures().join("INDEX.tsv"))
+        .expect("tests/fixtures/onnx-node/INDEX.tsv");
     let mut per_op: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new();
     let mut failures = Vec::new();
     for line in index.lines().skip(1) {
@@ -102,11 +117,16 @@ fn onnx_backend_node_tests() {
         match (result, skip) {
             (Ok(()), None) => entry.1 += 1,
             (Err(_), Some(_)) => entry.2 += 1,
-            (Ok(()), Some((_, why))) => failures.push(format!("{name}: passes now but is listed as skipped ({why})")),
+            (Ok(()), Some((_, why))) => failures.push(format!(
+                "{name}: passes now but is listed as skipped ({why})"
+            )),
             (Err(e), None) => failures.push(format!("{name}: {e}")),
         }
     }
-    println!("{:<22} {:>5} {:>6} {:>7}", "op", "tests", "passed", "skipped");
+    println!(
+        "{:<22} {:>5} {:>6} {:>7}",
+        "op", "tests", "passed", "skipped"
+    );
     let (mut t, mut p, mut s) = (0, 0, 0);
     for (op, (n, ok, sk)) in &per_op {
         println!("{op:<22} {n:>5} {ok:>6} {sk:>7}");
@@ -118,5 +138,10 @@ fn onnx_backend_node_tests() {
     for (n, why) in SKIPS {
         println!("skipped {n}: {why}");
     }
-    assert!(failures.is_empty(), "{} conformance failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} conformance failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

@@ -468,7 +468,11 @@ impl Op {
             Op::Resize(_) => i >= 1,
             Op::Clip { .. } => i >= 1,
             Op::Pad { .. } => i >= 1,
-            Op::Reshape { .. } | Op::Expand | Op::Split { .. } | Op::Squeeze { .. } | Op::Unsqueeze { .. } => i == 1,
+            Op::Reshape { .. }
+            | Op::Expand
+            | Op::Split { .. }
+            | Op::Squeeze { .. }
+            | Op::Unsqueeze { .. } => i == 1,
             Op::Slice { .. } => i >= 1,
             Op::Reduce { .. } => i == 1,
             Op::Gather { .. } => i == 1,

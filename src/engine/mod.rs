@@ -51,7 +51,11 @@ pub fn infer_once(
 ) -> Result<Vec<(String, Tensor)>, EngineError> {
     let mut g = onnx::load_model(path, limits)?;
     if inputs.len() != g.inputs.len() {
-        let names: Vec<&str> = g.inputs.iter().map(|&t| g.tensors[t].name.as_str()).collect();
+        let names: Vec<&str> = g
+            .inputs
+            .iter()
+            .map(|&t| g.tensors[t].name.as_str())
+            .collect();
         return Err(EngineError::Other(format!(
             "{}: the model has {} inputs ({}) but {} were given",
             path.display(),
@@ -67,7 +71,11 @@ pub fn infer_once(
         .iter()
         .map(|&t| {
             let mut uses = g.nodes.iter().flat_map(|n| {
-                n.inputs.iter().enumerate().filter(move |(_, i)| **i == Some(t)).map(move |(k, _)| n.op.is_param_input(k))
+                n.inputs
+                    .iter()
+                    .enumerate()
+                    .filter(move |(_, i)| **i == Some(t))
+                    .map(move |(k, _)| n.op.is_param_input(k))
             });
             let first = uses.next();
             first == Some(true) && uses.all(|p| p)
@@ -93,10 +101,16 @@ pub fn infer_once(
         let dst = m.input_mut(k);
         let src = t.as_f32().unwrap_or(&[]);
         if dst.len() != src.len() {
-            return Err(EngineError::Other(format!("input {k}: {} values for a buffer of {}", src.len(), dst.len())));
+            return Err(EngineError::Other(format!(
+                "input {k}: {} values for a buffer of {}",
+                src.len(),
+                dst.len()
+            )));
         }
         dst.copy_from_slice(src);
     }
     m.run();
-    Ok((0..m.outputs().len()).map(|i| (m.outputs()[i].name.clone(), m.output_tensor(i))).collect())
+    Ok((0..m.outputs().len())
+        .map(|i| (m.outputs()[i].name.clone(), m.output_tensor(i)))
+        .collect())
 }

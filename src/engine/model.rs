@@ -26,7 +26,10 @@ unsafe impl Sync for AlignedBuf {}
 impl AlignedBuf {
     pub fn zeroed(len: usize) -> AlignedBuf {
         if len == 0 {
-            return AlignedBuf { ptr: std::ptr::NonNull::<f32>::dangling().as_ptr(), len: 0 };
+            return AlignedBuf {
+                ptr: std::ptr::NonNull::<f32>::dangling().as_ptr(),
+                len: 0,
+            };
         }
         let layout = Self::layout(len);
         // SAFETY: layout has non-zero size.
@@ -62,7 +65,10 @@ impl AlignedBuf {
     fn sub(&self, off: usize, len: usize) -> Buf {
         debug_assert!(off + len <= self.len);
         // SAFETY: in bounds per the planner.
-        Buf { ptr: unsafe { self.ptr.add(off) }, len }
+        Buf {
+            ptr: unsafe { self.ptr.add(off) },
+            len,
+        }
     }
 }
 
@@ -123,7 +129,12 @@ pub struct CpuModel {
 fn is_view(op: &Op) -> bool {
     matches!(
         op,
-        Op::Reshape { .. } | Op::Flatten { .. } | Op::Squeeze { .. } | Op::Unsqueeze { .. } | Op::Identity | Op::Dropout
+        Op::Reshape { .. }
+            | Op::Flatten { .. }
+            | Op::Squeeze { .. }
+            | Op::Unsqueeze { .. }
+            | Op::Identity
+            | Op::Dropout
     )
 }
 
@@ -137,7 +148,9 @@ impl CpuModel {
         let mut kernels: Vec<Option<Box<dyn CpuKernel>>> = Vec::with_capacity(g.nodes.len());
         let mut errors = Vec::new();
         for n in &g.nodes {
-            let view = is_view(&n.op) && n.outputs.len() == 1 && n.inputs.first().copied().flatten().is_some_and(is_rt);
+            let view = is_view(&n.op)
+                && n.outputs.len() == 1
+                && n.inputs.first().copied().flatten().is_some_and(is_rt);
             if view {
                 kernels.push(None);
                 continue;
@@ -159,7 +172,10 @@ impl CpuModel {
             let outs: Vec<OutInfo> = n
                 .outputs
                 .iter()
-                .map(|&o| OutInfo { dtype: g.tensors[o].dtype, shape: g.tensors[o].shape.clone().unwrap_or_default() })
+                .map(|&o| OutInfo {
+                    dtype: g.tensors[o].dtype,
+                    shape: g.tensors[o].shape.clone().unwrap_or_default(),
+                })
                 .collect();
             for (k, o) in n.outputs.iter().enumerate() {
                 if g.tensors[*o].dtype.storage() != Storage::F32 {
@@ -214,7 +230,12 @@ impl CpuModel {
                 }
             }
         }
+        // Inputs stay intact for the whole run, so running again without
+        // refilling them gives the same result.
         let input_roots: Vec<TensorId> = g.inputs.iter().map(|&t| root[t]).collect();
+        for &r in &input_roots {
+            last[r] = end;
+        }
         let mut output_roots: Vec<TensorId> = Vec::new();
         for &t in &g.outputs {
             if is_rt(t) {
@@ -227,8 +248,12 @@ impl CpuModel {
         let mut inplace = vec![false; g.nodes.len()];
         for (s, (n, k)) in g.nodes.iter().zip(&kernels).enumerate() {
             let Some(k) = k else { continue };
-            let Some(ii) = k.inplace_input() else { continue };
-            let Some(Some(t)) = n.inputs.get(ii) else { continue };
+            let Some(ii) = k.inplace_input() else {
+                continue;
+            };
+            let Some(Some(t)) = n.inputs.get(ii) else {
+                continue;
+            };
             if !is_rt(*t) {
                 continue;
             }
@@ -315,7 +340,10 @@ impl CpuModel {
                             let data = v.as_f32().unwrap_or(&[]);
                             // Kernels never write their inputs; the cast
                             // only fits the uniform Buf type.
-                            let b = Buf { ptr: data.as_ptr() as *mut f32, len: data.len() };
+                            let b = Buf {
+                                ptr: data.as_ptr() as *mut f32,
+                                len: data.len(),
+                            };
                             constants.push(v);
                             b
                         }
@@ -329,7 +357,12 @@ impl CpuModel {
             if inplace[s] {
                 stats.inplace += 1;
             }
-            steps.push(Step { kernel, ins, outs, inplace: inplace[s] });
+            steps.push(Step {
+                kernel,
+                ins,
+                outs,
+                inplace: inplace[s],
+            });
         }
 
         let port = |t: TensorId| Port {

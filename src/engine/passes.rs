@@ -22,7 +22,8 @@ pub fn optimize(g: &mut Graph) {
 /// Nodes whose outputs were all folded to constants at boot.
 fn remove_constant_nodes(g: &mut Graph) {
     let tensors = &g.tensors;
-    g.nodes.retain(|n| !n.outputs.iter().all(|&o| tensors[o].value.is_some()));
+    g.nodes
+        .retain(|n| !n.outputs.iter().all(|&o| tensors[o].value.is_some()));
 }
 
 /// Point every reader of `from` at `to` instead.
@@ -108,7 +109,11 @@ fn fold_batchnorm(g: &mut Graph) {
             let old_out = conv.outputs[0];
             conv.outputs[0] = bn_out;
             // The BN node now has no producer for its input; drop it.
-            g.nodes.retain(|n| !(matches!(n.op, Op::BatchNormalization { .. }) && n.outputs[0] == bn_out && n.inputs[0] == Some(old_out)));
+            g.nodes.retain(|n| {
+                !(matches!(n.op, Op::BatchNormalization { .. })
+                    && n.outputs[0] == bn_out
+                    && n.inputs[0] == Some(old_out))
+            });
             // Conv index may have shifted if the BN came before it (it cannot: BN reads the conv output).
         }
         ci += 1;
@@ -117,14 +122,18 @@ fn fold_batchnorm(g: &mut Graph) {
 
 fn batchnorm_after_conv(g: &Graph, ci: usize) -> Option<(Tensor, Tensor, TensorId)> {
     let conv = &g.nodes[ci];
-    let Op::Conv(attrs) = &conv.op else { return None };
+    let Op::Conv(attrs) = &conv.op else {
+        return None;
+    };
     if attrs.activation != Activation::None {
         return None;
     }
     let out = conv.outputs[0];
     let bi = single_consumer(g, out)?;
     let bn = &g.nodes[bi];
-    let Op::BatchNormalization { epsilon } = bn.op else { return None };
+    let Op::BatchNormalization { epsilon } = bn.op else {
+        return None;
+    };
     if bn.outputs.len() != 1 || bn.inputs.first().copied().flatten() != Some(out) {
         return None;
     }
@@ -133,11 +142,20 @@ fn batchnorm_after_conv(g: &Graph, ci: usize) -> Option<(Tensor, Tensor, TensorI
         Some(t) => Some(const_f32(g, Some(t))?),
         None => None,
     };
-    let p: Vec<Arc<Tensor>> =
-        (1..5).map(|k| const_f32(g, bn.inputs.get(k).copied().flatten())).collect::<Option<_>>()?;
+    let p: Vec<Arc<Tensor>> = (1..5)
+        .map(|k| const_f32(g, bn.inputs.get(k).copied().flatten()))
+        .collect::<Option<_>>()?;
     let cout = *w.shape.first()?;
-    let (scale, beta, mean, var) = (p[0].as_f32()?, p[1].as_f32()?, p[2].as_f32()?, p[3].as_f32()?);
-    if [scale.len(), beta.len(), mean.len(), var.len()].iter().any(|&l| l != cout) {
+    let (scale, beta, mean, var) = (
+        p[0].as_f32()?,
+        p[1].as_f32()?,
+        p[2].as_f32()?,
+        p[3].as_f32()?,
+    );
+    if [scale.len(), beta.len(), mean.len(), var.len()]
+        .iter()
+        .any(|&l| l != cout)
+    {
         return None;
     }
     let per = w.numel() / cout.max(1);
@@ -147,10 +165,17 @@ fn batchnorm_after_conv(g: &Graph, ci: usize) -> Option<(Tensor, Tensor, TensorI
     for c in 0..cout {
         let a = scale[c] / (var[c] + epsilon).sqrt();
         nw.extend(wv[c * per..(c + 1) * per].iter().map(|&x| x * a));
-        let b0 = bias.as_ref().and_then(|b| b.as_f32().map(|v| v[c])).unwrap_or(0.0);
+        let b0 = bias
+            .as_ref()
+            .and_then(|b| b.as_f32().map(|v| v[c]))
+            .unwrap_or(0.0);
         nb.push((b0 - mean[c]) * a + beta[c]);
     }
-    Some((Tensor::from_f32(w.shape.clone(), nw), Tensor::from_f32(vec![cout], nb), bn.outputs[0]))
+    Some((
+        Tensor::from_f32(w.shape.clone(), nw),
+        Tensor::from_f32(vec![cout], nb),
+        bn.outputs[0],
+    ))
 }
 
 /// `Mul(x, Sigmoid(x))` (either operand order) becomes `Act(Silu)(x)`.
@@ -181,7 +206,12 @@ fn fuse_silu(g: &mut Graph) {
         }
         let mul_out = m.outputs[0];
         let name = m.name.clone();
-        g.nodes[mi] = Node { name, op: Op::Act(Activation::Silu), inputs: vec![Some(x)], outputs: vec![mul_out] };
+        g.nodes[mi] = Node {
+            name,
+            op: Op::Act(Activation::Silu),
+            inputs: vec![Some(x)],
+            outputs: vec![mul_out],
+        };
         g.nodes.remove(si);
     }
 }
@@ -196,7 +226,10 @@ fn fuse_conv_activation(g: &mut Graph) {
                     let act = match &g.nodes[ai].op {
                         Op::Act(act) => Some(*act),
                         Op::Clip { min, max } if g.nodes[ai].inputs.len() <= 1 => {
-                            Some(Activation::Clip(min.unwrap_or(f32::NEG_INFINITY), max.unwrap_or(f32::INFINITY)))
+                            Some(Activation::Clip(
+                                min.unwrap_or(f32::NEG_INFINITY),
+                                max.unwrap_or(f32::INFINITY),
+                            ))
                         }
                         _ => None,
                     }?;

@@ -26,7 +26,12 @@ fn align_up(n: usize) -> usize {
 /// Offsets (elements) for each buffer and the arena size (elements).
 pub fn assign_offsets(bufs: &[Interval]) -> (Vec<usize>, usize) {
     let mut order: Vec<usize> = (0..bufs.len()).collect();
-    order.sort_by(|&a, &b| bufs[b].size.cmp(&bufs[a].size).then(bufs[a].first.cmp(&bufs[b].first)));
+    order.sort_by(|&a, &b| {
+        bufs[b]
+            .size
+            .cmp(&bufs[a].size)
+            .then(bufs[a].first.cmp(&bufs[b].first))
+    });
     let mut offsets = vec![usize::MAX; bufs.len()];
     let mut placed: Vec<usize> = Vec::new();
     let mut arena = 0usize;
@@ -85,7 +90,11 @@ mod tests {
             .map(|_| {
                 let first = (next() % 100) as usize;
                 let len = (next() % 10) as usize;
-                Interval { size: 1 + (next() % 5000) as usize, first, last: first + len }
+                Interval {
+                    size: 1 + (next() % 5000) as usize,
+                    first,
+                    last: first + len,
+                }
             })
             .collect();
         let (off, arena) = assign_offsets(&bufs);
@@ -93,17 +102,29 @@ mod tests {
             assert!(off[i] + bufs[i].size <= arena);
             assert_eq!(off[i] % ALIGN_ELEMS, 0);
             for j in 0..i {
-                assert!(!overlaps(&bufs[i], off[i], &bufs[j], off[j]), "{i} and {j} overlap");
+                assert!(
+                    !overlaps(&bufs[i], off[i], &bufs[j], off[j]),
+                    "{i} and {j} overlap"
+                );
             }
         }
         let total: usize = bufs.iter().map(|b| b.size).sum();
-        assert!(arena < total, "reuse expected: arena {arena} vs sum {total}");
+        assert!(
+            arena < total,
+            "reuse expected: arena {arena} vs sum {total}"
+        );
     }
 
     #[test]
     fn a_chain_reuses_two_buffers() {
         // t0 -> t1 -> t2 -> t3, each alive for two consecutive steps.
-        let bufs: Vec<Interval> = (0..4).map(|i| Interval { size: 64, first: i, last: i + 1 }).collect();
+        let bufs: Vec<Interval> = (0..4)
+            .map(|i| Interval {
+                size: 64,
+                first: i,
+                last: i + 1,
+            })
+            .collect();
         let (_, arena) = assign_offsets(&bufs);
         assert_eq!(arena, 128);
     }

@@ -31,14 +31,21 @@ pub struct Bindings {
 
 impl Bindings {
     pub fn new() -> Bindings {
-        Bindings { max_tensor_bytes: 1 << 31, ..Default::default() }
+        Bindings {
+            max_tensor_bytes: 1 << 31,
+            ..Default::default()
+        }
     }
 }
 
 /// Bind inputs, fold constants and infer every shape. See the module docs.
 pub fn specialize(g: &mut Graph, b: &Bindings) -> Result<(), EngineError> {
     bind_inputs(g, b)?;
-    let limit = if b.max_tensor_bytes == 0 { u64::MAX } else { b.max_tensor_bytes };
+    let limit = if b.max_tensor_bytes == 0 {
+        u64::MAX
+    } else {
+        b.max_tensor_bytes
+    };
     for ni in 0..g.nodes.len() {
         let node = &g.nodes[ni];
         let op_name = node.op.name();
@@ -51,7 +58,10 @@ pub fn specialize(g: &mut Graph, b: &Bindings) -> Result<(), EngineError> {
             if let Some(t) = *inp {
                 let info = &g.tensors[t];
                 if info.shape.is_none() && info.value.is_none() {
-                    return Err(nerr(format!("input {k} ('{}') has no known shape", info.name)));
+                    return Err(nerr(format!(
+                        "input {k} ('{}') has no known shape",
+                        info.name
+                    )));
                 }
                 if info.value.is_none() {
                     all_const = false;
@@ -70,7 +80,9 @@ pub fn specialize(g: &mut Graph, b: &Bindings) -> Result<(), EngineError> {
                             (Some(v), _) => Arc::clone(v),
                             // Shape/Size only read the shape: a placeholder
                             // of the right shape with no data stands in.
-                            (None, _) => Arc::new(placeholder(info.shape.as_deref().unwrap_or(&[]))),
+                            (None, _) => {
+                                Arc::new(placeholder(info.shape.as_deref().unwrap_or(&[])))
+                            }
                         }
                     })
                 })
@@ -78,7 +90,11 @@ pub fn specialize(g: &mut Graph, b: &Bindings) -> Result<(), EngineError> {
             let args: Vec<Option<&Tensor>> = holders.iter().map(|h| h.as_deref()).collect();
             let outs = ops::eval(&node.op, &args).map_err(|e| nerr(e.0))?;
             if outs.len() < node.outputs.len() {
-                return Err(nerr(format!("produced {} outputs, node declares {}", outs.len(), node.outputs.len())));
+                return Err(nerr(format!(
+                    "produced {} outputs, node declares {}",
+                    outs.len(),
+                    node.outputs.len()
+                )));
             }
             let outputs = node.outputs.clone();
             for (t, v) in outputs.into_iter().zip(outs) {
@@ -111,12 +127,18 @@ pub fn specialize(g: &mut Graph, b: &Bindings) -> Result<(), EngineError> {
             .collect();
         let outs = ops::infer(&node.op, &infos).map_err(|e| nerr(e.0))?;
         if outs.len() < node.outputs.len() {
-            return Err(nerr(format!("inferred {} outputs, node declares {}", outs.len(), node.outputs.len())));
+            return Err(nerr(format!(
+                "inferred {} outputs, node declares {}",
+                outs.len(),
+                node.outputs.len()
+            )));
         }
         let outputs = node.outputs.clone();
         let node_name = node.name.clone();
         for (t, o) in outputs.into_iter().zip(outs) {
-            let bytes = checked_numel(&o.shape).map(|n| n as u128 * 4).unwrap_or(u128::MAX);
+            let bytes = checked_numel(&o.shape)
+                .map(|n| n as u128 * 4)
+                .unwrap_or(u128::MAX);
             if bytes > limit as u128 {
                 return Err(EngineError::MemoryLimit {
                     tensor: format!("{} (output of node '{node_name}')", g.tensors[t].name),
@@ -132,7 +154,10 @@ pub fn specialize(g: &mut Graph, b: &Bindings) -> Result<(), EngineError> {
     for &o in &g.outputs {
         let info = &g.tensors[o];
         if info.shape.is_none() && info.value.is_none() {
-            return Err(EngineError::Other(format!("graph output '{}' is never computed", info.name)));
+            return Err(EngineError::Other(format!(
+                "graph output '{}' is never computed",
+                info.name
+            )));
         }
     }
     Ok(())
@@ -140,7 +165,11 @@ pub fn specialize(g: &mut Graph, b: &Bindings) -> Result<(), EngineError> {
 
 /// A tensor with a shape and no meaningful data, for shape-only ops.
 fn placeholder(shape: &[usize]) -> Tensor {
-    Tensor { dtype: super::tensor::DType::F32, shape: shape.to_vec(), data: super::tensor::TensorData::F32(Vec::new()) }
+    Tensor {
+        dtype: super::tensor::DType::F32,
+        shape: shape.to_vec(),
+        data: super::tensor::TensorData::F32(Vec::new()),
+    }
 }
 
 fn bind_inputs(g: &mut Graph, b: &Bindings) -> Result<(), EngineError> {
@@ -162,7 +191,10 @@ fn bind_inputs(g: &mut Graph, b: &Bindings) -> Result<(), EngineError> {
             None => resolve_declared(&info.name, info.declared.as_deref(), &b.symbols)?,
         };
         if checked_numel(&shape).is_none() {
-            return Err(EngineError::Input { name: info.name.clone(), msg: format!("shape {shape:?} overflows") });
+            return Err(EngineError::Input {
+                name: info.name.clone(),
+                msg: format!("shape {shape:?} overflows"),
+            });
         }
         info.shape = Some(shape);
         runtime.push(t);
@@ -210,7 +242,11 @@ fn check_declared(
     if dims.len() != shape.len() {
         return Err(EngineError::Input {
             name: name.to_string(),
-            msg: format!("model input is {} but {} was given", show(), shape_string(shape)),
+            msg: format!(
+                "model input is {} but {} was given",
+                show(),
+                shape_string(shape)
+            ),
         });
     }
     for (d, &s) in dims.iter().zip(shape) {
@@ -221,7 +257,11 @@ fn check_declared(
         if !ok {
             return Err(EngineError::Input {
                 name: name.to_string(),
-                msg: format!("model input is {} but {} was given", show(), shape_string(shape)),
+                msg: format!(
+                    "model input is {} but {} was given",
+                    show(),
+                    shape_string(shape)
+                ),
             });
         }
     }
@@ -231,5 +271,8 @@ fn check_declared(
 /// Ids of the tensors read by the run phase: inputs of nodes that still
 /// have a non-constant input.
 pub fn is_runtime_node(g: &Graph, inputs: &[Option<TensorId>]) -> bool {
-    inputs.iter().flatten().any(|&t| g.tensors[t].value.is_none())
+    inputs
+        .iter()
+        .flatten()
+        .any(|&t| g.tensors[t].value.is_none())
 }

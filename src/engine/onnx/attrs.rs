@@ -90,12 +90,13 @@ impl<'a> Attrs<'a> {
         list: &'a [AttributeProto],
     ) -> Result<Self, EngineError> {
         let attrs = Attrs { node, op, list };
+        let mut seen = std::collections::HashSet::with_capacity(list.len());
         for (i, a) in list.iter().enumerate() {
             let name = a.name.as_deref().unwrap_or("");
             if name.is_empty() {
                 return Err(attrs.err(format!("attribute #{i} has no name")));
             }
-            if list[..i].iter().any(|b| b.name.as_deref() == Some(name)) {
+            if !seen.insert(name) {
                 return Err(attrs.err(format!("attribute '{name}' is given twice")));
             }
             if a.ref_attr_name.as_deref().is_some_and(|r| !r.is_empty()) {

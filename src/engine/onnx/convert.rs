@@ -113,6 +113,12 @@ pub(crate) fn convert(n: &NodeCtx, ctx: &mut LoadCtx) -> Result<Converted, Engin
                     )));
                 }
             }
+            // Without sizes (attribute or input) the input splits into as
+            // many parts as the node has outputs.
+            let num_outputs = match split {
+                None => num_outputs.or(Some(n.n_outputs)),
+                Some(_) => num_outputs,
+            };
             Op::Split {
                 axis: a.int_or("axis", 0)?,
                 split,
@@ -609,4 +615,248 @@ fn constant_value(a: &Attrs, ctx: &mut LoadCtx) -> Result<Option<Tensor>, Engine
         _ => return Ok(None),
     };
     Ok(Some(t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::onnx::proto::{attribute_proto::AttributeType, AttributeProto, TensorProto};
+    use crate::engine::onnx::Limits;
+
+    fn attr(name: &str, ty: AttributeType) -> AttributeProto {
+        AttributeProto {
+            name: Some(name.into()),
+            r#type: Some(ty as i32),
+            ..Default::default()
+        }
+    }
+
+    fn run(
+        op: &str,
+        attrs: &[AttributeProto],
+        opset: i64,
+        ins: usize,
+        outs: usize,
+    ) -> Result<Converted, EngineError> {
+        let limits = Limits::default();
+        let mut ctx = LoadCtx::new("m.onnx", None, &limits);
+        let n = NodeCtx {
+            name: "n",
+            op_type: op,
+            domain: "",
+            attrs,
+            opset,
+            n_inputs: ins,
+            n_outputs: outs,
+        };
+        convert(&n, &mut ctx)
+    }
+
+    fn op(op: &str, attrs: &[AttributeProto], opset: i64) -> Op {
+        match run(op, attrs, opset, 1, 1) {
+            Ok(Converted::Ok(Lowered::Op(o))) => o,
+            Ok(Converted::Ok(l)) => panic!("{l:?}"),
+            Ok(Converted::Unsupported(k)) => panic!("unsupported {k}"),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn unsupported(op: &str, attrs: &[AttributeProto], outs: usize) -> String {
+        match run(op, attrs, 17, 1, outs) {
+            Ok(Converted::Unsupported(k)) => k,
+            _ => panic!("{op} should be unsupported"),
+        }
+    }
+
+    #[test]
+    fn defaults_follow_the_onnx_spec() {
+        assert_eq!(
+            op("Gemm", &[], 13),
+            Op::Gemm {
+                alpha: 1.0,
+                beta: 1.0,
+                trans_a: false,
+                trans_b: false
+            }
+        );
+        assert_eq!(
+            op("HardSigmoid", &[], 13),
+            Op::Act(Activation::HardSigmoid(0.2, 0.5))
+        );
+        assert_eq!(op("Elu", &[], 13), Op::Act(Activation::Elu(1.0)));
+        assert_eq!(op("Flatten", &[], 13), Op::Flatten { axis: 1 });
+        assert_eq!(op("Gather", &[], 13), Op::Gather { axis: 0 });
+        assert_eq!(
+            op("BatchNormalization", &[], 15),
+            Op::BatchNormalization { epsilon: 1e-5 }
+        );
+        assert_eq!(
+            op("Shape", &[], 15),
+            Op::Shape {
+                start: 0,
+                end: None
+            }
+        );
+        let Op::Resize(r) = op("Resize", &[], 13) else {
+            panic!()
+        };
+        assert_eq!(
+            (
+                r.mode,
+                r.coord,
+                r.nearest,
+                r.cubic_coeff_a,
+                r.keep_aspect,
+                r.scales_at_input1
+            ),
+            (
+                ResizeMode::Nearest,
+                CoordTransform::HalfPixel,
+                NearestMode::RoundPreferFloor,
+                -0.75,
+                KeepAspect::Stretch,
+                false
+            )
+        );
+        let Op::Resize(r) = op("Resize", &[], 10) else {
+            panic!()
+        };
+        assert!(r.scales_at_input1 && r.coord == CoordTransform::Asymmetric);
+        assert_eq!(
+            op("ConstantOfShape", &[], 13),
+            Op::ConstantOfShape(Arc::new(Tensor::from_f32(vec![1], vec![0.0])))
+        );
+        let Op::MaxPool(p) = op(
+            "MaxPool",
+            &[AttributeProto {
+                ints: vec![2, 2],
+                ..attr("kernel_shape", AttributeType::Ints)
+            }],
+            13,
+        ) else {
+            panic!()
+        };
+        assert!(!p.ceil_mode && p.storage_order == 0 && p.auto_pad == AutoPad::NotSet);
+    }
+
+    #[test]
+    fn legacy_attribute_forms_are_read() {
+        let to = AttributeProto {
+            s: Some(b"float16".to_vec()),
+            ..attr("to", AttributeType::String)
+        };
+        assert_eq!(op("Cast", &[to], 1), Op::Cast { to: DType::F16 });
+        let shape = AttributeProto {
+            ints: vec![2, -1],
+            ..attr("shape", AttributeType::Ints)
+        };
+        match run("Reshape", &[shape], 1, 1, 1) {
+            Ok(Converted::Ok(Lowered::OpWithConst(Op::Reshape { allowzero: false }, 1, t))) => {
+                assert_eq!(t.as_i64().unwrap(), [2, -1])
+            }
+            _ => panic!(),
+        }
+        let ints = AttributeProto {
+            ints: vec![3, 4],
+            ..attr("value_ints", AttributeType::Ints)
+        };
+        assert_eq!(
+            op("Constant", &[ints], 13),
+            Op::Constant(Arc::new(Tensor::from_i64(vec![2], vec![3, 4])))
+        );
+        let pads = AttributeProto {
+            ints: vec![1, 1],
+            ..attr("paddings", AttributeType::Ints)
+        };
+        assert_eq!(
+            op("Pad", &[pads], 1),
+            Op::Pad {
+                mode: PadMode::Constant,
+                pads: Some(vec![1, 1]),
+                value: 0.0
+            }
+        );
+    }
+
+    #[test]
+    fn unsupported_features_are_named() {
+        let ks = AttributeProto {
+            ints: vec![2],
+            ..attr("kernel_shape", AttributeType::Ints)
+        };
+        assert_eq!(unsupported("MaxPool", &[ks], 2), "MaxPool (indices output)");
+        assert_eq!(
+            unsupported("BatchNormalization", &[], 3),
+            "BatchNormalization (training mode)"
+        );
+        assert_eq!(unsupported("Dropout", &[], 2), "Dropout (mask output)");
+        let sparse = attr("sparse_value", AttributeType::SparseTensor);
+        assert_eq!(
+            unsupported("Constant", &[sparse], 1),
+            "Constant (sparse or string value)"
+        );
+        assert_eq!(unsupported("ConvTranspose", &[], 1), "ConvTranspose");
+    }
+
+    #[test]
+    fn bad_values_are_node_errors() {
+        let bad = |op: &str, a: AttributeProto| match run(op, &[a], 17, 1, 1) {
+            Err(e @ EngineError::Node { .. }) => e.to_string(),
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("{op} accepted a bad attribute"),
+        };
+        let e = bad(
+            "Resize",
+            AttributeProto {
+                s: Some(b"bilinearish".to_vec()),
+                ..attr("mode", AttributeType::String)
+            },
+        );
+        assert!(e.contains("\"bilinearish\""), "{e}");
+        let e = bad(
+            "Cast",
+            AttributeProto {
+                i: Some(8),
+                ..attr("to", AttributeType::Int)
+            },
+        );
+        assert!(e.contains("STRING (8)"), "{e}");
+        let e = bad(
+            "Conv",
+            AttributeProto {
+                i: Some(0),
+                ..attr("group", AttributeType::Int)
+            },
+        );
+        assert!(e.contains("'group' must be >= 1 but is 0"), "{e}");
+        let mut v = TensorProto {
+            dims: vec![2],
+            data_type: Some(1),
+            float_data: vec![1.0, 2.0],
+            ..Default::default()
+        };
+        let e = bad(
+            "ConstantOfShape",
+            AttributeProto {
+                t: Some(v.clone()),
+                ..attr("value", AttributeType::Tensor)
+            },
+        );
+        assert!(e.contains("one element"), "{e}");
+        v.dims = vec![1];
+        v.float_data = vec![1.0];
+        assert!(matches!(
+            run(
+                "ConstantOfShape",
+                &[AttributeProto {
+                    t: Some(v),
+                    ..attr("value", AttributeType::Tensor)
+                }],
+                17,
+                1,
+                1
+            ),
+            Ok(Converted::Ok(Lowered::Op(Op::ConstantOfShape(_))))
+        ));
+    }
 }

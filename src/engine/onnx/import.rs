@@ -42,6 +42,7 @@ pub(crate) fn import_model(model: &ModelProto, ctx: &mut LoadCtx) -> Result<Grap
         },
         ids: HashMap::new(),
         used: HashSet::new(),
+        next_suffix: HashMap::new(),
     };
     b.constants_and_inputs(gp, ctx)?;
 
@@ -194,6 +195,7 @@ fn convert_all(
     ctx: &mut LoadCtx,
 ) -> Result<Vec<Option<Lowered>>, EngineError> {
     let mut unsupported: Vec<(String, Vec<String>)> = Vec::new();
+    let mut unsupported_at: HashMap<String, usize> = HashMap::new();
     let mut first_err = None;
     let mut out = Vec::with_capacity(nodes.len());
     for n in nodes {
@@ -221,9 +223,12 @@ fn convert_all(
                 out.push(Some(l));
             }
             Ok(Converted::Unsupported(key)) => {
-                match unsupported.iter_mut().find(|(k, _)| *k == key) {
-                    Some((_, names)) => names.push(n.name.clone()),
-                    None => unsupported.push((key, vec![n.name.clone()])),
+                match unsupported_at.get(&key) {
+                    Some(&at) => unsupported[at].1.push(n.name.clone()),
+                    None => {
+                        unsupported_at.insert(key.clone(), unsupported.len());
+                        unsupported.push((key, vec![n.name.clone()]));
+                    }
                 }
                 out.push(None);
             }
@@ -348,6 +353,7 @@ struct Builder {
     ids: HashMap<String, TensorId>,
     /// Every tensor name in the model, so generated names never collide.
     used: HashSet<String>,
+    next_suffix: HashMap<String, usize>,
 }
 
 impl Builder {
@@ -361,10 +367,12 @@ impl Builder {
 
     fn fresh_name(&mut self, base: &str) -> String {
         let mut name = base.to_string();
-        let mut k = 1;
+        // Resume numbering where the last clash on this base stopped, so
+        // that many clashes (hostile node names) stay linear.
+        let k = self.next_suffix.entry(base.to_string()).or_insert(1);
         while self.used.contains(&name) {
             name = format!("{base}_{k}");
-            k += 1;
+            *k += 1;
         }
         self.used.insert(name.clone());
         name

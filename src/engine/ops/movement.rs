@@ -184,8 +184,38 @@ impl Strided {
         off
     }
 
+    /// The last two collapsed dims swap layouts (the source is contiguous
+    /// down the rows and strided along them): a 2-D transpose, copied in
+    /// tiles so that both sides stay in cache.
+    fn is_transpose(&self) -> bool {
+        let r = self.dims.len();
+        r >= 2 && self.strides[r - 2] == 1 && self.inner_stride > 1
+    }
+
     /// Fill `dst`, the output elements `[s, s + dst.len())`.
     fn copy_range<T: Copy>(&self, src: &[T], dst: &mut [T], s: usize) {
+        let e = s + dst.len();
+        let b = self.inner;
+        if dst.is_empty() || b == 0 {
+            return;
+        }
+        if self.is_transpose() {
+            // Whole rows go through tiles; partial rows at either end of
+            // the range row by row.
+            let (r0, r1) = (s.div_ceil(b), e / b);
+            if r1 > r0 {
+                let (head, rest) = dst.split_at_mut(r0 * b - s);
+                let (mid, tail) = rest.split_at_mut((r1 - r0) * b);
+                self.copy_rows(src, head, s);
+                self.copy_tiles(src, mid, r0, r1);
+                self.copy_rows(src, tail, r1 * b);
+                return;
+            }
+        }
+        self.copy_rows(src, dst, s);
+    }
+
+    fn copy_rows<T: Copy>(&self, src: &[T], dst: &mut [T], s: usize) {
         let st = self.inner_stride;
         row_segments(s, s + dst.len(), self.inner, |row, col, n| {
             let off = self.row_start(row) + col as isize * st;
@@ -202,7 +232,39 @@ impl Strided {
             }
         });
     }
+
+    /// Whole output rows `[r0, r1)` (in `dst`) of a 2-D transpose, tile by
+    /// tile.
+    fn copy_tiles<T: Copy>(&self, src: &[T], dst: &mut [T], r0: usize, r1: usize) {
+        let b = self.inner;
+        let a_dim = self.dims[self.dims.len() - 2];
+        let sb = self.inner_stride;
+        let mut r = r0;
+        while r < r1 {
+            // Up to TILE_ROWS rows that share every outer index: in the source
+            // they are consecutive elements.
+            let rt = (r + TILE_ROWS).min(r1).min(r - r % a_dim + a_dim);
+            let off0 = self.row_start(r);
+            for c0 in (0..b).step_by(TILE_COLS) {
+                for c in c0..(c0 + TILE_COLS).min(b) {
+                    let sp = (off0 + c as isize * sb) as usize;
+                    let col = &src[sp..sp + (rt - r)];
+                    for (k, &v) in col.iter().enumerate() {
+                        dst[(r + k - r0) * b + c] = v;
+                    }
+                }
+            }
+            r = rt;
+        }
+    }
 }
+
+/// Tiles a transposing copy moves at a time: TILE_ROWS consecutive source
+/// elements (1 KiB) from each of TILE_COLS strided columns, so that few
+/// pages are live at once (a quick benchmark on the dev machine preferred
+/// this to square 16..64 tiles).
+const TILE_ROWS: usize = 256;
+const TILE_COLS: usize = 8;
 
 /// Concatenation: output rows of `row` elements, each made of one chunk
 /// per input (`chunks[k]` elements, starting at `starts[k]` in the row).
@@ -1001,33 +1063,41 @@ fn plan_pad(
         if o as u64 > MAX_FOLD_ELEMS as u64 {
             op_bail!("Pad makes axis {d} {o} long");
         }
-        if mode != PadMode::Constant && n == 0 && o > 0 {
+        // Negative pads crop first; the positive ones then pad what is
+        // left, with reflect/edge/wrap relative to the cropped borders (as
+        // ONNX Runtime does).
+        let (cb, ce) = ((-before[d]).max(0), (-after[d]).max(0));
+        // Cropping more than the axis holds leaves nothing (only constant
+        // padding can then fill the output).
+        let kept = (n - cb - ce).max(0);
+        if mode != PadMode::Constant && kept == 0 && o > 0 {
             op_bail!("Pad mode {mode:?} cannot pad axis {d}, which is empty");
         }
+        let pb = before[d].max(0);
         let map: Vec<i64> = (0..o)
             .map(|j| {
-                let i = j - before[d];
-                if (0..n).contains(&i) {
-                    return i;
-                }
-                match mode {
-                    PadMode::Constant => -1,
-                    PadMode::Edge => i.clamp(0, n - 1),
-                    PadMode::Wrap => i.rem_euclid(n),
-                    PadMode::Reflect => {
-                        if n == 1 {
-                            0
-                        } else {
-                            let p = 2 * (n - 1);
+                let i = j - pb;
+                let k = kept;
+                let i = if (0..k).contains(&i) {
+                    i
+                } else {
+                    match mode {
+                        PadMode::Constant => return -1,
+                        PadMode::Edge => i.max(0).min(k - 1),
+                        PadMode::Wrap => i.rem_euclid(k),
+                        PadMode::Reflect if k == 1 => 0,
+                        PadMode::Reflect => {
+                            let p = 2 * (k - 1);
                             let m = i.rem_euclid(p);
-                            if m >= n {
+                            if m >= k {
                                 p - m
                             } else {
                                 m
                             }
                         }
                     }
-                }
+                };
+                i + cb
             })
             .collect();
         shape.push(o as usize);
@@ -1764,16 +1834,36 @@ mod tests {
         .remove(0);
         assert_eq!(t.shape, vec![2, 4, 3]);
         assert_eq!(&t.to_f32_vec()[..6], &[0., 4., 8., 1., 5., 9.]);
-        let big = iota_t(&[3, 70, 90]);
-        let t = check_all_paths(
-            &Op::Transpose {
-                perm: Some(vec![2, 0, 1]),
-            },
-            &[Some(&big)],
-            1,
-        )
-        .remove(0);
-        assert_eq!(t.to_f32_vec()[1], 90.0);
+        // Tiled 2-D transposes (with and without an outer dim), split over
+        // threads at arbitrary points, against the naive gather.
+        for (shape, perm) in [
+            ([3, 70, 90], [2, 0, 1]),
+            ([2, 50, 40], [0, 2, 1]),
+            ([5, 33, 65], [1, 2, 0]),
+        ] {
+            let big = iota_t(&shape);
+            let op = Op::Transpose {
+                perm: Some(perm.to_vec()),
+            };
+            let out: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
+            let want = naive(
+                big.as_f32().unwrap(),
+                &shape,
+                &out,
+                |o| {
+                    let mut src = vec![0; 3];
+                    for (k, &p) in perm.iter().enumerate() {
+                        src[p] = o[k];
+                    }
+                    Some(src)
+                },
+                0.0,
+            );
+            for threads in [1, 3] {
+                let t = run_kernel(&op, &[Some(&big)], 1, threads).remove(0);
+                assert_eq!(t.to_f32_vec(), want, "{shape:?} {perm:?}");
+            }
+        }
         let e = ev_err(
             &Op::Transpose {
                 perm: Some(vec![0, 0, 1]),
@@ -2085,6 +2175,20 @@ mod tests {
         .remove(0);
         assert_eq!(t.shape, vec![2, 2, 3]);
         assert_eq!(&t.to_f32_vec()[..6], &[0., 0., 1., 0., 3., 4.]);
+        // Negative pads crop before padding (ONNX Runtime's results).
+        let a4 = f32t(&[4], &[1., 2., 3., 4.]);
+        for (m, p, want) in [
+            (PadMode::Reflect, [2, -1], [3., 2., 1., 2., 3.]),
+            (PadMode::Reflect, [-1, 2], [2., 3., 4., 3., 2.]),
+            (PadMode::Edge, [2, -1], [1., 1., 1., 2., 3.]),
+            (PadMode::Wrap, [2, -1], [2., 3., 1., 2., 3.]),
+            (PadMode::Wrap, [-1, 2], [2., 3., 4., 2., 3.]),
+            (PadMode::Constant, [-1, 2], [2., 3., 4., 0., 0.]),
+        ] {
+            let pt = i64t(&[2], &p);
+            let t = check_all_paths(&pad(m), &[Some(&a4), Some(&pt)], 1).remove(0);
+            assert_eq!(t.to_f32_vec(), want, "{m:?} {p:?}");
+        }
         // Attribute pads and value (opset < 11).
         let op = Op::Pad {
             mode: PadMode::Constant,

@@ -436,34 +436,62 @@ impl CpuKernel for SoftmaxKernel {
     }
 }
 
+/// `exp(x)` for `x <= 0` (softmax's max-shifted inputs): Cephes' `expf`
+/// range reduction and polynomial (relative error ~1e-7), written without
+/// branches or libm calls so that loops over it vectorise. Below -87 the
+/// result is flushed to 0 (the true value is under 1.7e-38).
+#[inline(always)]
+fn exp_nonpos(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer
+    const C1: f32 = 0.693_359_4;
+    const C2: f32 = -2.121_944_4e-4;
+    let xc = x.clamp(-87.0, 0.0);
+    // t holds round(xc * log2 e) in its low mantissa bits: n as an integer
+    // without a float-to-int conversion (those do not vectorise).
+    let t = xc * LOG2E + ROUND;
+    let n = t - ROUND;
+    let r = xc - n * C1 - n * C2;
+    let p = 1.987_569_1e-4;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 1.666_666_5e-1;
+    let p = p * r + 0.5;
+    let y = p * r * r + r + 1.0;
+    let ni = t.to_bits().wrapping_sub(ROUND.to_bits());
+    let scale = f32::from_bits(ni.wrapping_add(127) << 23);
+    let v = y * scale;
+    let v = if x < -87.0 { 0.0 } else { v };
+    if x.is_nan() {
+        x
+    } else {
+        v
+    }
+}
+
 /// Softmax (or log-softmax) of one contiguous lane, in place.
 fn softmax_lane(o: &mut [f32], log: bool) {
     let m = fold(o, f32::NEG_INFINITY, max_f32);
     if log {
-        let s = fold_exp_sum(o, m);
+        let mut s = 0.0;
+        for &v in o.iter() {
+            s += exp_nonpos(v - m);
+        }
         let ls = s.ln();
         for v in o.iter_mut() {
             *v = (*v - m) - ls;
         }
     } else {
-        let mut s = 0.0;
         for v in o.iter_mut() {
-            *v = (*v - m).exp();
-            s += *v;
+            *v = exp_nonpos(*v - m);
         }
+        let s = fold(o, 0.0, |a, b| a + b);
         let r = 1.0 / s;
         for v in o.iter_mut() {
             *v *= r;
         }
     }
-}
-
-fn fold_exp_sum(o: &[f32], m: f32) -> f32 {
-    let mut s = 0.0;
-    for &v in o {
-        s += (v - m).exp();
-    }
-    s
 }
 
 /// Softmax over `n` rows of a block of `w <= BLOCK` columns, in place;
@@ -480,7 +508,7 @@ fn softmax_block<'a>(n: usize, w: usize, row: &dyn Fn(usize) -> &'a mut [f32], l
     if log {
         for i in 0..n {
             for ((sv, &v), &mv) in s.iter_mut().zip(row(i).iter()).zip(m.iter()) {
-                *sv += (v - mv).exp();
+                *sv += exp_nonpos(v - mv);
             }
         }
         // Subtracted below as (x - max) - ln(sum).
@@ -495,7 +523,7 @@ fn softmax_block<'a>(n: usize, w: usize, row: &dyn Fn(usize) -> &'a mut [f32], l
     } else {
         for i in 0..n {
             for ((v, sv), &mv) in row(i).iter_mut().zip(s.iter_mut()).zip(m.iter()) {
-                *v = (*v - mv).exp();
+                *v = exp_nonpos(*v - mv);
                 *sv += *v;
             }
         }
@@ -668,6 +696,27 @@ mod tests {
             }
         }
         out
+    }
+
+    #[test]
+    fn exp_nonpos_is_accurate() {
+        let mut x = 0.0f32;
+        while x > -90.0 {
+            let want = (x as f64).exp();
+            let got = exp_nonpos(x) as f64;
+            if x >= -87.0 {
+                assert!(
+                    ((got - want) / want).abs() < 3e-7,
+                    "exp({x}) = {got}, want {want}"
+                );
+            } else {
+                assert_eq!(got, 0.0);
+            }
+            x -= 0.013_7;
+        }
+        assert_eq!(exp_nonpos(0.0), 1.0);
+        assert!(exp_nonpos(f32::NAN).is_nan());
+        assert_eq!(exp_nonpos(f32::NEG_INFINITY), 0.0);
     }
 
     #[test]
