@@ -89,8 +89,17 @@ impl CpuBackend {
             )));
         }
         let (h, w) = (shape[2], shape[3]);
-        let output_shape = model.outputs().first().map(|o| o.shape.clone()).unwrap_or_default();
-        Ok(CpuBackend { letterbox: Letterbox::new(src, w, h)?, model, output_shape, input_size: [w, h] })
+        let output_shape = model
+            .outputs()
+            .first()
+            .map(|o| o.shape.clone())
+            .unwrap_or_default();
+        Ok(CpuBackend {
+            letterbox: Letterbox::new(src, w, h)?,
+            model,
+            output_shape,
+            input_size: [w, h],
+        })
     }
 }
 

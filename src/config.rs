@@ -19,7 +19,12 @@ pub enum ConfigError {
     #[error("{path}: {msg}")]
     Parse { path: String, msg: String },
     #[error("{path}: {field} = {value}: {msg}")]
-    Invalid { path: String, field: String, value: String, msg: String },
+    Invalid {
+        path: String,
+        field: String,
+        value: String,
+        msg: String,
+    },
     #[error("{path}: cannot read: {msg}")]
     Io { path: String, msg: String },
 }
@@ -249,22 +254,34 @@ fn d_interval() -> f64 {
 
 impl Default for CalibrationConfig {
     fn default() -> Self {
-        CalibrationConfig { path: d_calibration() }
+        CalibrationConfig {
+            path: d_calibration(),
+        }
     }
 }
 impl Default for PipelineConfig {
     fn default() -> Self {
-        PipelineConfig { ring_slots: d_slots(), device: d_auto(), cuda_device: 0, warmup_frames: d_warmup() }
+        PipelineConfig {
+            ring_slots: d_slots(),
+            device: d_auto(),
+            cuda_device: 0,
+            warmup_frames: d_warmup(),
+        }
     }
 }
 impl Default for OutputConfig {
     fn default() -> Self {
-        OutputConfig { target: d_stdout(), max_line_bytes: d_line_bytes() }
+        OutputConfig {
+            target: d_stdout(),
+            max_line_bytes: d_line_bytes(),
+        }
     }
 }
 impl Default for MetricsConfig {
     fn default() -> Self {
-        MetricsConfig { interval_s: d_interval() }
+        MetricsConfig {
+            interval_s: d_interval(),
+        }
     }
 }
 
@@ -272,8 +289,10 @@ impl Config {
     /// Parse and validate `text`; `origin` names it in errors and its folder
     /// anchors relative paths.
     pub fn parse(text: &str, origin: &str, base: &Path) -> Result<Config, ConfigError> {
-        let mut c: Config =
-            toml::from_str(text).map_err(|e| ConfigError::Parse { path: origin.to_string(), msg: one_line(&e.to_string()) })?;
+        let mut c: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_string(),
+            msg: one_line(&e.to_string()),
+        })?;
         c.origin = origin.to_string();
         c.resolve_paths(base);
         c.validate()?;
@@ -281,8 +300,10 @@ impl Config {
     }
 
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::Io { path: path.display().to_string(), msg: e.to_string() })?;
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
+            path: path.display().to_string(),
+            msg: e.to_string(),
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
         Config::parse(&text, &path.display().to_string(), base)
     }
@@ -312,7 +333,9 @@ impl Config {
         if let SourceConfig::Y4m { path, .. } = &mut self.source {
             fix(path);
         }
-        if !matches!(self.output.target.as_str(), "stdout" | "-") && !self.output.target.starts_with("udp://") {
+        if !matches!(self.output.target.as_str(), "stdout" | "-")
+            && !self.output.target.starts_with("udp://")
+        {
             let mut p = PathBuf::from(&self.output.target);
             fix(&mut p);
             self.output.target = p.display().to_string();
@@ -320,7 +343,12 @@ impl Config {
     }
 
     fn invalid(&self, field: &str, value: impl ToString, msg: &str) -> ConfigError {
-        ConfigError::Invalid { path: self.origin.clone(), field: field.into(), value: value.to_string(), msg: msg.into() }
+        ConfigError::Invalid {
+            path: self.origin.clone(),
+            field: field.into(),
+            value: value.to_string(),
+            msg: msg.into(),
+        }
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -328,20 +356,44 @@ impl Config {
             if allowed.contains(&v) {
                 Ok(())
             } else {
-                Err(self.invalid(field, format!("\"{v}\""), &format!("expected one of {}", allowed.join(", "))))
+                Err(self.invalid(
+                    field,
+                    format!("\"{v}\""),
+                    &format!("expected one of {}", allowed.join(", ")),
+                ))
             }
         };
         match &self.source {
-            SourceConfig::Synthetic { width, height, fps, format, pace, .. } => {
+            SourceConfig::Synthetic {
+                width,
+                height,
+                fps,
+                format,
+                pace,
+                ..
+            } => {
                 self.check_size("source", *width, *height)?;
                 self.check_fps(*fps)?;
                 one_of("source.format", format, &["rgb24", "yuyv"])?;
                 one_of("source.pace", pace, &["fast", "realtime"])?;
             }
-            SourceConfig::V4l2 { width, height, fps, format, buffers, timeout_ms, on_adjust, .. } => {
+            SourceConfig::V4l2 {
+                width,
+                height,
+                fps,
+                format,
+                buffers,
+                timeout_ms,
+                on_adjust,
+                ..
+            } => {
                 self.check_size("source", *width, *height)?;
                 self.check_fps(*fps)?;
-                one_of("source.format", format, &["yuyv", "uyvy", "nv12", "grey", "rgb24"])?;
+                one_of(
+                    "source.format",
+                    format,
+                    &["yuyv", "uyvy", "nv12", "grey", "rgb24"],
+                )?;
                 one_of("source.on_adjust", on_adjust, &["adapt", "refuse"])?;
                 if !(2..=32).contains(buffers) {
                     return Err(self.invalid("source.buffers", buffers, "expected 2..=32"));
@@ -352,38 +404,80 @@ impl Config {
             }
             SourceConfig::Y4m { pace, .. } => one_of("source.pace", pace, &["fast", "realtime"])?,
         }
-        one_of("model.decoder", &self.model.decoder, &["yolov8", "yolo11", "yolov5u", "yolov5"])?;
+        one_of(
+            "model.decoder",
+            &self.model.decoder,
+            &["yolov8", "yolo11", "yolov5u", "yolov5"],
+        )?;
         if !(0.0..=1.0).contains(&self.model.conf_threshold) {
-            return Err(self.invalid("model.conf_threshold", self.model.conf_threshold, "expected 0..1"));
+            return Err(self.invalid(
+                "model.conf_threshold",
+                self.model.conf_threshold,
+                "expected 0..1",
+            ));
         }
         if !(0.0..=1.0).contains(&self.model.iou_threshold) {
-            return Err(self.invalid("model.iou_threshold", self.model.iou_threshold, "expected 0..1"));
+            return Err(self.invalid(
+                "model.iou_threshold",
+                self.model.iou_threshold,
+                "expected 0..1",
+            ));
         }
         if self.model.max_detections == 0 || self.model.max_detections > 10_000 {
-            return Err(self.invalid("model.max_detections", self.model.max_detections, "expected 1..=10000"));
+            return Err(self.invalid(
+                "model.max_detections",
+                self.model.max_detections,
+                "expected 1..=10000",
+            ));
         }
         if self.model.threads == 0 || self.model.threads > 64 {
             return Err(self.invalid("model.threads", self.model.threads, "expected 1..=64"));
         }
         if let Some([w, h]) = self.model.input_size {
             if w == 0 || h == 0 || w > 8192 || h > 8192 {
-                return Err(self.invalid("model.input_size", format!("[{w}, {h}]"), "expected 1..=8192 each"));
+                return Err(self.invalid(
+                    "model.input_size",
+                    format!("[{w}, {h}]"),
+                    "expected 1..=8192 each",
+                ));
             }
         }
         if !(2..=64).contains(&self.pipeline.ring_slots) {
-            return Err(self.invalid("pipeline.ring_slots", self.pipeline.ring_slots, "expected 2..=64"));
+            return Err(self.invalid(
+                "pipeline.ring_slots",
+                self.pipeline.ring_slots,
+                "expected 2..=64",
+            ));
         }
-        one_of("pipeline.device", &self.pipeline.device, &["auto", "cpu", "cuda"])?;
+        one_of(
+            "pipeline.device",
+            &self.pipeline.device,
+            &["auto", "cpu", "cuda"],
+        )?;
         if self.output.max_line_bytes < 1024 {
-            return Err(self.invalid("output.max_line_bytes", self.output.max_line_bytes, "expected at least 1024"));
+            return Err(self.invalid(
+                "output.max_line_bytes",
+                self.output.max_line_bytes,
+                "expected at least 1024",
+            ));
         }
         if !(self.metrics.interval_s >= 0.0 && self.metrics.interval_s.is_finite()) {
-            return Err(self.invalid("metrics.interval_s", self.metrics.interval_s, "expected a number >= 0"));
+            return Err(self.invalid(
+                "metrics.interval_s",
+                self.metrics.interval_s,
+                "expected a number >= 0",
+            ));
         }
         for (f, p) in [
             ("threads.capture_priority", self.threads.capture_priority),
-            ("threads.inference_priority", self.threads.inference_priority),
-            ("threads.postprocess_priority", self.threads.postprocess_priority),
+            (
+                "threads.inference_priority",
+                self.threads.inference_priority,
+            ),
+            (
+                "threads.postprocess_priority",
+                self.threads.postprocess_priority,
+            ),
         ] {
             if let Some(p) = p {
                 if !(1..=99).contains(&p) {
@@ -429,17 +523,23 @@ mod tests {
     #[test]
     fn unknown_keys_name_the_field() {
         let text = "[source]\nkind = \"synthetic\"\n[model]\npath = \"m.onnx\"\nthreshold = 3\n";
-        let e = Config::parse(text, "x.toml", Path::new(".")).unwrap_err().to_string();
+        let e = Config::parse(text, "x.toml", Path::new("."))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("x.toml") && e.contains("threshold"), "{e}");
     }
 
     #[test]
     fn bad_values_name_field_and_value() {
         let text = "[source]\nkind = \"synthetic\"\n[model]\npath = \"m.onnx\"\n[pipeline]\nring_slots = 1\n";
-        let e = Config::parse(text, "x.toml", Path::new(".")).unwrap_err().to_string();
+        let e = Config::parse(text, "x.toml", Path::new("."))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("pipeline.ring_slots = 1"), "{e}");
         let text = "[source]\nkind = \"webcam\"\n[model]\npath = \"m.onnx\"\n";
-        let e = Config::parse(text, "x.toml", Path::new(".")).unwrap_err().to_string();
+        let e = Config::parse(text, "x.toml", Path::new("."))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("webcam"), "{e}");
     }
 
@@ -449,7 +549,9 @@ mod tests {
         let c = Config::parse(text, "/etc/perceptd/a.toml", Path::new("/etc/perceptd")).unwrap();
         assert_eq!(c.model.path, PathBuf::from("/etc/perceptd/m.onnx"));
         match c.source {
-            SourceConfig::Y4m { path, .. } => assert_eq!(path, PathBuf::from("/etc/perceptd/clip.y4m")),
+            SourceConfig::Y4m { path, .. } => {
+                assert_eq!(path, PathBuf::from("/etc/perceptd/clip.y4m"))
+            }
             _ => panic!(),
         }
     }

@@ -108,7 +108,17 @@ impl Pipeline {
                 .name("capture".into())
                 .spawn_scoped(s, move || {
                     apply_policy("capture", policies[0]);
-                    capture_loop(&mut *source, ring, &free_rx, &free_tx_c, ready_tx, &c, &stop_c, frames, live)
+                    capture_loop(
+                        &mut *source,
+                        ring,
+                        &free_rx,
+                        &free_tx_c,
+                        ready_tx,
+                        &c,
+                        &stop_c,
+                        frames,
+                        live,
+                    )
                 })
                 .expect("spawning the capture thread");
             let c = Arc::clone(&counters);
@@ -145,7 +155,12 @@ impl Pipeline {
             let (metrics, sink_errors) = post.join().unwrap_or_else(|_| (Metrics::new(), 0));
             (source_end, metrics, sink_errors)
         });
-        RunReport { metrics, elapsed_s: (monotonic_ns() - t0) as f64 * 1e-9, source_end, sink_errors }
+        RunReport {
+            metrics,
+            elapsed_s: (monotonic_ns() - t0) as f64 * 1e-9,
+            source_end,
+            sink_errors,
+        }
     }
 }
 
@@ -195,7 +210,12 @@ fn capture_loop(
             let mut slot = ring.slot(&mut token);
             match source.next_frame(&mut slot.frame) {
                 Ok(stamp) => {
-                    slot.meta = SlotMeta { seq, stamp, t_ready_ns: monotonic_ns(), ..SlotMeta::default() };
+                    slot.meta = SlotMeta {
+                        seq,
+                        stamp,
+                        t_ready_ns: monotonic_ns(),
+                        ..SlotMeta::default()
+                    };
                     Ok(())
                 }
                 Err(e) => Err(e),
@@ -290,7 +310,12 @@ struct Post<'a> {
     last_summary_ns: u64,
 }
 
-fn postprocess_loop(pp: &mut Post<'_>, ring: &Ring, done_rx: Receiver<SlotToken>, free_tx: Sender<SlotToken>) {
+fn postprocess_loop(
+    pp: &mut Post<'_>,
+    ring: &Ring,
+    done_rx: Receiver<SlotToken>,
+    free_tx: Sender<SlotToken>,
+) {
     loop {
         let mut token = match done_rx.recv_timeout(POLL) {
             Ok(t) => t,
@@ -315,7 +340,11 @@ impl Post<'_> {
     /// allocates.
     fn frame(&mut self, output: &[f32], m: &SlotMeta) {
         let counters = Arc::clone(self.metrics.counters());
-        if self.decoder.decode(output, &self.letterbox, self.dets).is_err() {
+        if self
+            .decoder
+            .decode(output, &self.letterbox, self.dets)
+            .is_err()
+        {
             self.dets.clear();
         }
         if let Some(cal) = self.calibration {
@@ -337,16 +366,25 @@ impl Post<'_> {
             e2e_ms: ms(m.stamp.capture_ns, now),
             dropped_total: values.dropped(),
         };
-        if self.sink.write_frame(&rec, self.dets.as_slice(), self.labels).is_err() {
+        if self
+            .sink
+            .write_frame(&rec, self.dets.as_slice(), self.labels)
+            .is_err()
+        {
             Counters::bump(&counters.sink_errors);
         }
         let end = monotonic_ns();
         let ns = |a: u64, b: u64| b.saturating_sub(a);
-        self.metrics.record_stage(Stage::Queue, ns(m.t_ready_ns, m.t_infer_start_ns));
-        self.metrics.record_stage(Stage::Preprocess, ns(m.t_infer_start_ns, m.t_pre_done_ns));
-        self.metrics.record_stage(Stage::Inference, ns(m.t_pre_done_ns, m.t_infer_done_ns));
-        self.metrics.record_stage(Stage::Postprocess, ns(m.t_post_start_ns, end));
-        self.metrics.record_stage(Stage::EndToEnd, ns(m.stamp.capture_ns, end));
+        self.metrics
+            .record_stage(Stage::Queue, ns(m.t_ready_ns, m.t_infer_start_ns));
+        self.metrics
+            .record_stage(Stage::Preprocess, ns(m.t_infer_start_ns, m.t_pre_done_ns));
+        self.metrics
+            .record_stage(Stage::Inference, ns(m.t_pre_done_ns, m.t_infer_done_ns));
+        self.metrics
+            .record_stage(Stage::Postprocess, ns(m.t_post_start_ns, end));
+        self.metrics
+            .record_stage(Stage::EndToEnd, ns(m.stamp.capture_ns, end));
         Counters::bump(&counters.processed);
     }
 
@@ -362,7 +400,9 @@ impl Post<'_> {
             return;
         }
         self.last_summary_ns = now;
-        let line = self.metrics.write_interval_summary(&mut self.summary, since as f64 * 1e-9);
+        let line = self
+            .metrics
+            .write_interval_summary(&mut self.summary, since as f64 * 1e-9);
         let mut err = std::io::stderr().lock();
         let _ = err.write_all(b"[perceptd] ");
         let _ = err.write_all(line.as_bytes());
@@ -375,7 +415,8 @@ impl Post<'_> {
 fn ground_of(cal: &Calibration, d: &Detection) -> Option<[f32; 2]> {
     let u = 0.5 * (d.bbox[0] + d.bbox[2]);
     let v = d.bbox[3];
-    cal.pixel_ray_ground(u as f64, v as f64).map(|[x, y]| [x as f32, y as f32])
+    cal.pixel_ray_ground(u as f64, v as f64)
+        .map(|[x, y]| [x as f32, y as f32])
 }
 
 /// CPU affinity and SCHED_FIFO for the calling thread; each degrades to a
@@ -389,13 +430,19 @@ fn apply_policy(name: &str, p: ThreadPolicy) {
             libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
         };
         if rc != 0 {
-            log::warn!("{name} thread: cannot pin to CPU {cpu}: {}", std::io::Error::last_os_error());
+            log::warn!(
+                "{name} thread: cannot pin to CPU {cpu}: {}",
+                std::io::Error::last_os_error()
+            );
         }
     }
     if let Some(prio) = p.fifo_priority {
-        let param = libc::sched_param { sched_priority: prio };
+        let param = libc::sched_param {
+            sched_priority: prio,
+        };
         // SAFETY: valid thread handle (ourselves) and param.
-        let rc = unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) };
+        let rc =
+            unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) };
         if rc != 0 {
             log::warn!(
                 "{name} thread: SCHED_FIFO priority {prio} not permitted ({}); running with normal scheduling",

@@ -873,8 +873,14 @@ mod tests {
 
     /// The letterbox geometry the preprocessing uses for this fit.
     fn fit(src_w: usize, src_h: usize, dst_w: usize, dst_h: usize) -> LetterboxInfo {
-        let desc = crate::frame::FrameDesc { format: crate::frame::PixelFormat::Rgb24, width: src_w, height: src_h };
-        crate::preprocess::Letterbox::new(desc, dst_w, dst_h).unwrap().info()
+        let desc = crate::frame::FrameDesc {
+            format: crate::frame::PixelFormat::Rgb24,
+            width: src_w,
+            height: src_h,
+        };
+        crate::preprocess::Letterbox::new(desc, dst_w, dst_h)
+            .unwrap()
+            .info()
     }
 
     #[test]

@@ -79,7 +79,13 @@ pub struct LetterboxInfo {
 impl LetterboxInfo {
     /// The model input is the source image itself.
     pub fn identity(src_w: usize, src_h: usize) -> LetterboxInfo {
-        LetterboxInfo { scale: 1.0, pad_x: 0.0, pad_y: 0.0, src_w: src_w as f32, src_h: src_h as f32 }
+        LetterboxInfo {
+            scale: 1.0,
+            pad_x: 0.0,
+            pad_y: 0.0,
+            src_w: src_w as f32,
+            src_h: src_h as f32,
+        }
     }
 
     /// Model-input point to source pixels, clipped to the image

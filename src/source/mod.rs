@@ -97,5 +97,6 @@ pub fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+pub mod paced;
 pub mod v4l2;
 pub mod y4m;
