@@ -3,5 +3,16 @@
 //! threads run an ONNX detector on each frame and publish detections placed
 //! on the ground in the vehicle frame.
 
+pub mod backend;
+pub mod boot;
+pub mod calibration;
+pub mod config;
 pub mod engine;
 pub mod frame;
+pub mod metrics;
+pub mod pipeline;
+pub mod postprocess;
+pub mod preprocess;
+pub mod ring;
+pub mod sink;
+pub mod source;

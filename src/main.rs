@@ -1,11 +1,17 @@
 //! The `perceptd` command line: a thin layer over the library. Parses
 //! flags, calls into `perceptd`, prints results, maps errors to exit codes
-//! (documented in README: 0 ok, 1 error, 2 usage, 3 comparison failed).
+//! (documented in README: 0 ok, 1 error, 2 usage, 3 comparison failed,
+//! 4 source lost mid-run).
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use perceptd::boot::{boot, Overrides};
+use perceptd::config::{Config, SourceConfig};
 use perceptd::engine::{self, onnx, Bindings, CpuModel, Limits, Tensor};
+use perceptd::source::{Source, SourceError};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(Parser)]
@@ -21,6 +27,76 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Run the pipeline: source -> model -> detections as JSON lines on
+    /// stdout (or the configured output), logs and summaries on stderr.
+    Run {
+        /// TOML config; without it the embedded default runs (synthetic
+        /// camera, shipped model, default calibration).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Stop after this many frames and exit 0.
+        #[arg(long)]
+        frames: Option<u64>,
+        /// Override the config's device: auto, cpu or cuda.
+        #[arg(long)]
+        device: Option<String>,
+        /// Override the config's model.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Override the config's output: stdout, a file, udp://HOST:PORT.
+        #[arg(long)]
+        output: Option<String>,
+    },
+    /// Replay a Y4M recording through the same pipeline.
+    Replay {
+        file: PathBuf,
+        /// realtime: at the file's frame rate, dropping frames when slow;
+        /// fast: lockstep, nothing dropped, deterministic.
+        #[arg(long, default_value = "fast")]
+        pace: String,
+        #[arg(long)]
+        model: Option<PathBuf>,
+        #[arg(long)]
+        frames: Option<u64>,
+        /// Config for everything but the source (default: embedded).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        device: Option<String>,
+        #[arg(long)]
+        output: Option<String>,
+    },
+    /// Record a V4L2 camera to Y4M; each frame's capture timestamp
+    /// (CLOCK_MONOTONIC ns) is stored as the frame parameter XTS=<ns>.
+    Record {
+        #[arg(long, default_value = "/dev/video0")]
+        device: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        frames: Option<u64>,
+        /// yuyv, uyvy, nv12 or grey.
+        #[arg(long, default_value = "yuyv")]
+        format: String,
+        #[arg(long, default_value_t = 640)]
+        width: usize,
+        #[arg(long, default_value_t = 480)]
+        height: usize,
+        #[arg(long, default_value_t = 30)]
+        fps: u32,
+    },
+    /// Write synthetic frames and YOLO labels for training (BMP images).
+    SynthDataset {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value_t = 300)]
+        frames: u64,
+        /// Keep every Nth frame.
+        #[arg(long, default_value_t = 1)]
+        every: u64,
+    },
     /// Run a model once on inputs stored as serialized onnx.TensorProto files
     /// (the ONNX backend-test layout) and write output_N.pb files.
     Infer {
@@ -87,6 +163,77 @@ fn main() {
 
 fn run(cli: Cli) -> Result<i32> {
     match cli.cmd {
+        Cmd::Run {
+            config,
+            frames,
+            device,
+            model,
+            output,
+        } => {
+            let cfg = match config {
+                Some(p) => Config::load(&p)?,
+                None => Config::default_embedded()?,
+            };
+            run_pipeline(
+                &cfg,
+                &Overrides {
+                    frames,
+                    device,
+                    model,
+                    output,
+                },
+            )
+        }
+        Cmd::Replay {
+            file,
+            pace,
+            model,
+            frames,
+            config,
+            device,
+            output,
+        } => {
+            if pace != "fast" && pace != "realtime" {
+                bail!("--pace {pace}: expected realtime or fast");
+            }
+            let mut cfg = match config {
+                Some(p) => Config::load(&p)?,
+                None => Config::default_embedded()?,
+            };
+            cfg.source = SourceConfig::Y4m { path: file, pace };
+            run_pipeline(
+                &cfg,
+                &Overrides {
+                    frames,
+                    device,
+                    model,
+                    output,
+                },
+            )
+        }
+        Cmd::Record {
+            device,
+            out,
+            frames,
+            format,
+            width,
+            height,
+            fps,
+        } => record(device, &out, frames, &format, width, height, fps),
+        Cmd::SynthDataset {
+            out,
+            seed,
+            frames,
+            every,
+        } => {
+            perceptd::source::synthetic::write_dataset(&out, seed, frames, every)?;
+            println!(
+                "wrote {} frames of seed {seed} to {}",
+                frames.div_ceil(every.max(1)),
+                out.display()
+            );
+            Ok(0)
+        }
         Cmd::Infer {
             model,
             inputs,
@@ -238,7 +385,7 @@ fn random_input(m: &mut CpuModel, seed: u64) {
     }
 }
 
-fn boot(model: &Path, shape: Option<&str>, threads: usize) -> Result<(CpuModel, f64)> {
+fn boot_model(model: &Path, shape: Option<&str>, threads: usize) -> Result<(CpuModel, f64)> {
     let t0 = Instant::now();
     let m = engine::build_cpu_model(model, &bindings(shape)?, threads, &Limits::default())?;
     Ok((m, t0.elapsed().as_secs_f64() * 1e3))
@@ -255,7 +402,7 @@ fn bench_model(
     if iters == 0 {
         bail!("--iters must be at least 1");
     }
-    let (mut m, boot_ms) = boot(model, shape, threads)?;
+    let (mut m, boot_ms) = boot_model(model, shape, threads)?;
     random_input(&mut m, 0x5eed);
     for _ in 0..warmup {
         m.run();
@@ -308,7 +455,7 @@ fn mib(b: usize) -> f64 {
 }
 
 fn check(model: &Path, shape: Option<&str>) -> Result<i32> {
-    let (m, boot_ms) = boot(model, shape, 1)?;
+    let (m, boot_ms) = boot_model(model, shape, 1)?;
     println!("model {} (booted in {boot_ms:.1} ms)", model.display());
     for p in m.inputs() {
         println!(
@@ -340,6 +487,91 @@ fn check(model: &Path, shape: Option<&str>) -> Result<i32> {
         st.tensor_bytes as f64 / st.arena_bytes.max(1) as f64,
         st.scratch_bytes,
         st.constant_bytes
+    );
+    Ok(0)
+}
+
+fn run_pipeline(cfg: &Config, ov: &Overrides) -> Result<i32> {
+    let pipeline = boot(cfg, ov)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = Arc::clone(&stop);
+    ctrlc::set_handler(move || s.store(true, Ordering::SeqCst))
+        .context("installing the Ctrl-C/SIGTERM handler")?;
+    log::info!("running ({} ring slots)", pipeline.ring_slots);
+    let report = pipeline.run(stop);
+    let mut buf = vec![0u8; 1024];
+    let line = report.metrics.write_summary(&mut buf, report.elapsed_s);
+    eprintln!("[perceptd] final: {line}");
+    if report.sink_errors > 0 {
+        log::warn!("output: {} lines could not be written", report.sink_errors);
+    }
+    match report.source_end {
+        None => Ok(0),
+        Some(e @ SourceError::Truncated { .. }) => {
+            log::warn!("{e}: every complete frame was processed");
+            Ok(0)
+        }
+        Some(e) => {
+            eprintln!("error: {e}");
+            Ok(4)
+        }
+    }
+}
+
+fn record(
+    device: PathBuf,
+    out: &Path,
+    frames: Option<u64>,
+    format: &str,
+    width: usize,
+    height: usize,
+    fps: u32,
+) -> Result<i32> {
+    use perceptd::frame::PixelFormat;
+    use perceptd::source::v4l2::{OnAdjust, V4l2Config, V4l2Source};
+    use perceptd::source::y4m::{FrameRate, Y4mWriter};
+    let format = match format {
+        "yuyv" => PixelFormat::Yuyv,
+        "uyvy" => PixelFormat::Uyvy,
+        "nv12" => PixelFormat::Nv12,
+        "grey" => PixelFormat::Grey,
+        other => bail!("--format {other}: expected yuyv, uyvy, nv12 or grey"),
+    };
+    let cfg = V4l2Config {
+        device,
+        format,
+        width,
+        height,
+        fps,
+        buffers: 4,
+        timeout_ms: 2000,
+        on_adjust: OnAdjust::Adapt,
+    };
+    let mut cam = V4l2Source::open(&cfg)?;
+    let desc = cam.desc();
+    let (num, den) = cam.frame_rate().unwrap_or((fps, 1));
+    let mut w = Y4mWriter::create(out, desc, FrameRate { num, den })?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = Arc::clone(&stop);
+    ctrlc::set_handler(move || s.store(true, Ordering::SeqCst))
+        .context("installing the Ctrl-C handler")?;
+    let mut buf = vec![0u8; desc.bytes()];
+    let mut n = 0u64;
+    while !stop.load(Ordering::SeqCst) && frames.is_none_or(|f| n < f) {
+        match cam.next_frame(&mut buf) {
+            Ok(stamp) => {
+                w.write_frame(&buf, stamp)?;
+                n += 1;
+            }
+            Err(SourceError::BadFrame { .. }) | Err(SourceError::Timeout { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let written = w.finish()?;
+    eprintln!(
+        "recorded {written} frames from {} to {}",
+        cam.describe(),
+        out.display()
     );
     Ok(0)
 }

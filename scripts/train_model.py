@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""Train the shipped detector (models/perceptd-synth.onnx) on perceptd's
+synthetic road scenes, and export it with Ultralytics' own ONNX exporter.
+
+    cargo build --release
+    python3 -m venv .venv && .venv/bin/pip install -r scripts/requirements-fixtures.txt
+    .venv/bin/python scripts/train_model.py [--epochs 30] [--hours 0.75]
+
+Data: `perceptd synth-dataset` renders frames with YOLO labels (train seeds
+1..8, validation seeds 101..102, disjoint from the held-out seeds the
+pipeline test evaluates on). Model: yolov8n.yaml scaled to depth 0.33,
+width 0.125, max 256 channels, 3 classes, input 320x320, trained from
+scratch on the CPU (no downloaded weights), then exported at opset 17 with
+simplification. Everything is seeded; runs on CPU in under an hour on two
+cores.
+"""
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("YOLO_AUTOINSTALL", "False")
+os.environ.setdefault("YOLO_CONFIG_DIR", os.path.join(tempfile.gettempdir(), "perceptd-yolo-config"))
+
+CLASSES = ["vehicle", "pedestrian", "cyclist"]
+TRAIN_SEEDS = range(1, 9)
+VAL_SEEDS = range(101, 103)
+
+
+def render(binary, out, seed, frames, every):
+    subprocess.run([binary, "synth-dataset", "--out", out, "--seed", str(seed), "--frames", str(frames), "--every", str(every)], check=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--hours", type=float, default=0.75, help="wall-clock cap for training")
+    ap.add_argument("--imgsz", type=int, default=320)
+    ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "perceptd-train"))
+    ap.add_argument("--frames", type=int, default=600, help="frames rendered per training seed")
+    ap.add_argument("--every", type=int, default=3)
+    a = ap.parse_args()
+
+    binary = os.path.join(ROOT, "target", "release", "perceptd")
+    if not os.path.exists(binary):
+        sys.exit(f"{binary} not found: run `cargo build --release` first")
+    data = os.path.join(a.work, "data")
+    if not os.path.exists(os.path.join(data, "done")):
+        shutil.rmtree(data, ignore_errors=True)
+        for s in TRAIN_SEEDS:
+            render(binary, os.path.join(data, "train", f"seed{s}"), s, a.frames, a.every)
+        for s in VAL_SEEDS:
+            render(binary, os.path.join(data, "val", f"seed{s}"), s, 300, 3)
+        open(os.path.join(data, "done"), "w").close()
+    yaml_path = os.path.join(a.work, "data.yaml")
+    with open(yaml_path, "w") as f:
+        f.write(f"path: {data}\n")
+        f.write("train:\n" + "".join(f"  - train/seed{s}/images\n" for s in TRAIN_SEEDS))
+        f.write("val:\n" + "".join(f"  - val/seed{s}/images\n" for s in VAL_SEEDS))
+        f.write("names:\n" + "".join(f"  {i}: {n}\n" for i, n in enumerate(CLASSES)))
+
+    import torch
+    import yaml
+    import ultralytics
+    from ultralytics import YOLO
+
+    torch.manual_seed(0)
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    cfg_path = os.path.join(os.path.dirname(ultralytics.__file__), "cfg", "models", "v8", "yolov8.yaml")
+    with open(cfg_path) as f:
+        cfg = yaml.safe_load(f)
+    cfg["nc"] = len(CLASSES)
+    cfg["scales"] = {"n": [0.33, 0.125, 256]}
+    model_yaml = os.path.join(a.work, "perceptd-synth.yaml")
+    with open(model_yaml, "w") as f:
+        yaml.safe_dump(cfg, f)
+    model = YOLO(model_yaml, task="detect")
+    model.train(
+        data=yaml_path,
+        epochs=a.epochs,
+        time=a.hours,
+        imgsz=a.imgsz,
+        batch=32,
+        workers=2,
+        device="cpu",
+        seed=0,
+        deterministic=True,
+        pretrained=False,
+        amp=False,
+        cache="ram",
+        project=os.path.join(a.work, "runs"),
+        name="train",
+        exist_ok=True,
+        plots=False,
+        verbose=False,
+        fliplr=0.5,
+        mosaic=1.0,
+        close_mosaic=5,
+    )
+    best = os.path.join(a.work, "runs", "train", "weights", "best.pt")
+    metrics = YOLO(best).val(data=yaml_path, imgsz=a.imgsz, device="cpu", plots=False, verbose=False)
+    onnx_path = YOLO(best).export(format="onnx", imgsz=a.imgsz, opset=17, simplify=True, dynamic=False)
+    os.makedirs(os.path.join(ROOT, "models"), exist_ok=True)
+    dst = os.path.join(ROOT, "models", "perceptd-synth.onnx")
+    shutil.copy(onnx_path, dst)
+    with open(os.path.join(ROOT, "models", "perceptd-synth.labels"), "w") as f:
+        f.write("".join(n + "\n" for n in CLASSES))
+    print(f"wrote {dst} ({os.path.getsize(dst)} bytes)")
+    print(f"ultralytics val (seeds {list(VAL_SEEDS)}): precision {metrics.box.mp:.3f} recall {metrics.box.mr:.3f} mAP50 {metrics.box.map50:.3f} mAP50-95 {metrics.box.map:.3f}")
+    print(f"versions: ultralytics {ultralytics.__version__}, torch {torch.__version__}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+//! The inference backend boundary: one trait, implemented by the CPU
+//! backend here and by the CUDA backend later, chosen at boot. A backend
+//! takes a raw frame from a ring slot and leaves the model's output in the
+//! slot: preprocessing, the network and any copies are its business.
+//!
+//! Construction is boot (allocates, plans, warms up); `infer` runs on the
+//! inference thread and never allocates.
+
+use crate::engine::{build_cpu_model, Bindings, CpuModel, EngineError, Limits};
+use crate::frame::FrameDesc;
+use crate::preprocess::{Letterbox, LetterboxInfo, PreprocessError};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum BackendError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Preprocess(#[from] PreprocessError),
+    #[error("{0}")]
+    Model(String),
+}
+use crate::source::monotonic_ns;
+use std::path::Path;
+
+/// What one call to [`Backend::infer`] measured (CLOCK_MONOTONIC ns).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InferTiming {
+    /// Preprocessing finished, network started.
+    pub pre_done_ns: u64,
+}
+
+pub trait Backend: Send {
+    /// `cpu (2 threads)`, `cuda:0 (NVIDIA ...)`, ...
+    fn describe(&self) -> String;
+
+    /// Model input `[width, height]`.
+    fn input_size(&self) -> [usize; 2];
+
+    /// How frames are fitted into the model input.
+    fn letterbox(&self) -> LetterboxInfo;
+
+    /// Shape of the (first) model output.
+    fn output_shape(&self) -> &[usize];
+
+    /// Preprocess `frame`, run the network, write the output to `out`
+    /// (`output_shape()` elements). Frame path: never allocates.
+    fn infer(&mut self, frame: &[u8], out: &mut [f32]) -> InferTiming;
+}
+
+/// The CPU backend: CPU letterbox preprocessing into the model's input
+/// region of the arena, then the engine's CPU plan.
+pub struct CpuBackend {
+    letterbox: Letterbox,
+    model: CpuModel,
+    output_shape: Vec<usize>,
+    input_size: [usize; 2],
+}
+
+impl CpuBackend {
+    /// Boot: load and plan `model_path` for frames of `src`; models with
+    /// symbolic input dims take `input_size` (`[width, height]`).
+    pub fn new(
+        model_path: &Path,
+        src: FrameDesc,
+        input_size: Option<[usize; 2]>,
+        threads: usize,
+    ) -> Result<CpuBackend, BackendError> {
+        let mut b = Bindings::new();
+        if let Some([w, h]) = input_size {
+            b.shapes.push(Some(vec![1, 3, h, w]));
+        }
+        let model = build_cpu_model(model_path, &b, threads, &Limits::default())?;
+        let ins = model.inputs();
+        if ins.len() != 1 {
+            return Err(BackendError::Model(format!(
+                "{}: a detector has one input, this model has {}",
+                model_path.display(),
+                ins.len()
+            )));
+        }
+        let shape = &ins[0].shape;
+        if shape.len() != 4 || shape[0] != 1 || shape[1] != 3 {
+            return Err(BackendError::Model(format!(
+                "{}: input '{}' is {} but a detector input must be 1x3xHxW",
+                model_path.display(),
+                ins[0].name,
+                crate::engine::tensor::shape_string(shape)
+            )));
+        }
+        let (h, w) = (shape[2], shape[3]);
+        let output_shape = model
+            .outputs()
+            .first()
+            .map(|o| o.shape.clone())
+            .unwrap_or_default();
+        Ok(CpuBackend {
+            letterbox: Letterbox::new(src, w, h)?,
+            model,
+            output_shape,
+            input_size: [w, h],
+        })
+    }
+}
+
+impl Backend for CpuBackend {
+    fn describe(&self) -> String {
+        format!("cpu ({} threads)", self.model.threads())
+    }
+
+    fn input_size(&self) -> [usize; 2] {
+        self.input_size
+    }
+
+    fn letterbox(&self) -> LetterboxInfo {
+        self.letterbox.info()
+    }
+
+    fn output_shape(&self) -> &[usize] {
+        &self.output_shape
+    }
+
+    fn infer(&mut self, frame: &[u8], out: &mut [f32]) -> InferTiming {
+        // Sizes were checked when the letterbox was built at boot, so this
+        // cannot fail for a frame from the ring.
+        let r = self.letterbox.run(frame, self.model.input_mut(0));
+        debug_assert!(r.is_ok(), "letterbox: {r:?}");
+        let pre_done_ns = monotonic_ns();
+        self.model.run();
+        out.copy_from_slice(self.model.output(0));
+        InferTiming { pre_done_ns }
+    }
+}

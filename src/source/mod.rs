@@ -1,0 +1,102 @@
+//! Frame sources: the V4L2 camera, Y4M replay and the synthetic road scene.
+//! Each fills a ring slot's host buffer with one raw frame in its
+//! [`FrameDesc`] format and stamps it.
+//!
+//! Opening a source is boot (may allocate, may fail with a clear error);
+//! `next_frame`/`skip_frame` run on the capture thread and never allocate.
+
+pub mod synthetic;
+
+use crate::frame::FrameDesc;
+use thiserror::Error;
+
+/// How the pipeline treats a source when inference lags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pacing {
+    /// Frames arrive on their own clock (camera, realtime replay): latest
+    /// frame wins, older frames are dropped and counted.
+    Live,
+    /// Frames are produced on demand (fast replay, tests, benchmarks):
+    /// capture waits for a free slot, nothing is dropped.
+    Lockstep,
+}
+
+/// When a frame was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FrameStamp {
+    /// CLOCK_MONOTONIC nanoseconds when the frame was captured (live) or
+    /// handed to the pipeline (replay, synthetic).
+    pub capture_ns: u64,
+    /// The source's own timestamp, if it has one (V4L2 buffer timestamp,
+    /// the recorded capture time in a Y4M file, the synthetic frame time).
+    pub source_ns: Option<u64>,
+}
+
+#[derive(Debug, Error)]
+pub enum SourceError {
+    /// No more frames (end of a replay, `--frames` reached by the source).
+    #[error("end of stream")]
+    End,
+    /// The file ended inside a frame; every complete frame was delivered.
+    #[error("{path}: truncated after {frames} complete frames ({bytes} stray bytes at the end)")]
+    Truncated {
+        path: String,
+        frames: u64,
+        bytes: u64,
+    },
+    /// No frame within the poll timeout (a stalled camera).
+    #[error("{device}: no frame within {timeout_ms} ms")]
+    Timeout { device: String, timeout_ms: u64 },
+    /// The device went away (ENODEV, POLLERR).
+    #[error("{device}: disconnected: {reason}")]
+    Disconnected { device: String, reason: String },
+    /// A frame was flagged bad by the driver or had the wrong size; it was
+    /// not delivered. Counted, not fatal.
+    #[error("{device}: bad frame: {reason}")]
+    BadFrame {
+        device: String,
+        reason: &'static str,
+    },
+    #[error("{path}: {msg}")]
+    Io { path: String, msg: String },
+    /// Boot-time configuration problems: one line naming the field/value.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// A source of raw frames. Implementations own their device/file and any
+/// buffers they need, all set up at open time.
+pub trait Source: Send {
+    /// Format and size of every frame this source delivers.
+    fn desc(&self) -> FrameDesc;
+
+    fn pacing(&self) -> Pacing;
+
+    /// Short description for logs (`/dev/video0 YUYV 640x480@30`, ...).
+    fn describe(&self) -> String;
+
+    /// Copy the next frame into `dst` (`desc().bytes()` long) and stamp it.
+    /// Blocks until the frame is due (paced replay) or available (camera,
+    /// up to its poll timeout). Frame path: never allocates.
+    fn next_frame(&mut self, dst: &mut [u8]) -> Result<FrameStamp, SourceError>;
+
+    /// Consume the next frame without copying it (no free slot: the frame
+    /// is dropped, but a live source must keep its queue moving).
+    /// Frame path: never allocates.
+    fn skip_frame(&mut self) -> Result<FrameStamp, SourceError>;
+}
+
+/// CLOCK_MONOTONIC in nanoseconds. Frame path: never allocates.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the valid timespec we pass.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+pub mod paced;
+pub mod v4l2;
+pub mod y4m;
