@@ -582,7 +582,7 @@ mod tests {
         let jit = |v: u32, d: f64| (v % 17) as f64 / d - 8.0 / d;
         for i in 0..N {
             let kind = r.next() % 4;
-            if i > 0 && r.next() % 50 == 0 {
+            if i > 0 && r.next().is_multiple_of(50) {
                 boxes[i] = boxes[i - 1];
                 cls[i] = cls[i - 1];
                 obj[i] = obj[i - 1];
@@ -609,7 +609,7 @@ mod tests {
                     *v = (r.next() % 200) as f64 / 1024.0;
                 }
                 cls[i][c] = 0.3 + (r.next() % 640) as f64 / 1024.0;
-                if r.next() % 8 == 0 {
+                if r.next().is_multiple_of(8) {
                     let other = (c + 1 + (r.next() % (C as u32 - 1)) as usize) % C;
                     cls[i][other] = 0.3 + (r.next() % 640) as f64 / 1024.0;
                 }

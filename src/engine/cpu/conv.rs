@@ -115,7 +115,7 @@ impl ConvShape {
                 return Err(format!("conv {what} must be at least 1, got 0"));
             }
         }
-        if self.c_in % self.group != 0 || self.c_out % self.group != 0 {
+        if !self.c_in.is_multiple_of(self.group) || !self.c_out.is_multiple_of(self.group) {
             return Err(format!(
                 "conv group {} must divide input channels {} and output channels {}",
                 self.group, self.c_in, self.c_out
@@ -782,7 +782,6 @@ fn winograd_input_impl(s: &ConvShape, nr: usize, x: &[f32], tc: TileChunk, v: &m
 /// with masked gather/scatter (the masks do the zero padding and the
 /// clipping at the borders), transforms in registers.
 #[cfg(target_arch = "x86_64")]
-#[allow(clippy::incompatible_msrv)]
 mod wino_avx512 {
     use super::{ConvShape, OutImage, TileChunk, WgOut, WG_IN, WG_LANES, WG_OUT, WG_XI};
     use crate::engine::ops::activation::x86::apply_rows_avx512;
@@ -795,7 +794,7 @@ mod wino_avx512 {
     /// at most `MAX_GROUPS` lane groups.
     pub(super) fn fits(s: &ConvShape, nr: usize) -> bool {
         let lim = (i32::MAX / 2) as usize;
-        nr % WG_LANES == 0
+        nr.is_multiple_of(WG_LANES)
             && nr / WG_LANES <= MAX_GROUPS
             && (s.h + 8).saturating_mul(s.w + 8) < lim
             && (s.oh + 8).saturating_mul(s.ow + 8) < lim

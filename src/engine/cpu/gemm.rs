@@ -656,7 +656,6 @@ trait MicroKernel {
 // AVX-512 intrinsics are stable since Rust 1.89; Cargo.toml's
 // rust-version (1.80) predates them (the toolchain in use is newer).
 #[cfg(target_arch = "x86_64")]
-#[allow(clippy::incompatible_msrv)]
 mod x86 {
     use super::{MicroKernel, TileEp};
     use crate::engine::ir::Activation;

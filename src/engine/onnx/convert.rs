@@ -382,7 +382,7 @@ fn check_spatial(
     dilations: &[usize],
     pads: &[usize],
 ) -> Result<(), EngineError> {
-    if pads.len() % 2 != 0 {
+    if !pads.len().is_multiple_of(2) {
         return Err(a.err(format!(
             "attribute 'pads' has an odd number of values ({})",
             pads.len()

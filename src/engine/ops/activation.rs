@@ -181,7 +181,6 @@ pub(crate) mod portable {
 // AVX-512 intrinsics are stable since Rust 1.89; Cargo.toml's
 // rust-version (1.80) predates them (the toolchain in use is newer).
 #[cfg(target_arch = "x86_64")]
-#[allow(clippy::incompatible_msrv)]
 pub(crate) mod x86 {
     use super::portable::*;
     use crate::engine::ir::Activation;

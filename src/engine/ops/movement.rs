@@ -887,7 +887,7 @@ fn reshape_shape(input: &[usize], want: &[i64], allowzero: bool) -> OpResult<Vec
     }
     if let Some(i) = infer_at {
         let known = checked_numel(&out).unwrap_or(usize::MAX);
-        if known == 0 || total % known != 0 {
+        if known == 0 || !total.is_multiple_of(known) {
             op_bail!(
                 "Reshape cannot infer the -1 in {want:?} for input {} ({total} elements)",
                 shape_string(input)

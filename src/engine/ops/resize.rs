@@ -475,7 +475,7 @@ impl AxisMap {
 
     /// For nearest maps: `Some(k)` when output `o` reads input `o / k`.
     fn integer_upsample(&self) -> Option<usize> {
-        if self.taps != 1 || !self.extrap.is_empty() || self.output % self.input != 0 {
+        if self.taps != 1 || !self.extrap.is_empty() || !self.output.is_multiple_of(self.input) {
             return None;
         }
         let k = self.output / self.input;
