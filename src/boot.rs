@@ -256,5 +256,6 @@ pub fn boot(cfg: &Config, ov: &Overrides) -> Result<Pipeline, BootError> {
                 fifo_priority: t.postprocess_priority,
             },
         ],
+        metrics: crate::metrics::Metrics::new(),
     })
 }

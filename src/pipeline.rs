@@ -52,6 +52,9 @@ pub struct Pipeline {
     /// Seconds between periodic summary lines on stderr (0 = none).
     pub metrics_interval_s: f64,
     pub policies: [ThreadPolicy; 3],
+    /// Histograms and counters, allocated at boot; the counters can be
+    /// watched from other threads while the pipeline runs.
+    pub metrics: Metrics,
 }
 
 /// How a run ended.
@@ -81,6 +84,7 @@ impl Pipeline {
             frames,
             metrics_interval_s,
             policies,
+            mut metrics,
         } = self;
         let frame_bytes = source.desc().bytes();
         let out_len: usize = backend.output_shape().iter().product();
@@ -90,16 +94,17 @@ impl Pipeline {
         let (free_tx, free_rx) = bounded::<SlotToken>(ring_slots);
         let (ready_tx, ready_rx) = bounded::<SlotToken>(ring_slots);
         let (done_tx, done_rx) = bounded::<SlotToken>(ring_slots);
-        for t in tokens {
-            // Cannot fail: the channel holds exactly ring_slots tokens.
-            let _ = free_tx.send(t);
-        }
-        let mut metrics = Metrics::new();
         let counters = Arc::clone(metrics.counters());
         let live = source.pacing() == Pacing::Live;
         let mut dets = decoder.new_list();
         let t0 = monotonic_ns();
 
+        // Each thread blocks once on its (still empty) input channel before
+        // any token exists: crossbeam allocates a thread's wait context and
+        // a channel's waiter list on first use, and that belongs to boot.
+        let warm = std::sync::Barrier::new(4);
+        let warm = &warm;
+        let free_fill = free_tx.clone();
         let (source_end, metrics, sink_errors) = std::thread::scope(|s| {
             let c = Arc::clone(&counters);
             let stop_c = Arc::clone(&stop);
@@ -108,6 +113,7 @@ impl Pipeline {
                 .name("capture".into())
                 .spawn_scoped(s, move || {
                     apply_policy("capture", policies[0]);
+                    warm_up(&free_rx, warm);
                     capture_loop(
                         &mut *source,
                         ring,
@@ -127,6 +133,7 @@ impl Pipeline {
                 .name("inference".into())
                 .spawn_scoped(s, move || {
                     apply_policy("inference", policies[1]);
+                    warm_up(&ready_rx, warm);
                     inference_loop(&mut *backend, ring, ready_rx, &free_tx_i, done_tx, &c, live)
                 })
                 .expect("spawning the inference thread");
@@ -134,6 +141,7 @@ impl Pipeline {
                 .name("postprocess".into())
                 .spawn_scoped(s, move || {
                     apply_policy("postprocess", policies[2]);
+                    warm_up(&done_rx, warm);
                     let mut pp = Post {
                         decoder: &mut decoder,
                         labels: &labels,
@@ -151,6 +159,12 @@ impl Pipeline {
                     (metrics, sink_errors)
                 })
                 .expect("spawning the postprocess thread");
+            warm.wait();
+            for t in tokens {
+                // Cannot fail: the channel holds exactly ring_slots tokens.
+                let _ = free_fill.send(t);
+            }
+            drop(free_fill);
             let source_end = capture.join().unwrap_or(None);
             let (metrics, sink_errors) = post.join().unwrap_or_else(|_| (Metrics::new(), 0));
             (source_end, metrics, sink_errors)
@@ -162,6 +176,14 @@ impl Pipeline {
             sink_errors,
         }
     }
+}
+
+/// Boot, on the stage's own thread: block briefly on `rx` while it is
+/// empty, so the first real wait allocates nothing; then wait for the others.
+fn warm_up(rx: &Receiver<SlotToken>, warm: &std::sync::Barrier) {
+    debug_assert!(rx.is_empty());
+    let _ = rx.recv_timeout(Duration::from_millis(2));
+    warm.wait();
 }
 
 #[allow(clippy::too_many_arguments)]
