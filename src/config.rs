@@ -122,8 +122,9 @@ pub struct ModelConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CalibrationConfig {
-    /// ROS camera_info YAML with extrinsics; empty disables ground positions.
-    #[serde(default = "d_calibration")]
+    /// ROS camera_info YAML with extrinsics. Unset: no ground positions
+    /// (and the synthetic camera uses its built-in front camera).
+    #[serde(default)]
     pub path: Option<PathBuf>,
 }
 
@@ -229,9 +230,6 @@ fn d_max_det() -> usize {
 }
 fn d_model_threads() -> usize {
     2
-}
-fn d_calibration() -> Option<PathBuf> {
-    Some("calibration/front_camera.yaml".into())
 }
 fn d_slots() -> usize {
     6
