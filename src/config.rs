@@ -253,7 +253,7 @@ fn d_interval() -> f64 {
 impl Default for CalibrationConfig {
     fn default() -> Self {
         CalibrationConfig {
-            path: d_calibration(),
+            path: None,
         }
     }
 }
