@@ -119,7 +119,7 @@ pub struct ModelConfig {
     pub threads: usize,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct CalibrationConfig {
     /// ROS camera_info YAML with extrinsics. Unset: no ground positions
@@ -250,13 +250,6 @@ fn d_interval() -> f64 {
     5.0
 }
 
-impl Default for CalibrationConfig {
-    fn default() -> Self {
-        CalibrationConfig {
-            path: None,
-        }
-    }
-}
 impl Default for PipelineConfig {
     fn default() -> Self {
         PipelineConfig {
