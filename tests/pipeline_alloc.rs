@@ -9,32 +9,13 @@ mod common;
 
 use common::*;
 use perceptd::boot::{boot, Overrides};
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-struct Counting;
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards to the system allocator; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::SeqCst);
-        System.alloc(l)
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        System.dealloc(p, l)
-    }
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::SeqCst);
-        System.alloc_zeroed(l)
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::SeqCst);
-        System.realloc(p, l, n)
-    }
-}
+#[path = "common/counting_alloc.rs"]
+mod counting_alloc;
+use counting_alloc::{allocations, Counting};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
@@ -59,11 +40,11 @@ fn pipeline_makes_no_allocation_after_warm_up() {
     while processed() < 100 {
         std::thread::sleep(Duration::from_micros(200));
     }
-    let (a, fa) = (ALLOCS.load(Ordering::SeqCst), processed());
+    let (a, fa) = (allocations(), processed());
     while processed() < 1100 {
         std::thread::sleep(Duration::from_micros(200));
     }
-    let (b, fb) = (ALLOCS.load(Ordering::SeqCst), processed());
+    let (b, fb) = (allocations(), processed());
     let report = handle.join().unwrap();
     assert!(fb - fa >= 1000, "window covered {} frames", fb - fa);
     assert_eq!(

@@ -14,40 +14,19 @@ use perceptd::source::v4l2::dev::{
 use perceptd::source::v4l2::{OnAdjust, V4l2Config, V4l2Source};
 use perceptd::source::y4m::{FrameRate, Pace, Y4mSource, Y4mWriter};
 use perceptd::source::{FrameStamp, Source};
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::io;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-struct Counting;
-
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards to the system allocator; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::SeqCst);
-        System.alloc(l)
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        System.dealloc(p, l)
-    }
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::SeqCst);
-        System.alloc_zeroed(l)
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::SeqCst);
-        System.realloc(p, l, n)
-    }
-}
+#[path = "common/counting_alloc.rs"]
+mod counting_alloc;
+use counting_alloc::{allocations, Counting};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
 fn allocs_in(what: &str, f: impl FnOnce()) {
-    let before = ALLOCS.load(Ordering::SeqCst);
+    let before = allocations();
     f();
-    let n = ALLOCS.load(Ordering::SeqCst) - before;
+    let n = allocations() - before;
     assert_eq!(n, 0, "{what} allocated {n} times");
 }
 

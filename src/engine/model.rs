@@ -6,7 +6,7 @@
 use super::cpu::{Buf, CpuKernel, StepIo, ThreadPool};
 use super::error::EngineError;
 use super::ir::{Graph, Op, TensorId};
-use super::ops::{self, OutInfo, ValueInfo};
+use super::ops::{self, OutInfo};
 use super::plan::{assign_offsets, Interval};
 use super::tensor::{numel, Storage, Tensor};
 use std::alloc::{alloc_zeroed, dealloc, Layout};
@@ -155,20 +155,7 @@ impl CpuModel {
                 kernels.push(None);
                 continue;
             }
-            let infos: Vec<Option<ValueInfo>> = n
-                .inputs
-                .iter()
-                .map(|i| {
-                    i.map(|t| {
-                        let info = &g.tensors[t];
-                        ValueInfo {
-                            dtype: info.dtype,
-                            shape: info.shape.as_deref().unwrap_or(&[]),
-                            value: info.value.as_deref(),
-                        }
-                    })
-                })
-                .collect();
+            let infos = super::specialize::value_infos(g, &n.inputs);
             let outs: Vec<OutInfo> = n
                 .outputs
                 .iter()

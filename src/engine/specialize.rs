@@ -106,25 +106,7 @@ pub fn specialize(g: &mut Graph, b: &Bindings) -> Result<(), EngineError> {
             continue;
         }
 
-        let infos: Vec<Option<ValueInfo>> = node
-            .inputs
-            .iter()
-            .map(|i| {
-                i.map(|t| {
-                    let info = &g.tensors[t];
-                    ValueInfo {
-                        dtype: info.value.as_ref().map(|v| v.dtype).unwrap_or(info.dtype),
-                        shape: info
-                            .value
-                            .as_ref()
-                            .map(|v| v.shape.as_slice())
-                            .or(info.shape.as_deref())
-                            .unwrap_or(&[]),
-                        value: info.value.as_deref(),
-                    }
-                })
-            })
-            .collect();
+        let infos = value_infos(g, &node.inputs);
         let outs = ops::infer(&node.op, &infos).map_err(|e| nerr(e.0))?;
         if outs.len() < node.outputs.len() {
             return Err(nerr(format!(
@@ -275,4 +257,27 @@ pub fn is_runtime_node(g: &Graph, inputs: &[Option<TensorId>]) -> bool {
         .iter()
         .flatten()
         .any(|&t| g.tensors[t].value.is_none())
+}
+
+/// What the op implementations see of a node's inputs: dtype, shape and
+/// the value of constants.
+pub fn value_infos<'a>(g: &'a Graph, inputs: &[Option<TensorId>]) -> Vec<Option<ValueInfo<'a>>> {
+    inputs
+        .iter()
+        .map(|i| {
+            i.map(|t| {
+                let info = &g.tensors[t];
+                ValueInfo {
+                    dtype: info.value.as_ref().map(|v| v.dtype).unwrap_or(info.dtype),
+                    shape: info
+                        .value
+                        .as_ref()
+                        .map(|v| v.shape.as_slice())
+                        .or(info.shape.as_deref())
+                        .unwrap_or(&[]),
+                    value: info.value.as_deref(),
+                }
+            })
+        })
+        .collect()
 }
