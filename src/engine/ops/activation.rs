@@ -34,6 +34,8 @@ impl Activation {
             Activation::HardSigmoid(a, b) => (a * x + b).clamp(0.0, 1.0),
             Activation::HardSwish => x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
             Activation::Tanh => x.tanh(),
+            // NaN stays NaN, as in ONNX (f32::max would pick the bound).
+            Activation::Clip(_, _) if x.is_nan() => x,
             Activation::Clip(lo, hi) => x.max(lo).min(hi),
             Activation::Elu(a) => {
                 if x < 0.0 {
@@ -309,7 +311,9 @@ pub(crate) mod x86 {
             }
             Activation::Tanh => tanh_zmm(x),
             Activation::Clip(lo, hi) => {
-                _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(lo)), _mm512_set1_ps(hi))
+                // max/min return their second operand when either is NaN:
+                // x goes second so NaN propagates.
+                _mm512_min_ps(_mm512_set1_ps(hi), _mm512_max_ps(_mm512_set1_ps(lo), x))
             }
             Activation::Elu(a) => {
                 let neg = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, _mm512_setzero_ps());
@@ -485,7 +489,7 @@ pub(crate) mod x86 {
             }
             Activation::Tanh => tanh_ymm(x),
             Activation::Clip(lo, hi) => {
-                _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(lo)), _mm256_set1_ps(hi))
+                _mm256_min_ps(_mm256_set1_ps(hi), _mm256_max_ps(_mm256_set1_ps(lo), x))
             }
             Activation::Elu(a) => {
                 let neg = _mm256_cmp_ps::<_CMP_LT_OQ>(x, _mm256_setzero_ps());
@@ -575,6 +579,24 @@ pub(crate) mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: Clip turned NaN into its lower bound (x86 max/min and
+    /// f32::max pick the non-NaN operand); ONNX keeps NaN.
+    #[test]
+    fn clip_keeps_nan_on_every_isa() {
+        let act = Activation::Clip(-1.0, 1.0);
+        assert!(act.apply(f32::NAN).is_nan());
+        for isa in [Isa::cached(), Isa::Portable] {
+            let mut x = vec![f32::NAN; 37];
+            x[3] = 5.0;
+            apply_slice(act, &mut x, isa);
+            assert_eq!(x[3], 1.0);
+            assert!(
+                x.iter().enumerate().all(|(i, v)| i == 3 || v.is_nan()),
+                "{isa:?}: {x:?}"
+            );
+        }
+    }
 
     fn all_acts() -> Vec<Activation> {
         vec![
