@@ -149,6 +149,7 @@ impl Pipeline {
                         calibration: calibration.as_ref(),
                         letterbox,
                         dets: &mut dets,
+                        counters: Arc::clone(metrics.counters()),
                         metrics: &mut metrics,
                         summary: vec![0u8; 1024],
                         interval_ns: (metrics_interval_s * 1e9) as u64,
@@ -327,6 +328,8 @@ struct Post<'a> {
     letterbox: LetterboxInfo,
     dets: &'a mut DetectionList,
     metrics: &'a mut Metrics,
+    /// The metrics' shared counters (also bumped by the other threads).
+    counters: Arc<Counters>,
     summary: Vec<u8>,
     interval_ns: u64,
     last_summary_ns: u64,
@@ -361,7 +364,7 @@ impl Post<'_> {
     /// Decode, place on the ground, publish, measure. Frame path: never
     /// allocates.
     fn frame(&mut self, output: &[f32], m: &SlotMeta) {
-        let counters = Arc::clone(self.metrics.counters());
+        let counters = &*self.counters;
         if self
             .decoder
             .decode(output, &self.letterbox, self.dets)

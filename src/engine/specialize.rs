@@ -250,15 +250,6 @@ fn check_declared(
     Ok(())
 }
 
-/// Ids of the tensors read by the run phase: inputs of nodes that still
-/// have a non-constant input.
-pub fn is_runtime_node(g: &Graph, inputs: &[Option<TensorId>]) -> bool {
-    inputs
-        .iter()
-        .flatten()
-        .any(|&t| g.tensors[t].value.is_none())
-}
-
 /// What the op implementations see of a node's inputs: dtype, shape and
 /// the value of constants.
 pub fn value_infos<'a>(g: &'a Graph, inputs: &[Option<TensorId>]) -> Vec<Option<ValueInfo<'a>>> {
