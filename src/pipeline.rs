@@ -183,7 +183,13 @@ impl Pipeline {
 /// empty, so the first real wait allocates nothing; then wait for the others.
 fn warm_up(rx: &Receiver<SlotToken>, warm: &std::sync::Barrier) {
     debug_assert!(rx.is_empty());
-    let _ = rx.recv_timeout(Duration::from_millis(2));
+    // crossbeam spins and yields before it blocks, and gives up without
+    // blocking if the deadline passed meanwhile (a loaded machine), so the
+    // wait is long and repeated: boot may take 0.1 s, the loop may not
+    // allocate.
+    for _ in 0..2 {
+        let _ = rx.recv_timeout(Duration::from_millis(50));
+    }
     warm.wait();
 }
 
