@@ -1318,17 +1318,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::engine::cpu::gemm::Isa;
 
-    pub(crate) fn rand_vec(len: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..len)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
-    }
+    pub(crate) use crate::engine::cpu::gemm::tests::rand_vec;
 
     /// Direct convolution straight from the definition.
     pub(crate) fn naive_conv(

@@ -1572,7 +1572,7 @@ fn aligned(buf: &mut [f32]) -> &mut [f32] {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Deterministic pseudo-random values in [-1, 1).
