@@ -37,9 +37,14 @@ def render(binary, out, seed, frames, every):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--epochs", type=int, default=30)
-    ap.add_argument("--hours", type=float, default=0.75, help="wall-clock cap for training")
-    ap.add_argument("--imgsz", type=int, default=320)
+    ap.add_argument("--epochs", type=int, default=36, help="stage 1 (from scratch) epochs")
+    ap.add_argument("--hours", type=float, default=0.8, help="stage 1 wall-clock cap")
+    ap.add_argument("--imgsz", type=int, default=320, help="stage 1 square training size")
+    ap.add_argument("--stage1", help="skip stage 1 and fine-tune these weights (a stage 1 best.pt)")
+    ap.add_argument("--epochs2", type=int, default=60, help="stage 2 (fine-tune) epochs")
+    ap.add_argument("--hours2", type=float, default=1.5, help="stage 2 wall-clock cap")
+    ap.add_argument("--imgsz2", type=int, default=416, help="stage 2 square training size")
+    ap.add_argument("--export", default="320,416", help="exported input height,width")
     ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "perceptd-train"))
     ap.add_argument("--frames", type=int, default=600, help="frames rendered per training seed")
     ap.add_argument("--every", type=int, default=3)
@@ -78,22 +83,16 @@ def main():
     model_yaml = os.path.join(a.work, "perceptd-synth.yaml")
     with open(model_yaml, "w") as f:
         yaml.safe_dump(cfg, f)
-    model = YOLO(model_yaml, task="detect")
-    model.train(
+    common = dict(
         data=yaml_path,
-        epochs=a.epochs,
-        time=a.hours,
-        imgsz=a.imgsz,
         batch=32,
         workers=2,
         device="cpu",
         seed=0,
         deterministic=True,
-        pretrained=False,
         amp=False,
         cache="ram",
         project=os.path.join(a.work, "runs"),
-        name="train",
         exist_ok=True,
         plots=False,
         verbose=False,
@@ -101,9 +100,19 @@ def main():
         mosaic=1.0,
         close_mosaic=5,
     )
-    best = os.path.join(a.work, "runs", "train", "weights", "best.pt")
-    metrics = YOLO(best).val(data=yaml_path, imgsz=a.imgsz, device="cpu", plots=False, verbose=False)
-    onnx_path = YOLO(best).export(format="onnx", imgsz=a.imgsz, opset=17, simplify=True, dynamic=False)
+    # Stage 1: from scratch at a small size, where an epoch is cheap.
+    stage1 = a.stage1
+    if stage1 is None:
+        model = YOLO(model_yaml, task="detect")
+        model.train(epochs=a.epochs, time=a.hours, imgsz=a.imgsz, pretrained=False, name="train", **common)
+        stage1 = os.path.join(a.work, "runs", "train", "weights", "best.pt")
+    # Stage 2: fine-tune at a larger size, so that objects 20 px tall in the
+    # 640x480 frame are 13 px at the model's input rather than 10.
+    YOLO(stage1).train(epochs=a.epochs2, time=a.hours2, imgsz=a.imgsz2, name="stage2", **common)
+    best = os.path.join(a.work, "runs", "stage2", "weights", "best.pt")
+    metrics = YOLO(best).val(data=yaml_path, imgsz=a.imgsz2, device="cpu", plots=False, verbose=False)
+    export_hw = [int(v) for v in a.export.split(",")]
+    onnx_path = YOLO(best).export(format="onnx", imgsz=export_hw, opset=17, simplify=True, dynamic=False)
     os.makedirs(os.path.join(ROOT, "models"), exist_ok=True)
     dst = os.path.join(ROOT, "models", "perceptd-synth.onnx")
     shutil.copy(onnx_path, dst)

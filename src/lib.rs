@@ -4,6 +4,7 @@
 //! on the ground in the vehicle frame.
 
 pub mod backend;
+pub mod bench;
 pub mod boot;
 pub mod calibration;
 pub mod config;

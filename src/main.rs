@@ -137,6 +137,38 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Benchmark what the pipeline costs per frame apart from the network:
+    /// the real pipeline on synthetic frames held in memory, with the
+    /// network replaced by the outputs it gave for them at boot.
+    /// `benches/pipeline_overhead.py` runs it next to an OpenCV/numpy loop.
+    BenchPipeline {
+        /// TOML config (default: the embedded one); its source must be
+        /// synthetic.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Camera pixel format of the synthetic frames: yuyv, uyvy, nv12,
+        /// grey, rgb24, i420.
+        #[arg(long, default_value = "yuyv")]
+        format: String,
+        #[arg(long, default_value_t = 640)]
+        width: usize,
+        #[arg(long, default_value_t = 480)]
+        height: usize,
+        /// Frames through the pipeline.
+        #[arg(long, default_value_t = 3000)]
+        frames: u64,
+        /// Distinct frames rendered (and inferred) at boot, then cycled.
+        #[arg(long, default_value_t = 32)]
+        distinct: usize,
+        /// Write the frames, the network outputs and meta.json here.
+        #[arg(long)]
+        dump: Option<PathBuf>,
+        /// End with one JSON object on the last line of stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Load a model and print its plan: inputs, outputs, op counts after
     /// fusion, arena size.
     Check {
@@ -259,6 +291,53 @@ fn run(cli: Cli) -> Result<i32> {
             input_shape,
             json,
         } => bench_model(&model, threads, iters, warmup, input_shape.as_deref(), json),
+        Cmd::BenchPipeline {
+            config,
+            model,
+            format,
+            width,
+            height,
+            frames,
+            distinct,
+            dump,
+            json,
+        } => {
+            let mut cfg = match config {
+                Some(p) => Config::load(&p)?,
+                None => Config::default_embedded()?,
+            };
+            match &mut cfg.source {
+                SourceConfig::Synthetic {
+                    format: f,
+                    width: w,
+                    height: h,
+                    pace,
+                    ..
+                } => {
+                    *f = format;
+                    *w = width;
+                    *h = height;
+                    *pace = "fast".into();
+                }
+                _ => bail!("bench-pipeline: the config's [source] must be synthetic"),
+            }
+            if let Some(m) = model {
+                cfg.model.path = m;
+            }
+            let r = perceptd::bench::bench_pipeline(&cfg, frames, distinct, dump.as_deref())?;
+            println!(
+                "{} frames ({} distinct) from {}, model input {}x{}, {:.1} detections/frame, network excluded:",
+                r.frames, r.distinct_frames, r.source, r.model_input[0], r.model_input[1], r.detections_per_frame
+            );
+            println!("  wall per frame {:.3} ms (pipelined: capture, preprocess, postprocess+sink on their own threads)", r.wall_ms_per_frame);
+            println!("  preprocess     p50 {:.3} ms  p99 {:.3} ms", r.pre_p50, r.pre_p99);
+            println!("  postprocess    p50 {:.3} ms  p99 {:.3} ms (decode, NMS, ground, JSON, write)", r.post_p50, r.post_p99);
+            println!("  capture->sink  p50 {:.3} ms  p99 {:.3} ms", r.e2e_p50, r.e2e_p99);
+            if json {
+                println!("{}", r.json());
+            }
+            Ok(0)
+        }
         Cmd::Check { model, input_shape } => check(&model, input_shape.as_deref()),
     }
 }
