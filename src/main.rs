@@ -1,7 +1,8 @@
 //! The `perceptd` command line: a thin layer over the library. Parses
 //! flags, calls into `perceptd`, prints results, maps errors to exit codes
 //! (documented in README: 0 ok, 1 error, 2 usage, 3 comparison failed,
-//! 4 source lost mid-run).
+//! 4 source lost mid-run, 5 hard stage deadline passed — exited from the
+//! supervisor thread, see `perceptd::service`).
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -546,6 +547,8 @@ fn record(
         buffers: 4,
         timeout_ms: 2000,
         on_adjust: OnAdjust::Adapt,
+        absent: perceptd::source::v4l2::Absent::Fail,
+        reconnect_max_ms: 2000,
     };
     let mut cam = V4l2Source::open(&cfg)?;
     let desc = cam.desc();
@@ -563,7 +566,9 @@ fn record(
                 w.write_frame(&buf, stamp)?;
                 n += 1;
             }
-            Err(SourceError::BadFrame { .. }) | Err(SourceError::Timeout { .. }) => continue,
+            Err(SourceError::BadFrame { .. })
+            | Err(SourceError::Timeout { .. })
+            | Err(SourceError::Reconnecting { .. }) => continue,
             Err(e) => return Err(e.into()),
         }
     }
