@@ -416,7 +416,9 @@ impl<D: CaptureDevice> V4l2Source<D> {
     pub fn with_device(cfg: &V4l2Config, mut dev: D) -> Result<Self, SourceError> {
         check_config(cfg)?;
         let name = cfg.device.display().to_string();
-        let n = negotiate(cfg, &mut dev, &name)?;
+        let n = negotiate(cfg, &mut dev, &name).inspect_err(|_| {
+            let _ = dev.stop();
+        })?;
         Ok(Self::build(cfg, name, dev, n, None))
     }
 
@@ -457,7 +459,9 @@ impl<D: CaptureDevice> V4l2Source<D> {
         if attempt > 0 {
             log::info!("{name}: camera appeared after {attempt} tries");
         }
-        let n = negotiate(cfg, &mut dev, &name)?;
+        let n = negotiate(cfg, &mut dev, &name).inspect_err(|_| {
+            let _ = dev.stop();
+        })?;
         Ok(Self::build(cfg, name, dev, n, Some(opener)))
     }
 
@@ -643,9 +647,15 @@ impl<D: CaptureDevice> V4l2Source<D> {
             return Err("no way to re-open this device".into());
         };
         let mut dev = opener().map_err(|e| format!("open: {e}"))?;
-        let n = negotiate(&self.cfg, &mut dev, &self.name).map_err(|e| e.to_string())?;
+        let n = match negotiate(&self.cfg, &mut dev, &self.name) {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = dev.stop();
+                return Err(e.to_string());
+            }
+        };
         if n.desc != self.desc {
-            // Dropping `dev` stops it.
+            let _ = dev.stop();
             return Err(format!(
                 "the camera came back as {} {}x{} but the pipeline was booted for {} {}x{}",
                 n.desc.format.name(),
