@@ -504,7 +504,17 @@ fn run_pipeline(cfg: &Config, ov: &Overrides) -> Result<i32> {
     let line = report.metrics.write_summary(&mut buf, report.elapsed_s);
     eprintln!("[perceptd] final: {line}");
     if report.sink_errors > 0 {
-        log::warn!("output: {} lines could not be written", report.sink_errors);
+        let k = &report.sink_stats;
+        log::warn!(
+            "output: {} lines could not be written (broken pipe {}, connection refused {}, no space {}, would block {}, too long {}, other {})",
+            report.sink_errors,
+            k.broken_pipe,
+            k.conn_refused,
+            k.no_space,
+            k.would_block,
+            k.overflow + k.oversize,
+            k.other
+        );
     }
     match report.source_end {
         None => Ok(0),

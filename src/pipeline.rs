@@ -23,7 +23,7 @@ use crate::postprocess::{Decoder, DetectionList, Labels, LetterboxInfo};
 use crate::ring::{Ring, SlotMeta, SlotToken};
 use crate::service::supervisor::{supervise, Watched};
 use crate::service::ServiceSetup;
-use crate::sink::{FrameRecord, JsonSink};
+use crate::sink::{FrameRecord, JsonSink, SinkStats};
 use crate::source::{monotonic_ns, Pacing, Source, SourceError};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use std::io::Write;
@@ -72,6 +72,8 @@ pub struct RunReport {
     /// replay, unplugged camera); `None` for a clean end or a stop request.
     pub source_end: Option<SourceError>,
     pub sink_errors: u64,
+    /// The sink's faults by kind (broken pipe, refused, disk full, ...).
+    pub sink_stats: SinkStats,
     /// Ring slots back in the free queue after the threads ended (all of
     /// them, unless a thread died holding one).
     pub slots_free_at_end: usize,
@@ -125,7 +127,7 @@ impl Pipeline {
         let warm = &warm;
         let free_fill = free_tx.clone();
         let free_rx_end = free_rx.clone();
-        let (source_end, metrics, sink_errors) = std::thread::scope(|s| {
+        let (source_end, metrics, sink_stats) = std::thread::scope(|s| {
             let c = Arc::clone(&counters);
             let stop_s = Arc::clone(&stop);
             std::thread::Builder::new()
@@ -209,8 +211,8 @@ impl Pipeline {
                         },
                     };
                     postprocess_loop(&mut pp, ring, done_rx, free_tx);
-                    let sink_errors = pp.sink.stats().errors();
-                    (metrics, sink_errors)
+                    let sink_stats = *pp.sink.stats();
+                    (metrics, sink_stats)
                 })
                 .expect("spawning the postprocess thread");
             warm.wait();
@@ -220,15 +222,18 @@ impl Pipeline {
             }
             drop(free_fill);
             let source_end = capture.join().unwrap_or(None);
-            let (metrics, sink_errors) = post.join().unwrap_or_else(|_| (Metrics::new(), 0));
+            let (metrics, sink_stats) = post
+                .join()
+                .unwrap_or_else(|_| (Metrics::new(), SinkStats::default()));
             finished.store(true, Ordering::Release);
-            (source_end, metrics, sink_errors)
+            (source_end, metrics, sink_stats)
         });
         RunReport {
             metrics,
             elapsed_s: (monotonic_ns() - t0) as f64 * 1e-9,
             source_end,
-            sink_errors,
+            sink_errors: sink_stats.errors(),
+            sink_stats,
             slots_free_at_end: free_rx_end.len(),
         }
     }

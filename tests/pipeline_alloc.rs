@@ -43,8 +43,7 @@ fn pipeline_makes_no_allocation_after_warm_up() {
         .set_read_timeout(Some(Duration::from_millis(100)))
         .unwrap();
     p.service.notifier =
-        perceptd::service::Notifier::connect(notify_path.to_str().unwrap(), Some(200_000))
-            .unwrap();
+        perceptd::service::Notifier::connect(notify_path.to_str().unwrap(), Some(200_000)).unwrap();
     p.service.stage_deadline_ns = 1;
     p.service.hard_deadline_ns = 60_000_000_000;
     let pings = Arc::new(std::sync::atomic::AtomicUsize::new(0));
