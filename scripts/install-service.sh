@@ -22,12 +22,9 @@ install -D -m644 models/perceptd-synth.onnx "$share/models/perceptd-synth.onnx"
 [ -f models/perceptd-synth.labels ] && install -D -m644 models/perceptd-synth.labels "$share/models/perceptd-synth.labels"
 install -D -m644 calibration/front_camera.yaml "$share/calibration/front_camera.yaml"
 install -D -m644 README.md "$DESTDIR$PREFIX/share/doc/perceptd/README.md"
+install -d -m755 "$DESTDIR/etc/systemd/system"
 for u in perceptd.service perceptd@.service; do
-    sed "s|/usr/local/|$PREFIX/|g" "systemd/$u" > "$DESTDIR/etc/systemd/system/$u.tmp" 2>/dev/null || {
-        mkdir -p "$DESTDIR/etc/systemd/system"
-        sed "s|/usr/local/|$PREFIX/|g" "systemd/$u" > "$DESTDIR/etc/systemd/system/$u.tmp"
-    }
-    mv "$DESTDIR/etc/systemd/system/$u.tmp" "$DESTDIR/etc/systemd/system/$u"
+    sed "s|/usr/local/|$PREFIX/|g" "systemd/$u" > "$DESTDIR/etc/systemd/system/$u"
     chmod 644 "$DESTDIR/etc/systemd/system/$u"
 done
 cfg="$DESTDIR/etc/perceptd/default.toml"
