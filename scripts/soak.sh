@@ -7,4 +7,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FRAMES=${1:-1000000}
-PERCEPTD_SOAK_FRAMES=$FRAMES cargo test --release --locked --test soak -- --ignored --nocapture
+cargo run --release --locked --example soak -- "$FRAMES"
