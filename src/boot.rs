@@ -9,10 +9,11 @@ use crate::config::{Config, SourceConfig};
 use crate::frame::PixelFormat;
 use crate::pipeline::{Pipeline, ThreadPolicy};
 use crate::postprocess::{Decoder, DecoderKind, Labels, PostprocessError};
+use crate::service::{Notifier, ServiceSetup};
 use crate::sink::{JsonSink, SinkError, SinkTarget};
 use crate::source::paced::Paced;
 use crate::source::synthetic::{SyntheticConfig, SyntheticSource};
-use crate::source::v4l2::{OnAdjust, V4l2Config, V4l2Source};
+use crate::source::v4l2::{Absent, OnAdjust, V4l2Config, V4l2Source};
 use crate::source::y4m::{Pace, Y4mSource};
 use crate::source::{Source, SourceError};
 use std::path::{Path, PathBuf};
@@ -64,6 +65,16 @@ fn pixel_format(field: &str, s: &str) -> Result<PixelFormat, BootError> {
 pub fn open_source(
     src: &SourceConfig,
     calibration: Option<&Calibration>,
+) -> Result<Box<dyn Source>, BootError> {
+    open_source_notifying(src, calibration, &Notifier::disabled())
+}
+
+/// [`open_source`], telling systemd while it waits for an absent camera
+/// (more start-up time, and why).
+fn open_source_notifying(
+    src: &SourceConfig,
+    calibration: Option<&Calibration>,
+    notifier: &Notifier,
 ) -> Result<Box<dyn Source>, BootError> {
     Ok(match src {
         SourceConfig::Synthetic {
@@ -117,6 +128,8 @@ pub fn open_source(
             buffers,
             timeout_ms,
             on_adjust,
+            absent,
+            reconnect_max_ms,
         } => {
             let cfg = V4l2Config {
                 device: device.clone(),
@@ -131,8 +144,17 @@ pub fn open_source(
                 } else {
                     OnAdjust::Adapt
                 },
+                absent: if absent == "wait" {
+                    Absent::Wait
+                } else {
+                    Absent::Fail
+                },
+                reconnect_max_ms: (*reconnect_max_ms).min(u32::MAX as u64) as u32,
             };
-            Box::new(V4l2Source::open(&cfg)?)
+            let status = format!("waiting for camera {}", device.display());
+            Box::new(V4l2Source::open_waiting(&cfg, &mut |next_ms| {
+                notifier.extend_timeout((next_ms + 5000) * 1000, &status);
+            })?)
         }
     })
 }
@@ -183,7 +205,8 @@ pub fn boot(cfg: &Config, ov: &Overrides) -> Result<Pipeline, BootError> {
         Some(p) => Some(Calibration::load(p)?),
         None => None,
     };
-    let source = open_source(&cfg.source, calibration.as_ref())?;
+    let notifier = Notifier::from_env().map_err(|e| BootError::Config(e.to_string()))?;
+    let source = open_source_notifying(&cfg.source, calibration.as_ref(), &notifier)?;
     let desc = source.desc();
     log::info!("source: {}", source.describe());
     let device = choose_device(ov.device.as_deref().unwrap_or(&cfg.pipeline.device))?;
@@ -257,5 +280,11 @@ pub fn boot(cfg: &Config, ov: &Overrides) -> Result<Pipeline, BootError> {
             },
         ],
         metrics: crate::metrics::Metrics::new(),
+        service: ServiceSetup {
+            notifier,
+            stage_deadline_ns: cfg.pipeline.stage_deadline_ms.saturating_mul(1_000_000),
+            hard_deadline_ns: cfg.pipeline.hard_deadline_ms.saturating_mul(1_000_000),
+            rt: cfg.rt,
+        },
     })
 }

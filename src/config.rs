@@ -44,6 +44,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     #[serde(default)]
     pub threads: ThreadsConfig,
+    #[serde(default)]
+    pub rt: crate::rt::RtConfig,
     /// Where the config came from (for messages and relative paths).
     #[serde(skip)]
     pub origin: String,
@@ -85,6 +87,14 @@ pub enum SourceConfig {
         /// "adapt" or "refuse" when the driver adjusts the format.
         #[serde(default = "d_adapt")]
         on_adjust: String,
+        /// Camera missing at boot: "fail" (exit 1) or "wait" (retry with
+        /// backoff until it appears).
+        #[serde(default = "d_fail")]
+        absent: String,
+        /// Longest pause between reconnection attempts after the camera is
+        /// lost or stalls (the backoff doubles from 50 ms up to this).
+        #[serde(default = "d_reconnect_max_ms")]
+        reconnect_max_ms: u64,
     },
     Y4m {
         path: PathBuf,
@@ -142,6 +152,14 @@ pub struct PipelineConfig {
     /// Warm-up frames run through the model at boot before frames flow.
     #[serde(default = "d_warmup")]
     pub warmup_frames: usize,
+    /// A frame held by one stage (inference, postprocess) longer than this
+    /// is counted as a deadline miss; 0 = off.
+    #[serde(default)]
+    pub stage_deadline_ms: u64,
+    /// A frame held by one stage longer than this ends the process with
+    /// exit code 5; 0 = off.
+    #[serde(default)]
+    pub hard_deadline_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -216,6 +234,12 @@ fn d_timeout_ms() -> u64 {
 fn d_adapt() -> String {
     "adapt".into()
 }
+fn d_fail() -> String {
+    "fail".into()
+}
+fn d_reconnect_max_ms() -> u64 {
+    5000
+}
 fn d_decoder() -> String {
     "yolov8".into()
 }
@@ -257,6 +281,8 @@ impl Default for PipelineConfig {
             device: d_auto(),
             cuda_device: 0,
             warmup_frames: d_warmup(),
+            stage_deadline_ms: 0,
+            hard_deadline_ms: 0,
         }
     }
 }
@@ -376,6 +402,8 @@ impl Config {
                 buffers,
                 timeout_ms,
                 on_adjust,
+                absent,
+                reconnect_max_ms,
                 ..
             } => {
                 self.check_size("source", *width, *height)?;
@@ -391,6 +419,14 @@ impl Config {
                 }
                 if *timeout_ms == 0 {
                     return Err(self.invalid("source.timeout_ms", timeout_ms, "must be positive"));
+                }
+                one_of("source.absent", absent, &["fail", "wait"])?;
+                if !(50..=600_000).contains(reconnect_max_ms) {
+                    return Err(self.invalid(
+                        "source.reconnect_max_ms",
+                        reconnect_max_ms,
+                        "expected 50..=600000",
+                    ));
                 }
             }
             SourceConfig::Y4m { pace, .. } => one_of("source.pace", pace, &["fast", "realtime"])?,
@@ -445,6 +481,31 @@ impl Config {
             &self.pipeline.device,
             &["auto", "cpu", "cuda"],
         )?;
+        let (stage, hard) = (
+            self.pipeline.stage_deadline_ms,
+            self.pipeline.hard_deadline_ms,
+        );
+        if stage > 3_600_000 {
+            return Err(self.invalid(
+                "pipeline.stage_deadline_ms",
+                stage,
+                "expected 0 (off) ..= 3600000",
+            ));
+        }
+        if hard > 3_600_000 || (hard != 0 && hard <= stage) {
+            return Err(self.invalid(
+                "pipeline.hard_deadline_ms",
+                hard,
+                "expected 0 (off), or more than pipeline.stage_deadline_ms and at most 3600000",
+            ));
+        }
+        if self.rt.prefault_stack_kib > crate::rt::MAX_PREFAULT_STACK_KIB {
+            return Err(self.invalid(
+                "rt.prefault_stack_kib",
+                self.rt.prefault_stack_kib,
+                "expected 0..=1024 (threads have 2 MiB stacks)",
+            ));
+        }
         if self.output.max_line_bytes < 1024 {
             return Err(self.invalid(
                 "output.max_line_bytes",
@@ -532,6 +593,44 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("webcam"), "{e}");
+    }
+
+    #[test]
+    fn service_fields_are_validated() {
+        let base = "[source]\nkind = \"v4l2\"\n[model]\npath = \"m.onnx\"\n";
+        let c = Config::parse(base, "x.toml", Path::new(".")).unwrap();
+        assert!(
+            matches!(&c.source, SourceConfig::V4l2 { absent, reconnect_max_ms: 5000, .. } if absent == "fail")
+        );
+        assert_eq!(
+            (c.pipeline.stage_deadline_ms, c.pipeline.hard_deadline_ms),
+            (0, 0)
+        );
+        assert!(!c.rt.mlockall);
+        for (extra, want) in [
+            ("absent = \"later\"\n", "source.absent = \"later\""),
+            ("reconnect_max_ms = 1\n", "source.reconnect_max_ms = 1"),
+        ] {
+            let text = base.replace("[model]", &format!("{extra}[model]"));
+            let e = Config::parse(&text, "x.toml", Path::new("."))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{e}");
+        }
+        let text = format!("{base}[pipeline]\nstage_deadline_ms = 100\nhard_deadline_ms = 50\n");
+        let e = Config::parse(&text, "x.toml", Path::new("."))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("pipeline.hard_deadline_ms = 50"), "{e}");
+        let text = format!("{base}[rt]\nmlockall = true\nprefault_stack_kib = 4096\n");
+        let e = Config::parse(&text, "x.toml", Path::new("."))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("rt.prefault_stack_kib = 4096"), "{e}");
+        let text = format!("{base}[rt]\nmlockall = true\n[pipeline]\nstage_deadline_ms = 100\nhard_deadline_ms = 2000\n");
+        let c = Config::parse(&text, "x.toml", Path::new(".")).unwrap();
+        assert!(c.rt.mlockall);
+        assert_eq!(c.pipeline.hard_deadline_ms, 2000);
     }
 
     #[test]

@@ -15,5 +15,7 @@ pub mod pipeline;
 pub mod postprocess;
 pub mod preprocess;
 pub mod ring;
+pub mod rt;
+pub mod service;
 pub mod sink;
 pub mod source;

@@ -1,7 +1,8 @@
 //! The `perceptd` command line: a thin layer over the library. Parses
 //! flags, calls into `perceptd`, prints results, maps errors to exit codes
 //! (documented in README: 0 ok, 1 error, 2 usage, 3 comparison failed,
-//! 4 source lost mid-run).
+//! 4 source lost mid-run, 5 hard stage deadline passed — exited from the
+//! supervisor thread, see `perceptd::service`).
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -582,7 +583,17 @@ fn run_pipeline(cfg: &Config, ov: &Overrides) -> Result<i32> {
     let line = report.metrics.write_summary(&mut buf, report.elapsed_s);
     eprintln!("[perceptd] final: {line}");
     if report.sink_errors > 0 {
-        log::warn!("output: {} lines could not be written", report.sink_errors);
+        let k = &report.sink_stats;
+        log::warn!(
+            "output: {} lines could not be written (broken pipe {}, connection refused {}, no space {}, would block {}, too long {}, other {})",
+            report.sink_errors,
+            k.broken_pipe,
+            k.conn_refused,
+            k.no_space,
+            k.would_block,
+            k.overflow + k.oversize,
+            k.other
+        );
     }
     match report.source_end {
         None => Ok(0),
@@ -625,6 +636,8 @@ fn record(
         buffers: 4,
         timeout_ms: 2000,
         on_adjust: OnAdjust::Adapt,
+        absent: perceptd::source::v4l2::Absent::Fail,
+        reconnect_max_ms: 2000,
     };
     let mut cam = V4l2Source::open(&cfg)?;
     let desc = cam.desc();
@@ -642,7 +655,9 @@ fn record(
                 w.write_frame(&buf, stamp)?;
                 n += 1;
             }
-            Err(SourceError::BadFrame { .. }) | Err(SourceError::Timeout { .. }) => continue,
+            Err(SourceError::BadFrame { .. })
+            | Err(SourceError::Timeout { .. })
+            | Err(SourceError::Reconnecting { .. }) => continue,
             Err(e) => return Err(e.into()),
         }
     }

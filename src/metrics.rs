@@ -80,10 +80,61 @@ pub struct Counters {
     pub dropped_superseded: AtomicU64,
     /// The source flagged or mis-sized the frame.
     pub dropped_bad_frame: AtomicU64,
-    /// Frames whose end-to-end latency exceeded the configured deadline.
+    /// Frames held by one stage (inference, postprocess) longer than
+    /// `pipeline.stage_deadline_ms` (one per frame at most).
     pub deadline_misses: AtomicU64,
     /// Lines the sink could not write.
     pub sink_errors: AtomicU64,
+    /// The camera went away (ENODEV, POLLERR, a failed ioctl).
+    pub camera_lost: AtomicU64,
+    /// The camera stopped delivering frames for a whole poll timeout.
+    pub camera_stalls: AtomicU64,
+    /// Successful re-opens after a loss or a stall.
+    pub camera_reconnects: AtomicU64,
+    /// Re-open attempts that failed (each is retried with backoff).
+    pub camera_reconnect_failures: AtomicU64,
+    /// EINTR / EAGAIN answers while waiting for a frame (retried).
+    pub camera_retries: AtomicU64,
+    /// Gauge, not a counter: end-to-end latency of the last processed
+    /// frame in ns (read by the service supervisor for `STATUS=`).
+    pub last_e2e_ns: AtomicU64,
+}
+
+/// When each watched stage took its current frame (CLOCK_MONOTONIC ns, 0 =
+/// idle), so a supervisor on another thread sees a frame held too long
+/// even while the stage is stuck. Written by the stage's own thread,
+/// never allocates.
+#[derive(Debug, Default)]
+pub struct StageClock {
+    pub inference_since_ns: AtomicU64,
+    pub postprocess_since_ns: AtomicU64,
+}
+
+impl StageClock {
+    /// The stage took a frame at `now_ns`.
+    pub fn enter(slot: &AtomicU64, now_ns: u64) {
+        slot.store(now_ns.max(1), Ordering::Release);
+    }
+
+    /// The stage let its frame go.
+    pub fn leave(slot: &AtomicU64) {
+        slot.store(0, Ordering::Release);
+    }
+
+    /// The longest-held frame right now: `(stage name, held ns)`, or None
+    /// when both stages are idle.
+    pub fn longest_held(&self, now_ns: u64) -> Option<(&'static str, u64)> {
+        [
+            ("inference", &self.inference_since_ns),
+            ("postprocess", &self.postprocess_since_ns),
+        ]
+        .into_iter()
+        .filter_map(|(name, s)| {
+            let since = s.load(Ordering::Acquire);
+            (since != 0).then(|| (name, now_ns.saturating_sub(since)))
+        })
+        .max_by_key(|&(_, held)| held)
+    }
 }
 
 impl Counters {
@@ -103,6 +154,11 @@ impl Counters {
             dropped_bad_frame: g(&self.dropped_bad_frame),
             deadline_misses: g(&self.deadline_misses),
             sink_errors: g(&self.sink_errors),
+            camera_lost: g(&self.camera_lost),
+            camera_stalls: g(&self.camera_stalls),
+            camera_reconnects: g(&self.camera_reconnects),
+            camera_reconnect_failures: g(&self.camera_reconnect_failures),
+            camera_retries: g(&self.camera_retries),
         }
     }
 }
@@ -117,6 +173,11 @@ pub struct CounterValues {
     pub dropped_bad_frame: u64,
     pub deadline_misses: u64,
     pub sink_errors: u64,
+    pub camera_lost: u64,
+    pub camera_stalls: u64,
+    pub camera_reconnects: u64,
+    pub camera_reconnect_failures: u64,
+    pub camera_retries: u64,
 }
 
 impl CounterValues {
@@ -134,6 +195,14 @@ impl CounterValues {
             dropped_bad_frame: d(self.dropped_bad_frame, earlier.dropped_bad_frame),
             deadline_misses: d(self.deadline_misses, earlier.deadline_misses),
             sink_errors: d(self.sink_errors, earlier.sink_errors),
+            camera_lost: d(self.camera_lost, earlier.camera_lost),
+            camera_stalls: d(self.camera_stalls, earlier.camera_stalls),
+            camera_reconnects: d(self.camera_reconnects, earlier.camera_reconnects),
+            camera_reconnect_failures: d(
+                self.camera_reconnect_failures,
+                earlier.camera_reconnect_failures,
+            ),
+            camera_retries: d(self.camera_retries, earlier.camera_retries),
         }
     }
 }
@@ -299,7 +368,8 @@ impl Metrics {
     /// starts a new interval. `elapsed_s` is the interval's length. Line:
     ///
     /// `frames 300 (10.0 fps), dropped 2 (no slot 0, superseded 2, bad 0),
-    /// deadline misses 0, sink errors 0; e2e p50 12.1 ms p99 15.3 ms
+    /// deadline misses 0, sink errors 0, camera lost 0 stalls 0 reconnects 0
+    /// (failed 0) retries 0; e2e p50 12.1 ms p99 15.3 ms
     /// p99.9 16.0 ms max 16.2 ms; infer ...; pre ...; post ...; queue ...`
     ///
     /// (`frames` = processed; a stage without samples reads `infer -`).
@@ -329,14 +399,20 @@ impl Metrics {
         write!(
             w,
             "frames {} ({fps:.1} fps), dropped {} (no slot {}, superseded {}, bad {}), \
-             deadline misses {}, sink errors {}",
+             deadline misses {}, sink errors {}, camera lost {} stalls {} reconnects {} \
+             (failed {}) retries {}",
             c.processed,
             c.dropped(),
             c.dropped_no_slot,
             c.dropped_superseded,
             c.dropped_bad_frame,
             c.deadline_misses,
-            c.sink_errors
+            c.sink_errors,
+            c.camera_lost,
+            c.camera_stalls,
+            c.camera_reconnects,
+            c.camera_reconnect_failures,
+            c.camera_retries
         )?;
         for stage in [
             Stage::EndToEnd,
@@ -477,7 +553,8 @@ mod tests {
         assert!(
             line.starts_with(
                 "frames 300 (10.0 fps), dropped 2 (no slot 0, superseded 2, bad 0), \
-                 deadline misses 0, sink errors 1; e2e p50 "
+                 deadline misses 0, sink errors 1, camera lost 0 stalls 0 reconnects 0 \
+                 (failed 0) retries 0; e2e p50 "
             ),
             "{line}"
         );

@@ -11,15 +11,19 @@
 //!   free slot, nothing is dropped, results are deterministic.
 //!
 //! [`Pipeline::run`] spawns the threads (boot is over by then: every buffer
-//! exists) and the loop never allocates until the threads are joined.
+//! exists) and the loop never allocates until the threads are joined. A
+//! fourth thread, `supervisor` ([`crate::service::supervisor`]), watches
+//! progress for systemd and enforces the hard stage deadline.
 
 use crate::backend::Backend;
 use crate::calibration::Calibration;
 use crate::frame::Detection;
-use crate::metrics::{Counters, Metrics, Stage};
+use crate::metrics::{Counters, Metrics, Stage, StageClock};
 use crate::postprocess::{Decoder, DetectionList, Labels, LetterboxInfo};
 use crate::ring::{Ring, SlotMeta, SlotToken};
-use crate::sink::{FrameRecord, JsonSink};
+use crate::service::supervisor::{supervise, Watched};
+use crate::service::ServiceSetup;
+use crate::sink::{FrameRecord, JsonSink, SinkStats};
 use crate::source::{monotonic_ns, Pacing, Source, SourceError};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use std::io::Write;
@@ -55,6 +59,8 @@ pub struct Pipeline {
     /// Histograms and counters, allocated at boot; the counters can be
     /// watched from other threads while the pipeline runs.
     pub metrics: Metrics,
+    /// sd_notify, stage deadlines, real-time memory set-up.
+    pub service: ServiceSetup,
 }
 
 /// How a run ended.
@@ -66,6 +72,11 @@ pub struct RunReport {
     /// replay, unplugged camera); `None` for a clean end or a stop request.
     pub source_end: Option<SourceError>,
     pub sink_errors: u64,
+    /// The sink's faults by kind (broken pipe, refused, disk full, ...).
+    pub sink_stats: SinkStats,
+    /// Ring slots back in the free queue after the threads ended (all of
+    /// them, unless a thread died holding one).
+    pub slots_free_at_end: usize,
 }
 
 impl Pipeline {
@@ -85,16 +96,26 @@ impl Pipeline {
             metrics_interval_s,
             policies,
             mut metrics,
+            service,
         } = self;
         let frame_bytes = source.desc().bytes();
         let out_len: usize = backend.output_shape().iter().product();
         let (mut ring, tokens) = Ring::new(ring_slots, frame_bytes, out_len);
         ring.prefault();
+        crate::rt::lock_memory(&service.rt);
+        let stack_kib = service.rt.prefault_stack_kib;
+        let stage_deadline_ns = service.stage_deadline_ns;
+        let clock = StageClock::default();
+        let clock = &clock;
+        let finished = AtomicBool::new(false);
+        let finished = &finished;
+        let service = &service;
         let ring = &ring;
         let (free_tx, free_rx) = bounded::<SlotToken>(ring_slots);
         let (ready_tx, ready_rx) = bounded::<SlotToken>(ring_slots);
         let (done_tx, done_rx) = bounded::<SlotToken>(ring_slots);
         let counters = Arc::clone(metrics.counters());
+        source.attach_counters(&counters);
         let live = source.pacing() == Pacing::Live;
         let mut dets = decoder.new_list();
         let t0 = monotonic_ns();
@@ -105,14 +126,31 @@ impl Pipeline {
         let warm = std::sync::Barrier::new(4);
         let warm = &warm;
         let free_fill = free_tx.clone();
-        let (source_end, metrics, sink_errors) = std::thread::scope(|s| {
+        let free_rx_end = free_rx.clone();
+        let (source_end, metrics, sink_stats) = std::thread::scope(|s| {
+            let c = Arc::clone(&counters);
+            let stop_s = Arc::clone(&stop);
+            std::thread::Builder::new()
+                .name("supervisor".into())
+                .spawn_scoped(s, move || {
+                    supervise(
+                        service,
+                        Watched {
+                            counters: &c,
+                            clock,
+                            stop: &stop_s,
+                            finished,
+                        },
+                    )
+                })
+                .expect("spawning the supervisor thread");
             let c = Arc::clone(&counters);
             let stop_c = Arc::clone(&stop);
             let free_tx_c = free_tx.clone();
             let capture = std::thread::Builder::new()
                 .name("capture".into())
                 .spawn_scoped(s, move || {
-                    apply_policy("capture", policies[0]);
+                    crate::rt::apply_thread_policy("capture", policies[0], stack_kib);
                     warm_up(&free_rx, warm);
                     capture_loop(
                         &mut *source,
@@ -132,15 +170,28 @@ impl Pipeline {
             std::thread::Builder::new()
                 .name("inference".into())
                 .spawn_scoped(s, move || {
-                    apply_policy("inference", policies[1]);
+                    crate::rt::apply_thread_policy("inference", policies[1], stack_kib);
                     warm_up(&ready_rx, warm);
-                    inference_loop(&mut *backend, ring, ready_rx, &free_tx_i, done_tx, &c, live)
+                    let watch = StageWatch {
+                        clock,
+                        deadline_ns: stage_deadline_ns,
+                    };
+                    inference_loop(
+                        &mut *backend,
+                        ring,
+                        ready_rx,
+                        &free_tx_i,
+                        done_tx,
+                        &c,
+                        live,
+                        watch,
+                    )
                 })
                 .expect("spawning the inference thread");
             let post = std::thread::Builder::new()
                 .name("postprocess".into())
                 .spawn_scoped(s, move || {
-                    apply_policy("postprocess", policies[2]);
+                    crate::rt::apply_thread_policy("postprocess", policies[2], stack_kib);
                     warm_up(&done_rx, warm);
                     let mut pp = Post {
                         decoder: &mut decoder,
@@ -154,10 +205,14 @@ impl Pipeline {
                         summary: vec![0u8; 1024],
                         interval_ns: (metrics_interval_s * 1e9) as u64,
                         last_summary_ns: t0,
+                        watch: StageWatch {
+                            clock,
+                            deadline_ns: stage_deadline_ns,
+                        },
                     };
                     postprocess_loop(&mut pp, ring, done_rx, free_tx);
-                    let sink_errors = pp.sink.stats().errors();
-                    (metrics, sink_errors)
+                    let sink_stats = *pp.sink.stats();
+                    (metrics, sink_stats)
                 })
                 .expect("spawning the postprocess thread");
             warm.wait();
@@ -167,14 +222,19 @@ impl Pipeline {
             }
             drop(free_fill);
             let source_end = capture.join().unwrap_or(None);
-            let (metrics, sink_errors) = post.join().unwrap_or_else(|_| (Metrics::new(), 0));
-            (source_end, metrics, sink_errors)
+            let (metrics, sink_stats) = post
+                .join()
+                .unwrap_or_else(|_| (Metrics::new(), SinkStats::default()));
+            finished.store(true, Ordering::Release);
+            (source_end, metrics, sink_stats)
         });
         RunReport {
             metrics,
             elapsed_s: (monotonic_ns() - t0) as f64 * 1e-9,
             source_end,
-            sink_errors,
+            sink_errors: sink_stats.errors(),
+            sink_stats,
+            slots_free_at_end: free_rx_end.len(),
         }
     }
 }
@@ -278,6 +338,11 @@ fn source_fault(e: SourceError, c: &Counters, timed_out: &mut bool) -> Option<Op
             Counters::bump(&c.dropped_bad_frame);
             None
         }
+        // The source logged the loss and counts its reconnection attempts.
+        SourceError::Reconnecting { .. } => {
+            *timed_out = false;
+            None
+        }
         SourceError::Timeout { .. } => {
             if !*timed_out {
                 log::warn!("{e}");
@@ -289,6 +354,25 @@ fn source_fault(e: SourceError, c: &Counters, timed_out: &mut bool) -> Option<Op
     }
 }
 
+/// A stage's view of the deadline bookkeeping: it stamps when it takes
+/// and releases a frame, and counts a miss when it held one too long.
+#[derive(Clone, Copy)]
+struct StageWatch<'a> {
+    clock: &'a StageClock,
+    /// 0 = no deadline.
+    deadline_ns: u64,
+}
+
+impl StageWatch<'_> {
+    /// Frame path: never allocates.
+    fn held(&self, c: &Counters, start_ns: u64, end_ns: u64) {
+        if self.deadline_ns > 0 && end_ns.saturating_sub(start_ns) > self.deadline_ns {
+            Counters::bump(&c.deadline_misses);
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn inference_loop(
     backend: &mut dyn Backend,
     ring: &Ring,
@@ -297,6 +381,7 @@ fn inference_loop(
     done_tx: Sender<SlotToken>,
     c: &Counters,
     live: bool,
+    watch: StageWatch<'_>,
 ) {
     loop {
         let mut token = match ready_rx.recv_timeout(POLL) {
@@ -314,11 +399,16 @@ fn inference_loop(
         }
         {
             let mut slot = ring.slot(&mut token);
-            slot.meta.t_infer_start_ns = monotonic_ns();
+            let start = monotonic_ns();
+            slot.meta.t_infer_start_ns = start;
+            StageClock::enter(&watch.clock.inference_since_ns, start);
             let slot = &mut *slot;
             let timing = backend.infer(&slot.frame, &mut slot.output);
             slot.meta.t_pre_done_ns = timing.pre_done_ns;
-            slot.meta.t_infer_done_ns = monotonic_ns();
+            let end = monotonic_ns();
+            slot.meta.t_infer_done_ns = end;
+            StageClock::leave(&watch.clock.inference_since_ns);
+            watch.held(c, start, end);
         }
         if done_tx.send(token).is_err() {
             return;
@@ -339,6 +429,7 @@ struct Post<'a> {
     summary: Vec<u8>,
     interval_ns: u64,
     last_summary_ns: u64,
+    watch: StageWatch<'a>,
 }
 
 fn postprocess_loop(
@@ -358,8 +449,11 @@ fn postprocess_loop(
         };
         {
             let mut slot = ring.slot(&mut token);
-            slot.meta.t_post_start_ns = monotonic_ns();
+            let start = monotonic_ns();
+            slot.meta.t_post_start_ns = start;
+            StageClock::enter(&pp.watch.clock.postprocess_since_ns, start);
             pp.frame(&slot.output, &slot.meta);
+            StageClock::leave(&pp.watch.clock.postprocess_since_ns);
         }
         let _ = free_tx.send(token);
         pp.maybe_summary();
@@ -416,6 +510,10 @@ impl Post<'_> {
             .record_stage(Stage::Postprocess, ns(m.t_post_start_ns, end));
         self.metrics
             .record_stage(Stage::EndToEnd, ns(m.stamp.capture_ns, end));
+        self.watch.held(counters, m.t_post_start_ns, end);
+        counters
+            .last_e2e_ns
+            .store(ns(m.stamp.capture_ns, end), Ordering::Relaxed);
         Counters::bump(&counters.processed);
     }
 
@@ -448,37 +546,4 @@ fn ground_of(cal: &Calibration, d: &Detection) -> Option<[f32; 2]> {
     let v = d.bbox[3];
     cal.pixel_ray_ground(u as f64, v as f64)
         .map(|[x, y]| [x as f32, y as f32])
-}
-
-/// CPU affinity and SCHED_FIFO for the calling thread; each degrades to a
-/// warning when not permitted. Boot (thread start).
-fn apply_policy(name: &str, p: ThreadPolicy) {
-    if let Some(cpu) = p.cpu {
-        // SAFETY: cpu_set_t is plain data; sched_setaffinity reads it.
-        let rc = unsafe {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(cpu, &mut set);
-            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
-        };
-        if rc != 0 {
-            log::warn!(
-                "{name} thread: cannot pin to CPU {cpu}: {}",
-                std::io::Error::last_os_error()
-            );
-        }
-    }
-    if let Some(prio) = p.fifo_priority {
-        let param = libc::sched_param {
-            sched_priority: prio,
-        };
-        // SAFETY: valid thread handle (ourselves) and param.
-        let rc =
-            unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) };
-        if rc != 0 {
-            log::warn!(
-                "{name} thread: SCHED_FIFO priority {prio} not permitted ({}); running with normal scheduling",
-                std::io::Error::from_raw_os_error(rc)
-            );
-        }
-    }
 }

@@ -1,7 +1,10 @@
 //! Zero allocations after boot, across every thread of the pipeline: a
 //! counting global allocator sees all of them. After 100 warm-up frames,
 //! 1000 frames through capture, inference, postprocess, the JSON sink and
-//! the periodic metrics line (every 50 ms here) must allocate nothing.
+//! the periodic metrics line (every 50 ms here) must allocate nothing; nor
+//! may the supervisor thread, here sending `WATCHDOG=1` every 50 ms and
+//! `STATUS=` lines to a notify socket, nor the stage-deadline bookkeeping
+//! (a 1 ns deadline makes every frame a miss).
 //!
 //! One test in this binary, so nothing else allocates concurrently.
 
@@ -33,7 +36,32 @@ fn pipeline_makes_no_allocation_after_warm_up() {
         output: Some(dir.join("out.jsonl").display().to_string()),
         ..Default::default()
     };
-    let p = boot(&cfg, &ov).unwrap();
+    let mut p = boot(&cfg, &ov).unwrap();
+    let notify_path = dir.join("notify.sock");
+    let notify_rx = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify_rx
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    p.service.notifier =
+        perceptd::service::Notifier::connect(notify_path.to_str().unwrap(), Some(200_000)).unwrap();
+    p.service.stage_deadline_ns = 1;
+    p.service.hard_deadline_ns = 60_000_000_000;
+    let pings = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let pings_rx = Arc::clone(&pings);
+    let drain = std::thread::spawn(move || {
+        let mut buf = [0u8; 512];
+        let mut idle = 0;
+        while idle < 20 {
+            match notify_rx.recv(&mut buf) {
+                Ok(n) if &buf[..n] == b"WATCHDOG=1" => {
+                    pings_rx.fetch_add(1, Ordering::SeqCst);
+                    idle = 0;
+                }
+                Ok(_) => idle = 0,
+                Err(_) => idle += 1,
+            }
+        }
+    });
     let counters = Arc::clone(p.metrics.counters());
     let handle = std::thread::spawn(move || p.run(Arc::new(AtomicBool::new(false))));
     let processed = || counters.processed.load(Ordering::SeqCst);
@@ -45,7 +73,10 @@ fn pipeline_makes_no_allocation_after_warm_up() {
         std::thread::sleep(Duration::from_micros(200));
     }
     let (b, fb) = (allocations(), processed());
+    let pings_in_window = pings.load(Ordering::SeqCst);
     let report = handle.join().unwrap();
+    drain.join().unwrap();
+    assert!(pings_in_window > 0, "the supervisor sent no WATCHDOG=1");
     assert!(fb - fa >= 1000, "window covered {} frames", fb - fa);
     assert_eq!(
         b - a,
@@ -61,4 +92,5 @@ fn pipeline_makes_no_allocation_after_warm_up() {
         "the sink wrote detections"
     );
     assert_eq!(report.metrics.counters().values().processed, 1300);
+    assert!(report.metrics.counters().values().deadline_misses >= 1300);
 }

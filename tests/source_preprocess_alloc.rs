@@ -133,6 +133,8 @@ fn frame_paths_never_allocate() {
         buffers: 4,
         timeout_ms: 100,
         on_adjust: OnAdjust::Refuse,
+        absent: perceptd::source::v4l2::Absent::Fail,
+        reconnect_max_ms: 1000,
     };
     let dev = Endless {
         fmt: DevFormat {

@@ -47,9 +47,13 @@ pub enum SourceError {
     /// No frame within the poll timeout (a stalled camera).
     #[error("{device}: no frame within {timeout_ms} ms")]
     Timeout { device: String, timeout_ms: u64 },
-    /// The device went away (ENODEV, POLLERR).
+    /// The device went away (ENODEV, POLLERR) and cannot be re-opened.
     #[error("{device}: disconnected: {reason}")]
     Disconnected { device: String, reason: String },
+    /// The camera is lost or stalled and being re-opened; no frame this
+    /// time. Counted and logged by the source, not fatal.
+    #[error("{device}: camera lost, reconnecting")]
+    Reconnecting { device: String },
     /// A frame was flagged bad by the driver or had the wrong size; it was
     /// not delivered. Counted, not fatal.
     #[error("{device}: bad frame: {reason}")]
@@ -79,6 +83,10 @@ pub trait Source: Send {
     /// Blocks until the frame is due (paced replay) or available (camera,
     /// up to its poll timeout). Frame path: never allocates.
     fn next_frame(&mut self, dst: &mut [u8]) -> Result<FrameStamp, SourceError>;
+
+    /// Boot: the pipeline's shared counters, for sources that count their
+    /// own faults (camera losses, stalls, reconnects). Default: ignored.
+    fn attach_counters(&mut self, _counters: &std::sync::Arc<crate::metrics::Counters>) {}
 
     /// Consume the next frame without copying it (no free slot: the frame
     /// is dropped, but a live source must keep its queue moving).

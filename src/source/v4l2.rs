@@ -11,18 +11,54 @@
 //! only, removing any row padding the driver added) and queue it again at
 //! once, so the driver always holds every buffer but the one being copied.
 //!
-//! Faults: no frame within the timeout -> `Timeout`; ENODEV or POLLERR ->
-//! `Disconnected`; a buffer flagged `V4L2_BUF_FLAG_ERROR`, shorter than a
-//! frame, or a DQBUF EIO -> `BadFrame` (the buffer is re-queued). The error
-//! values carry the device name, so returning one allocates a short string:
-//! faults are rare and counted by the pipeline.
+//! Faults, per frame: a buffer flagged `V4L2_BUF_FLAG_ERROR`, shorter than
+//! a frame, or a DQBUF EIO -> `BadFrame` (the buffer is re-queued, the
+//! pipeline counts the drop); EINTR / EAGAIN while waiting -> retried within
+//! the same poll timeout (counted as `camera_retries`).
+//!
+//! Faults of the camera itself, with a re-opener (`open`, `with_opener`):
+//! ENODEV, POLLERR or a failing ioctl (the camera is lost), and no frame
+//! for a whole poll timeout (a stall), are noticed within one poll timeout.
+//! The device is then stopped and closed at once (buffers unmapped, fd
+//! closed, so a replugged camera gets its node back) and re-opened with
+//! exponential backoff (50 ms doubling up to `reconnect_max_ms`): a full
+//! re-open, format re-negotiation and re-mapping of the buffers, which must
+//! give the frame size the pipeline was booted for. Meanwhile each call
+//! returns `Reconnecting` after waiting at most one poll timeout, so the
+//! capture thread keeps seeing its stop flag and returns the ring slot.
+//! Every state change is one log line; each fault kind has a counter
+//! ([`CameraFaults`], and the pipeline's shared counters once attached).
+//! A camera missing at boot is an error, or with [`Absent::Wait`] is waited
+//! for with the same backoff.
+//! Without a re-opener (`with_device`), a lost camera is `Disconnected` and
+//! a stall is `Timeout`, as the caller decides.
+//!
+//! Allocation: the frame path allocates nothing while frames flow. Fault
+//! paths may: error values carry the device name, log lines are formatted,
+//! and a reconnection re-boots the device (open, REQBUFS, mmap) — they are
+//! rare and counted, and none of them is per frame.
 
 pub mod dev;
 
 use crate::frame::{FrameDesc, PixelFormat};
+use crate::metrics::Counters;
 use crate::source::{monotonic_ns, FrameStamp, Pacing, Source, SourceError};
 use dev::{CaptureDevice, Dequeued, DevFormat, DqError, V4lDevice};
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+/// What to do when the camera is missing at boot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Absent {
+    /// Boot fails with an error naming the device.
+    Fail,
+    /// Retry with backoff until the camera appears.
+    Wait,
+}
+
+/// First pause between reconnection attempts; doubles per failed attempt.
+const BACKOFF_MIN_MS: u64 = 50;
 
 /// What to do when the driver sets a different format or size than asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,9 +79,56 @@ pub struct V4l2Config {
     pub fps: u32,
     /// mmap buffers to request (the driver may grant a different number).
     pub buffers: u32,
-    /// Longest wait for one frame before `SourceError::Timeout`.
+    /// Longest wait for one frame: a stall after that.
     pub timeout_ms: u32,
     pub on_adjust: OnAdjust,
+    /// Camera missing at boot: fail or wait.
+    pub absent: Absent,
+    /// Cap of the reconnection backoff.
+    pub reconnect_max_ms: u32,
+}
+
+/// Fault counts of one camera since boot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CameraFaults {
+    /// ENODEV, POLLERR, a failing ioctl.
+    pub lost: u64,
+    /// No frame for a whole poll timeout.
+    pub stalls: u64,
+    /// Successful re-opens.
+    pub reconnects: u64,
+    /// Failed re-open attempts.
+    pub reconnect_failures: u64,
+    /// EINTR / EAGAIN answers, retried.
+    pub retries: u64,
+    /// Flagged, short or EIO buffers, dropped.
+    pub bad_frames: u64,
+}
+
+/// Boot-time re-opener of the device (a full open of the node).
+pub type Opener<D> = Box<dyn FnMut() -> std::io::Result<D> + Send>;
+
+/// The stream's state (the camera's state machine).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    /// Streaming: `dev` is `Some`, its buffers mapped and queued.
+    Up,
+    /// Lost or stalled: `dev` is `None` (closed); next attempt due then.
+    Down {
+        since_ns: u64,
+        attempt: u32,
+        next_try_ns: u64,
+    },
+}
+
+/// What one negotiation with a device settled.
+struct Negotiated {
+    desc: FrameDesc,
+    planes: [Option<Plane>; 2],
+    need: usize,
+    contiguous: bool,
+    rate: Option<(u32, u32)>,
+    buffers: u32,
 }
 
 /// The V4L2 fourcc of each pixel format a camera can deliver to us.
@@ -145,7 +228,13 @@ fn planes(
 
 /// A V4L2 camera streaming through mmap buffers.
 pub struct V4l2Source<D: CaptureDevice = V4lDevice> {
-    dev: D,
+    /// `None` while the camera is down (see [`Link`]).
+    dev: Option<D>,
+    opener: Option<Opener<D>>,
+    cfg: V4l2Config,
+    link: Link,
+    faults: CameraFaults,
+    counters: Option<Arc<Counters>>,
     name: String,
     desc: FrameDesc,
     planes: [Option<Plane>; 2],
@@ -162,16 +251,21 @@ pub struct V4l2Source<D: CaptureDevice = V4lDevice> {
 }
 
 impl V4l2Source<V4lDevice> {
-    /// Open and start the camera named in `cfg`. Boot.
+    /// Open and start the camera named in `cfg`; lost cameras are
+    /// re-opened by path. Boot.
     pub fn open(cfg: &V4l2Config) -> Result<Self, SourceError> {
-        check_config(cfg)?;
-        let dev = V4lDevice::open(&cfg.device).map_err(|e| {
-            SourceError::Config(format!(
-                "{}: cannot open V4L2 camera: {e}",
-                cfg.device.display()
-            ))
-        })?;
-        Self::with_device(cfg, dev)
+        Self::open_waiting(cfg, &mut |_| {})
+    }
+
+    /// As [`V4l2Source::open`]; while waiting for an absent camera
+    /// ([`Absent::Wait`]) `waiting(next_retry_ms)` is called before each
+    /// pause (the service extends its start timeout there). Boot.
+    pub fn open_waiting(
+        cfg: &V4l2Config,
+        waiting: &mut dyn FnMut(u64),
+    ) -> Result<Self, SourceError> {
+        let path = cfg.device.clone();
+        Self::with_opener(cfg, Box::new(move || V4lDevice::open(&path)), waiting)
     }
 }
 
@@ -199,11 +293,14 @@ fn check_config(cfg: &V4l2Config) -> Result<(), SourceError> {
     Ok(())
 }
 
-impl<D: CaptureDevice> V4l2Source<D> {
-    /// Negotiate the format on `dev` and start streaming. Boot.
-    pub fn with_device(cfg: &V4l2Config, mut dev: D) -> Result<Self, SourceError> {
-        check_config(cfg)?;
-        let name = cfg.device.display().to_string();
+/// Set the format and frame rate on `dev`, map its buffers and start
+/// streaming. Boot, and each reconnection (allocates).
+fn negotiate<D: CaptureDevice>(
+    cfg: &V4l2Config,
+    dev: &mut D,
+    name: &str,
+) -> Result<Negotiated, SourceError> {
+    {
         let want = DevFormat {
             fourcc: fourcc(cfg.format).unwrap_or(*b"YUYV"),
             width: cfg.width as u32,
@@ -302,19 +399,97 @@ impl<D: CaptureDevice> V4l2Source<D> {
                 )));
             }
         }
-        Ok(V4l2Source {
-            dev,
-            name,
+        Ok(Negotiated {
             desc,
             planes,
             need,
             contiguous,
-            timeout_ms: cfg.timeout_ms,
             rate,
             buffers,
+        })
+    }
+}
+
+impl<D: CaptureDevice> V4l2Source<D> {
+    /// Negotiate the format on `dev` and start streaming; no re-opener, so
+    /// a lost camera ends the stream (`Disconnected`). Boot.
+    pub fn with_device(cfg: &V4l2Config, mut dev: D) -> Result<Self, SourceError> {
+        check_config(cfg)?;
+        let name = cfg.device.display().to_string();
+        let n = negotiate(cfg, &mut dev, &name).inspect_err(|_| {
+            let _ = dev.stop();
+        })?;
+        Ok(Self::build(cfg, name, dev, n, None))
+    }
+
+    /// Open the camera with `opener` (waiting for it per `cfg.absent`),
+    /// negotiate and start streaming; keep `opener` to re-open the camera
+    /// after a loss or a stall. Boot.
+    pub fn with_opener(
+        cfg: &V4l2Config,
+        mut opener: Opener<D>,
+        waiting: &mut dyn FnMut(u64),
+    ) -> Result<Self, SourceError> {
+        check_config(cfg)?;
+        let name = cfg.device.display().to_string();
+        let mut attempt = 0u32;
+        let mut dev = loop {
+            match opener() {
+                Ok(d) => break d,
+                Err(e) if cfg.absent == Absent::Fail => {
+                    return Err(SourceError::Config(format!(
+                        "{name}: cannot open V4L2 camera: {e}"
+                    )))
+                }
+                Err(e) => {
+                    let wait = backoff_ms(attempt, cfg.reconnect_max_ms);
+                    if attempt == 0 {
+                        log::warn!(
+                            "{name}: camera absent ({e}); waiting for it (source.absent = wait)"
+                        );
+                    } else {
+                        log::debug!("{name}: still absent ({e}); next try in {wait} ms");
+                    }
+                    waiting(wait);
+                    std::thread::sleep(std::time::Duration::from_millis(wait));
+                    attempt = attempt.saturating_add(1);
+                }
+            }
+        };
+        if attempt > 0 {
+            log::info!("{name}: camera appeared after {attempt} tries");
+        }
+        let n = negotiate(cfg, &mut dev, &name).inspect_err(|_| {
+            let _ = dev.stop();
+        })?;
+        Ok(Self::build(cfg, name, dev, n, Some(opener)))
+    }
+
+    fn build(
+        cfg: &V4l2Config,
+        name: String,
+        dev: D,
+        n: Negotiated,
+        opener: Option<Opener<D>>,
+    ) -> Self {
+        V4l2Source {
+            dev: Some(dev),
+            opener,
+            cfg: cfg.clone(),
+            link: Link::Up,
+            faults: CameraFaults::default(),
+            counters: None,
+            name,
+            desc: n.desc,
+            planes: n.planes,
+            need: n.need,
+            contiguous: n.contiguous,
+            timeout_ms: cfg.timeout_ms,
+            rate: n.rate,
+            buffers: n.buffers,
             last_sequence: None,
             driver_drops: 0,
-        })
+        }
     }
 
     /// Frames the driver says it dropped (gaps in buffer sequence numbers).
@@ -327,47 +502,229 @@ impl<D: CaptureDevice> V4l2Source<D> {
         self.rate
     }
 
-    pub fn device(&self) -> &D {
-        &self.dev
+    /// The device while the camera is up; `None` while it is down.
+    pub fn device(&self) -> Option<&D> {
+        self.dev.as_ref()
     }
 
-    fn disconnected(&self, reason: String) -> SourceError {
-        SourceError::Disconnected {
-            device: self.name.clone(),
-            reason,
+    /// Fault counts since boot.
+    pub fn faults(&self) -> CameraFaults {
+        self.faults
+    }
+
+    /// True while streaming (false while lost and being re-opened).
+    pub fn is_up(&self) -> bool {
+        self.link == Link::Up
+    }
+
+    fn bump(
+        &mut self,
+        pick: fn(&mut CameraFaults) -> &mut u64,
+        shared: fn(&Counters) -> &AtomicU64,
+    ) {
+        *pick(&mut self.faults) += 1;
+        if let Some(c) = &self.counters {
+            Counters::bump(shared(c));
         }
     }
 
-    fn bad(&self, reason: &'static str) -> SourceError {
+    fn bad(&mut self, reason: &'static str) -> SourceError {
+        self.faults.bad_frames += 1;
         SourceError::BadFrame {
             device: self.name.clone(),
             reason,
         }
     }
 
-    /// Dequeue one buffer and check it; a bad one is re-queued.
-    fn dequeue_checked(&mut self) -> Result<Dequeued, SourceError> {
-        let d = match self.dev.dequeue(self.timeout_ms) {
-            Ok(d) => d,
-            Err(DqError::Timeout) => {
-                return Err(SourceError::Timeout {
+    /// The camera is lost (`stall` false) or stalled: close it and, with a
+    /// re-opener, schedule the first attempt. Fault path (allocates).
+    fn went_down(&mut self, stall: bool, reason: String) -> SourceError {
+        if stall {
+            self.bump(|f| &mut f.stalls, |c| &c.camera_stalls);
+        } else {
+            self.bump(|f| &mut f.lost, |c| &c.camera_lost);
+        }
+        if self.opener.is_none() {
+            return if stall {
+                SourceError::Timeout {
                     device: self.name.clone(),
                     timeout_ms: self.timeout_ms as u64,
-                })
+                }
+            } else {
+                SourceError::Disconnected {
+                    device: self.name.clone(),
+                    reason,
+                }
+            };
+        }
+        log::warn!(
+            "{}: camera {} ({reason}); closing it and reconnecting",
+            self.name,
+            if stall { "stalled" } else { "lost" }
+        );
+        self.close();
+        let now = monotonic_ns();
+        self.link = Link::Down {
+            since_ns: now,
+            attempt: 0,
+            next_try_ns: now,
+        };
+        self.reconnecting()
+    }
+
+    /// Stops streaming, unmaps the buffers and closes the device.
+    fn close(&mut self) {
+        if let Some(mut dev) = self.dev.take() {
+            if let Err(e) = dev.stop() {
+                log::debug!("{}: stopping the lost camera: {e}", self.name);
             }
-            Err(DqError::PollErr) => {
-                return Err(self.disconnected(
-                    "poll reported POLLERR (device gone or streaming stopped)".into(),
-                ))
+        }
+    }
+
+    fn reconnecting(&self) -> SourceError {
+        SourceError::Reconnecting {
+            device: self.name.clone(),
+        }
+    }
+
+    /// While the camera is down: wait for the next attempt (at most one
+    /// poll timeout) and try it. Ok once streaming again.
+    fn ensure_up(&mut self) -> Result<(), SourceError> {
+        let Link::Down {
+            since_ns,
+            attempt,
+            next_try_ns,
+        } = self.link
+        else {
+            return Ok(());
+        };
+        let now = monotonic_ns();
+        if now < next_try_ns {
+            let wait = (next_try_ns - now).min(self.timeout_ms as u64 * 1_000_000);
+            std::thread::sleep(std::time::Duration::from_nanos(wait));
+            if monotonic_ns() < next_try_ns {
+                return Err(self.reconnecting());
             }
-            Err(DqError::Os(libc::ENODEV)) => {
-                return Err(self.disconnected("ENODEV (device removed)".into()))
+        }
+        match self.reopen() {
+            Ok(()) => {
+                self.bump(|f| &mut f.reconnects, |c| &c.camera_reconnects);
+                self.link = Link::Up;
+                log::warn!(
+                    "{}: camera back after {:.2} s ({} attempts): {}",
+                    self.name,
+                    monotonic_ns().saturating_sub(since_ns) as f64 * 1e-9,
+                    attempt + 1,
+                    self.describe()
+                );
+                Ok(())
             }
-            // The driver may have dropped the buffer; nothing to re-queue.
-            Err(DqError::Os(libc::EIO)) => return Err(self.bad("VIDIOC_DQBUF failed with EIO")),
-            Err(DqError::Os(errno)) => {
-                let e = std::io::Error::from_raw_os_error(errno);
-                return Err(self.disconnected(format!("VIDIOC_DQBUF failed: {e}")));
+            Err(e) => {
+                self.bump(
+                    |f| &mut f.reconnect_failures,
+                    |c| &c.camera_reconnect_failures,
+                );
+                let wait = backoff_ms(attempt + 1, self.cfg.reconnect_max_ms);
+                log::warn!(
+                    "{}: reconnect attempt {} failed: {e}; next in {wait} ms",
+                    self.name,
+                    attempt + 1
+                );
+                self.link = Link::Down {
+                    since_ns,
+                    attempt: attempt.saturating_add(1),
+                    next_try_ns: monotonic_ns() + wait * 1_000_000,
+                };
+                Err(self.reconnecting())
+            }
+        }
+    }
+
+    /// Full re-open: open, negotiate, map, stream; the frame must be the
+    /// one the pipeline was booted for. Fault path (allocates).
+    fn reopen(&mut self) -> Result<(), String> {
+        let Some(opener) = self.opener.as_mut() else {
+            return Err("no way to re-open this device".into());
+        };
+        let mut dev = opener().map_err(|e| format!("open: {e}"))?;
+        let n = match negotiate(&self.cfg, &mut dev, &self.name) {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = dev.stop();
+                return Err(e.to_string());
+            }
+        };
+        if n.desc != self.desc {
+            let _ = dev.stop();
+            return Err(format!(
+                "the camera came back as {} {}x{} but the pipeline was booted for {} {}x{}",
+                n.desc.format.name(),
+                n.desc.width,
+                n.desc.height,
+                self.desc.format.name(),
+                self.desc.width,
+                self.desc.height
+            ));
+        }
+        if n.buffers != self.buffers {
+            log::warn!(
+                "{}: the driver now granted {} buffers (was {})",
+                self.name,
+                n.buffers,
+                self.buffers
+            );
+        }
+        self.planes = n.planes;
+        self.need = n.need;
+        self.contiguous = n.contiguous;
+        self.rate = n.rate;
+        self.buffers = n.buffers;
+        self.last_sequence = None;
+        self.dev = Some(dev);
+        Ok(())
+    }
+
+    /// Dequeue one buffer and check it; a bad one is re-queued. EINTR and
+    /// EAGAIN are retried within the poll timeout.
+    fn dequeue_checked(&mut self) -> Result<Dequeued, SourceError> {
+        self.ensure_up()?;
+        let deadline = monotonic_ns().saturating_add(self.timeout_ms as u64 * 1_000_000);
+        let mut wait_ms = self.timeout_ms;
+        let d = loop {
+            let Some(dev) = self.dev.as_mut() else {
+                return Err(self.reconnecting());
+            };
+            match dev.dequeue(wait_ms) {
+                Ok(d) => break d,
+                Err(DqError::Timeout) => {
+                    let reason = format!("no frame within {} ms", self.timeout_ms);
+                    return Err(self.went_down(true, reason));
+                }
+                Err(DqError::Os(libc::EINTR)) | Err(DqError::Os(libc::EAGAIN)) => {
+                    self.bump(|f| &mut f.retries, |c| &c.camera_retries);
+                    let left = deadline.saturating_sub(monotonic_ns());
+                    if left == 0 {
+                        let reason =
+                            format!("no frame within {} ms (EINTR/EAGAIN only)", self.timeout_ms);
+                        return Err(self.went_down(true, reason));
+                    }
+                    wait_ms = left.div_ceil(1_000_000).min(u32::MAX as u64) as u32;
+                }
+                Err(DqError::PollErr) => {
+                    return Err(self.went_down(
+                        false,
+                        "poll reported POLLERR (device gone or streaming stopped)".into(),
+                    ))
+                }
+                Err(DqError::Os(libc::ENODEV)) => {
+                    return Err(self.went_down(false, "ENODEV (device removed)".into()))
+                }
+                // The driver may have dropped the buffer; nothing to re-queue.
+                Err(DqError::Os(libc::EIO)) => return Err(self.bad("VIDIOC_DQBUF failed with EIO")),
+                Err(DqError::Os(errno)) => {
+                    let e = std::io::Error::from_raw_os_error(errno);
+                    return Err(self.went_down(false, format!("VIDIOC_DQBUF failed: {e}")));
+                }
             }
         };
         if let Some(last) = self.last_sequence {
@@ -384,19 +741,27 @@ impl<D: CaptureDevice> V4l2Source<D> {
             None
         };
         if let Some(reason) = fault {
-            self.requeue(d.index)?;
+            if d.index < self.buffers as usize {
+                self.requeue(d.index)?;
+            }
             return Err(self.bad(reason));
         }
         Ok(d)
     }
 
     fn requeue(&mut self, index: usize) -> Result<(), SourceError> {
-        match self.dev.queue(index) {
+        let res = match self.dev.as_mut() {
+            Some(dev) => dev.queue(index),
+            None => return Err(self.reconnecting()),
+        };
+        match res {
             Ok(()) => Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::ENODEV) => {
-                Err(self.disconnected("ENODEV (device removed)".into()))
+                Err(self.went_down(false, "ENODEV (device removed)".into()))
             }
-            Err(e) => Err(self.disconnected(format!("VIDIOC_QBUF of buffer {index} failed: {e}"))),
+            Err(e) => {
+                Err(self.went_down(false, format!("VIDIOC_QBUF of buffer {index} failed: {e}")))
+            }
         }
     }
 
@@ -412,6 +777,14 @@ impl<D: CaptureDevice> V4l2Source<D> {
             source_ns: Some(d.timestamp_ns),
         }
     }
+}
+
+/// Pause before reconnection attempt `attempt` (0 = first): 50 ms doubling,
+/// capped at `max_ms`.
+fn backoff_ms(attempt: u32, max_ms: u32) -> u64 {
+    BACKOFF_MIN_MS
+        .saturating_mul(1u64 << attempt.min(20))
+        .min(max_ms.max(1) as u64)
 }
 
 /// Copy the planes out of a driver buffer into the packed layout of the
@@ -456,6 +829,10 @@ impl<D: CaptureDevice> Source for V4l2Source<D> {
         )
     }
 
+    fn attach_counters(&mut self, counters: &Arc<Counters>) {
+        self.counters = Some(Arc::clone(counters));
+    }
+
     /// Frame path: never allocates on success.
     fn next_frame(&mut self, dst: &mut [u8]) -> Result<FrameStamp, SourceError> {
         let bytes = self.desc.bytes();
@@ -467,13 +844,22 @@ impl<D: CaptureDevice> Source for V4l2Source<D> {
             )));
         }
         let d = self.dequeue_checked()?;
-        let src = self.dev.buffer(d.index);
-        if src.len() < self.need {
-            self.requeue(d.index)?;
+        let short = match self.dev.as_ref() {
+            Some(dev) => {
+                let src = dev.buffer(d.index);
+                if src.len() < self.need {
+                    true
+                } else {
+                    copy_planes(&self.planes, self.contiguous, src, &mut dst[..bytes]);
+                    false
+                }
+            }
+            None => return Err(self.reconnecting()),
+        };
+        self.requeue(d.index)?;
+        if short {
             return Err(self.bad("mapped buffer is smaller than a frame"));
         }
-        copy_planes(&self.planes, self.contiguous, src, &mut dst[..bytes]);
-        self.requeue(d.index)?;
         Ok(Self::stamp(&d))
     }
 
@@ -487,8 +873,10 @@ impl<D: CaptureDevice> Source for V4l2Source<D> {
 
 impl<D: CaptureDevice> Drop for V4l2Source<D> {
     fn drop(&mut self) {
-        if let Err(e) = self.dev.stop() {
-            log::warn!("{}: stopping the stream failed: {e}", self.name);
+        if let Some(dev) = self.dev.as_mut() {
+            if let Err(e) = dev.stop() {
+                log::warn!("{}: stopping the stream failed: {e}", self.name);
+            }
         }
     }
 }
@@ -654,6 +1042,8 @@ mod tests {
             buffers: 4,
             timeout_ms: 250,
             on_adjust: OnAdjust::Adapt,
+            absent: Absent::Fail,
+            reconnect_max_ms: 200,
         }
     }
 
@@ -683,7 +1073,7 @@ mod tests {
         );
         assert!(dst.iter().enumerate().all(|(i, &b)| b == byte(1, i)));
         assert!(
-            src.device().queued.iter().all(|&q| q),
+            src.device().unwrap().queued.iter().all(|&q| q),
             "buffer not re-queued"
         );
         let st = src.skip_frame().unwrap();
@@ -695,8 +1085,8 @@ mod tests {
         src.next_frame(&mut dst).unwrap();
         assert!(dst.iter().enumerate().all(|(i, &b)| b == byte(3, i)));
         assert_eq!(src.driver_drops(), 3);
-        assert!(src.device().queued.iter().all(|&q| q));
-        assert_eq!(src.device().timeouts_asked, [250, 250, 250]);
+        assert!(src.device().unwrap().queued.iter().all(|&q| q));
+        assert_eq!(src.device().unwrap().timeouts_asked, [250, 250, 250]);
     }
 
     #[test]
@@ -865,7 +1255,7 @@ mod tests {
                 other => panic!("step {i}: {other:?}"),
             }
             assert!(
-                src.device().queued.iter().all(|&q| q),
+                src.device().unwrap().queued.iter().all(|&q| q),
                 "step {i}: buffer not re-queued"
             );
         }
