@@ -6,6 +6,7 @@
 pub mod backend;
 pub mod boot;
 pub mod calibration;
+pub mod cuda;
 pub mod config;
 pub mod engine;
 pub mod frame;

@@ -88,7 +88,8 @@ impl Pipeline {
         } = self;
         let frame_bytes = source.desc().bytes();
         let out_len: usize = backend.output_shape().iter().product();
-        let (mut ring, tokens) = Ring::new(ring_slots, frame_bytes, out_len);
+        let slot_bufs = backend.take_slot_buffers();
+        let (mut ring, tokens) = Ring::with_buffers(ring_slots, frame_bytes, out_len, slot_bufs);
         ring.prefault();
         let ring = &ring;
         let (free_tx, free_rx) = bounded::<SlotToken>(ring_slots);
@@ -313,10 +314,11 @@ fn inference_loop(
             }
         }
         {
+            let index = token.index();
             let mut slot = ring.slot(&mut token);
             slot.meta.t_infer_start_ns = monotonic_ns();
             let slot = &mut *slot;
-            let timing = backend.infer(&slot.frame, &mut slot.output);
+            let timing = backend.infer(index, &slot.frame, &mut slot.output);
             slot.meta.t_pre_done_ns = timing.pre_done_ns;
             slot.meta.t_infer_done_ns = monotonic_ns();
         }

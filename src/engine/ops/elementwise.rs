@@ -2141,3 +2141,8 @@ mod tests {
         assert!(e.0.contains("input_var (input 4)"), "{}", e.0);
     }
 }
+
+/// Clip's float bounds (attributes or constant inputs), for another backend.
+pub(crate) fn clip_bounds(op: &Op, ins: &[Option<ValueInfo>]) -> OpResult<(f32, f32)> {
+    clip_bounds_f32(op, ins)
+}

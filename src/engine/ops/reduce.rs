@@ -984,3 +984,11 @@ mod tests {
         assert!(e.0.contains("axes (input 1) must be a constant"), "{}", e.0);
     }
 }
+
+/// `[outer, n, inner]` of a Softmax / LogSoftmax for another backend.
+pub(crate) fn softmax_rows(op: &Op, shape: &[usize]) -> OpResult<(usize, usize, usize)> {
+    match op {
+        Op::Softmax { axis, .. } | Op::LogSoftmax { axis, .. } => softmax_layout(op, *axis, shape),
+        _ => Err(OpError::new(format!("{} is not a softmax", op.name()))),
+    }
+}
