@@ -159,7 +159,9 @@ pub fn choose_device(device: &str, cuda_device: usize) -> Result<&'static str, B
                 "device cuda: {e}; use --device cpu or auto"
             ))),
         },
-        other => Err(BootError::Device(format!("device \"{other}\": expected auto, cpu or cuda"))),
+        other => Err(BootError::Device(format!(
+            "device \"{other}\": expected auto, cpu or cuda"
+        ))),
     }
 }
 

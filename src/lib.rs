@@ -6,8 +6,8 @@
 pub mod backend;
 pub mod boot;
 pub mod calibration;
-pub mod cuda;
 pub mod config;
+pub mod cuda;
 pub mod engine;
 pub mod frame;
 pub mod metrics;

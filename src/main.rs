@@ -1,7 +1,8 @@
 //! The `perceptd` command line: a thin layer over the library. Parses
 //! flags, calls into `perceptd`, prints results, maps errors to exit codes
 //! (documented in README: 0 ok, 1 error, 2 usage, 3 comparison failed,
-//! 4 source lost mid-run).
+//! 4 source lost mid-run, 6 GPU fault in the frame loop, exited from the
+//! inference thread by `perceptd::cuda`).
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -13,6 +14,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
+
+/// Counts heap allocations (one relaxed atomic add each) so that
+/// `perceptd gpu-check` can show the frame loop allocates nothing.
+#[global_allocator]
+static ALLOC: perceptd::cuda::check::CountingAlloc = perceptd::cuda::check::CountingAlloc;
 
 #[derive(Parser)]
 #[command(
@@ -137,6 +143,17 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// On a machine with an NVIDIA GPU: the CUDA backend vs the CPU backend
+    /// (preprocessing, every op, end to end FP32/FP16), per-phase latency
+    /// and heap allocations over N frames. Exit 3 when a check fails.
+    GpuCheck {
+        #[arg(long, default_value = "models/perceptd-synth.onnx")]
+        model: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        cuda_device: usize,
+        #[arg(long, default_value_t = 1000)]
+        frames: usize,
+    },
     /// Load a model and print its plan: inputs, outputs, op counts after
     /// fusion, arena size.
     Check {
@@ -260,6 +277,24 @@ fn run(cli: Cli) -> Result<i32> {
             json,
         } => bench_model(&model, threads, iters, warmup, input_shape.as_deref(), json),
         Cmd::Check { model, input_shape } => check(&model, input_shape.as_deref()),
+        Cmd::GpuCheck {
+            model,
+            cuda_device,
+            frames,
+        } => {
+            let mut out = std::io::stdout();
+            match perceptd::cuda::check::run(&model, cuda_device, frames, &mut out) {
+                Ok(true) => {
+                    println!("\ngpu-check: all checks passed");
+                    Ok(0)
+                }
+                Ok(false) => {
+                    println!("\ngpu-check: FAILED (see above)");
+                    Ok(3)
+                }
+                Err(e) => bail!("gpu-check: {e}"),
+            }
+        }
     }
 }
 

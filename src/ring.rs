@@ -118,7 +118,11 @@ impl<T: Copy + 'static> std::fmt::Debug for HostBuffer<T> {
             f,
             "HostBuffer({} elements, {})",
             self.len,
-            if self.is_external() { "external" } else { "boxed" }
+            if self.is_external() {
+                "external"
+            } else {
+                "boxed"
+            }
         )
     }
 }
@@ -173,8 +177,7 @@ impl Ring {
     ) -> (Ring, Vec<SlotToken>) {
         let fits = |v: &Vec<SlotBuffers>| {
             v.len() == n
-                && v
-                    .iter()
+                && v.iter()
                     .all(|b| b.frame.len() == frame_bytes && b.output.len() == output_len)
         };
         let provided = match provided {

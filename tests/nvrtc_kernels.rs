@@ -26,7 +26,10 @@ fn every_kernel_compiles_to_ptx_for_jetson_and_h100() {
             match nvrtc::compile(name, src, Target::Ptx(arch)) {
                 Ok(ptx) => {
                     let text = String::from_utf8_lossy(&ptx);
-                    assert!(text.contains(".entry"), "{name} for compute_{arch}: no kernels in the PTX");
+                    assert!(
+                        text.contains(".entry"),
+                        "{name} for compute_{arch}: no kernels in the PTX"
+                    );
                     eprintln!("{name}.cu -> compute_{arch}: {} bytes of PTX", ptx.len());
                 }
                 Err(e) => failures.push(format!("{name}.cu for compute_{arch}: {e}")),
@@ -44,7 +47,11 @@ fn every_kernel_compiles_to_ptx_for_jetson_and_h100() {
 
 #[test]
 fn every_kernel_the_backend_launches_is_in_the_sources() {
-    let ops = SOURCES.iter().find(|(n, _)| *n == "ops").map(|(_, s)| *s).unwrap_or("");
+    let ops = SOURCES
+        .iter()
+        .find(|(n, _)| *n == "ops")
+        .map(|(_, s)| *s)
+        .unwrap_or("");
     for k in [
         "copy_nd",
         "fill",

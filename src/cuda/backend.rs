@@ -177,7 +177,10 @@ impl CudaBackend {
         // out-pointers; the context is made current before anything else.
         unsafe {
             let mut dev: sys::CUdevice = 0;
-            check(sys::cuDeviceGet(&mut dev, opts.ordinal as i32), "cuDeviceGet")?;
+            check(
+                sys::cuDeviceGet(&mut dev, opts.ordinal as i32),
+                "cuDeviceGet",
+            )?;
             let mut ctx: sys::CUcontext = std::ptr::null_mut();
             check(
                 sys::cuDevicePrimaryCtxRetain(&mut ctx, dev),
@@ -186,7 +189,10 @@ impl CudaBackend {
             check(sys::cuCtxSetCurrent(ctx), "cuCtxSetCurrent")?;
             let mut stream: sys::CUstream = std::ptr::null_mut();
             check(
-                sys::cuStreamCreate(&mut stream, sys::CUstream_flags::CU_STREAM_NON_BLOCKING as u32),
+                sys::cuStreamCreate(
+                    &mut stream,
+                    sys::CUstream_flags::CU_STREAM_NON_BLOCKING as u32,
+                ),
                 "creating a stream",
             )?;
 
@@ -395,11 +401,9 @@ impl CudaBackend {
     /// As [`Self::enqueue_network`].
     pub(crate) unsafe fn enqueue(&self, l: &Launch) -> Result<(), CudaError> {
         let f = match l {
-            Launch::Kernel { params, .. } => {
-                *self.funcs.get(params.kernel()).ok_or_else(|| {
-                    CudaError::Model(format!("kernel {} not loaded", params.kernel()))
-                })?
-            }
+            Launch::Kernel { params, .. } => *self.funcs.get(params.kernel()).ok_or_else(|| {
+                CudaError::Model(format!("kernel {} not loaded", params.kernel()))
+            })?,
             Launch::Gemm(_) => std::ptr::null_mut(),
         };
         lower::enqueue(l, f, self.stream, self.cublas)
@@ -451,7 +455,11 @@ impl CudaBackend {
         self.make_current()?;
         let fb = self.src.bytes();
         let frame = Arc::new(PinnedBuf::new(fb, HostUse::Staging, self.mapped)?);
-        let out = Arc::new(PinnedBuf::new(self.out_len * 4, HostUse::Readback, self.mapped)?);
+        let out = Arc::new(PinnedBuf::new(
+            self.out_len * 4,
+            HostUse::Readback,
+            self.mapped,
+        )?);
         let dev_frame = if self.mapped {
             None
         } else {
@@ -564,7 +572,10 @@ impl CudaBackend {
                 sys::cuGraphInstantiateWithFlags(&mut exec, graph, 0),
                 "instantiating the frame graph",
             )?;
-            check(sys::cuGraphUpload(exec, self.stream), "uploading the frame graph")?;
+            check(
+                sys::cuGraphUpload(exec, self.stream),
+                "uploading the frame graph",
+            )?;
             Ok(exec)
         });
         if !graph.is_null() {
@@ -583,7 +594,10 @@ impl CudaBackend {
             fault_if(sys::cuCtxSetCurrent(self.ctx), "cuCtxSetCurrent");
             fault_if(sys::cuGraphLaunch(s.exec, self.stream), "cuGraphLaunch");
             fault_if(sys::cuEventRecord(s.done, self.stream), "cuEventRecord");
-            fault_if(sys::cuEventSynchronize(s.done), "waiting for the frame graph");
+            fault_if(
+                sys::cuEventSynchronize(s.done),
+                "waiting for the frame graph",
+            );
         }
     }
 }
@@ -614,11 +628,13 @@ fn destroy_slot(s: SlotGpu) {
     }
 }
 
-/// Host slice views of a slot's pinned memory.
-fn frame_slice(s: &SlotGpu) -> &mut [u8] {
+/// Copy `frame` into a slot's pinned frame memory (at most its size).
+fn fill_frame(s: &SlotGpu, frame: &[u8]) {
+    let n = s.frame.bytes.min(frame.len());
     // SAFETY: the pinned allocation holds at least `bytes`; the backend
-    // only touches the staging slot's memory, which the ring never sees.
-    unsafe { std::slice::from_raw_parts_mut(s.frame.ptr, s.frame.bytes) }
+    // only writes the staging slot's memory this way, which the ring never
+    // sees, and the GPU is idle (the previous graph was waited for).
+    unsafe { std::ptr::copy_nonoverlapping(frame.as_ptr(), s.frame.ptr, n) }
 }
 
 fn out_slice(s: &SlotGpu, len: usize) -> &[f32] {
@@ -709,9 +725,7 @@ impl Backend for CudaBackend {
         if own {
             self.launch_and_wait(&self.slots[slot]);
         } else if let Some(st) = &self.staging {
-            let f = frame_slice(st);
-            let n = f.len().min(frame.len());
-            f[..n].copy_from_slice(&frame[..n]);
+            fill_frame(st, frame);
             self.launch_and_wait(st);
             let n = out.len().min(self.out_len);
             out[..n].copy_from_slice(&out_slice(st, self.out_len)[..n]);
@@ -752,11 +766,21 @@ mod tests {
     #[test]
     fn taps_clamp_at_both_edges() {
         let t = linear_taps(4, 8);
-        assert_eq!(t[0], Tap { i0: 0, i1: 1, w: 0.0 });
+        assert_eq!(
+            t[0],
+            Tap {
+                i0: 0,
+                i1: 1,
+                w: 0.0
+            }
+        );
         assert_eq!(t[7].i0, 3);
         assert_eq!(t[7].w, 0.0);
         let id = linear_taps(5, 5);
-        assert!(id.iter().enumerate().all(|(i, t)| t.i0 == i as i32 && t.w == 0.0));
+        assert!(id
+            .iter()
+            .enumerate()
+            .all(|(i, t)| t.i0 == i as i32 && t.w == 0.0));
     }
 
     /// Without a driver the backend says CUDA is unavailable (no panic).

@@ -291,7 +291,11 @@ pub struct Gemm {
 
 #[derive(Debug, Clone, Copy)]
 pub enum Launch {
-    Kernel { params: Params, grid: u32, block: u32 },
+    Kernel {
+        params: Params,
+        grid: u32,
+        block: u32,
+    },
     Gemm(Gemm),
 }
 
@@ -530,8 +534,7 @@ pub fn build(g: &Graph, precision: Precision) -> Result<GpuPlan, CudaError> {
         .map(|n| {
             is_view(&n.op)
                 && n.outputs.len() == 1
-                && n
-                    .inputs
+                && n.inputs
                     .first()
                     .copied()
                     .flatten()
@@ -576,7 +579,7 @@ pub fn build(g: &Graph, precision: Precision) -> Result<GpuPlan, CudaError> {
                     u.0 = at;
                 }
                 nodes.push(NodeSteps {
-                node: ni,
+                    node: ni,
                     op: n.op.name(),
                     launches,
                 })
@@ -978,7 +981,10 @@ fn lower_node(cx: &mut Ctx, ni: usize) -> Result<Vec<Launch>, CudaError> {
                 return Err(unsupported(op, "extrapolated or rank < 2 resizes"));
             }
             if t[..r - 2].iter().any(|a| a.0 != a.1) {
-                return Err(unsupported(op, "only the last two axes may be resized on the GPU"));
+                return Err(unsupported(
+                    op,
+                    "only the last two axes may be resized on the GPU",
+                ));
             }
             let (ty, tx) = (&t[r - 2], &t[r - 1]);
             let yidx: Vec<i32> = ty.3.iter().map(|&i| i as i32).collect();
@@ -1012,7 +1018,8 @@ fn lower_node(cx: &mut Ctx, ni: usize) -> Result<Vec<Launch>, CudaError> {
             ));
         }
         Op::Binary(b) => {
-            let code = binary_code(*b).ok_or_else(|| unsupported(op, "only arithmetic runs on the GPU"))?;
+            let code = binary_code(*b)
+                .ok_or_else(|| unsupported(op, "only arithmetic runs on the GPU"))?;
             let (Some(a), Some(bb)) = (inp(0), inp(1)) else {
                 return Err(unsupported(op, "needs two inputs"));
             };
@@ -1053,7 +1060,8 @@ fn lower_node(cx: &mut Ctx, ni: usize) -> Result<Vec<Launch>, CudaError> {
                 let t = inp(i)?;
                 g.tensors[t].value.as_ref()?.as_f32().map(|d| d.to_vec())
             };
-            let (Some(sc), Some(bi), Some(mean), Some(var)) = (get(1), get(2), get(3), get(4)) else {
+            let (Some(sc), Some(bi), Some(mean), Some(var)) = (get(1), get(2), get(3), get(4))
+            else {
                 return Err(unsupported(op, "needs constant scale, bias, mean and var"));
             };
             let sx = cx.shape(x).to_vec();
@@ -1071,7 +1079,10 @@ fn lower_node(cx: &mut Ctx, ni: usize) -> Result<Vec<Launch>, CudaError> {
                 .zip(&scale)
                 .map(|((b, m), s)| b - m * s)
                 .collect();
-            let (sp, hp) = (cx.upload(&scale, "BN scale")?, cx.upload(&shift, "BN shift")?);
+            let (sp, hp) = (
+                cx.upload(&scale, "BN scale")?,
+                cx.upload(&shift, "BN shift")?,
+            );
             let (xp, yp) = (cx.ptr(x)?, cx.ptr(out0)?);
             v.push(kernel(
                 Params::Channel(ChannelParams {
@@ -1256,8 +1267,16 @@ pub unsafe fn enqueue(
 /// As [`enqueue`]; the handle's stream and workspace are set.
 unsafe fn gemm(gm: &Gemm, h: cb::cublasHandle_t) -> Result<(), CudaError> {
     use cb::cublasOperation_t as T;
-    let opb = if gm.trans_b { T::CUBLAS_OP_T } else { T::CUBLAS_OP_N };
-    let opa = if gm.trans_a { T::CUBLAS_OP_T } else { T::CUBLAS_OP_N };
+    let opb = if gm.trans_b {
+        T::CUBLAS_OP_T
+    } else {
+        T::CUBLAS_OP_N
+    };
+    let opa = if gm.trans_a {
+        T::CUBLAS_OP_T
+    } else {
+        T::CUBLAS_OP_N
+    };
     let (alpha, beta) = (gm.alpha, gm.beta);
     let st = if gm.half {
         cb::cublasGemmStridedBatchedEx(

@@ -207,7 +207,9 @@ pub fn probe(ordinal: usize) -> Result<DeviceInfo, CudaError> {
             return Err(unavailable("cuDeviceGetCount", r));
         }
         if count <= 0 {
-            return Err(CudaError::Unavailable("the driver reports no CUDA device".into()));
+            return Err(CudaError::Unavailable(
+                "the driver reports no CUDA device".into(),
+            ));
         }
         if ordinal >= count as usize {
             return Err(CudaError::Unavailable(format!(
@@ -252,8 +254,13 @@ pub fn probe(ordinal: usize) -> Result<DeviceInfo, CudaError> {
 
 /// Load cuBLAS before its first use (cudarc panics on a missing library).
 pub fn load_cublas() -> Result<(), CudaError> {
-    dlopen_any(&["libcublas.so.12", "libcublas.so.13", "libcublas.so", "libcublas.so.11"])
-        .map_err(|e| CudaError::Unavailable(format!("cuBLAS (libcublas.so) was not found ({e})")))?;
+    dlopen_any(&[
+        "libcublas.so.12",
+        "libcublas.so.13",
+        "libcublas.so",
+        "libcublas.so.11",
+    ])
+    .map_err(|e| CudaError::Unavailable(format!("cuBLAS (libcublas.so) was not found ({e})")))?;
     // SAFETY: only dlopens the candidate names.
     if !unsafe { cudarc::cublas::sys::is_culib_present() } {
         return Err(CudaError::Unavailable(

@@ -118,7 +118,8 @@ fn nv_check(r: sys::nvrtcResult, what: &str) -> Result<(), CudaError> {
 /// whole log. Loads libnvrtc first.
 pub fn compile(name: &str, src: &str, target: Target) -> Result<Vec<u8>, CudaError> {
     load()?;
-    let csrc = CString::new(src).map_err(|_| CudaError::Nvrtc(format!("{name}.cu has a NUL byte")))?;
+    let csrc =
+        CString::new(src).map_err(|_| CudaError::Nvrtc(format!("{name}.cu has a NUL byte")))?;
     let cname = CString::new(format!("{name}.cu")).unwrap_or_default();
     let mut opts: Vec<CString> = OPTIONS
         .iter()
@@ -146,9 +147,12 @@ pub fn compile(name: &str, src: &str, target: Target) -> Result<Vec<u8>, CudaErr
         let result = if r != sys::nvrtcResult::NVRTC_SUCCESS {
             let mut n: usize = 0;
             let mut log = String::new();
-            if sys::nvrtcGetProgramLogSize(prog, &mut n) == sys::nvrtcResult::NVRTC_SUCCESS && n > 1 {
+            if sys::nvrtcGetProgramLogSize(prog, &mut n) == sys::nvrtcResult::NVRTC_SUCCESS && n > 1
+            {
                 let mut buf = vec![0 as c_char; n];
-                if sys::nvrtcGetProgramLog(prog, buf.as_mut_ptr()) == sys::nvrtcResult::NVRTC_SUCCESS {
+                if sys::nvrtcGetProgramLog(prog, buf.as_mut_ptr())
+                    == sys::nvrtcResult::NVRTC_SUCCESS
+                {
                     log = CStr::from_ptr(buf.as_ptr()).to_string_lossy().into_owned();
                 }
             }
@@ -213,7 +217,11 @@ pub fn cache_dir(configured: Option<&Path>) -> Option<PathBuf> {
     if let Some(p) = configured {
         return Some(p.to_path_buf());
     }
-    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     if let Some(d) = env("CACHE_DIRECTORY") {
         // systemd may pass several, colon-separated: take the first.
         let s = d.to_string_lossy().into_owned();
@@ -252,7 +260,10 @@ pub fn compile_cached(
             .and_then(|_| std::fs::write(&tmp, &img))
             .and_then(|_| std::fs::rename(&tmp, &f));
         if let Err(e) = w {
-            log::warn!("kernel cache {}: {e}; compiling again next boot", d.display());
+            log::warn!(
+                "kernel cache {}: {e}; compiling again next boot",
+                d.display()
+            );
             let _ = std::fs::remove_file(&tmp);
         }
     }

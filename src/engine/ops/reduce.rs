@@ -604,6 +604,14 @@ pub fn eval(op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Option<Vec<Tensor>>> {
     }]))
 }
 
+/// `[outer, n, inner]` of a Softmax / LogSoftmax for another backend.
+pub(crate) fn softmax_rows(op: &Op, shape: &[usize]) -> OpResult<(usize, usize, usize)> {
+    match op {
+        Op::Softmax { axis, .. } | Op::LogSoftmax { axis, .. } => softmax_layout(op, *axis, shape),
+        _ => Err(OpError::new(format!("{} is not a softmax", op.name()))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -982,13 +990,5 @@ mod tests {
         };
         let e = infer(&reduce(ReduceOp::Sum, None, true), &[v[0], Some(rt)]).unwrap_err();
         assert!(e.0.contains("axes (input 1) must be a constant"), "{}", e.0);
-    }
-}
-
-/// `[outer, n, inner]` of a Softmax / LogSoftmax for another backend.
-pub(crate) fn softmax_rows(op: &Op, shape: &[usize]) -> OpResult<(usize, usize, usize)> {
-    match op {
-        Op::Softmax { axis, .. } | Op::LogSoftmax { axis, .. } => softmax_layout(op, *axis, shape),
-        _ => Err(OpError::new(format!("{} is not a softmax", op.name()))),
     }
 }

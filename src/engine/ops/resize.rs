@@ -866,6 +866,28 @@ impl CpuKernel for Separable {
     }
 }
 
+/// Per-axis sampling tables of a Resize for another backend (the CUDA
+/// backend samples the same taps on the GPU): for every axis `(input,
+/// output, taps, idx, w, extrapolated)`, `idx`/`w` holding `output * taps`
+/// entries. Boot only; allocates.
+#[allow(clippy::type_complexity)]
+pub(crate) fn axis_tables(
+    op: &Op,
+    ins: &[Option<ValueInfo>],
+) -> OpResult<Vec<(usize, usize, usize, Vec<usize>, Vec<f32>, bool)>> {
+    let Op::Resize(a) = op else {
+        op_bail!("{} is not Resize", op.name());
+    };
+    let plan = plan(a, ins)?;
+    Ok((0..plan.input.len())
+        .map(|d| {
+            let m = AxisMap::new(a, plan.input[d], plan.out[d], plan.scale[d], plan.roi[d]);
+            let ex = m.extrap.iter().any(|&e| e);
+            (m.input, m.output, m.taps, m.idx, m.w, ex)
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1257,26 +1279,4 @@ mod tests {
         Case { name: "pytorch_half_pixel_single_output", attrs: ResizeAttrs { mode: ResizeMode::Cubic, coord: CoordTransform::PytorchHalfPixel, nearest: NearestMode::RoundPreferFloor, cubic_coeff_a: -0.75, exclude_outside: false, extrapolation_value: 0.0, antialias: false, axes: None, keep_aspect: KeepAspect::Stretch, scales_at_input1: false }, shape: vec![1, 1, 5, 4], roi: None, scales: None, sizes: Some(vec![1, 1, 1, 3]), want_shape: vec![1, 1, 1, 3], want: vec![-3.7449198, 3.7409377, 0.6930207] },
         ]
     }
-}
-
-/// Per-axis sampling tables of a Resize for another backend (the CUDA
-/// backend samples the same taps on the GPU): for every axis `(input,
-/// output, taps, idx, w, extrapolated)`, `idx`/`w` holding `output * taps`
-/// entries. Boot only; allocates.
-#[allow(clippy::type_complexity)]
-pub(crate) fn axis_tables(
-    op: &Op,
-    ins: &[Option<ValueInfo>],
-) -> OpResult<Vec<(usize, usize, usize, Vec<usize>, Vec<f32>, bool)>> {
-    let Op::Resize(a) = op else {
-        op_bail!("{} is not Resize", op.name());
-    };
-    let plan = plan(a, ins)?;
-    Ok((0..plan.input.len())
-        .map(|d| {
-            let m = AxisMap::new(a, plan.input[d], plan.out[d], plan.scale[d], plan.roi[d]);
-            let ex = m.extrap.iter().any(|&e| e);
-            (m.input, m.output, m.taps, m.idx, m.w, ex)
-        })
-        .collect())
 }
