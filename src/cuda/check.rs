@@ -113,11 +113,8 @@ pub fn run(
             .unwrap_or_else(|x| x.to_string())
     );
     let mut ok = true;
-    let desc = FrameDesc {
-        format: PixelFormat::Rgb24,
-        width: 640,
-        height: 480,
-    };
+    // A synthetic road scene (noise would saturate a detector's outputs).
+    let (desc, frame) = scene_frame()?;
     let opts = |p| CudaOptions {
         ordinal,
         precision: p,
@@ -178,7 +175,6 @@ pub fn run(
         out,
         "\n== every GPU node vs the CPU op on the same inputs (max rel error)"
     );
-    let frame = noise(desc.bytes(), 7);
     let mut o = vec![0f32; gpu.out_len];
     gpu.infer(usize::MAX, &frame, &mut o);
     let mut worst: std::collections::BTreeMap<String, f32> = Default::default();
@@ -278,6 +274,18 @@ pub fn run(
         let _ = writeln!(out, "heap allocations during the {frames} frames: {allocs}");
     }
     Ok(ok)
+}
+
+/// One RGB24 frame of the synthetic front camera.
+pub fn scene_frame() -> Result<(FrameDesc, Vec<u8>), String> {
+    use crate::source::synthetic::{SyntheticConfig, SyntheticSource};
+    use crate::source::Source;
+    let mut s =
+        SyntheticSource::new(SyntheticConfig::front_camera(1)).map_err(|e| e.to_string())?;
+    let desc = s.desc();
+    let mut frame = vec![0u8; desc.bytes()];
+    s.next_frame(&mut frame).map_err(|e| e.to_string())?;
+    Ok((desc, frame))
 }
 
 /// The preprocess kernel on a random `d` frame vs `Letterbox::run`.

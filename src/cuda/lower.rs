@@ -463,6 +463,8 @@ pub fn f32_to_f16_bits(x: f32) -> u16 {
 
 struct Ctx<'g> {
     g: &'g Graph,
+    /// Host memory instead of device memory (the tests' GPU emulator).
+    host: bool,
     arena: u64,
     offset: Vec<usize>,
     root_of: Vec<TensorId>,
@@ -484,14 +486,23 @@ impl Ctx<'_> {
     }
 
     fn upload(&mut self, data: &[f32], what: &str) -> Result<u64, CudaError> {
-        let b = DeviceBuf::from_slice(data, what)?;
-        let p = b.ptr;
-        self.consts.push(b);
-        Ok(p)
+        self.upload_any(data, what)
+    }
+
+    fn alloc(&self, bytes: usize, what: &str) -> Result<DeviceBuf, CudaError> {
+        if self.host {
+            Ok(DeviceBuf::host_zeroed(bytes))
+        } else {
+            DeviceBuf::zeroed(bytes, what)
+        }
     }
 
     fn upload_any<T: Copy>(&mut self, data: &[T], what: &str) -> Result<u64, CudaError> {
-        let b = DeviceBuf::from_slice(data, what)?;
+        let b = if self.host {
+            DeviceBuf::host_from_slice(data)
+        } else {
+            DeviceBuf::from_slice(data, what)?
+        };
         let p = b.ptr;
         self.consts.push(b);
         Ok(p)
@@ -528,6 +539,12 @@ fn unsupported(op: &Op, why: &str) -> CudaError {
 /// Lower the optimised graph `g`. Err lists every node the GPU cannot run.
 /// The CUDA context must be current. Boot only.
 pub fn build(g: &Graph, precision: Precision) -> Result<GpuPlan, CudaError> {
+    build_in(g, precision, false)
+}
+
+/// [`build`], with host memory standing in for device memory when `host`
+/// (the tests' GPU emulator runs such plans on the CPU).
+pub fn build_in(g: &Graph, precision: Precision, host: bool) -> Result<GpuPlan, CudaError> {
     let views: Vec<bool> = g
         .nodes
         .iter()
@@ -543,9 +560,14 @@ pub fn build(g: &Graph, precision: Precision) -> Result<GpuPlan, CudaError> {
         .collect();
     // No in-place reuse on the GPU: simpler, and memory is not the limit.
     let plan = plan_arena(g, &views, &vec![None; g.nodes.len()]);
-    let arena = DeviceBuf::zeroed(plan.arena_len * 4, "the activation arena")?;
+    let arena = if host {
+        DeviceBuf::host_zeroed(plan.arena_len * 4)
+    } else {
+        DeviceBuf::zeroed(plan.arena_len * 4, "the activation arena")?
+    };
     let mut cx = Ctx {
         g,
+        host,
         arena: arena.ptr,
         offset: plan.offset_of.clone(),
         root_of: plan.root.clone(),
@@ -600,7 +622,7 @@ pub fn build(g: &Graph, precision: Precision) -> Result<GpuPlan, CudaError> {
     // The shared scratch (im2col columns), sized for the largest user.
     let scratch = if cx.scratch_elems > 0 {
         let bytes = cx.scratch_elems * if precision == Precision::Fp16 { 2 } else { 4 };
-        let s = DeviceBuf::zeroed(bytes, "im2col scratch")?;
+        let s = cx.alloc(bytes, "im2col scratch")?;
         for &(ni, li) in &cx.scratch_users {
             patch_scratch(&mut nodes[ni].launches[li], s.ptr);
         }

@@ -9,10 +9,13 @@ use super::{check, CudaError};
 use cudarc::driver::sys;
 use std::ffi::c_void;
 
-/// `bytes` of device memory.
+/// `bytes` of device memory, or, for the GPU emulator of the tests (a
+/// test double at the GPU boundary), the same amount of host memory whose
+/// address stands in for the device address.
 pub struct DeviceBuf {
     pub ptr: sys::CUdeviceptr,
     pub bytes: usize,
+    host: Option<Vec<u64>>,
 }
 
 // SAFETY: a device address; the backend orders every access on its stream.
@@ -20,6 +23,28 @@ unsafe impl Send for DeviceBuf {}
 unsafe impl Sync for DeviceBuf {}
 
 impl DeviceBuf {
+    /// Zeroed host memory standing in for device memory (GPU emulation).
+    pub fn host_zeroed(bytes: usize) -> DeviceBuf {
+        let bytes = bytes.max(4).next_multiple_of(256);
+        let mut v = vec![0u64; bytes / 8];
+        DeviceBuf {
+            ptr: v.as_mut_ptr() as u64,
+            bytes,
+            host: Some(v),
+        }
+    }
+
+    /// Host memory holding `data` (GPU emulation).
+    pub fn host_from_slice<T: Copy>(data: &[T]) -> DeviceBuf {
+        let bytes = std::mem::size_of_val(data);
+        let b = DeviceBuf::host_zeroed(bytes);
+        // SAFETY: b holds at least `bytes`; the regions are distinct.
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr() as *const u8, b.ptr as *mut u8, bytes)
+        };
+        b
+    }
+
     /// Zeroed device memory (at least 4 bytes, so the pointer is valid).
     /// The backend's context must be current.
     pub fn zeroed(bytes: usize, what: &str) -> Result<DeviceBuf, CudaError> {
@@ -33,7 +58,11 @@ impl DeviceBuf {
             )?;
             check(sys::cuMemsetD8_v2(ptr, 0, bytes), "clearing GPU memory")?;
         }
-        Ok(DeviceBuf { ptr, bytes })
+        Ok(DeviceBuf {
+            ptr,
+            bytes,
+            host: None,
+        })
     }
 
     /// Device memory holding `data`.
@@ -55,6 +84,17 @@ impl DeviceBuf {
     /// Copy the first `dst.len()` elements back (boot, checks, tests).
     pub fn read<T: Copy>(&self, dst: &mut [T]) -> Result<(), CudaError> {
         let bytes = std::mem::size_of_val(dst).min(self.bytes);
+        if self.host.is_some() {
+            // SAFETY: both regions hold at least `bytes`.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    self.ptr as *const u8,
+                    dst.as_mut_ptr() as *mut u8,
+                    bytes,
+                )
+            };
+            return Ok(());
+        }
         // SAFETY: both regions hold at least `bytes`.
         unsafe {
             check(
@@ -67,6 +107,9 @@ impl DeviceBuf {
 
 impl Drop for DeviceBuf {
     fn drop(&mut self) {
+        if self.host.is_some() {
+            return;
+        }
         // SAFETY: allocated by cuMemAlloc; errors at teardown are ignored.
         unsafe {
             let _ = sys::cuMemFree_v2(self.ptr);

@@ -15,6 +15,8 @@
 
 pub mod backend;
 pub mod check;
+#[cfg(test)]
+pub mod emu;
 pub mod lower;
 pub mod mem;
 pub mod nvrtc;
