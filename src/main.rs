@@ -172,10 +172,23 @@ fn main() {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            1
+            exit_code_of(&e)
         }
     };
     std::process::exit(code);
+}
+
+/// 6 for a sticky GPU error at boot (the GPU needs the process restarted,
+/// like a fault in the frame loop), 1 for every other error.
+fn exit_code_of(e: &anyhow::Error) -> i32 {
+    use perceptd::backend::BackendError;
+    use perceptd::boot::BootError;
+    match e.downcast_ref::<BootError>() {
+        Some(BootError::Backend(BackendError::Cuda(c))) if c.is_sticky() => {
+            perceptd::cuda::EXIT_GPU_FAULT
+        }
+        _ => 1,
+    }
 }
 
 fn run(cli: Cli) -> Result<i32> {
