@@ -342,8 +342,13 @@ impl CudaBackend {
                 mapped,
                 model_path: model_path.to_path_buf(),
             };
-            // One eager run: cuBLAS and lazy loading set up outside capture.
+            // One eager run of every kernel (preprocess included): cuBLAS
+            // and lazy module loading do their one-time work outside capture.
             be.run_eager().map_err(device_err)?;
+            let probe_frame = DeviceBuf::zeroed(src.bytes(), "a warm-up frame")?;
+            be.enqueue_preprocess(probe_frame.ptr)?;
+            check(sys::cuStreamSynchronize(stream), "warming up preprocessing")?;
+            drop(probe_frame);
             let st = be.new_slot(false).map_err(device_err)?;
             be.staging = Some(st);
             Ok(be)
