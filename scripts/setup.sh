@@ -13,3 +13,28 @@ if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ldconfig -p 2>/de
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq libclang-dev >/dev/null
 fi
+
+# NVRTC (no GPU needed) so tests/nvrtc_kernels.rs really compiles every CUDA
+# kernel: pip's nvidia-cuda-nvrtc-cu12 wheel, installed with --target into
+# target/nvrtc (no venv, no system site-packages touched). The library's
+# folder is printed in target/nvrtc/path for scripts/test.sh. Optional here:
+# a failure only skips that test, except under PERCEPTD_REQUIRE_NVRTC=1 (CI).
+nvrtc_dir="$(pwd)/target/nvrtc"
+nvrtc_lib="$nvrtc_dir/nvidia/cuda_nvrtc/lib"
+if ! ls "$nvrtc_lib"/libnvrtc.so.12 >/dev/null 2>&1; then
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    if ! command -v python3 >/dev/null 2>&1 || ! python3 -m pip --version >/dev/null 2>&1; then
+        echo "installing python3-pip (for the NVRTC wheel)" >&2
+        $sudo apt-get update -qq || true
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-pip >/dev/null || true
+    fi
+    echo "installing NVRTC (pip nvidia-cuda-nvrtc-cu12) into target/nvrtc" >&2
+    mkdir -p "$nvrtc_dir"
+    python3 -m pip install -q --disable-pip-version-check --target "$nvrtc_dir" \
+        "nvidia-cuda-nvrtc-cu12>=12.4,<13" >&2 \
+        || echo "warning: NVRTC not installed; tests/nvrtc_kernels.rs will be skipped" >&2
+fi
+if ls "$nvrtc_lib"/libnvrtc.so.12 >/dev/null 2>&1; then
+    echo "$nvrtc_lib" > "$nvrtc_dir/path"
+fi

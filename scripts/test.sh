@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # The test command: installs build prerequisites, then builds and runs every
-# test (unit, conformance, exports, allocation, pipeline) on the CPU.
+# test (unit, conformance, exports, allocation, pipeline) on the CPU. NVRTC
+# (installed by setup.sh) lets tests/nvrtc_kernels.rs compile the CUDA
+# kernels without a GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+if [ -z "${PERCEPTD_NVRTC_PATH:-}" ] && [ -f target/nvrtc/path ]; then
+    PERCEPTD_NVRTC_PATH="$(cat target/nvrtc/path)"
+    export PERCEPTD_NVRTC_PATH
+fi
 cargo test --release --locked "$@"

@@ -1,5 +1,5 @@
 //! The inference backend boundary: one trait, implemented by the CPU
-//! backend here and by the CUDA backend later, chosen at boot. A backend
+//! backend here and by the CUDA backend (`crate::cuda`), chosen at boot. A backend
 //! takes a raw frame from a ring slot and leaves the model's output in the
 //! slot: preprocessing, the network and any copies are its business.
 //!
@@ -19,6 +19,8 @@ pub enum BackendError {
     Preprocess(#[from] PreprocessError),
     #[error("{0}")]
     Model(String),
+    #[error(transparent)]
+    Cuda(#[from] crate::cuda::CudaError),
 }
 use crate::source::monotonic_ns;
 use std::path::Path;
@@ -43,9 +45,32 @@ pub trait Backend: Send {
     /// Shape of the (first) model output.
     fn output_shape(&self) -> &[usize];
 
+    /// Boot: allocate the memory of `n` ring slots (frames of
+    /// `frame_bytes`, outputs of `output_len` floats) and whatever the
+    /// backend keeps per slot (the CUDA backend: pinned host memory and one
+    /// captured CUDA graph per slot). The default keeps nothing: the ring
+    /// uses heap memory.
+    fn prepare_slots(
+        &mut self,
+        _n: usize,
+        _frame_bytes: usize,
+        _output_len: usize,
+    ) -> Result<(), BackendError> {
+        Ok(())
+    }
+
+    /// Boot: hand over the slot memory [`prepare_slots`](Self::prepare_slots)
+    /// allocated, once (`None`: let the ring allocate it).
+    fn take_slot_buffers(&mut self) -> Option<Vec<crate::ring::SlotBuffers>> {
+        None
+    }
+
     /// Preprocess `frame`, run the network, write the output to `out`
-    /// (`output_shape()` elements). Frame path: never allocates.
-    fn infer(&mut self, frame: &[u8], out: &mut [f32]) -> InferTiming;
+    /// (`output_shape()` elements). `slot` is the ring slot that holds
+    /// `frame` and `out` (a backend with per-slot state uses it; any index
+    /// is accepted, and buffers that are not the slot's own are copied).
+    /// Frame path: never allocates.
+    fn infer(&mut self, slot: usize, frame: &[u8], out: &mut [f32]) -> InferTiming;
 }
 
 /// The CPU backend: CPU letterbox preprocessing into the model's input
@@ -120,7 +145,7 @@ impl Backend for CpuBackend {
         &self.output_shape
     }
 
-    fn infer(&mut self, frame: &[u8], out: &mut [f32]) -> InferTiming {
+    fn infer(&mut self, _slot: usize, frame: &[u8], out: &mut [f32]) -> InferTiming {
         // Sizes were checked when the letterbox was built at boot, so this
         // cannot fail for a frame from the ring.
         let r = self.letterbox.run(frame, self.model.input_mut(0));

@@ -109,7 +109,7 @@ impl Backend for NoNetworkBackend {
         &self.output_shape
     }
 
-    fn infer(&mut self, frame: &[u8], out: &mut [f32]) -> InferTiming {
+    fn infer(&mut self, _slot: usize, frame: &[u8], out: &mut [f32]) -> InferTiming {
         let r = self.letterbox.run(frame, &mut self.input);
         debug_assert!(r.is_ok(), "letterbox: {r:?}");
         let pre_done_ns = monotonic_ns();
@@ -196,7 +196,7 @@ pub fn bench_pipeline(
         p.source
             .next_frame(f)
             .map_err(|e| BootError::Config(format!("rendering benchmark frames: {e}")))?;
-        p.backend.infer(f, o);
+        p.backend.infer(usize::MAX, f, o);
     }
     let [iw, ih] = p.backend.input_size();
     let letterbox = Letterbox::new(desc, iw, ih).map_err(crate::backend::BackendError::from)?;

@@ -159,18 +159,64 @@ fn open_source_notifying(
     })
 }
 
-/// Pick the backend per `device` ("auto", "cpu", "cuda").
-pub fn choose_device(device: &str) -> Result<&'static str, BootError> {
+/// Pick the backend per `device` ("auto", "cpu", "cuda") and GPU
+/// `cuda_device`: auto takes CUDA when a driver and that GPU are there and
+/// logs which and why; "cuda" without CUDA is an error saying why.
+pub fn choose_device(device: &str, cuda_device: usize) -> Result<&'static str, BootError> {
     match device {
         "cpu" => Ok("cpu"),
-        "auto" => {
-            log::info!("device auto: using the CPU backend (this build has no CUDA backend yet)");
-            Ok("cpu")
+        "auto" => match crate::cuda::probe(cuda_device) {
+            Ok(d) => {
+                log::info!("device auto: using CUDA on {}", d.describe());
+                Ok("cuda")
+            }
+            Err(e) => {
+                log::info!("device auto: using the CPU backend ({e})");
+                Ok("cpu")
+            }
+        },
+        "cuda" => match crate::cuda::probe(cuda_device) {
+            Ok(_) => Ok("cuda"),
+            Err(e) => Err(BootError::Device(format!(
+                "device cuda: {e}; use --device cpu or auto"
+            ))),
+        },
+        other => Err(BootError::Device(format!(
+            "device \"{other}\": expected auto, cpu or cuda"
+        ))),
+    }
+}
+
+/// The CUDA backend, or for `auto` the CPU one when CUDA fails to boot
+/// (missing NVRTC or cuBLAS, an op the GPU cannot run), saying why.
+fn cuda_or_cpu(
+    cfg: &Config,
+    model: &Path,
+    desc: crate::frame::FrameDesc,
+    auto: bool,
+) -> Result<Box<dyn Backend>, BootError> {
+    let precision = cfg
+        .pipeline
+        .precision
+        .parse()
+        .map_err(|e: String| BootError::Config(format!("pipeline.{e}")))?;
+    let opts = crate::cuda::backend::CudaOptions {
+        ordinal: cfg.pipeline.cuda_device,
+        precision,
+        cache_dir: cfg.pipeline.kernel_cache.clone(),
+    };
+    match crate::cuda::CudaBackend::new(model, desc, cfg.model.input_size, &opts) {
+        Ok(b) => Ok(Box::new(b)),
+        Err(e) if auto => {
+            log::warn!("device auto: the CUDA backend did not start ({e}); using the CPU backend");
+            Ok(Box::new(CpuBackend::new(
+                model,
+                desc,
+                cfg.model.input_size,
+                cfg.model.threads,
+            )?))
         }
-        "cuda" => Err(BootError::Device(
-            "device cuda: CUDA is unavailable: this build of perceptd has no CUDA backend yet; use --device cpu or auto".into(),
-        )),
-        other => Err(BootError::Device(format!("device \"{other}\": expected auto, cpu or cuda"))),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -209,16 +255,20 @@ pub fn boot(cfg: &Config, ov: &Overrides) -> Result<Pipeline, BootError> {
     let source = open_source_notifying(&cfg.source, calibration.as_ref(), &notifier)?;
     let desc = source.desc();
     log::info!("source: {}", source.describe());
-    let device = choose_device(ov.device.as_deref().unwrap_or(&cfg.pipeline.device))?;
+    let requested = ov.device.as_deref().unwrap_or(&cfg.pipeline.device);
+    let device = choose_device(requested, cfg.pipeline.cuda_device)?;
     let model = ov.model.clone().unwrap_or_else(|| cfg.model.path.clone());
     let t0 = std::time::Instant::now();
-    debug_assert_eq!(device, "cpu");
-    let mut backend: Box<dyn Backend> = Box::new(CpuBackend::new(
-        &model,
-        desc,
-        cfg.model.input_size,
-        cfg.model.threads,
-    )?);
+    let mut backend: Box<dyn Backend> = if device == "cuda" {
+        cuda_or_cpu(cfg, &model, desc, requested == "auto")?
+    } else {
+        Box::new(CpuBackend::new(
+            &model,
+            desc,
+            cfg.model.input_size,
+            cfg.model.threads,
+        )?)
+    };
     let kind: DecoderKind = cfg.model.decoder.parse()?;
     let decoder = Decoder::new(
         kind,
@@ -238,8 +288,13 @@ pub fn boot(cfg: &Config, ov: &Overrides) -> Result<Pipeline, BootError> {
         .for_each(|(i, b)| *b = (i % 251) as u8);
     let mut out = vec![0f32; backend.output_shape().iter().product()];
     for _ in 0..cfg.pipeline.warmup_frames {
-        backend.infer(&frame, &mut out);
+        backend.infer(usize::MAX, &frame, &mut out);
     }
+    backend.prepare_slots(
+        cfg.pipeline.ring_slots,
+        desc.bytes(),
+        backend.output_shape().iter().product(),
+    )?;
     let [iw, ih] = backend.input_size();
     log::info!(
         "model {} ({}x{} input, {} classes) on {} ready in {:.0} ms",

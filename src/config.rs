@@ -149,6 +149,14 @@ pub struct PipelineConfig {
     pub device: String,
     #[serde(default)]
     pub cuda_device: usize,
+    /// CUDA backend GEMM precision: "fp32", or "fp16" (tensor cores, FP32
+    /// accumulate).
+    #[serde(default = "d_precision")]
+    pub precision: String,
+    /// Where the CUDA backend caches compiled kernels (default:
+    /// `$CACHE_DIRECTORY`, `$XDG_CACHE_HOME/perceptd`, `~/.cache/perceptd`).
+    #[serde(default)]
+    pub kernel_cache: Option<PathBuf>,
     /// Warm-up frames run through the model at boot before frames flow.
     #[serde(default = "d_warmup")]
     pub warmup_frames: usize,
@@ -261,6 +269,9 @@ fn d_slots() -> usize {
 fn d_auto() -> String {
     "auto".into()
 }
+fn d_precision() -> String {
+    "fp32".into()
+}
 fn d_warmup() -> usize {
     2
 }
@@ -280,6 +291,8 @@ impl Default for PipelineConfig {
             ring_slots: d_slots(),
             device: d_auto(),
             cuda_device: 0,
+            precision: d_precision(),
+            kernel_cache: None,
             warmup_frames: d_warmup(),
             stage_deadline_ms: 0,
             hard_deadline_ms: 0,
@@ -349,6 +362,9 @@ impl Config {
         }
         if let SourceConfig::Y4m { path, .. } = &mut self.source {
             fix(path);
+        }
+        if let Some(k) = &mut self.pipeline.kernel_cache {
+            fix(k);
         }
         if !matches!(self.output.target.as_str(), "stdout" | "-")
             && !self.output.target.starts_with("udp://")
@@ -504,6 +520,18 @@ impl Config {
                 "rt.prefault_stack_kib",
                 self.rt.prefault_stack_kib,
                 "expected 0..=1024 (threads have 2 MiB stacks)",
+            ));
+        }
+        one_of(
+            "pipeline.precision",
+            &self.pipeline.precision,
+            &["fp32", "fp16"],
+        )?;
+        if self.pipeline.cuda_device > 64 {
+            return Err(self.invalid(
+                "pipeline.cuda_device",
+                self.pipeline.cuda_device,
+                "expected 0..=64",
             ));
         }
         if self.output.max_line_bytes < 1024 {

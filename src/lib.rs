@@ -8,6 +8,7 @@ pub mod bench;
 pub mod boot;
 pub mod calibration;
 pub mod config;
+pub mod cuda;
 pub mod engine;
 pub mod frame;
 pub mod metrics;

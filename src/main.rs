@@ -2,7 +2,8 @@
 //! flags, calls into `perceptd`, prints results, maps errors to exit codes
 //! (documented in README: 0 ok, 1 error, 2 usage, 3 comparison failed,
 //! 4 source lost mid-run, 5 hard stage deadline passed — exited from the
-//! supervisor thread, see `perceptd::service`).
+//! supervisor thread, see `perceptd::service`; 6 GPU fault in the frame
+//! loop, exited from the inference thread by `perceptd::cuda`).
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -14,6 +15,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
+
+/// Counts heap allocations (one relaxed atomic add each) so that
+/// `perceptd gpu-check` can show the frame loop allocates nothing.
+#[global_allocator]
+static ALLOC: perceptd::cuda::check::CountingAlloc = perceptd::cuda::check::CountingAlloc;
 
 #[derive(Parser)]
 #[command(
@@ -170,6 +176,17 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// On a machine with an NVIDIA GPU: the CUDA backend vs the CPU backend
+    /// (preprocessing, every op, end to end FP32/FP16), per-phase latency
+    /// and heap allocations over N frames. Exit 3 when a check fails.
+    GpuCheck {
+        #[arg(long, default_value = "models/perceptd-synth.onnx")]
+        model: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        cuda_device: usize,
+        #[arg(long, default_value_t = 1000)]
+        frames: usize,
+    },
     /// Load a model and print its plan: inputs, outputs, op counts after
     /// fusion, arena size.
     Check {
@@ -188,10 +205,23 @@ fn main() {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            1
+            exit_code_of(&e)
         }
     };
     std::process::exit(code);
+}
+
+/// 6 for a sticky GPU error at boot (the GPU needs the process restarted,
+/// like a fault in the frame loop), 1 for every other error.
+fn exit_code_of(e: &anyhow::Error) -> i32 {
+    use perceptd::backend::BackendError;
+    use perceptd::boot::BootError;
+    match e.downcast_ref::<BootError>() {
+        Some(BootError::Backend(BackendError::Cuda(c))) if c.is_sticky() => {
+            perceptd::cuda::EXIT_GPU_FAULT
+        }
+        _ => 1,
+    }
 }
 
 fn run(cli: Cli) -> Result<i32> {
@@ -340,6 +370,24 @@ fn run(cli: Cli) -> Result<i32> {
             Ok(0)
         }
         Cmd::Check { model, input_shape } => check(&model, input_shape.as_deref()),
+        Cmd::GpuCheck {
+            model,
+            cuda_device,
+            frames,
+        } => {
+            let mut out = std::io::stdout();
+            match perceptd::cuda::check::run(&model, cuda_device, frames, &mut out) {
+                Ok(true) => {
+                    println!("\ngpu-check: all checks passed");
+                    Ok(0)
+                }
+                Ok(false) => {
+                    println!("\ngpu-check: FAILED (see above)");
+                    Ok(3)
+                }
+                Err(e) => bail!("gpu-check: {e}"),
+            }
+        }
     }
 }
 

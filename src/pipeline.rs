@@ -100,7 +100,8 @@ impl Pipeline {
         } = self;
         let frame_bytes = source.desc().bytes();
         let out_len: usize = backend.output_shape().iter().product();
-        let (mut ring, tokens) = Ring::new(ring_slots, frame_bytes, out_len);
+        let slot_bufs = backend.take_slot_buffers();
+        let (mut ring, tokens) = Ring::with_buffers(ring_slots, frame_bytes, out_len, slot_bufs);
         ring.prefault();
         crate::rt::lock_memory(&service.rt);
         let stack_kib = service.rt.prefault_stack_kib;
@@ -398,12 +399,13 @@ fn inference_loop(
             }
         }
         {
+            let index = token.index();
             let mut slot = ring.slot(&mut token);
             let start = monotonic_ns();
             slot.meta.t_infer_start_ns = start;
             StageClock::enter(&watch.clock.inference_since_ns, start);
             let slot = &mut *slot;
-            let timing = backend.infer(&slot.frame, &mut slot.output);
+            let timing = backend.infer(index, &slot.frame, &mut slot.output);
             slot.meta.t_pre_done_ns = timing.pre_done_ns;
             let end = monotonic_ns();
             slot.meta.t_infer_done_ns = end;

@@ -94,9 +94,9 @@ impl Backend for SlowBackend {
     fn output_shape(&self) -> &[usize] {
         self.inner.output_shape()
     }
-    fn infer(&mut self, frame: &[u8], out: &mut [f32]) -> InferTiming {
+    fn infer(&mut self, slot: usize, frame: &[u8], out: &mut [f32]) -> InferTiming {
         std::thread::sleep(self.delay);
-        self.inner.infer(frame, out)
+        self.inner.infer(slot, frame, out)
     }
 }
 

@@ -166,7 +166,7 @@ impl Backend for HangBackend {
     fn output_shape(&self) -> &[usize] {
         self.inner.output_shape()
     }
-    fn infer(&mut self, frame: &[u8], out: &mut [f32]) -> InferTiming {
+    fn infer(&mut self, slot: usize, frame: &[u8], out: &mut [f32]) -> InferTiming {
         self.done += 1;
         if self.done == self.after {
             self.hung_at_ns
@@ -177,7 +177,7 @@ impl Backend for HangBackend {
                 released = cv.wait(released).unwrap();
             }
         }
-        self.inner.infer(frame, out)
+        self.inner.infer(slot, frame, out)
     }
 }
 

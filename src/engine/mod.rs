@@ -19,11 +19,24 @@ pub mod passes;
 pub mod plan;
 pub mod specialize;
 
-pub use model::{CpuModel, PlanStats};
+pub use model::{is_view, plan_arena, ArenaPlan, CpuModel, PlanStats};
 pub use onnx::Limits;
 pub use specialize::Bindings;
 
 use std::path::Path;
+
+/// Load, specialise and optimise a model: the graph every backend lowers.
+/// Boot only.
+pub fn load_optimized(
+    path: &Path,
+    bindings: &Bindings,
+    limits: &Limits,
+) -> Result<ir::Graph, EngineError> {
+    let mut g = onnx::load_model(path, limits)?;
+    specialize::specialize(&mut g, bindings)?;
+    passes::optimize(&mut g);
+    Ok(g)
+}
 
 /// Load, specialise, optimise and lower a model for the CPU backend.
 /// Boot only.
@@ -33,9 +46,7 @@ pub fn build_cpu_model(
     threads: usize,
     limits: &Limits,
 ) -> Result<CpuModel, EngineError> {
-    let mut g = onnx::load_model(path, limits)?;
-    specialize::specialize(&mut g, bindings)?;
-    passes::optimize(&mut g);
+    let g = load_optimized(path, bindings, limits)?;
     CpuModel::build(&g, threads)
 }
 

@@ -126,7 +126,7 @@ pub struct CpuModel {
 }
 
 /// Ops that only reinterpret their input's shape: the output aliases it.
-fn is_view(op: &Op) -> bool {
+pub fn is_view(op: &Op) -> bool {
     matches!(
         op,
         Op::Reshape { .. }
@@ -138,10 +138,159 @@ fn is_view(op: &Op) -> bool {
     )
 }
 
+/// Where every run-phase tensor lives in the one arena: shared by the CPU
+/// model and the CUDA backend (`crate::cuda::lower`), which plan the same
+/// graph the same way. Boot only; allocates.
+#[derive(Debug, Clone)]
+pub struct ArenaPlan {
+    /// The tensor whose buffer each tensor uses (views and in-place
+    /// outputs share their input's).
+    pub root: Vec<TensorId>,
+    /// Element offset of each root buffer (`usize::MAX`: none).
+    pub offset_of: Vec<usize>,
+    /// Arena size in f32 elements.
+    pub arena_len: usize,
+    /// Per node: its output 0 reuses its in-place input's buffer.
+    pub inplace: Vec<bool>,
+    /// Sum of the sizes of every run-phase tensor (bytes).
+    pub tensor_bytes: usize,
+}
+
+impl ArenaPlan {
+    /// Element offset of tensor `t`'s buffer.
+    pub fn offset(&self, t: TensorId) -> usize {
+        self.offset_of[self.root[t]]
+    }
+}
+
+/// Plan the arena of `g`: `views[n]` when node n's output aliases its input
+/// 0 (see [`is_view`]); `inplace_input[n]` the input node n's kernel may
+/// overwrite with its output, if any.
+pub fn plan_arena(g: &Graph, views: &[bool], inplace_input: &[Option<usize>]) -> ArenaPlan {
+    let nt = g.tensors.len();
+    let is_rt = |t: TensorId| g.tensors[t].value.is_none();
+    // 2. Roots: views share their input's buffer.
+    let mut root: Vec<TensorId> = (0..nt).collect();
+    for (n, &view) in g.nodes.iter().zip(views) {
+        if view {
+            if let Some(Some(i)) = n.inputs.first() {
+                root[n.outputs[0]] = root[*i];
+            }
+        }
+    }
+
+    // 3. Lifetimes per root in step units (node index + 1; inputs at 0).
+    let end = g.nodes.len() + 1;
+    let mut first = vec![usize::MAX; nt];
+    let mut last = vec![0usize; nt];
+    for &t in &g.inputs {
+        first[root[t]] = 0;
+    }
+    for (s, n) in g.nodes.iter().enumerate() {
+        for &o in &n.outputs {
+            let r = root[o];
+            first[r] = first[r].min(s + 1);
+        }
+        for &i in n.inputs.iter().flatten() {
+            if is_rt(i) {
+                let r = root[i];
+                last[r] = last[r].max(s + 1);
+            }
+        }
+    }
+    // Inputs stay intact for the whole run, so running again without
+    // refilling them gives the same result.
+    let input_roots: Vec<TensorId> = g.inputs.iter().map(|&t| root[t]).collect();
+    for &r in &input_roots {
+        last[r] = end;
+    }
+    let mut output_roots: Vec<TensorId> = Vec::new();
+    for &t in &g.outputs {
+        if is_rt(t) {
+            output_roots.push(root[t]);
+            last[root[t]] = end;
+        }
+    }
+
+    // 4. In place: the output takes over an input buffer that dies here.
+    let mut inplace = vec![false; g.nodes.len()];
+    for (s, (n, cand)) in g.nodes.iter().zip(inplace_input).enumerate() {
+        let Some(ii) = *cand else {
+            continue;
+        };
+        let Some(Some(t)) = n.inputs.get(ii) else {
+            continue;
+        };
+        if !is_rt(*t) {
+            continue;
+        }
+        let r = root[*t];
+        let out = n.outputs[0];
+        let ro = root[out];
+        let same_len = numel(g.tensors[r].shape.as_deref().unwrap_or(&[]))
+            == numel(g.tensors[out].shape.as_deref().unwrap_or(&[]));
+        let read_twice = n.inputs.iter().flatten().filter(|&&x| root[x] == r).count() > 1;
+        if last[r] == s + 1
+            && same_len
+            && !read_twice
+            && !input_roots.contains(&r)
+            && !output_roots.contains(&r)
+            && ro == out
+        {
+            for x in root.iter_mut() {
+                if *x == ro {
+                    *x = r;
+                }
+            }
+            last[r] = last[r].max(last[ro]);
+            if output_roots.contains(&ro) {
+                output_roots.push(r);
+            }
+            inplace[s] = true;
+        }
+    }
+
+    // 5. Place the root buffers.
+    let mut roots: Vec<TensorId> = Vec::new();
+    let size_of = |t: TensorId| numel(g.tensors[t].shape.as_deref().unwrap_or(&[]));
+    let tensor_bytes: usize = g
+        .inputs
+        .iter()
+        .copied()
+        .chain(g.nodes.iter().flat_map(|n| n.outputs.iter().copied()))
+        .filter(|&t| is_rt(t))
+        .map(|t| size_of(t) * 4)
+        .sum();
+    for t in 0..nt {
+        if root[t] == t && is_rt(t) && first[t] != usize::MAX {
+            roots.push(t);
+        }
+    }
+    let intervals: Vec<Interval> = roots
+        .iter()
+        .map(|&r| Interval {
+            size: numel(g.tensors[r].shape.as_deref().unwrap_or(&[])),
+            first: first[r],
+            last: last[r].max(first[r]),
+        })
+        .collect();
+    let (offsets, arena_len) = assign_offsets(&intervals);
+    let mut offset_of = vec![usize::MAX; nt];
+    for (k, &r) in roots.iter().enumerate() {
+        offset_of[r] = offsets[k];
+    }
+    ArenaPlan {
+        root,
+        offset_of,
+        arena_len,
+        inplace,
+        tensor_bytes,
+    }
+}
+
 impl CpuModel {
     /// Lower a specialised, optimised graph. Boot only.
     pub fn build(g: &Graph, threads: usize) -> Result<CpuModel, EngineError> {
-        let nt = g.tensors.len();
         let is_rt = |t: TensorId| g.tensors[t].value.is_none();
 
         // 1. Lower every node (collecting all failures) and note views.
@@ -188,117 +337,18 @@ impl CpuModel {
             return Err(first);
         }
 
-        // 2. Roots: views share their input's buffer.
-        let mut root: Vec<TensorId> = (0..nt).collect();
-        for (n, k) in g.nodes.iter().zip(&kernels) {
-            if k.is_none() {
-                if let Some(Some(i)) = n.inputs.first() {
-                    root[n.outputs[0]] = root[*i];
-                }
-            }
-        }
-
-        // 3. Lifetimes per root in step units (node index + 1; inputs at 0).
-        let end = g.nodes.len() + 1;
-        let mut first = vec![usize::MAX; nt];
-        let mut last = vec![0usize; nt];
-        for &t in &g.inputs {
-            first[root[t]] = 0;
-        }
-        for (s, n) in g.nodes.iter().enumerate() {
-            for &o in &n.outputs {
-                let r = root[o];
-                first[r] = first[r].min(s + 1);
-            }
-            for &i in n.inputs.iter().flatten() {
-                if is_rt(i) {
-                    let r = root[i];
-                    last[r] = last[r].max(s + 1);
-                }
-            }
-        }
-        // Inputs stay intact for the whole run, so running again without
-        // refilling them gives the same result.
-        let input_roots: Vec<TensorId> = g.inputs.iter().map(|&t| root[t]).collect();
-        for &r in &input_roots {
-            last[r] = end;
-        }
-        let mut output_roots: Vec<TensorId> = Vec::new();
-        for &t in &g.outputs {
-            if is_rt(t) {
-                output_roots.push(root[t]);
-                last[root[t]] = end;
-            }
-        }
-
-        // 4. In place: the output takes over an input buffer that dies here.
-        let mut inplace = vec![false; g.nodes.len()];
-        for (s, (n, k)) in g.nodes.iter().zip(&kernels).enumerate() {
-            let Some(k) = k else { continue };
-            let Some(ii) = k.inplace_input() else {
-                continue;
-            };
-            let Some(Some(t)) = n.inputs.get(ii) else {
-                continue;
-            };
-            if !is_rt(*t) {
-                continue;
-            }
-            let r = root[*t];
-            let out = n.outputs[0];
-            let ro = root[out];
-            let same_len = numel(g.tensors[r].shape.as_deref().unwrap_or(&[]))
-                == numel(g.tensors[out].shape.as_deref().unwrap_or(&[]));
-            let read_twice = n.inputs.iter().flatten().filter(|&&x| root[x] == r).count() > 1;
-            if last[r] == s + 1
-                && same_len
-                && !read_twice
-                && !input_roots.contains(&r)
-                && !output_roots.contains(&r)
-                && ro == out
-            {
-                for x in root.iter_mut() {
-                    if *x == ro {
-                        *x = r;
-                    }
-                }
-                last[r] = last[r].max(last[ro]);
-                if output_roots.contains(&ro) {
-                    output_roots.push(r);
-                }
-                inplace[s] = true;
-            }
-        }
-
-        // 5. Place the root buffers.
-        let mut roots: Vec<TensorId> = Vec::new();
-        let size_of = |t: TensorId| numel(g.tensors[t].shape.as_deref().unwrap_or(&[]));
-        let tensor_bytes: usize = g
-            .inputs
+        let views: Vec<bool> = kernels.iter().map(|k| k.is_none()).collect();
+        let candidates: Vec<Option<usize>> = kernels
             .iter()
-            .copied()
-            .chain(g.nodes.iter().flat_map(|n| n.outputs.iter().copied()))
-            .filter(|&t| is_rt(t))
-            .map(|t| size_of(t) * 4)
-            .sum();
-        for t in 0..nt {
-            if root[t] == t && is_rt(t) && first[t] != usize::MAX {
-                roots.push(t);
-            }
-        }
-        let intervals: Vec<Interval> = roots
-            .iter()
-            .map(|&r| Interval {
-                size: numel(g.tensors[r].shape.as_deref().unwrap_or(&[])),
-                first: first[r],
-                last: last[r].max(first[r]),
-            })
+            .map(|k| k.as_ref().and_then(|k| k.inplace_input()))
             .collect();
-        let (offsets, arena_len) = assign_offsets(&intervals);
-        let mut offset_of = vec![usize::MAX; nt];
-        for (k, &r) in roots.iter().enumerate() {
-            offset_of[r] = offsets[k];
-        }
+        let ArenaPlan {
+            root,
+            offset_of,
+            arena_len,
+            inplace,
+            tensor_bytes,
+        } = plan_arena(g, &views, &candidates);
         let arena = AlignedBuf::zeroed(arena_len);
         let buf_of = |t: TensorId| -> Buf {
             let len = numel(g.tensors[t].shape.as_deref().unwrap_or(&[]));

@@ -1443,6 +1443,11 @@ fn eval_binary(
     })
 }
 
+/// Clip's float bounds (attributes or constant inputs), for another backend.
+pub(crate) fn clip_bounds(op: &Op, ins: &[Option<ValueInfo>]) -> OpResult<(f32, f32)> {
+    clip_bounds_f32(op, ins)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

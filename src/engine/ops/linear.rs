@@ -791,6 +791,41 @@ impl CpuKernel for GemmKernel {
     }
 }
 
+/// A 2-D Conv's geometry for another backend: `(batch, c_in, c_out, group,
+/// [h, w], [kh, kw], [sh, sw], [dh, dw], [ph, pw], [oh, ow])`; `None` for
+/// other ranks. Boot only.
+#[allow(clippy::type_complexity)]
+pub(crate) fn conv2d_geometry(
+    a: &ConvAttrs,
+    x: &[usize],
+    w: &[usize],
+) -> OpResult<Option<(usize, usize, usize, usize, [usize; 12])>> {
+    let g = resolve_conv(a, x, w)?;
+    if g.input.len() != 2 {
+        return Ok(None);
+    }
+    Ok(Some((
+        g.batch,
+        g.c_in,
+        g.c_out,
+        g.group,
+        [
+            g.input[0],
+            g.input[1],
+            g.kernel[0],
+            g.kernel[1],
+            g.strides[0],
+            g.strides[1],
+            g.dilations[0],
+            g.dilations[1],
+            g.pads_begin[0],
+            g.pads_begin[1],
+            g.out[0],
+            g.out[1],
+        ],
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1515,6 +1515,72 @@ pub fn eval(op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Option<Vec<Tensor>>> {
     }))
 }
 
+/// One strided copy, for backends that move data with a single generic
+/// kernel (the CUDA backend): over the multi-index `i` of `dims`,
+/// `out[output][dst_base + sum(i * dst_strides)] =
+/// in[input][src_base + sum(i * src_strides)]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CopyDesc {
+    pub input: usize,
+    pub output: usize,
+    pub dims: Vec<usize>,
+    pub src_strides: Vec<isize>,
+    pub src_base: isize,
+    pub dst_strides: Vec<isize>,
+    pub dst_base: isize,
+}
+
+fn contiguous(dims: &[usize]) -> Vec<isize> {
+    isize_strides(dims)
+}
+
+/// A data-movement op as strided copies; `None` for ops that are not plain
+/// copies (Gather, Pad, boot-time values). Boot only; allocates.
+pub fn copy_plan(op: &Op, ins: &[Option<ValueInfo>]) -> OpResult<Option<Vec<CopyDesc>>> {
+    let one = |input: usize, output: usize, dims: Vec<usize>, src: Vec<isize>, base: isize| {
+        let dst = contiguous(&dims);
+        CopyDesc {
+            input,
+            output,
+            src_strides: src,
+            src_base: base,
+            dst_strides: dst,
+            dst_base: 0,
+            dims,
+        }
+    };
+    Ok(Some(match plan(op, ins)? {
+        Plan::Copy { shape, .. } => {
+            let n = numel(&shape);
+            vec![one(0, 0, vec![n], vec![1], 0)]
+        }
+        Plan::Strided { p, .. } => vec![one(0, 0, p.dims.clone(), p.strides.clone(), p.base)],
+        Plan::Split { ps, .. } => ps
+            .iter()
+            .enumerate()
+            .map(|(k, p)| one(0, k, p.dims.clone(), p.strides.clone(), p.base))
+            .collect(),
+        Plan::Concat { p, .. } => {
+            let outer = p.len.checked_div(p.row).unwrap_or(0);
+            p.chunks
+                .iter()
+                .enumerate()
+                .filter(|(_, &c)| c > 0)
+                .map(|(k, &c)| CopyDesc {
+                    input: k,
+                    output: 0,
+                    dims: vec![outer, c],
+                    src_strides: vec![c as isize, 1],
+                    src_base: 0,
+                    dst_strides: vec![p.row as isize, 1],
+                    dst_base: p.starts[k] as isize,
+                })
+                .collect()
+        }
+        Plan::Gather { .. } | Plan::Pad { .. } | Plan::Value(_) => return Ok(None),
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

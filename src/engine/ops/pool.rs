@@ -654,6 +654,31 @@ impl CpuKernel for GlobalPool {
     }
 }
 
+/// Resolved geometry of each spatial axis of a pool, for another backend:
+/// `(input, output, kernel, stride, dilation, pad_begin, pad_end)`.
+/// Boot only; allocates.
+#[allow(clippy::type_complexity)]
+pub(crate) fn axis_geometry(
+    op: &Op,
+    a: &PoolAttrs,
+    shape: &[usize],
+) -> OpResult<Vec<(usize, usize, usize, usize, usize, usize, usize)>> {
+    Ok(geometry(op, a, shape)?
+        .into_iter()
+        .map(|g| {
+            (
+                g.input,
+                g.output,
+                g.kernel,
+                g.stride,
+                g.dilation,
+                g.pad_begin,
+                g.pad_end,
+            )
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

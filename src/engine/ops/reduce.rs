@@ -604,6 +604,14 @@ pub fn eval(op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Option<Vec<Tensor>>> {
     }]))
 }
 
+/// `[outer, n, inner]` of a Softmax / LogSoftmax for another backend.
+pub(crate) fn softmax_rows(op: &Op, shape: &[usize]) -> OpResult<(usize, usize, usize)> {
+    match op {
+        Op::Softmax { axis, .. } | Op::LogSoftmax { axis, .. } => softmax_layout(op, *axis, shape),
+        _ => Err(OpError::new(format!("{} is not a softmax", op.name()))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -866,6 +866,28 @@ impl CpuKernel for Separable {
     }
 }
 
+/// Per-axis sampling tables of a Resize for another backend (the CUDA
+/// backend samples the same taps on the GPU): for every axis `(input,
+/// output, taps, idx, w, extrapolated)`, `idx`/`w` holding `output * taps`
+/// entries. Boot only; allocates.
+#[allow(clippy::type_complexity)]
+pub(crate) fn axis_tables(
+    op: &Op,
+    ins: &[Option<ValueInfo>],
+) -> OpResult<Vec<(usize, usize, usize, Vec<usize>, Vec<f32>, bool)>> {
+    let Op::Resize(a) = op else {
+        op_bail!("{} is not Resize", op.name());
+    };
+    let plan = plan(a, ins)?;
+    Ok((0..plan.input.len())
+        .map(|d| {
+            let m = AxisMap::new(a, plan.input[d], plan.out[d], plan.scale[d], plan.roi[d]);
+            let ex = m.extrap.iter().any(|&e| e);
+            (m.input, m.output, m.taps, m.idx, m.w, ex)
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
