@@ -190,12 +190,20 @@ pub fn boot(cfg: &Config, ov: &Overrides) -> Result<Pipeline, BootError> {
     let model = ov.model.clone().unwrap_or_else(|| cfg.model.path.clone());
     let t0 = std::time::Instant::now();
     debug_assert_eq!(device, "cpu");
-    let mut backend: Box<dyn Backend> = Box::new(CpuBackend::new(
-        &model,
-        desc,
-        cfg.model.input_size,
-        cfg.model.threads,
-    )?);
+    if let Some(cal) = &calibration {
+        cal.check_image_size(desc.width, desc.height)?;
+    }
+    let mut cpu = CpuBackend::new(&model, desc, cfg.model.input_size, cfg.model.threads)?;
+    if let (Some(cal), true) = (&calibration, cfg.calibration.undistort) {
+        if cpu.undistort(cal)? {
+            log::info!(
+                "undistorting through {} ({}) in preprocessing",
+                cal.source(),
+                cal.distortion_model().ros_name()
+            );
+        }
+    }
+    let mut backend: Box<dyn Backend> = Box::new(cpu);
     let kind: DecoderKind = cfg.model.decoder.parse()?;
     let decoder = Decoder::new(
         kind,

@@ -119,13 +119,30 @@ pub struct ModelConfig {
     pub threads: usize,
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CalibrationConfig {
     /// ROS camera_info YAML with extrinsics. Unset: no ground positions
     /// (and the synthetic camera uses its built-in front camera).
     #[serde(default)]
     pub path: Option<PathBuf>,
+    /// Undistort in preprocessing (the model sees the rectified image);
+    /// false keeps the raw letterbox. No effect without distortion.
+    #[serde(default = "d_true")]
+    pub undistort: bool,
+}
+
+impl Default for CalibrationConfig {
+    fn default() -> Self {
+        CalibrationConfig {
+            path: None,
+            undistort: true,
+        }
+    }
+}
+
+fn d_true() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Deserialize)]

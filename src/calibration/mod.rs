@@ -307,6 +307,22 @@ impl Calibration {
         c
     }
 
+    /// The calibration must describe frames of the size the source
+    /// delivers: one error naming the file, the fields and both sizes.
+    pub fn check_image_size(&self, width: usize, height: usize) -> Result<(), CalibrationError> {
+        if (self.width as usize, self.height as usize) == (width, height) {
+            return Ok(());
+        }
+        Err(CalibrationError::Invalid {
+            path: self.source.clone(),
+            field: "image_width x image_height",
+            msg: format!(
+                "{}x{} does not match the source's {width}x{height}",
+                self.width, self.height
+            ),
+        })
+    }
+
     /// The file (or label) this calibration came from.
     pub fn source(&self) -> &str {
         &self.source
@@ -428,6 +444,115 @@ impl Calibration {
         Some(self.r_vo * d_opt)
     }
 
+    /// Undistorted point and ground position of raw pixel (u, v), for
+    /// `perceptd geometry`. Never allocates.
+    pub fn pixel_geometry(&self, u: f64, v: f64) -> PixelGeometry {
+        PixelGeometry {
+            pixel: [u, v],
+            undistorted: self.try_undistort(u, v),
+            ground: self.pixel_ray_ground(u, v),
+        }
+    }
+
+    /// True when the rectified image is the raw image: no distortion
+    /// coefficient is set, the rectification is the identity and the
+    /// projection matrix is `[K | 0]`. Then undistortion is a no-op and no
+    /// remap table is built.
+    pub fn is_distortion_free(&self) -> bool {
+        let p = &self.projection;
+        self.lens.k.iter().all(|&c| c == 0.0)
+            && self.rectification == Matrix3::identity()
+            && p.fixed_view::<3, 3>(0, 0) == self.k
+            && p.column(3).iter().all(|&c| c == 0.0)
+    }
+
+    /// Raw-camera optical direction (not normalised) seen at pixel (u, v)
+    /// of the rectified image: `R^T P'^-1 (u, v, 1)` with P' the left 3x3
+    /// of the projection matrix (its translation column only matters for
+    /// stereo and is ignored).
+    fn rectified_direction(&self, u: f64, v: f64) -> Vector3<f64> {
+        let p = &self.projection;
+        // P' = [fx' s' cx'; 0 fy' cy'; 0 0 1] (checked at load: fx', fy' > 0).
+        let y = (v - p[(1, 2)]) / p[(1, 1)];
+        let x = (u - p[(0, 2)] - p[(0, 1)] * y) / p[(0, 0)];
+        self.rectification.tr_mul(&Vector3::new(x, y, 1.0))
+    }
+
+    /// The raw (distorted) pixel seen at pixel (u, v) of the rectified
+    /// image, whose camera matrix is the projection matrix: what OpenCV's
+    /// `initUndistortRectifyMap` (`fisheye::` for equidistant) computes.
+    /// None when that direction is behind the raw camera or outside the lens
+    /// model's valid region. Never allocates.
+    pub fn rectified_to_source(&self, u: f64, v: f64) -> Option<[f64; 2]> {
+        let d = self.rectified_direction(u, v);
+        if d.z <= 0.0 || !d.z.is_finite() {
+            return None;
+        }
+        let ([xd, yd], _) = self.lens.distort(d.x / d.z, d.y / d.z)?;
+        Some(self.to_pixel(xd, yd))
+    }
+
+    /// The rectified-image pixel of raw pixel (u, v): undistort, rotate by
+    /// R, project with the projection matrix. None where the pixel has no
+    /// valid inverse or lands behind the rectified camera. Never allocates.
+    pub fn source_to_rectified(&self, u: f64, v: f64) -> Option<[f64; 2]> {
+        let [x, y] = self.try_undistort(u, v)?;
+        let d = self.rectification * Vector3::new(x, y, 1.0);
+        if d.z <= 0.0 {
+            return None;
+        }
+        let p = &self.projection;
+        let (x, y) = (d.x / d.z, d.y / d.z);
+        Some([
+            p[(0, 0)] * x + p[(0, 1)] * y + p[(0, 2)],
+            p[(1, 1)] * y + p[(1, 2)],
+        ])
+    }
+
+    /// A box `[x1, y1, x2, y2]` found in the rectified image mapped back to
+    /// raw (distorted) pixels: the bounding rectangle of its outline (9
+    /// points per side) mapped by [`Calibration::rectified_to_source`],
+    /// clipped to the image. Boxes use the detector convention (the image
+    /// spans `[0, width] x [0, height]`, so pixel centres sit at +0.5).
+    /// Unchanged if no outline point maps. Never allocates.
+    pub fn rectified_box_to_source(&self, b: [f32; 4]) -> [f32; 4] {
+        const STEPS: usize = 8;
+        let [x1, y1, x2, y2] = b.map(f64::from);
+        let (mut lo, mut hi) = ([f64::INFINITY; 2], [f64::NEG_INFINITY; 2]);
+        for i in 0..=STEPS {
+            let t = i as f64 / STEPS as f64;
+            let (x, y) = (x1 + t * (x2 - x1), y1 + t * (y2 - y1));
+            for (u, v) in [(x, y1), (x, y2), (x1, y), (x2, y)] {
+                if let Some([su, sv]) = self.rectified_to_source(u - 0.5, v - 0.5) {
+                    lo = [lo[0].min(su + 0.5), lo[1].min(sv + 0.5)];
+                    hi = [hi[0].max(su + 0.5), hi[1].max(sv + 0.5)];
+                }
+            }
+        }
+        if !(lo[0] <= hi[0] && lo[1] <= hi[1]) {
+            return b;
+        }
+        let (w, h) = (f64::from(self.width), f64::from(self.height));
+        // max/min rather than clamp: no panic on odd bounds.
+        [
+            lo[0].max(0.0).min(w) as f32,
+            lo[1].max(0.0).min(h) as f32,
+            hi[0].max(0.0).min(w) as f32,
+            hi[1].max(0.0).min(h) as f32,
+        ]
+    }
+
+    /// Where the ray through pixel (u, v) of the rectified image meets the
+    /// ground plane z = 0 (vehicle-frame [x, y] metres); None as for
+    /// [`Calibration::pixel_ray_ground`]. Never allocates.
+    pub fn rectified_pixel_ray_ground(&self, u: f64, v: f64) -> Option<[f64; 2]> {
+        let d = self.rectified_direction(u, v);
+        if !(d.x.is_finite() && d.y.is_finite() && d.z.is_finite()) {
+            return None;
+        }
+        ray_ground(self.translation, self.r_vo * d.normalize())
+    }
+
     /// Where the ray through pixel (u, v) meets the ground plane z = 0, as
     /// vehicle-frame [x, y] metres. None when the ray does not hit the
     /// ground in front of the camera (points at or above the horizon, or
@@ -436,6 +561,82 @@ impl Calibration {
         let d = self.pixel_ray(u, v)?;
         ray_ground(self.translation, d)
     }
+}
+
+/// What `perceptd geometry` reports for one raw pixel.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PixelGeometry {
+    /// The pixel as given (OpenCV convention: integers are pixel centres).
+    pub pixel: [f64; 2],
+    /// Undistorted normalised image point (X/Z, Y/Z in the raw optical
+    /// frame); None where the lens model has no inverse.
+    pub undistorted: Option<[f64; 2]>,
+    /// Ground position (vehicle frame, metres); None when the ray misses
+    /// the ground ahead.
+    pub ground: Option<[f64; 2]>,
+}
+
+impl PixelGeometry {
+    /// Range (m) of the ground position from the vehicle origin.
+    pub fn range_m(&self) -> Option<f64> {
+        self.ground.map(range)
+    }
+
+    /// Bearing (degrees, positive to the left) of the ground position.
+    pub fn bearing_deg(&self) -> Option<f64> {
+        self.ground.map(|g| bearing(g).to_degrees())
+    }
+
+    /// One JSON object (no newline): `pixel`, `undistorted`, `ground`,
+    /// `range_m`, `bearing_deg`, absent values as `null`. Full f64
+    /// precision (shortest round-trip form), so the numbers can be checked
+    /// against other tools. Allocates (command line only).
+    pub fn to_json(&self) -> String {
+        fn pair(p: Option<[f64; 2]>) -> String {
+            p.map_or("null".into(), |[a, b]| format!("[{a:?},{b:?}]"))
+        }
+        fn num(x: Option<f64>) -> String {
+            x.map_or("null".into(), |x| format!("{x:?}"))
+        }
+        format!(
+            "{{\"pixel\":{},\"undistorted\":{},\"ground\":{},\"range_m\":{},\"bearing_deg\":{}}}",
+            pair(Some(self.pixel)),
+            pair(self.undistorted),
+            pair(self.ground),
+            num(self.range_m()),
+            num(self.bearing_deg())
+        )
+    }
+
+    /// One human-readable line. Allocates (command line only).
+    pub fn to_text(&self) -> String {
+        let [u, v] = self.pixel;
+        let und = self
+            .undistorted
+            .map_or("none (outside the lens model)".into(), |[x, y]| {
+                format!("({x:.6}, {y:.6})")
+            });
+        let ground = match (self.ground, self.range_m(), self.bearing_deg()) {
+            (Some([x, y]), Some(r), Some(b)) => {
+                format!("x {x:.3} m, y {y:.3} m (range {r:.3} m, bearing {b:.2} deg)")
+            }
+            _ => "none (the ray does not hit the ground ahead)".into(),
+        };
+        format!("pixel ({u}, {v}): undistorted {und}; ground {ground}")
+    }
+}
+
+/// Parse a `U,V` pixel argument (two finite numbers). The error is one
+/// line naming the value.
+pub fn parse_pixel(s: &str) -> Result<[f64; 2], String> {
+    let bad = || format!("--pixel '{s}': expected U,V (two finite numbers, e.g. 320,400)");
+    let (a, b) = s.split_once(',').ok_or_else(bad)?;
+    let a: f64 = a.trim().parse().map_err(|_| bad())?;
+    let b: f64 = b.trim().parse().map_err(|_| bad())?;
+    if !(a.is_finite() && b.is_finite()) {
+        return Err(bad());
+    }
+    Ok([a, b])
 }
 
 /// Intersection of the ray `origin + t * dir` (t > 0) with z = 0.

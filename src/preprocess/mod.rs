@@ -28,10 +28,17 @@
 //! Called by whichever thread preprocesses (the inference thread); the row
 //! cache sits behind a mutex, so concurrent calls on one `Letterbox`
 //! serialise.
+//!
+//! Undistortion (`remap`): with a [`RemapTable`] installed at boot
+//! ([`Letterbox::set_remap`]), `run` samples the undistorted (rectified)
+//! image into the same letterbox geometry instead.
 
 use crate::frame::{FrameDesc, PixelFormat};
 use std::sync::Mutex;
 use thiserror::Error;
+
+mod remap;
+pub use remap::RemapTable;
 
 /// The border value, as Ultralytics pads (before `/255`).
 pub const PAD_VALUE: u8 = 114;
@@ -165,6 +172,8 @@ pub struct Letterbox {
     /// Neither axis is resized: rows go straight from RGB to the output.
     identity: bool,
     scratch: Mutex<Scratch>,
+    /// Undistortion (see `remap`): when set, `run` samples through it.
+    remap: Option<remap::Remap>,
 }
 
 impl Letterbox {
@@ -229,11 +238,38 @@ impl Letterbox {
                 rows: vec![0.0; 2 * 3 * new_w],
                 tags: [usize::MAX; 2],
             }),
+            remap: None,
         })
     }
 
     pub fn info(&self) -> LetterboxInfo {
         self.info
+    }
+
+    /// Undistort from now on: `run` samples the source through `table`
+    /// (built for this letterbox by [`RemapTable::build`]) instead of the
+    /// plain resize. Boot: allocates one RGB frame of scratch.
+    pub fn set_remap(&mut self, table: RemapTable) -> Result<(), PreprocessError> {
+        if (table.dst_w, table.dst_h) != (self.dst_w, self.dst_h)
+            || table.map.len() != self.dst_w * self.dst_h
+        {
+            return Err(PreprocessError::Config(format!(
+                "remap table is {}x{} ({} entries) but the model input is {}x{}",
+                table.dst_w,
+                table.dst_h,
+                table.map.len(),
+                self.dst_w,
+                self.dst_h
+            )));
+        }
+        self.remap = Some(remap::Remap::new(self.src, table));
+        Ok(())
+    }
+
+    /// The installed undistortion table, if any (the CUDA backend uploads
+    /// the same table).
+    pub fn remap(&self) -> Option<&RemapTable> {
+        self.remap.as_ref().map(|r| &r.table)
     }
 
     /// The source frame this letterbox expects.
@@ -279,6 +315,10 @@ impl Letterbox {
                 width: self.dst_w,
                 height: self.dst_h,
             });
+        }
+        if let Some(r) = &self.remap {
+            r.run(self.src, src, dst);
+            return Ok(());
         }
         let mut guard = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
         let s = &mut *guard;
