@@ -9,9 +9,11 @@ Default mode writes tests/fixtures/calibration/:
     1e-12 px by Newton on OpenCV's own forward model, *not* by
     cv2.undistortPoints, which stops after 5 iterations and is not
     converged at the corners), and OpenCV's projectPoints /
-    fisheye.projectPoints of those normalised points. The Rust test pins
-    our forward model to these values and checks our inverse against them,
-    without Python at test time.
+    fisheye.projectPoints of those normalised points; and, with a
+    rectification rotation R and a projection matrix P != K, OpenCV's
+    initUndistortRectifyMap at a grid of rectified pixels. The Rust test
+    pins our forward model and our undistortion remap to these values and
+    checks our inverse against them, without Python at test time.
 
 Check mode reads our undistorted points and re-projects them with OpenCV:
   perceptd geometry --calibration F --pixel U,V ... --json > ours.jsonl
@@ -143,6 +145,28 @@ def solve_inverse(model, K, D, pix):
     return x, res
 
 
+def rectify_reference(model, K, D, m):
+    """OpenCV's initUndistortRectifyMap (fisheye:: for equidistant) with a
+    rectification rotation and a projection matrix P != K, sampled on a
+    grid of rectified pixels: the raw pixel each one reads."""
+    R, _ = cv2.Rodrigues(np.array([0.01, -0.02, 0.005]))
+    f, cx, cy = m["f"] * 0.8, m["cx"] + 5.0, m["cy"] - 3.0
+    P = np.array([[f, 0, cx, 0], [0, f, cy, 0], [0, 0, 1, 0]], dtype=np.float64)
+    if model == "equidistant":
+        mx, my = cv2.fisheye.initUndistortRectifyMap(K, D.reshape(4, 1), R, P[:, :3], (W, H), cv2.CV_32FC1)
+    else:
+        mx, my = cv2.initUndistortRectifyMap(K, D, R, P[:, :3], (W, H), cv2.CV_32FC1)
+    us = np.linspace(0, W - 1, 17).round().astype(int)
+    vs = np.linspace(0, H - 1, 13).round().astype(int)
+    pix = [[int(u), int(v)] for v in vs for u in us]
+    return {
+        "rectification_matrix": R.reshape(-1).tolist(),
+        "projection_matrix": P.reshape(-1).tolist(),
+        "pixels": pix,
+        "map": [[float(mx[v, u]), float(my[v, u])] for u, v in pix],
+    }
+
+
 def generate():
     OUT.mkdir(parents=True, exist_ok=True)
     us = np.linspace(0, W - 1, 17)
@@ -164,8 +188,10 @@ def generate():
         else:
             naive = cv2.undistortPoints(src, K, D).reshape(-1, 2)
         naive_err = np.abs(project(model, K, D, naive) - pix).max()
+        rect = rectify_reference(model, K, D, m)
         ref["models"].append(
             {
+                "rectify": rect,
                 "name": name,
                 "calibration": f"{name}.yaml",
                 "pixels": pix.tolist(),

@@ -13,6 +13,8 @@ mod common;
 use common::*;
 use nalgebra::Vector3;
 use perceptd::calibration::Calibration;
+use perceptd::frame::{FrameDesc, PixelFormat};
+use perceptd::preprocess::{Letterbox, RemapTable};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -119,6 +121,80 @@ fn undistortion_round_trips_within_a_hundredth_of_a_pixel() {
         );
         assert!(worst_px <= 0.01, "{}: {worst_px} px", c.name);
         assert!(worst_ref < 1e-9, "{}: {worst_ref}", c.name);
+    }
+}
+
+/// The undistortion remap is OpenCV's `initUndistortRectifyMap`
+/// (`fisheye::` for equidistant), with a rectification rotation and a
+/// projection matrix P != K: both [`Calibration::rectified_to_source`] and
+/// the table preprocessing uses (model input = source size, so no resize).
+#[test]
+fn remap_table_matches_opencv_init_undistort_rectify_map() {
+    let dir = root().join("tests/fixtures/calibration");
+    let text = std::fs::read_to_string(dir.join("opencv_reference.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    for m in v["models"].as_array().unwrap() {
+        let name = m["name"].as_str().unwrap();
+        let r = &m["rectify"];
+        let list = |k: &str| -> String {
+            r[k].as_array()
+                .unwrap()
+                .iter()
+                .map(|x| format!("{:?}", x.as_f64().unwrap()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let yaml = std::fs::read_to_string(dir.join(m["calibration"].as_str().unwrap())).unwrap();
+        let mut lines: Vec<String> = yaml.lines().map(str::to_string).collect();
+        // The data line after each matrix's name.
+        for (key, data) in [
+            ("rectification_matrix:", list("rectification_matrix")),
+            ("projection_matrix:", list("projection_matrix")),
+        ] {
+            let at = lines.iter().position(|l| l == key).unwrap() + 3;
+            assert!(lines[at].starts_with("  data:"));
+            lines[at] = format!("  data: [{data}]");
+        }
+        let cal = Calibration::from_yaml_str(&lines.join("\n"), name).unwrap();
+        assert!(!cal.is_distortion_free());
+        let desc = FrameDesc {
+            format: PixelFormat::Rgb24,
+            width: 640,
+            height: 480,
+        };
+        let lb = Letterbox::new(desc, 640, 480).unwrap();
+        let table = RemapTable::build(&cal, &lb).unwrap().unwrap();
+        let (mut worst_fn, mut worst_table, mut inside) = (0.0f64, 0.0f64, 0);
+        let pixels = r["pixels"].as_array().unwrap();
+        for (p, want) in pixels.iter().zip(r["map"].as_array().unwrap()) {
+            let (u, v) = (
+                p[0].as_u64().unwrap() as usize,
+                p[1].as_u64().unwrap() as usize,
+            );
+            let want = [want[0].as_f64().unwrap(), want[1].as_f64().unwrap()];
+            let got = cal.rectified_to_source(u as f64, v as f64).unwrap();
+            worst_fn = worst_fn.max((got[0] - want[0]).hypot(got[1] - want[1]));
+            let t = table.map[v * 640 + u];
+            let in_source = (-0.5..=639.5).contains(&want[0]) && (-0.5..=479.5).contains(&want[1]);
+            if in_source {
+                inside += 1;
+                let clamped = [want[0].clamp(0.0, 639.0), want[1].clamp(0.0, 479.0)];
+                let d = (f64::from(t[0]) - clamped[0]).hypot(f64::from(t[1]) - clamped[1]);
+                worst_table = worst_table.max(d);
+            } else {
+                assert!(
+                    t[0].is_nan() && t[1].is_nan(),
+                    "{name} {u},{v}: {t:?} for {want:?}"
+                );
+            }
+        }
+        println!(
+            "{name}: rectified -> raw vs initUndistortRectifyMap: max {worst_fn:.2e} px; table max {worst_table:.2e} px over {inside} of {} pixels",
+            pixels.len()
+        );
+        // OpenCV stores its map as float32.
+        assert!(worst_fn < 1e-3 && worst_table < 1e-3, "{name}");
+        assert!(inside > pixels.len() / 2, "{name}: {inside}");
     }
 }
 
@@ -395,4 +471,143 @@ fn calibration_image_size_must_match_the_source() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("front_camera.yaml: camera 'front_camera' 640x480, plumb_bob"));
     assert!(stdout.contains("arena"), "{stdout}");
+}
+
+/// Seeds never used for training (1..=8) or validation (101, 102).
+const HELD_OUT_SEED: u64 = 1000;
+
+/// End to end with strong lens distortion: the synthetic camera renders
+/// through the OpenCV fixture's plumb_bob lens (corners move ~30 px), the
+/// pipeline undistorts in preprocessing, the shipped model detects on the
+/// rectified image, boxes go back to raw pixels and are matched to the
+/// generator's ground truth (IoU 0.5, same class); the median ground
+/// position error of matched detections must be at most 3 % of the range
+/// in every bucket out to 30 m. Prints the table by range bucket, next to
+/// the same run without undistortion, the signed range error (bias) and
+/// the error the same geometry gives on the ground-truth boxes (what a
+/// perfect detector would get: the box bottom is not always where the
+/// generator's ground point is, e.g. a car's body ends 5 cm above the
+/// ground, and a box cut by the image border has no ground contact).
+#[test]
+#[ignore = "not met yet: medians 2.6 / 3.3 / 4.2 % at 0-10 / 10-20 / 20-30 m with the shipped model; perfect (ground-truth) boxes give 3.2 / 2.6 / 1.4 % (see the GT-box column); run with --ignored"]
+fn ground_positions_through_a_distorting_lens_within_3_percent_to_30_m() {
+    use perceptd::source::synthetic::{SyntheticConfig, SyntheticSource};
+    const FRAMES: u64 = 150;
+    let cal_path = root().join("tests/fixtures/calibration/plumb_bob.yaml");
+    let cal = Calibration::load(&cal_path).unwrap();
+    let gt_src = SyntheticSource::new(SyntheticConfig {
+        calibration: cal.clone(),
+        ..SyntheticConfig::front_camera(HELD_OUT_SEED)
+    })
+    .unwrap();
+    let mut medians = Vec::new();
+    for undistort in [true, false] {
+        let dir = temp_dir(&format!("calib-e2e-{undistort}"));
+        let out = dir.join("out.jsonl");
+        let cfg = config(&format!(
+            "[source]\nkind = \"synthetic\"\nseed = {HELD_OUT_SEED}\n\
+             [model]\npath = \"models/perceptd-synth.onnx\"\n\
+             [calibration]\npath = \"{}\"\nundistort = {undistort}\n\
+             [metrics]\ninterval_s = 0\n",
+            cal_path.display()
+        ));
+        run(&cfg, FRAMES, &out);
+        let lines = read_lines(&out);
+        assert_eq!(lines.len() as u64, FRAMES);
+        let (mut tp, mut fp, mut n_gt) = (0usize, 0usize, 0usize);
+        let mut iou_sum = 0.0f64;
+        // (range of the ground truth, relative ground error, the same for
+        // the ground-truth box, signed relative range error) of matches.
+        let mut errs: Vec<(f32, f32, f32, f32)> = Vec::new();
+        for l in &lines {
+            let gt = gt_src.ground_truth(l.seq);
+            n_gt += gt.len();
+            let mut used = vec![false; gt.len()];
+            let mut dets = l.dets.clone();
+            dets.sort_by(|a, b| b.score.total_cmp(&a.score));
+            for d in &dets {
+                let best = gt
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, g)| !used[*i] && g.class_id == d.class_id)
+                    .map(|(i, g)| (i, iou(d.bbox, g.bbox)))
+                    .max_by(|a, b| a.1.total_cmp(&b.1));
+                match best {
+                    Some((i, v)) if v >= 0.5 => {
+                        used[i] = true;
+                        tp += 1;
+                        iou_sum += f64::from(v);
+                        if let Some([x, y]) = d.ground {
+                            let [gx, gy] = gt[i].ground;
+                            let e = (x - gx).hypot(y - gy);
+                            let r = gt[i].range;
+                            // The same geometry on the ground-truth box:
+                            // what a perfect detector would get.
+                            let [x0, _, x1, y1] = gt[i].bbox;
+                            let oracle = cal
+                                .pixel_ray_ground(
+                                    f64::from(x0 + x1) * 0.5 - 0.5,
+                                    f64::from(y1) - 0.5,
+                                )
+                                .map_or(f32::NAN, |[ox, oy]| {
+                                    (ox as f32 - gx).hypot(oy as f32 - gy) / r
+                                });
+                            let signed = (x.hypot(y) - r) / r;
+                            errs.push((r, e / r, oracle, signed));
+                        }
+                    }
+                    _ => fp += 1,
+                }
+            }
+        }
+        println!(
+            "undistort = {undistort}: {FRAMES} frames of seed {HELD_OUT_SEED}, {n_gt} objects, {tp} matched (mean IoU {:.3}), {fp} unmatched detections (precision {:.3}, recall {:.3})",
+            iou_sum / tp.max(1) as f64,
+            tp as f64 / (tp + fp).max(1) as f64,
+            tp as f64 / n_gt.max(1) as f64
+        );
+        println!(
+            "{:>10} {:>6} {:>12} {:>12} {:>14} {:>14}",
+            "range m", "n", "median err", "p90 err", "median signed", "GT-box median"
+        );
+        let mut row = Vec::new();
+        for (lo, hi) in [(0.0, 10.0), (10.0, 20.0), (20.0, 30.0), (30.0, 60.0)] {
+            let pick = |f: fn(&(f32, f32, f32, f32)) -> f32| {
+                let mut v: Vec<f32> = errs
+                    .iter()
+                    .filter(|e| e.0 >= lo && e.0 < hi)
+                    .map(f)
+                    .collect();
+                v.sort_by(f32::total_cmp);
+                v
+            };
+            let e = pick(|e| e.1);
+            if e.is_empty() {
+                println!("{:>10} {:>6}", format!("{lo}-{hi}"), 0);
+                row.push((hi, 0, f32::NAN));
+                continue;
+            }
+            let q = |v: &[f32], p: f32| v[((v.len() - 1) as f32 * p).round() as usize] * 100.0;
+            let (oracle, signed) = (pick(|e| e.2), pick(|e| e.3));
+            println!(
+                "{:>10} {:>6} {:>11.2}% {:>11.2}% {:>13.2}% {:>13.2}%",
+                format!("{lo}-{hi}"),
+                e.len(),
+                q(&e, 0.5),
+                q(&e, 0.9),
+                q(&signed, 0.5),
+                q(&oracle, 0.5)
+            );
+            row.push((hi, e.len(), q(&e, 0.5)));
+        }
+        medians.push((undistort, row));
+    }
+    let (_, with) = &medians[0];
+    for &(hi, n, median) in with.iter().filter(|(hi, _, _)| *hi <= 30.0) {
+        assert!(n >= 5, "only {n} matched detections up to {hi} m");
+        assert!(
+            median <= 3.0,
+            "median ground error {median:.2} % of range in the bucket up to {hi} m"
+        );
+    }
 }

@@ -128,6 +128,8 @@ pub struct Calibration {
     lens: Lens,
     coeff_count: usize,
     rectification: Matrix3<f64>,
+    /// Its inverse (the file's R is orthonormal only to 1e-3).
+    rectification_inv: Matrix3<f64>,
     projection: Matrix3x4<f64>,
     translation: Vector3<f64>,
     rpy_deg: [f64; 3],
@@ -280,6 +282,8 @@ impl Calibration {
             lens,
             coeff_count: model.coefficient_count(),
             rectification: rect_m,
+            // det > 0 was checked above.
+            rectification_inv: rect_m.try_inverse().unwrap_or_else(Matrix3::identity),
             projection: Matrix3x4::from_row_slice(&proj),
             translation,
             rpy_deg,
@@ -467,15 +471,16 @@ impl Calibration {
     }
 
     /// Raw-camera optical direction (not normalised) seen at pixel (u, v)
-    /// of the rectified image: `R^T P'^-1 (u, v, 1)` with P' the left 3x3
+    /// of the rectified image: `R^-1 P'^-1 (u, v, 1)` with P' the left 3x3
     /// of the projection matrix (its translation column only matters for
-    /// stereo and is ignored).
+    /// stereo and is ignored); R^-1 rather than R^T, as OpenCV inverts
+    /// `P' R`.
     fn rectified_direction(&self, u: f64, v: f64) -> Vector3<f64> {
         let p = &self.projection;
         // P' = [fx' s' cx'; 0 fy' cy'; 0 0 1] (checked at load: fx', fy' > 0).
         let y = (v - p[(1, 2)]) / p[(1, 1)];
         let x = (u - p[(0, 2)] - p[(0, 1)] * y) / p[(0, 0)];
-        self.rectification.tr_mul(&Vector3::new(x, y, 1.0))
+        self.rectification_inv * Vector3::new(x, y, 1.0)
     }
 
     /// The raw (distorted) pixel seen at pixel (u, v) of the rectified
@@ -510,35 +515,34 @@ impl Calibration {
     }
 
     /// A box `[x1, y1, x2, y2]` found in the rectified image mapped back to
-    /// raw (distorted) pixels: the bounding rectangle of its outline (9
-    /// points per side) mapped by [`Calibration::rectified_to_source`],
-    /// clipped to the image. Boxes use the detector convention (the image
-    /// spans `[0, width] x [0, height]`, so pixel centres sit at +0.5).
-    /// Unchanged if no outline point maps. Never allocates.
+    /// raw (distorted) pixels. Each side moves with its midpoint: the left
+    /// edge to the raw x of the left edge's midpoint, the bottom to the raw
+    /// y of the bottom edge's midpoint, and so on. (The object touches each
+    /// side of its box somewhere, most often near the middle; the bounding
+    /// rectangle of the whole mapped outline would also cover the box's
+    /// empty corners and grows by ~10 px near the image corners under
+    /// strong distortion.) Clipped to the image; a side whose midpoint does
+    /// not map stays where it is. Boxes use the detector convention (the
+    /// image spans `[0, width] x [0, height]`, pixel centres at +0.5).
+    /// Never allocates.
     pub fn rectified_box_to_source(&self, b: [f32; 4]) -> [f32; 4] {
-        const STEPS: usize = 8;
         let [x1, y1, x2, y2] = b.map(f64::from);
-        let (mut lo, mut hi) = ([f64::INFINITY; 2], [f64::NEG_INFINITY; 2]);
-        for i in 0..=STEPS {
-            let t = i as f64 / STEPS as f64;
-            let (x, y) = (x1 + t * (x2 - x1), y1 + t * (y2 - y1));
-            for (u, v) in [(x, y1), (x, y2), (x1, y), (x2, y)] {
-                if let Some([su, sv]) = self.rectified_to_source(u - 0.5, v - 0.5) {
-                    lo = [lo[0].min(su + 0.5), lo[1].min(sv + 0.5)];
-                    hi = [hi[0].max(su + 0.5), hi[1].max(sv + 0.5)];
-                }
-            }
-        }
-        if !(lo[0] <= hi[0] && lo[1] <= hi[1]) {
-            return b;
-        }
+        let (cx, cy) = (0.5 * (x1 + x2), 0.5 * (y1 + y2));
+        let map = |u: f64, v: f64, axis: usize, keep: f64| {
+            self.rectified_to_source(u - 0.5, v - 0.5)
+                .map_or(keep, |p| p[axis] + 0.5)
+        };
         let (w, h) = (f64::from(self.width), f64::from(self.height));
-        // max/min rather than clamp: no panic on odd bounds.
+        let clip = |x: f64, hi: f64| x.max(0.0).min(hi) as f32;
+        let l = map(x1, cy, 0, x1);
+        let r = map(x2, cy, 0, x2);
+        let t = map(cx, y1, 1, y1);
+        let bt = map(cx, y2, 1, y2);
         [
-            lo[0].max(0.0).min(w) as f32,
-            lo[1].max(0.0).min(h) as f32,
-            hi[0].max(0.0).min(w) as f32,
-            hi[1].max(0.0).min(h) as f32,
+            clip(l.min(r), w),
+            clip(t.min(bt), h),
+            clip(l.max(r), w),
+            clip(t.max(bt), h),
         ]
     }
 
@@ -1028,6 +1032,146 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("/nonexistent/cam.yaml: cannot read: "), "{e}");
+    }
+
+    /// A calibration with a rectification rotation and P != K.
+    fn rectifying(model: &str, coeffs: &str) -> Calibration {
+        let text = yaml(model, coeffs, "0.5, 6.0, -1.0")
+            .replace(
+                "data: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]",
+                "data: [0.9998, -0.0050, 0.0200, 0.0051, 0.99995, -0.0050, -0.0200, 0.0051, 0.9998]",
+            )
+            .replace(
+                "data: [500.0, 0.0, 319.5, 0.0, 0.0, 500.0, 239.5, 0.0, 0.0, 0.0, 1.0, 0.0]",
+                "data: [420.0, 0.0, 325.0, 0.0, 0.0, 410.0, 236.0, 0.0, 0.0, 0.0, 1.0, 0.0]",
+            );
+        Calibration::from_yaml_str(&text, "rect.yaml").unwrap()
+    }
+
+    #[test]
+    fn rectified_and_raw_pixels_agree() {
+        for c in [
+            rectifying("plumb_bob", "-0.3, 0.12, 0.001, -0.0015, -0.02"),
+            rectifying("equidistant", "0.05, -0.01, 0.003, -0.0005"),
+            models()[2].clone(),
+        ] {
+            assert!(!c.is_distortion_free());
+            for v in (0..480).step_by(23) {
+                for u in (0..640).step_by(29) {
+                    let (u, v) = (u as f64, v as f64);
+                    let Some([ur, vr]) = c.source_to_rectified(u, v) else {
+                        panic!("{u},{v}")
+                    };
+                    let [ub, vb] = c.rectified_to_source(ur, vr).unwrap();
+                    assert!((ub - u).abs() < 1e-7 && (vb - v).abs() < 1e-7);
+                    // Same ray, same ground point.
+                    let a = c.pixel_ray_ground(u, v);
+                    let b = c.rectified_pixel_ray_ground(ur, vr);
+                    match (a, b) {
+                        (Some(a), Some(b)) => {
+                            assert!((a[0] - b[0]).abs() < 1e-6 && (a[1] - b[1]).abs() < 1e-6)
+                        }
+                        (None, None) => {}
+                        other => panic!("{u},{v}: {other:?}"),
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn distortion_free_means_rectified_is_raw() {
+        let flat = cal("plumb_bob", "0, 0, 0, 0, 0", "0, 5, 0");
+        assert!(flat.is_distortion_free());
+        assert!(!Calibration::front_camera().is_distortion_free());
+        let moved = Calibration::from_yaml_str(
+            &FRONT_CAMERA_YAML
+                .replace("[-0.05, 0.01, 0.0, 0.0, 0.0]", "[0.0, 0.0, 0.0, 0.0, 0.0]")
+                .replace(
+                    "500.0, 0.0, 319.5, 0.0, 0.0, 500.0",
+                    "480.0, 0.0, 319.5, 0.0, 0.0, 500.0",
+                ),
+            "p.yaml",
+        )
+        .unwrap();
+        assert!(!moved.is_distortion_free());
+        let b = [100.0, 200.0, 180.5, 330.0];
+        let back = flat.rectified_box_to_source(b);
+        assert!(
+            b.iter().zip(back).all(|(a, b)| (a - b).abs() < 1e-3),
+            "{back:?}"
+        );
+        assert_eq!(
+            flat.rectified_pixel_ray_ground(320.0, 400.0),
+            flat.pixel_ray_ground(320.0, 400.0)
+        );
+    }
+
+    #[test]
+    fn rectified_box_maps_to_the_raw_box_around_the_object() {
+        let c = rectifying("plumb_bob", "-0.3, 0.12, 0.001, -0.0015, -0.02");
+        // A raw-image rectangle near the corner, seen in the rectified
+        // image (where it curves, so its bounding box has empty corners),
+        // and back: the sides land within a few pixels of the original.
+        let raw = [40.0f64, 30.0, 200.0, 150.0];
+        let mut lo = [f64::INFINITY; 2];
+        let mut hi = [f64::NEG_INFINITY; 2];
+        for i in 0..=64 {
+            let t = i as f64 / 64.0;
+            let (x, y) = (
+                raw[0] + t * (raw[2] - raw[0]),
+                raw[1] + t * (raw[3] - raw[1]),
+            );
+            for (u, v) in [(x, raw[1]), (x, raw[3]), (raw[0], y), (raw[2], y)] {
+                let [r0, r1] = c.source_to_rectified(u - 0.5, v - 0.5).unwrap();
+                lo = [lo[0].min(r0 + 0.5), lo[1].min(r1 + 0.5)];
+                hi = [hi[0].max(r0 + 0.5), hi[1].max(r1 + 0.5)];
+            }
+        }
+        let rect = [lo[0] as f32, lo[1] as f32, hi[0] as f32, hi[1] as f32];
+        let back = c.rectified_box_to_source(rect);
+        for (got, want) in back.iter().zip(raw) {
+            assert!((f64::from(*got) - want).abs() < 12.0, "{back:?}");
+        }
+        // Clipped to the image.
+        let whole = c.rectified_box_to_source([-50.0, -50.0, 700.0, 600.0]);
+        assert!(
+            whole.iter().all(|&x| (0.0..=640.0).contains(&x)),
+            "{whole:?}"
+        );
+    }
+
+    #[test]
+    fn pixel_arguments_and_report_lines() {
+        assert_eq!(parse_pixel("320,400"), Ok([320.0, 400.0]));
+        assert_eq!(parse_pixel(" -3.5 , 1e2 "), Ok([-3.5, 100.0]));
+        for bad in ["", "320", "320,", ",4", "a,b", "1,2,3", "inf,2", "NaN,1"] {
+            let e = parse_pixel(bad).unwrap_err();
+            assert_eq!(
+                e,
+                format!("--pixel '{bad}': expected U,V (two finite numbers, e.g. 320,400)")
+            );
+        }
+        let c = Calibration::front_camera();
+        let g = c.pixel_geometry(320.0, 400.0);
+        let j: serde_json::Value = serde_json::from_str(&g.to_json()).unwrap();
+        assert_eq!(j["pixel"], serde_json::json!([320.0, 400.0]));
+        assert!(j["ground"][0].as_f64().unwrap() > 4.0);
+        let sky = c.pixel_geometry(320.0, 0.0);
+        let j: serde_json::Value = serde_json::from_str(&sky.to_json()).unwrap();
+        assert!(j["ground"].is_null() && j["range_m"].is_null() && j["bearing_deg"].is_null());
+        assert!(j["undistorted"][1].as_f64().unwrap() < 0.0);
+        assert!(sky.to_text().contains("ground none"), "{}", sky.to_text());
+    }
+
+    #[test]
+    fn image_size_check_names_both_sizes() {
+        let c = Calibration::front_camera();
+        assert!(c.check_image_size(640, 480).is_ok());
+        assert_eq!(
+            c.check_image_size(1280, 720).unwrap_err().to_string(),
+            "calibration/front_camera.yaml: image_width x image_height: 640x480 does not match the source's 1280x720"
+        );
     }
 
     #[test]
