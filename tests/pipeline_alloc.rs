@@ -10,7 +10,6 @@
 mod common;
 
 use common::*;
-use perceptd::backend::Backend;
 use perceptd::boot::{boot, Overrides};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
