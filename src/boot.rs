@@ -190,9 +190,20 @@ pub fn boot(cfg: &Config, ov: &Overrides) -> Result<Pipeline, BootError> {
     let model = ov.model.clone().unwrap_or_else(|| cfg.model.path.clone());
     let t0 = std::time::Instant::now();
     debug_assert_eq!(device, "cpu");
-    if let Some(cal) = &calibration {
-        cal.check_image_size(desc.width, desc.height)?;
-    }
+    // A calibration must describe the source's frames. The embedded
+    // default's (the synthetic camera's) is dropped, with a warning, for a
+    // source of another size, e.g. `perceptd replay` of a recording.
+    let calibration = match calibration {
+        Some(cal) => match cal.check_image_size(desc.width, desc.height) {
+            Ok(()) => Some(cal),
+            Err(e) if cfg.origin == crate::config::EMBEDDED_ORIGIN => {
+                log::warn!("{e}: no ground positions; set [calibration] path for this camera");
+                None
+            }
+            Err(e) => return Err(e.into()),
+        },
+        None => None,
+    };
     let mut cpu = CpuBackend::new(&model, desc, cfg.model.input_size, cfg.model.threads)?;
     if let (Some(cal), true) = (&calibration, cfg.calibration.undistort) {
         if cpu.undistort(cal)? {

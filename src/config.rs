@@ -14,6 +14,9 @@ use thiserror::Error;
 /// camera, the shipped model and the default calibration.
 pub const DEFAULT_CONFIG: &str = include_str!("../perceptd.default.toml");
 
+/// [`Config::origin`] of the embedded default.
+pub const EMBEDDED_ORIGIN: &str = "<embedded default config>";
+
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("{path}: {msg}")]
@@ -318,7 +321,7 @@ impl Config {
 
     /// The embedded default, paths relative to the current folder.
     pub fn default_embedded() -> Result<Config, ConfigError> {
-        Config::parse(DEFAULT_CONFIG, "<embedded default config>", Path::new("."))
+        Config::parse(DEFAULT_CONFIG, EMBEDDED_ORIGIN, Path::new("."))
     }
 
     fn resolve_paths(&mut self, base: &Path) {
