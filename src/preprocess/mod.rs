@@ -878,8 +878,23 @@ mod tests {
     #[test]
     #[ignore]
     fn preprocess_timing() {
-        for (w, h) in [(640, 480), (1280, 720)] {
-            let lb = letterbox(PixelFormat::Yuyv, w, h, 640, 640);
+        let strong = include_str!("../../calibration/front_camera.yaml").replace(
+            "[-0.05, 0.01, 0.0, 0.0, 0.0]",
+            "[-0.3, 0.08, 0.001, -0.002, 0.0]",
+        );
+        let cal = crate::calibration::Calibration::from_yaml_str(&strong, "strong").unwrap();
+        for (w, h, undistort) in [
+            (640, 480, false),
+            (640, 480, true),
+            (1280, 720, false),
+            (1280, 720, true),
+        ] {
+            let mut lb = letterbox(PixelFormat::Yuyv, w, h, 640, 640);
+            if undistort {
+                let cal = cal.with_image_size(w as u32, h as u32);
+                lb.set_remap(RemapTable::build(&cal, &lb).unwrap().unwrap())
+                    .unwrap();
+            }
             let frame: Vec<u8> = (0..PixelFormat::Yuyv.frame_bytes(w, h))
                 .map(|i| (i * 31 % 251) as u8)
                 .collect();
@@ -905,7 +920,12 @@ mod tests {
             }
             let wall = t.elapsed().as_secs_f64() * 1000.0 / n as f64;
             let cpu = (cpu_ns() - c) / 1e6 / n as f64;
-            println!("letterbox YUYV {w}x{h} -> 640x640: {wall:.3} ms/frame wall, {cpu:.3} ms/frame thread CPU");
+            let what = if undistort {
+                "undistort+letterbox"
+            } else {
+                "letterbox"
+            };
+            println!("{what} YUYV {w}x{h} -> 640x640: {wall:.3} ms/frame wall, {cpu:.3} ms/frame thread CPU");
         }
     }
 }
