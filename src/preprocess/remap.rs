@@ -117,9 +117,24 @@ fn sample_at(p: &[f32; 2], w: usize, h: usize) -> Option<(usize, usize, f32, f32
     Some((x0, y0, x - x0 as f32, y - y0 as f32))
 }
 
+/// One output pixel's bilinear sample, resolved at boot: byte offset of
+/// the top-left RGB source pixel, the steps to its right and lower
+/// neighbours (0 at the last column / row), and the weights. `at ==
+/// u32::MAX`: padding.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    at: u32,
+    right: u32,
+    down: u32,
+    wx: f32,
+    wy: f32,
+}
+
 /// A [`RemapTable`] installed in a [`Letterbox`], with its scratch frame.
 pub(super) struct Remap {
     pub(super) table: RemapTable,
+    /// The table resolved against the source's RGB layout.
+    samples: Box<[Sample]>,
     /// The whole source frame as packed RGB (unused for RGB24 input).
     rgb: Mutex<Vec<u8>>,
 }
@@ -131,8 +146,30 @@ impl Remap {
         } else {
             vec![0; src.width * src.height * 3]
         };
+        let (w, h) = (src.width, src.height);
+        let samples = table
+            .map
+            .iter()
+            .map(|p| match sample_at(p, w, h) {
+                Some((x0, y0, wx, wy)) => Sample {
+                    at: ((y0 * w + x0) * 3) as u32,
+                    right: if x0 + 1 < w { 3 } else { 0 },
+                    down: if y0 + 1 < h { (w * 3) as u32 } else { 0 },
+                    wx,
+                    wy,
+                },
+                None => Sample {
+                    at: u32::MAX,
+                    right: 0,
+                    down: 0,
+                    wx: 0.0,
+                    wy: 0.0,
+                },
+            })
+            .collect();
         Remap {
             table,
+            samples,
             rgb: Mutex::new(rgb),
         }
     }
@@ -156,29 +193,32 @@ impl Remap {
         let plane = self.table.dst_w * self.table.dst_h;
         let (r_plane, rest) = dst.split_at_mut(plane);
         let (g_plane, b_plane) = rest.split_at_mut(plane);
-        let stride = w * 3;
-        for (i, p) in self.table.map.iter().enumerate() {
-            let Some((x0, y0, wx, wy)) = sample_at(p, w, h) else {
-                r_plane[i] = PAD;
-                g_plane[i] = PAD;
-                b_plane[i] = PAD;
+        for (((s, r), g), b) in self
+            .samples
+            .iter()
+            .zip(r_plane.iter_mut())
+            .zip(g_plane.iter_mut())
+            .zip(b_plane.iter_mut())
+        {
+            if s.at == u32::MAX {
+                (*r, *g, *b) = (PAD, PAD, PAD);
                 continue;
-            };
-            let x1 = if x0 + 1 < w { x0 + 1 } else { x0 };
-            let y1 = if y0 + 1 < h { y0 + 1 } else { y0 };
-            let (a, b) = (y0 * stride + x0 * 3, y0 * stride + x1 * 3);
-            let (c, d) = (y1 * stride + x0 * 3, y1 * stride + x1 * 3);
-            for (ch, out) in [&mut r_plane[i], &mut g_plane[i], &mut b_plane[i]]
-                .into_iter()
-                .enumerate()
-            {
-                // Horizontal then vertical, as the letterbox blends.
-                let (pa, pb) = (rgb[a + ch] as f32, rgb[b + ch] as f32);
-                let (pc, pd) = (rgb[c + ch] as f32, rgb[d + ch] as f32);
+            }
+            let a = s.at as usize;
+            let (c, right) = (a + s.down as usize, s.right as usize);
+            // `samples` was built for this frame size: in bounds.
+            let (top0, top1) = (&rgb[a..a + 3], &rgb[a + right..a + right + 3]);
+            let (bot0, bot1) = (&rgb[c..c + 3], &rgb[c + right..c + right + 3]);
+            let (wx, wy) = (s.wx, s.wy);
+            // Horizontal then vertical, as the letterbox blends.
+            let px = |ch: usize| {
+                let (pa, pb) = (f32::from(top0[ch]), f32::from(top1[ch]));
+                let (pc, pd) = (f32::from(bot0[ch]), f32::from(bot1[ch]));
                 let top = pa + wx * (pb - pa);
                 let bottom = pc + wx * (pd - pc);
-                *out = (top + wy * (bottom - top)) / 255.0;
-            }
+                (top + wy * (bottom - top)) / 255.0
+            };
+            (*r, *g, *b) = (px(0), px(1), px(2));
         }
     }
 }
