@@ -19,7 +19,8 @@
 //! into `[0, w-1] x [0, h-1]`, so any reader's bounds test agrees.
 //!
 //! Boot: [`RemapTable::build`] and [`Letterbox::set_remap`] allocate (the
-//! table and one RGB frame of scratch). Frame path: [`Remap::run`], called
+//! table, its samples resolved to byte offsets and weights, and one RGB
+//! frame of scratch). Frame path: [`Remap::run`], called
 //! from [`Letterbox::run`] on the preprocessing thread, never allocates:
 //! the source is converted to RGB once (row by row, by the letterbox's own
 //! converter) and each output pixel is one bilinear sample of it.
