@@ -6,9 +6,10 @@
 //! Construction is boot (allocates, plans, warms up); `infer` runs on the
 //! inference thread and never allocates.
 
+use crate::calibration::Calibration;
 use crate::engine::{build_cpu_model, Bindings, CpuModel, EngineError, Limits};
 use crate::frame::FrameDesc;
-use crate::preprocess::{Letterbox, LetterboxInfo, PreprocessError};
+use crate::preprocess::{Letterbox, LetterboxInfo, PreprocessError, RemapTable};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -63,6 +64,12 @@ pub trait Backend: Send {
     /// allocated, once (`None`: let the ring allocate it).
     fn take_slot_buffers(&mut self) -> Option<Vec<crate::ring::SlotBuffers>> {
         None
+    }
+
+    /// Whether the model sees the undistorted (rectified) image, so its
+    /// boxes must be mapped back to raw pixels (see `preprocess::remap`).
+    fn rectified_input(&self) -> bool {
+        false
     }
 
     /// Preprocess `frame`, run the network, write the output to `out`
@@ -128,6 +135,21 @@ impl CpuBackend {
     }
 }
 
+impl CpuBackend {
+    /// Undistort through `cal` in preprocessing from now on. Returns false
+    /// (and changes nothing) when the calibration has no distortion. Boot:
+    /// builds the remap table.
+    pub fn undistort(&mut self, cal: &Calibration) -> Result<bool, BackendError> {
+        match RemapTable::build(cal, &self.letterbox)? {
+            Some(table) => {
+                self.letterbox.set_remap(table)?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+}
+
 impl Backend for CpuBackend {
     fn describe(&self) -> String {
         format!("cpu ({} threads)", self.model.threads())
@@ -143,6 +165,10 @@ impl Backend for CpuBackend {
 
     fn output_shape(&self) -> &[usize] {
         &self.output_shape
+    }
+
+    fn rectified_input(&self) -> bool {
+        self.letterbox.remap().is_some()
     }
 
     fn infer(&mut self, _slot: usize, frame: &[u8], out: &mut [f32]) -> InferTiming {

@@ -16,12 +16,12 @@
 //! `benches/pipeline_overhead.py` runs this next to a hand-written
 //! OpenCV/numpy loop on the same frames and outputs (`--dump`).
 
-use crate::backend::{Backend, InferTiming};
+use crate::backend::{Backend, BackendError, InferTiming};
 use crate::boot::{boot, BootError, Overrides};
 use crate::config::Config;
 use crate::frame::FrameDesc;
 use crate::metrics::Stage;
-use crate::preprocess::{Letterbox, LetterboxInfo};
+use crate::preprocess::{Letterbox, LetterboxInfo, RemapTable};
 use crate::source::{monotonic_ns, FrameStamp, Pacing, Source, SourceError};
 use std::io::Write;
 use std::path::Path;
@@ -107,6 +107,10 @@ impl Backend for NoNetworkBackend {
 
     fn output_shape(&self) -> &[usize] {
         &self.output_shape
+    }
+
+    fn rectified_input(&self) -> bool {
+        self.letterbox.remap().is_some()
     }
 
     fn infer(&mut self, _slot: usize, frame: &[u8], out: &mut [f32]) -> InferTiming {
@@ -199,7 +203,14 @@ pub fn bench_pipeline(
         p.backend.infer(usize::MAX, f, o);
     }
     let [iw, ih] = p.backend.input_size();
-    let letterbox = Letterbox::new(desc, iw, ih).map_err(crate::backend::BackendError::from)?;
+    let mut letterbox =
+        Letterbox::new(desc, iw, ih).map_err(BackendError::from)?;
+    if let (true, Some(cal)) = (p.backend.rectified_input(), &p.calibration) {
+        // The same undistortion the real backend does.
+        if let Some(t) = RemapTable::build(cal, &letterbox).map_err(BackendError::from)? {
+            letterbox.set_remap(t).map_err(BackendError::from)?;
+        }
+    }
     let mut list = p.decoder.new_list();
     let mut detections = 0usize;
     for o in outputs.chunks_exact(out_len) {

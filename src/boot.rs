@@ -189,11 +189,26 @@ pub fn choose_device(device: &str, cuda_device: usize) -> Result<&'static str, B
 
 /// The CUDA backend, or for `auto` the CPU one when CUDA fails to boot
 /// (missing NVRTC or cuBLAS, an op the GPU cannot run), saying why.
+/// The CPU backend, undistorting through `undistort` when given.
+fn cpu_backend(
+    cfg: &Config,
+    model: &Path,
+    desc: crate::frame::FrameDesc,
+    undistort: Option<&Calibration>,
+) -> Result<Box<dyn Backend>, BootError> {
+    let mut cpu = CpuBackend::new(model, desc, cfg.model.input_size, cfg.model.threads)?;
+    if let Some(cal) = undistort {
+        cpu.undistort(cal)?;
+    }
+    Ok(Box::new(cpu))
+}
+
 fn cuda_or_cpu(
     cfg: &Config,
     model: &Path,
     desc: crate::frame::FrameDesc,
     auto: bool,
+    undistort: Option<&Calibration>,
 ) -> Result<Box<dyn Backend>, BootError> {
     let precision = cfg
         .pipeline
@@ -205,16 +220,25 @@ fn cuda_or_cpu(
         precision,
         cache_dir: cfg.pipeline.kernel_cache.clone(),
     };
-    match crate::cuda::CudaBackend::new(model, desc, cfg.model.input_size, &opts) {
+    let cuda = crate::cuda::CudaBackend::new(model, desc, cfg.model.input_size, &opts)
+        .map_err(BackendError::from)
+        .and_then(|mut b| {
+            if let Some(cal) = undistort {
+                // The GPU preprocessing kernel reads the same table as the
+                // CPU letterbox.
+                let [w, h] = b.input_size();
+                let lb = crate::preprocess::Letterbox::new(desc, w, h)?;
+                if let Some(t) = crate::preprocess::RemapTable::build(cal, &lb)? {
+                    b.set_remap(&t.map)?;
+                }
+            }
+            Ok(b)
+        });
+    match cuda {
         Ok(b) => Ok(Box::new(b)),
         Err(e) if auto => {
             log::warn!("device auto: the CUDA backend did not start ({e}); using the CPU backend");
-            Ok(Box::new(CpuBackend::new(
-                model,
-                desc,
-                cfg.model.input_size,
-                cfg.model.threads,
-            )?))
+            cpu_backend(cfg, model, desc, undistort)
         }
         Err(e) => Err(e.into()),
     }
@@ -259,16 +283,33 @@ pub fn boot(cfg: &Config, ov: &Overrides) -> Result<Pipeline, BootError> {
     let device = choose_device(requested, cfg.pipeline.cuda_device)?;
     let model = ov.model.clone().unwrap_or_else(|| cfg.model.path.clone());
     let t0 = std::time::Instant::now();
-    let mut backend: Box<dyn Backend> = if device == "cuda" {
-        cuda_or_cpu(cfg, &model, desc, requested == "auto")?
-    } else {
-        Box::new(CpuBackend::new(
-            &model,
-            desc,
-            cfg.model.input_size,
-            cfg.model.threads,
-        )?)
+    // A calibration must describe the source's frames. The embedded
+    // default's (the synthetic camera's) is dropped, with a warning, for a
+    // source of another size, e.g. `perceptd replay` of a recording.
+    let calibration = match calibration {
+        Some(cal) => match cal.check_image_size(desc.width, desc.height) {
+            Ok(()) => Some(cal),
+            Err(e) if cfg.origin == crate::config::EMBEDDED_ORIGIN => {
+                log::warn!("{e}: no ground positions; set [calibration] path for this camera");
+                None
+            }
+            Err(e) => return Err(e.into()),
+        },
+        None => None,
     };
+    let undistort = calibration.as_ref().filter(|_| cfg.calibration.undistort);
+    let mut backend: Box<dyn Backend> = if device == "cuda" {
+        cuda_or_cpu(cfg, &model, desc, requested == "auto", undistort)?
+    } else {
+        cpu_backend(cfg, &model, desc, undistort)?
+    };
+    if let (Some(cal), true) = (undistort, backend.rectified_input()) {
+        log::info!(
+            "undistorting through {} ({}) in preprocessing",
+            cal.source(),
+            cal.distortion_model().ros_name()
+        );
+    }
     let kind: DecoderKind = cfg.model.decoder.parse()?;
     let decoder = Decoder::new(
         kind,

@@ -14,6 +14,9 @@ use thiserror::Error;
 /// camera, the shipped model and the default calibration.
 pub const DEFAULT_CONFIG: &str = include_str!("../perceptd.default.toml");
 
+/// [`Config::origin`] of the embedded default.
+pub const EMBEDDED_ORIGIN: &str = "<embedded default config>";
+
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("{path}: {msg}")]
@@ -129,13 +132,30 @@ pub struct ModelConfig {
     pub threads: usize,
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CalibrationConfig {
     /// ROS camera_info YAML with extrinsics. Unset: no ground positions
     /// (and the synthetic camera uses its built-in front camera).
     #[serde(default)]
     pub path: Option<PathBuf>,
+    /// Undistort in preprocessing (the model sees the rectified image);
+    /// false keeps the raw letterbox. No effect without distortion.
+    #[serde(default = "d_true")]
+    pub undistort: bool,
+}
+
+impl Default for CalibrationConfig {
+    fn default() -> Self {
+        CalibrationConfig {
+            path: None,
+            undistort: true,
+        }
+    }
+}
+
+fn d_true() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -340,7 +360,7 @@ impl Config {
 
     /// The embedded default, paths relative to the current folder.
     pub fn default_embedded() -> Result<Config, ConfigError> {
-        Config::parse(DEFAULT_CONFIG, "<embedded default config>", Path::new("."))
+        Config::parse(DEFAULT_CONFIG, EMBEDDED_ORIGIN, Path::new("."))
     }
 
     fn resolve_paths(&mut self, base: &Path) {

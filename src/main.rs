@@ -188,13 +188,35 @@ enum Cmd {
         frames: usize,
     },
     /// Load a model and print its plan: inputs, outputs, op counts after
-    /// fusion, arena size.
+    /// fusion, arena size. With --config or --calibration, also validate
+    /// the calibration (and its image size against the config's source).
     Check {
+        /// The model (default with --config: the config's model).
         #[arg(long)]
-        model: PathBuf,
+        model: Option<PathBuf>,
         /// Input shape for models with symbolic dims, e.g. 1x3x640x640.
         #[arg(long)]
         input_shape: Option<String>,
+        /// A config: its calibration, source size and model are checked.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// A calibration file to validate.
+        #[arg(long)]
+        calibration: Option<PathBuf>,
+    },
+    /// Undistorted normalised point and ground position (vehicle frame) of
+    /// raw pixels, to check a calibration.
+    Geometry {
+        /// ROS camera_info YAML with extrinsics.
+        #[arg(long)]
+        calibration: PathBuf,
+        /// U,V in raw pixels, OpenCV convention (integers are pixel
+        /// centres); repeat the flag.
+        #[arg(long = "pixel", required = true, allow_hyphen_values = true)]
+        pixels: Vec<String>,
+        /// One JSON object per pixel and line.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -369,7 +391,6 @@ fn run(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
-        Cmd::Check { model, input_shape } => check(&model, input_shape.as_deref()),
         Cmd::GpuCheck {
             model,
             cuda_device,
@@ -388,7 +409,86 @@ fn run(cli: Cli) -> Result<i32> {
                 Err(e) => bail!("gpu-check: {e}"),
             }
         }
+        Cmd::Check {
+            model,
+            input_shape,
+            config,
+            calibration,
+        } => {
+            if model.is_none() && config.is_none() && calibration.is_none() {
+                eprintln!("error: check needs --model, --config or --calibration");
+                return Ok(2);
+            }
+            let cfg = config.as_deref().map(Config::load).transpose()?;
+            if let Some(c) = &cfg {
+                if let Some(p) = &c.calibration.path {
+                    check_calibration(p, Some(c))?;
+                }
+            }
+            if let Some(p) = &calibration {
+                check_calibration(p, cfg.as_ref())?;
+            }
+            match model.or_else(|| cfg.map(|c| c.model.path)) {
+                Some(m) => check(&m, input_shape.as_deref()),
+                None => Ok(0),
+            }
+        }
+        Cmd::Geometry {
+            calibration,
+            pixels,
+            json,
+        } => geometry(&calibration, &pixels, json),
     }
+}
+
+/// `perceptd check` on a calibration: load (which validates it) and, with
+/// a config, compare its image size with the source's.
+fn check_calibration(path: &Path, cfg: Option<&Config>) -> Result<()> {
+    let cal = perceptd::calibration::Calibration::load(path)?;
+    if let Some(cfg) = cfg {
+        let (w, h) = match &cfg.source {
+            SourceConfig::Synthetic { width, height, .. }
+            | SourceConfig::V4l2 { width, height, .. } => (*width, *height),
+            SourceConfig::Y4m { path, .. } => {
+                let src = perceptd::source::y4m::Y4mSource::open(
+                    path,
+                    perceptd::source::y4m::Pace::Fast,
+                )?;
+                (src.desc().width, src.desc().height)
+            }
+        };
+        cal.check_image_size(w, h)?;
+    }
+    println!(
+        "calibration {}: camera '{}' {}x{}, {} {:?}, ok",
+        path.display(),
+        cal.camera_name(),
+        cal.width(),
+        cal.height(),
+        cal.distortion_model().ros_name(),
+        cal.distortion_coefficients()
+    );
+    Ok(())
+}
+
+/// `perceptd geometry`: exit 2 on a malformed `--pixel`.
+fn geometry(path: &Path, pixels: &[String], json: bool) -> Result<i32> {
+    let mut parsed = Vec::with_capacity(pixels.len());
+    for p in pixels {
+        match perceptd::calibration::parse_pixel(p) {
+            Ok(px) => parsed.push(px),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(2);
+            }
+        }
+    }
+    let cal = perceptd::calibration::Calibration::load(path)?;
+    for [u, v] in parsed {
+        let g = cal.pixel_geometry(u, v);
+        println!("{}", if json { g.to_json() } else { g.to_text() });
+    }
+    Ok(0)
 }
 
 fn parse_shape(s: &str) -> Result<Vec<usize>> {

@@ -118,6 +118,7 @@ impl Pipeline {
         let counters = Arc::clone(metrics.counters());
         source.attach_counters(&counters);
         let live = source.pacing() == Pacing::Live;
+        let rectified = backend.rectified_input();
         let mut dets = decoder.new_list();
         let t0 = monotonic_ns();
 
@@ -200,6 +201,7 @@ impl Pipeline {
                         sink: &mut sink,
                         calibration: calibration.as_ref(),
                         letterbox,
+                        rectified,
                         dets: &mut dets,
                         counters: Arc::clone(metrics.counters()),
                         metrics: &mut metrics,
@@ -424,6 +426,8 @@ struct Post<'a> {
     sink: &'a mut JsonSink,
     calibration: Option<&'a Calibration>,
     letterbox: LetterboxInfo,
+    /// The model saw the undistorted image: boxes come out rectified.
+    rectified: bool,
     dets: &'a mut DetectionList,
     metrics: &'a mut Metrics,
     /// The metrics' shared counters (also bumped by the other threads).
@@ -476,7 +480,10 @@ impl Post<'_> {
         }
         if let Some(cal) = self.calibration {
             for d in self.dets.as_mut_slice() {
-                d.ground = ground_of(cal, d);
+                d.ground = ground_of(cal, d, self.rectified);
+                if self.rectified {
+                    d.bbox = cal.rectified_box_to_source(d.bbox);
+                }
             }
         }
         let now = monotonic_ns();
@@ -541,11 +548,18 @@ impl Post<'_> {
     }
 }
 
-/// Ground position of a detection: the ray through the bottom centre of its
-/// box, intersected with the ground plane.
-fn ground_of(cal: &Calibration, d: &Detection) -> Option<[f32; 2]> {
-    let u = 0.5 * (d.bbox[0] + d.bbox[2]);
-    let v = d.bbox[3];
-    cal.pixel_ray_ground(u as f64, v as f64)
-        .map(|[x, y]| [x as f32, y as f32])
+/// Ground position of a detection: the ray through the undistorted bottom
+/// centre of its box, intersected with the ground plane. A box from the
+/// rectified image is already undistorted; a raw one is undistorted here.
+/// Boxes span `[0, width]` (pixel centres at +0.5), calibration pixels are
+/// OpenCV's (centres at integers), hence the half pixel.
+fn ground_of(cal: &Calibration, d: &Detection, rectified: bool) -> Option<[f32; 2]> {
+    let u = 0.5 * f64::from(d.bbox[0] + d.bbox[2]) - 0.5;
+    let v = f64::from(d.bbox[3]) - 0.5;
+    let g = if rectified {
+        cal.rectified_pixel_ray_ground(u, v)
+    } else {
+        cal.pixel_ray_ground(u, v)
+    };
+    g.map(|[x, y]| [x as f32, y as f32])
 }

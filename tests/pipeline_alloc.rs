@@ -4,7 +4,9 @@
 //! the periodic metrics line (every 50 ms here) must allocate nothing; nor
 //! may the supervisor thread, here sending `WATCHDOG=1` every 50 ms and
 //! `STATUS=` lines to a notify socket, nor the stage-deadline bookkeeping
-//! (a 1 ns deadline makes every frame a miss).
+//! (a 1 ns deadline makes every frame a miss). The calibration distorts
+//! strongly (undistortion remap in preprocessing, box mapping and ground
+//! positions in postprocessing).
 //!
 //! One test in this binary, so nothing else allocates concurrently.
 
@@ -26,17 +28,34 @@ static GLOBAL: Counting = Counting;
 #[test]
 fn pipeline_makes_no_allocation_after_warm_up() {
     let dir = temp_dir("pipeline-alloc");
-    let cfg = config(
+    // A strongly distorting calibration: the synthetic camera renders
+    // through it, preprocessing undistorts (remap table), postprocessing
+    // maps boxes back and places them on the ground.
+    let cal = dir.join("strong.yaml");
+    std::fs::write(
+        &cal,
+        std::fs::read_to_string(root().join("calibration/front_camera.yaml"))
+            .unwrap()
+            .replace(
+                "[-0.05, 0.01, 0.0, 0.0, 0.0]",
+                "[-0.3, 0.08, 0.001, -0.002, 0.0]",
+            ),
+    )
+    .unwrap();
+    let cfg = config(&format!(
         "[source]\nkind = \"synthetic\"\nseed = 11\n\
          [model]\npath = \"tests/fixtures/exports/yolov8-w0125-static/model.onnx\"\nthreads = 2\nconf_threshold = 0.05\n\
+         [calibration]\npath = \"{}\"\n\
          [metrics]\ninterval_s = 0.05\n",
-    );
+        cal.display()
+    ));
     let ov = Overrides {
         frames: Some(1300),
         output: Some(dir.join("out.jsonl").display().to_string()),
         ..Default::default()
     };
     let mut p = boot(&cfg, &ov).unwrap();
+    assert!(p.backend.rectified_input(), "the pipeline undistorts");
     let notify_path = dir.join("notify.sock");
     let notify_rx = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
     notify_rx
@@ -90,6 +109,13 @@ fn pipeline_makes_no_allocation_after_warm_up() {
     assert!(
         lines.iter().map(|l| l.dets.len()).sum::<usize>() > 0,
         "the sink wrote detections"
+    );
+    assert!(
+        lines
+            .iter()
+            .flat_map(|l| &l.dets)
+            .any(|d| d.ground.is_some()),
+        "detections have ground positions"
     );
     assert_eq!(report.metrics.counters().values().processed, 1300);
     assert!(report.metrics.counters().values().deadline_misses >= 1300);

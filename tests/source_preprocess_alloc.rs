@@ -2,12 +2,14 @@
 //! `Y4mSource::next_frame`/`skip_frame`, `Y4mWriter::write_frame`,
 //! `V4l2Source::next_frame`/`skip_frame` (over a fake device defined here,
 //! which also shows the device trait can be implemented outside the crate)
-//! and `Letterbox::run`, counted by a global allocator.
+//! and `Letterbox::run` (plain and undistorting), counted by a global
+//! allocator.
 //!
 //! One test per binary, so nothing else allocates concurrently.
 
+use perceptd::calibration::Calibration;
 use perceptd::frame::{FrameDesc, PixelFormat};
-use perceptd::preprocess::Letterbox;
+use perceptd::preprocess::{Letterbox, RemapTable};
 use perceptd::source::v4l2::dev::{
     CaptureDevice, Dequeued, DevFormat, DqError, BUF_FLAG_TIMESTAMP_MONOTONIC,
 };
@@ -189,6 +191,36 @@ fn frame_paths_never_allocate() {
         lb.run(&input, &mut out).unwrap();
         allocs_in("Letterbox::run", || {
             for _ in 0..20 {
+                lb.run(&input, &mut out).unwrap();
+            }
+        });
+    }
+
+    // Preprocessing with undistortion (remap table built at boot), packed
+    // YUV and RGB input.
+    let yaml = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("calibration/front_camera.yaml"),
+    )
+    .unwrap()
+    .replace(
+        "[-0.05, 0.01, 0.0, 0.0, 0.0]",
+        "[-0.3, 0.08, 0.001, -0.002, 0.0]",
+    );
+    let cal = Calibration::from_yaml_str(&yaml, "strong.yaml").unwrap();
+    for format in [PixelFormat::Yuyv, PixelFormat::Rgb24, PixelFormat::Nv12] {
+        let desc = FrameDesc {
+            format,
+            width: 640,
+            height: 480,
+        };
+        let mut lb = Letterbox::new(desc, 320, 320).unwrap();
+        let table = RemapTable::build(&cal, &lb).unwrap().unwrap();
+        lb.set_remap(table).unwrap();
+        let input: Vec<u8> = (0..desc.bytes()).map(|i| (i % 253) as u8).collect();
+        let mut out = vec![0f32; lb.dst_len()];
+        lb.run(&input, &mut out).unwrap();
+        allocs_in("Letterbox::run with undistortion", || {
+            for _ in 0..5 {
                 lb.run(&input, &mut out).unwrap();
             }
         });

@@ -128,6 +128,8 @@ pub struct Calibration {
     lens: Lens,
     coeff_count: usize,
     rectification: Matrix3<f64>,
+    /// Its inverse (the file's R is orthonormal only to 1e-3).
+    rectification_inv: Matrix3<f64>,
     projection: Matrix3x4<f64>,
     translation: Vector3<f64>,
     rpy_deg: [f64; 3],
@@ -280,6 +282,8 @@ impl Calibration {
             lens,
             coeff_count: model.coefficient_count(),
             rectification: rect_m,
+            // det > 0 was checked above.
+            rectification_inv: rect_m.try_inverse().unwrap_or_else(Matrix3::identity),
             projection: Matrix3x4::from_row_slice(&proj),
             translation,
             rpy_deg,
@@ -305,6 +309,22 @@ impl Calibration {
             c.projection[(1, col)] *= sy;
         }
         c
+    }
+
+    /// The calibration must describe frames of the size the source
+    /// delivers: one error naming the file, the fields and both sizes.
+    pub fn check_image_size(&self, width: usize, height: usize) -> Result<(), CalibrationError> {
+        if (self.width as usize, self.height as usize) == (width, height) {
+            return Ok(());
+        }
+        Err(CalibrationError::Invalid {
+            path: self.source.clone(),
+            field: "image_width x image_height",
+            msg: format!(
+                "{}x{} does not match the source's {width}x{height}",
+                self.width, self.height
+            ),
+        })
     }
 
     /// The file (or label) this calibration came from.
@@ -428,6 +448,115 @@ impl Calibration {
         Some(self.r_vo * d_opt)
     }
 
+    /// Undistorted point and ground position of raw pixel (u, v), for
+    /// `perceptd geometry`. Never allocates.
+    pub fn pixel_geometry(&self, u: f64, v: f64) -> PixelGeometry {
+        PixelGeometry {
+            pixel: [u, v],
+            undistorted: self.try_undistort(u, v),
+            ground: self.pixel_ray_ground(u, v),
+        }
+    }
+
+    /// True when the rectified image is the raw image: no distortion
+    /// coefficient is set, the rectification is the identity and the
+    /// projection matrix is `[K | 0]`. Then undistortion is a no-op and no
+    /// remap table is built.
+    pub fn is_distortion_free(&self) -> bool {
+        let p = &self.projection;
+        self.lens.k.iter().all(|&c| c == 0.0)
+            && self.rectification == Matrix3::identity()
+            && p.fixed_view::<3, 3>(0, 0) == self.k
+            && p.column(3).iter().all(|&c| c == 0.0)
+    }
+
+    /// Raw-camera optical direction (not normalised) seen at pixel (u, v)
+    /// of the rectified image: `R^-1 P'^-1 (u, v, 1)` with P' the left 3x3
+    /// of the projection matrix (its translation column only matters for
+    /// stereo and is ignored); R^-1 rather than R^T, as OpenCV inverts
+    /// `P' R`.
+    fn rectified_direction(&self, u: f64, v: f64) -> Vector3<f64> {
+        let p = &self.projection;
+        // P' = [fx' s' cx'; 0 fy' cy'; 0 0 1] (checked at load: fx', fy' > 0).
+        let y = (v - p[(1, 2)]) / p[(1, 1)];
+        let x = (u - p[(0, 2)] - p[(0, 1)] * y) / p[(0, 0)];
+        self.rectification_inv * Vector3::new(x, y, 1.0)
+    }
+
+    /// The raw (distorted) pixel seen at pixel (u, v) of the rectified
+    /// image, whose camera matrix is the projection matrix: what OpenCV's
+    /// `initUndistortRectifyMap` (`fisheye::` for equidistant) computes.
+    /// None when that direction is behind the raw camera or outside the lens
+    /// model's valid region. Never allocates.
+    pub fn rectified_to_source(&self, u: f64, v: f64) -> Option<[f64; 2]> {
+        let d = self.rectified_direction(u, v);
+        if d.z <= 0.0 || !d.z.is_finite() {
+            return None;
+        }
+        let ([xd, yd], _) = self.lens.distort(d.x / d.z, d.y / d.z)?;
+        Some(self.to_pixel(xd, yd))
+    }
+
+    /// The rectified-image pixel of raw pixel (u, v): undistort, rotate by
+    /// R, project with the projection matrix. None where the pixel has no
+    /// valid inverse or lands behind the rectified camera. Never allocates.
+    pub fn source_to_rectified(&self, u: f64, v: f64) -> Option<[f64; 2]> {
+        let [x, y] = self.try_undistort(u, v)?;
+        let d = self.rectification * Vector3::new(x, y, 1.0);
+        if d.z <= 0.0 {
+            return None;
+        }
+        let p = &self.projection;
+        let (x, y) = (d.x / d.z, d.y / d.z);
+        Some([
+            p[(0, 0)] * x + p[(0, 1)] * y + p[(0, 2)],
+            p[(1, 1)] * y + p[(1, 2)],
+        ])
+    }
+
+    /// A box `[x1, y1, x2, y2]` found in the rectified image mapped back to
+    /// raw (distorted) pixels. Each side moves with its midpoint: the left
+    /// edge to the raw x of the left edge's midpoint, the bottom to the raw
+    /// y of the bottom edge's midpoint, and so on. (The object touches each
+    /// side of its box somewhere, most often near the middle; the bounding
+    /// rectangle of the whole mapped outline would also cover the box's
+    /// empty corners and grows by ~10 px near the image corners under
+    /// strong distortion.) Clipped to the image; a side whose midpoint does
+    /// not map stays where it is. Boxes use the detector convention (the
+    /// image spans `[0, width] x [0, height]`, pixel centres at +0.5).
+    /// Never allocates.
+    pub fn rectified_box_to_source(&self, b: [f32; 4]) -> [f32; 4] {
+        let [x1, y1, x2, y2] = b.map(f64::from);
+        let (cx, cy) = (0.5 * (x1 + x2), 0.5 * (y1 + y2));
+        let map = |u: f64, v: f64, axis: usize, keep: f64| {
+            self.rectified_to_source(u - 0.5, v - 0.5)
+                .map_or(keep, |p| p[axis] + 0.5)
+        };
+        let (w, h) = (f64::from(self.width), f64::from(self.height));
+        let clip = |x: f64, hi: f64| x.max(0.0).min(hi) as f32;
+        let l = map(x1, cy, 0, x1);
+        let r = map(x2, cy, 0, x2);
+        let t = map(cx, y1, 1, y1);
+        let bt = map(cx, y2, 1, y2);
+        [
+            clip(l.min(r), w),
+            clip(t.min(bt), h),
+            clip(l.max(r), w),
+            clip(t.max(bt), h),
+        ]
+    }
+
+    /// Where the ray through pixel (u, v) of the rectified image meets the
+    /// ground plane z = 0 (vehicle-frame [x, y] metres); None as for
+    /// [`Calibration::pixel_ray_ground`]. Never allocates.
+    pub fn rectified_pixel_ray_ground(&self, u: f64, v: f64) -> Option<[f64; 2]> {
+        let d = self.rectified_direction(u, v);
+        if !(d.x.is_finite() && d.y.is_finite() && d.z.is_finite()) {
+            return None;
+        }
+        ray_ground(self.translation, self.r_vo * d.normalize())
+    }
+
     /// Where the ray through pixel (u, v) meets the ground plane z = 0, as
     /// vehicle-frame [x, y] metres. None when the ray does not hit the
     /// ground in front of the camera (points at or above the horizon, or
@@ -436,6 +565,82 @@ impl Calibration {
         let d = self.pixel_ray(u, v)?;
         ray_ground(self.translation, d)
     }
+}
+
+/// What `perceptd geometry` reports for one raw pixel.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PixelGeometry {
+    /// The pixel as given (OpenCV convention: integers are pixel centres).
+    pub pixel: [f64; 2],
+    /// Undistorted normalised image point (X/Z, Y/Z in the raw optical
+    /// frame); None where the lens model has no inverse.
+    pub undistorted: Option<[f64; 2]>,
+    /// Ground position (vehicle frame, metres); None when the ray misses
+    /// the ground ahead.
+    pub ground: Option<[f64; 2]>,
+}
+
+impl PixelGeometry {
+    /// Range (m) of the ground position from the vehicle origin.
+    pub fn range_m(&self) -> Option<f64> {
+        self.ground.map(range)
+    }
+
+    /// Bearing (degrees, positive to the left) of the ground position.
+    pub fn bearing_deg(&self) -> Option<f64> {
+        self.ground.map(|g| bearing(g).to_degrees())
+    }
+
+    /// One JSON object (no newline): `pixel`, `undistorted`, `ground`,
+    /// `range_m`, `bearing_deg`, absent values as `null`. Full f64
+    /// precision (shortest round-trip form), so the numbers can be checked
+    /// against other tools. Allocates (command line only).
+    pub fn to_json(&self) -> String {
+        fn pair(p: Option<[f64; 2]>) -> String {
+            p.map_or("null".into(), |[a, b]| format!("[{a:?},{b:?}]"))
+        }
+        fn num(x: Option<f64>) -> String {
+            x.map_or("null".into(), |x| format!("{x:?}"))
+        }
+        format!(
+            "{{\"pixel\":{},\"undistorted\":{},\"ground\":{},\"range_m\":{},\"bearing_deg\":{}}}",
+            pair(Some(self.pixel)),
+            pair(self.undistorted),
+            pair(self.ground),
+            num(self.range_m()),
+            num(self.bearing_deg())
+        )
+    }
+
+    /// One human-readable line. Allocates (command line only).
+    pub fn to_text(&self) -> String {
+        let [u, v] = self.pixel;
+        let und = self
+            .undistorted
+            .map_or("none (outside the lens model)".into(), |[x, y]| {
+                format!("({x:.6}, {y:.6})")
+            });
+        let ground = match (self.ground, self.range_m(), self.bearing_deg()) {
+            (Some([x, y]), Some(r), Some(b)) => {
+                format!("x {x:.3} m, y {y:.3} m (range {r:.3} m, bearing {b:.2} deg)")
+            }
+            _ => "none (the ray does not hit the ground ahead)".into(),
+        };
+        format!("pixel ({u}, {v}): undistorted {und}; ground {ground}")
+    }
+}
+
+/// Parse a `U,V` pixel argument (two finite numbers). The error is one
+/// line naming the value.
+pub fn parse_pixel(s: &str) -> Result<[f64; 2], String> {
+    let bad = || format!("--pixel '{s}': expected U,V (two finite numbers, e.g. 320,400)");
+    let (a, b) = s.split_once(',').ok_or_else(bad)?;
+    let a: f64 = a.trim().parse().map_err(|_| bad())?;
+    let b: f64 = b.trim().parse().map_err(|_| bad())?;
+    if !(a.is_finite() && b.is_finite()) {
+        return Err(bad());
+    }
+    Ok([a, b])
 }
 
 /// Intersection of the ray `origin + t * dir` (t > 0) with z = 0.
@@ -827,6 +1032,146 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("/nonexistent/cam.yaml: cannot read: "), "{e}");
+    }
+
+    /// A calibration with a rectification rotation and P != K.
+    fn rectifying(model: &str, coeffs: &str) -> Calibration {
+        let text = yaml(model, coeffs, "0.5, 6.0, -1.0")
+            .replace(
+                "data: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]",
+                "data: [0.9998, -0.0050, 0.0200, 0.0051, 0.99995, -0.0050, -0.0200, 0.0051, 0.9998]",
+            )
+            .replace(
+                "data: [500.0, 0.0, 319.5, 0.0, 0.0, 500.0, 239.5, 0.0, 0.0, 0.0, 1.0, 0.0]",
+                "data: [420.0, 0.0, 325.0, 0.0, 0.0, 410.0, 236.0, 0.0, 0.0, 0.0, 1.0, 0.0]",
+            );
+        Calibration::from_yaml_str(&text, "rect.yaml").unwrap()
+    }
+
+    #[test]
+    fn rectified_and_raw_pixels_agree() {
+        for c in [
+            rectifying("plumb_bob", "-0.3, 0.12, 0.001, -0.0015, -0.02"),
+            rectifying("equidistant", "0.05, -0.01, 0.003, -0.0005"),
+            models()[2].clone(),
+        ] {
+            assert!(!c.is_distortion_free());
+            for v in (0..480).step_by(23) {
+                for u in (0..640).step_by(29) {
+                    let (u, v) = (u as f64, v as f64);
+                    let Some([ur, vr]) = c.source_to_rectified(u, v) else {
+                        panic!("{u},{v}")
+                    };
+                    let [ub, vb] = c.rectified_to_source(ur, vr).unwrap();
+                    assert!((ub - u).abs() < 1e-7 && (vb - v).abs() < 1e-7);
+                    // Same ray, same ground point.
+                    let a = c.pixel_ray_ground(u, v);
+                    let b = c.rectified_pixel_ray_ground(ur, vr);
+                    match (a, b) {
+                        (Some(a), Some(b)) => {
+                            assert!((a[0] - b[0]).abs() < 1e-6 && (a[1] - b[1]).abs() < 1e-6)
+                        }
+                        (None, None) => {}
+                        other => panic!("{u},{v}: {other:?}"),
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn distortion_free_means_rectified_is_raw() {
+        let flat = cal("plumb_bob", "0, 0, 0, 0, 0", "0, 5, 0");
+        assert!(flat.is_distortion_free());
+        assert!(!Calibration::front_camera().is_distortion_free());
+        let moved = Calibration::from_yaml_str(
+            &FRONT_CAMERA_YAML
+                .replace("[-0.05, 0.01, 0.0, 0.0, 0.0]", "[0.0, 0.0, 0.0, 0.0, 0.0]")
+                .replace(
+                    "500.0, 0.0, 319.5, 0.0, 0.0, 500.0",
+                    "480.0, 0.0, 319.5, 0.0, 0.0, 500.0",
+                ),
+            "p.yaml",
+        )
+        .unwrap();
+        assert!(!moved.is_distortion_free());
+        let b = [100.0, 200.0, 180.5, 330.0];
+        let back = flat.rectified_box_to_source(b);
+        assert!(
+            b.iter().zip(back).all(|(a, b)| (a - b).abs() < 1e-3),
+            "{back:?}"
+        );
+        assert_eq!(
+            flat.rectified_pixel_ray_ground(320.0, 400.0),
+            flat.pixel_ray_ground(320.0, 400.0)
+        );
+    }
+
+    #[test]
+    fn rectified_box_maps_to_the_raw_box_around_the_object() {
+        let c = rectifying("plumb_bob", "-0.3, 0.12, 0.001, -0.0015, -0.02");
+        // A raw-image rectangle near the corner, seen in the rectified
+        // image (where it curves, so its bounding box has empty corners),
+        // and back: the sides land within a few pixels of the original.
+        let raw = [40.0f64, 30.0, 200.0, 150.0];
+        let mut lo = [f64::INFINITY; 2];
+        let mut hi = [f64::NEG_INFINITY; 2];
+        for i in 0..=64 {
+            let t = i as f64 / 64.0;
+            let (x, y) = (
+                raw[0] + t * (raw[2] - raw[0]),
+                raw[1] + t * (raw[3] - raw[1]),
+            );
+            for (u, v) in [(x, raw[1]), (x, raw[3]), (raw[0], y), (raw[2], y)] {
+                let [r0, r1] = c.source_to_rectified(u - 0.5, v - 0.5).unwrap();
+                lo = [lo[0].min(r0 + 0.5), lo[1].min(r1 + 0.5)];
+                hi = [hi[0].max(r0 + 0.5), hi[1].max(r1 + 0.5)];
+            }
+        }
+        let rect = [lo[0] as f32, lo[1] as f32, hi[0] as f32, hi[1] as f32];
+        let back = c.rectified_box_to_source(rect);
+        for (got, want) in back.iter().zip(raw) {
+            assert!((f64::from(*got) - want).abs() < 12.0, "{back:?}");
+        }
+        // Clipped to the image.
+        let whole = c.rectified_box_to_source([-50.0, -50.0, 700.0, 600.0]);
+        assert!(
+            whole.iter().all(|&x| (0.0..=640.0).contains(&x)),
+            "{whole:?}"
+        );
+    }
+
+    #[test]
+    fn pixel_arguments_and_report_lines() {
+        assert_eq!(parse_pixel("320,400"), Ok([320.0, 400.0]));
+        assert_eq!(parse_pixel(" -3.5 , 1e2 "), Ok([-3.5, 100.0]));
+        for bad in ["", "320", "320,", ",4", "a,b", "1,2,3", "inf,2", "NaN,1"] {
+            let e = parse_pixel(bad).unwrap_err();
+            assert_eq!(
+                e,
+                format!("--pixel '{bad}': expected U,V (two finite numbers, e.g. 320,400)")
+            );
+        }
+        let c = Calibration::front_camera();
+        let g = c.pixel_geometry(320.0, 400.0);
+        let j: serde_json::Value = serde_json::from_str(&g.to_json()).unwrap();
+        assert_eq!(j["pixel"], serde_json::json!([320.0, 400.0]));
+        assert!(j["ground"][0].as_f64().unwrap() > 4.0);
+        let sky = c.pixel_geometry(320.0, 0.0);
+        let j: serde_json::Value = serde_json::from_str(&sky.to_json()).unwrap();
+        assert!(j["ground"].is_null() && j["range_m"].is_null() && j["bearing_deg"].is_null());
+        assert!(j["undistorted"][1].as_f64().unwrap() < 0.0);
+        assert!(sky.to_text().contains("ground none"), "{}", sky.to_text());
+    }
+
+    #[test]
+    fn image_size_check_names_both_sizes() {
+        let c = Calibration::front_camera();
+        assert!(c.check_image_size(640, 480).is_ok());
+        assert_eq!(
+            c.check_image_size(1280, 720).unwrap_err().to_string(),
+            "calibration/front_camera.yaml: image_width x image_height: 640x480 does not match the source's 1280x720"
+        );
     }
 
     #[test]

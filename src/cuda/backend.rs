@@ -660,6 +660,10 @@ impl Backend for CudaBackend {
         self.letterbox
     }
 
+    fn rectified_input(&self) -> bool {
+        self.remap.is_some()
+    }
+
     fn output_shape(&self) -> &[usize] {
         &self.output_shape
     }

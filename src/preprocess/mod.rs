@@ -28,10 +28,17 @@
 //! Called by whichever thread preprocesses (the inference thread); the row
 //! cache sits behind a mutex, so concurrent calls on one `Letterbox`
 //! serialise.
+//!
+//! Undistortion (`remap`): with a [`RemapTable`] installed at boot
+//! ([`Letterbox::set_remap`]), `run` samples the undistorted (rectified)
+//! image into the same letterbox geometry instead.
 
 use crate::frame::{FrameDesc, PixelFormat};
 use std::sync::Mutex;
 use thiserror::Error;
+
+mod remap;
+pub use remap::RemapTable;
 
 /// The border value, as Ultralytics pads (before `/255`).
 pub const PAD_VALUE: u8 = 114;
@@ -165,6 +172,8 @@ pub struct Letterbox {
     /// Neither axis is resized: rows go straight from RGB to the output.
     identity: bool,
     scratch: Mutex<Scratch>,
+    /// Undistortion (see `remap`): when set, `run` samples through it.
+    remap: Option<remap::Remap>,
 }
 
 impl Letterbox {
@@ -229,11 +238,38 @@ impl Letterbox {
                 rows: vec![0.0; 2 * 3 * new_w],
                 tags: [usize::MAX; 2],
             }),
+            remap: None,
         })
     }
 
     pub fn info(&self) -> LetterboxInfo {
         self.info
+    }
+
+    /// Undistort from now on: `run` samples the source through `table`
+    /// (built for this letterbox by [`RemapTable::build`]) instead of the
+    /// plain resize. Boot: allocates one RGB frame of scratch.
+    pub fn set_remap(&mut self, table: RemapTable) -> Result<(), PreprocessError> {
+        if (table.dst_w, table.dst_h) != (self.dst_w, self.dst_h)
+            || table.map.len() != self.dst_w * self.dst_h
+        {
+            return Err(PreprocessError::Config(format!(
+                "remap table is {}x{} ({} entries) but the model input is {}x{}",
+                table.dst_w,
+                table.dst_h,
+                table.map.len(),
+                self.dst_w,
+                self.dst_h
+            )));
+        }
+        self.remap = Some(remap::Remap::new(self.src, table));
+        Ok(())
+    }
+
+    /// The installed undistortion table, if any (the CUDA backend uploads
+    /// the same table).
+    pub fn remap(&self) -> Option<&RemapTable> {
+        self.remap.as_ref().map(|r| &r.table)
     }
 
     /// The source frame this letterbox expects.
@@ -279,6 +315,10 @@ impl Letterbox {
                 width: self.dst_w,
                 height: self.dst_h,
             });
+        }
+        if let Some(r) = &self.remap {
+            r.run(self.src, src, dst);
+            return Ok(());
         }
         let mut guard = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
         let s = &mut *guard;
@@ -838,8 +878,23 @@ mod tests {
     #[test]
     #[ignore]
     fn preprocess_timing() {
-        for (w, h) in [(640, 480), (1280, 720)] {
-            let lb = letterbox(PixelFormat::Yuyv, w, h, 640, 640);
+        let strong = include_str!("../../calibration/front_camera.yaml").replace(
+            "[-0.05, 0.01, 0.0, 0.0, 0.0]",
+            "[-0.3, 0.08, 0.001, -0.002, 0.0]",
+        );
+        let cal = crate::calibration::Calibration::from_yaml_str(&strong, "strong").unwrap();
+        for (w, h, undistort) in [
+            (640, 480, false),
+            (640, 480, true),
+            (1280, 720, false),
+            (1280, 720, true),
+        ] {
+            let mut lb = letterbox(PixelFormat::Yuyv, w, h, 640, 640);
+            if undistort {
+                let cal = cal.with_image_size(w as u32, h as u32);
+                lb.set_remap(RemapTable::build(&cal, &lb).unwrap().unwrap())
+                    .unwrap();
+            }
             let frame: Vec<u8> = (0..PixelFormat::Yuyv.frame_bytes(w, h))
                 .map(|i| (i * 31 % 251) as u8)
                 .collect();
@@ -865,7 +920,12 @@ mod tests {
             }
             let wall = t.elapsed().as_secs_f64() * 1000.0 / n as f64;
             let cpu = (cpu_ns() - c) / 1e6 / n as f64;
-            println!("letterbox YUYV {w}x{h} -> 640x640: {wall:.3} ms/frame wall, {cpu:.3} ms/frame thread CPU");
+            let what = if undistort {
+                "undistort+letterbox"
+            } else {
+                "letterbox"
+            };
+            println!("{what} YUYV {w}x{h} -> 640x640: {wall:.3} ms/frame wall, {cpu:.3} ms/frame thread CPU");
         }
     }
 }
