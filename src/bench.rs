@@ -39,7 +39,7 @@ pub struct MemorySource {
 impl MemorySource {
     /// `frames` holds a whole number of `desc.bytes()` frames (boot).
     pub fn new(desc: FrameDesc, frames: Box<[u8]>) -> MemorySource {
-        assert!(desc.bytes() > 0 && frames.len() % desc.bytes() == 0);
+        assert!(desc.bytes() > 0 && frames.len().is_multiple_of(desc.bytes()));
         MemorySource {
             desc,
             frames,
@@ -203,8 +203,7 @@ pub fn bench_pipeline(
         p.backend.infer(usize::MAX, f, o);
     }
     let [iw, ih] = p.backend.input_size();
-    let mut letterbox =
-        Letterbox::new(desc, iw, ih).map_err(BackendError::from)?;
+    let mut letterbox = Letterbox::new(desc, iw, ih).map_err(BackendError::from)?;
     if let (true, Some(cal)) = (p.backend.rectified_input(), &p.calibration) {
         // The same undistortion the real backend does.
         if let Some(t) = RemapTable::build(cal, &letterbox).map_err(BackendError::from)? {
@@ -218,8 +217,16 @@ pub fn bench_pipeline(
         detections += list.len();
     }
     if let Some(dir) = dump {
-        dump_inputs(dir, cfg, desc, [iw, ih], p.backend.output_shape(), &raw, &outputs)
-            .map_err(|e| BootError::Config(format!("{}: {e}", dir.display())))?;
+        dump_inputs(
+            dir,
+            cfg,
+            desc,
+            [iw, ih],
+            p.backend.output_shape(),
+            &raw,
+            &outputs,
+        )
+        .map_err(|e| BootError::Config(format!("{}: {e}", dir.display())))?;
     }
     p.backend = Box::new(NoNetworkBackend {
         letterbox,

@@ -220,9 +220,8 @@ fn cuda_or_cpu(
         precision,
         cache_dir: cfg.pipeline.kernel_cache.clone(),
     };
-    let cuda = crate::cuda::CudaBackend::new(model, desc, cfg.model.input_size, &opts)
-        .map_err(BackendError::from)
-        .and_then(|mut b| {
+    let cuda = crate::cuda::CudaBackend::new(model, desc, cfg.model.input_size, &opts).and_then(
+        |mut b| {
             if let Some(cal) = undistort {
                 // The GPU preprocessing kernel reads the same table as the
                 // CPU letterbox.
@@ -233,7 +232,8 @@ fn cuda_or_cpu(
                 }
             }
             Ok(b)
-        });
+        },
+    );
     match cuda {
         Ok(b) => Ok(Box::new(b)),
         Err(e) if auto => {

@@ -383,9 +383,18 @@ fn run(cli: Cli) -> Result<i32> {
                 r.frames, r.distinct_frames, r.source, r.model_input[0], r.model_input[1], r.detections_per_frame
             );
             println!("  wall per frame {:.3} ms (pipelined: capture, preprocess, postprocess+sink on their own threads)", r.wall_ms_per_frame);
-            println!("  preprocess     p50 {:.3} ms  p99 {:.3} ms", r.pre_p50, r.pre_p99);
-            println!("  postprocess    p50 {:.3} ms  p99 {:.3} ms (decode, NMS, ground, JSON, write)", r.post_p50, r.post_p99);
-            println!("  capture->sink  p50 {:.3} ms  p99 {:.3} ms", r.e2e_p50, r.e2e_p99);
+            println!(
+                "  preprocess     p50 {:.3} ms  p99 {:.3} ms",
+                r.pre_p50, r.pre_p99
+            );
+            println!(
+                "  postprocess    p50 {:.3} ms  p99 {:.3} ms (decode, NMS, ground, JSON, write)",
+                r.post_p50, r.post_p99
+            );
+            println!(
+                "  capture->sink  p50 {:.3} ms  p99 {:.3} ms",
+                r.e2e_p50, r.e2e_p99
+            );
             if json {
                 println!("{}", r.json());
             }
