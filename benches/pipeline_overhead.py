@@ -15,7 +15,9 @@ the network replaced by the outputs the real network gave for those frames
 at boot, and dumps the frames and outputs for the peer.
 
 Peer: one thread per frame doing what a hand-rolled OpenCV loop does:
-cv2.cvtColor to RGB, cv2.resize + copyMakeBorder (grey 114 letterbox),
+cv2.cvtColor to RGB, cv2.remap through maps from cv2.initUndistortRectifyMap built once
+(undistortion, as perceptd does with the default calibration), cv2.resize +
+copyMakeBorder (grey 114 letterbox),
 HWC->CHW float /255, numpy decode of the YOLOv8 head, cv2.dnn.NMSBoxesBatched,
 cv2.undistortPoints + ray/ground intersection for each detection, json.dumps,
 write to /dev/null.
@@ -71,11 +73,12 @@ def optical_to_vehicle():
     return ry @ o2b
 
 
-def naive_frame(raw, out, meta, r_ov, sink):
+def naive_frame(raw, out, meta, r_ov, maps, sink):
     w, h, fmt = meta["width"], meta["height"], meta["format"]
     iw, ih = meta["input"]
     img = raw.reshape(frame_shape(fmt, w, h))
     rgb = img if fmt == "RGB24" else cv2.cvtColor(img, TO_RGB[fmt])
+    rgb = cv2.remap(rgb, maps[0], maps[1], cv2.INTER_LINEAR, borderValue=(114, 114, 114))
     r = min(ih / h, iw / w)
     nw, nh = int(round(w * r)), int(round(h * r))
     dw, dh = (iw - nw) / 2, (ih - nh) / 2
@@ -141,13 +144,14 @@ def main():
         raw = np.fromfile(os.path.join(d, "frames.raw"), dtype=np.uint8).reshape(meta["frames"], -1)
         outs = np.fromfile(os.path.join(d, "outputs.f32"), dtype="<f4").reshape(meta["frames"], -1)
     r_ov = optical_to_vehicle()
+    maps = cv2.initUndistortRectifyMap(K, DIST, None, K, (meta["width"], meta["height"]), cv2.CV_32FC1)
     times, ndet = [], 0
     with open(os.devnull, "w") as sink:
         t_all = time.perf_counter()
         for i in range(a.frames):
             k = i % meta["frames"]
             t = time.perf_counter()
-            ndet += naive_frame(raw[k], outs[k], meta, r_ov, sink)
+            ndet += naive_frame(raw[k], outs[k], meta, r_ov, maps, sink)
             times.append((time.perf_counter() - t) * 1e3)
         wall = (time.perf_counter() - t_all) * 1e3 / a.frames
     times.sort()
