@@ -85,30 +85,15 @@ pub fn format_code(f: PixelFormat) -> i32 {
     }
 }
 
-/// cv2.INTER_LINEAR taps, by the same rules as `src/preprocess` (which
-/// keeps its own private copy): `f = (d + 0.5) * src/dst - 0.5` in f64,
-/// cast to f32, clamped at both edges.
+/// cv2.INTER_LINEAR taps: the CPU letterbox's own (`preprocess::taps`),
+/// in the kernel's layout. Boot only (allocates).
 pub fn linear_taps(src: usize, dst: usize) -> Vec<Tap> {
-    let scale = 1.0 / (dst as f64 / src as f64);
-    (0..dst)
-        .map(|d| {
-            let f = ((d as f64 + 0.5) * scale - 0.5) as f32;
-            let mut s = f.floor() as i64;
-            let mut w = f - s as f32;
-            if s < 0 {
-                s = 0;
-                w = 0.0;
-            }
-            if s >= src as i64 - 1 {
-                s = src as i64 - 1;
-                w = 0.0;
-            }
-            let i1 = (s + 1).min(src as i64 - 1);
-            Tap {
-                i0: s as i32,
-                i1: i1 as i32,
-                w,
-            }
+    crate::preprocess::taps(src, dst)
+        .into_iter()
+        .map(|t| Tap {
+            i0: t.i0 as i32,
+            i1: t.i1 as i32,
+            w: t.w,
         })
         .collect()
 }

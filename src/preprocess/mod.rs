@@ -107,15 +107,16 @@ impl LetterboxInfo {
 
 /// One output column's (or row's) two source taps: `s0 + w (s1 - s0)`.
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct Tap {
-    i0: u32,
-    i1: u32,
-    w: f32,
+pub(crate) struct Tap {
+    pub(crate) i0: u32,
+    pub(crate) i1: u32,
+    pub(crate) w: f32,
 }
 
 /// cv2.INTER_LINEAR's source positions for resizing `src` to `dst` samples:
-/// `f = (d + 0.5) * src/dst - 0.5` in float, clamped at both edges.
-fn taps(src: usize, dst: usize) -> Vec<Tap> {
+/// `f = (d + 0.5) * src/dst - 0.5` in float, clamped at both edges. The
+/// CUDA preprocessing kernel uses the same taps. Boot only (allocates).
+pub(crate) fn taps(src: usize, dst: usize) -> Vec<Tap> {
     let scale = 1.0 / (dst as f64 / src as f64);
     (0..dst)
         .map(|d| {
