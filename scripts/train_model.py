@@ -4,17 +4,19 @@ synthetic road scenes, and export it with Ultralytics' own ONNX exporter.
 
     cargo build --release
     python3 -m venv .venv && .venv/bin/pip install -r scripts/requirements-fixtures.txt
-    .venv/bin/python scripts/train_model.py [--hours 0.8] [--hours2 1.45] [--stage1 best.pt]
+    .venv/bin/python scripts/train_model.py [--hours 0.8] [--hours2 1.45] [--hours3 1.75]
+                                            [--stage1 best.pt] [--stage2 best.pt]
 
 Data: `perceptd synth-dataset` renders frames with YOLO labels (train seeds
 1..8, validation seeds 101..102, disjoint from the held-out seeds the
 pipeline test evaluates on). Model: yolov8n.yaml scaled to depth 0.33,
 width 0.125, max 256 channels, 3 classes; stage 1 trains from scratch at
-320x320, stage 2 fine-tunes at 416x416, export at 320x416 (HxW); trained from
-scratch on the CPU (no downloaded weights), then exported at opset 17 with
-simplification. Everything is seeded; each stage has a wall-clock cap
-(0.8 h + 1.45 h by default, so about 2.3 h on two cores; `--stage1 best.pt`
-skips stage 1).
+320x320, stage 2 fine-tunes at 416x416, stage 3 at 640x640 (the camera's own
+resolution, so that small objects keep every pixel), export at 480x640 (HxW);
+trained from scratch on the CPU (no downloaded weights), then exported at
+opset 17 with simplification. Everything is seeded; each stage has a
+wall-clock cap (0.8 h + 1.45 h + 1.75 h by default, so about 4 h on two
+cores; `--stage1 best.pt` skips stage 1, `--stage2 best.pt` stages 1 and 2).
 """
 import argparse
 import os
@@ -46,7 +48,11 @@ def main():
     ap.add_argument("--epochs2", type=int, default=60, help="stage 2 (fine-tune) epochs")
     ap.add_argument("--hours2", type=float, default=1.5, help="stage 2 wall-clock cap")
     ap.add_argument("--imgsz2", type=int, default=416, help="stage 2 square training size")
-    ap.add_argument("--export", default="320,416", help="exported input height,width")
+    ap.add_argument("--stage2", help="skip stages 1 and 2 and fine-tune these weights (a stage 2 best.pt)")
+    ap.add_argument("--epochs3", type=int, default=40, help="stage 3 (fine-tune at full size) epochs")
+    ap.add_argument("--hours3", type=float, default=1.75, help="stage 3 wall-clock cap")
+    ap.add_argument("--imgsz3", type=int, default=640, help="stage 3 square training size")
+    ap.add_argument("--export", default="480,640", help="exported input height,width")
     ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "perceptd-train"))
     ap.add_argument("--frames", type=int, default=600, help="frames rendered per training seed")
     ap.add_argument("--every", type=int, default=3)
@@ -103,16 +109,23 @@ def main():
         close_mosaic=5,
     )
     # Stage 1: from scratch at a small size, where an epoch is cheap.
-    stage1 = a.stage1
-    if stage1 is None:
-        model = YOLO(model_yaml, task="detect")
-        model.train(epochs=a.epochs, time=a.hours, imgsz=a.imgsz, pretrained=False, name="train", **common)
-        stage1 = os.path.join(a.work, "runs", "train", "weights", "best.pt")
-    # Stage 2: fine-tune at a larger size, so that objects 20 px tall in the
-    # 640x480 frame are 13 px at the model's input rather than 10.
-    YOLO(stage1).train(epochs=a.epochs2, time=a.hours2, imgsz=a.imgsz2, name="stage2", **common)
-    best = os.path.join(a.work, "runs", "stage2", "weights", "best.pt")
-    metrics = YOLO(best).val(data=yaml_path, imgsz=a.imgsz2, device="cpu", plots=False, verbose=False)
+    stage2 = a.stage2
+    if stage2 is None:
+        stage1 = a.stage1
+        if stage1 is None:
+            model = YOLO(model_yaml, task="detect")
+            model.train(epochs=a.epochs, time=a.hours, imgsz=a.imgsz, pretrained=False, name="train", **common)
+            stage1 = os.path.join(a.work, "runs", "train", "weights", "best.pt")
+        # Stage 2: fine-tune at a larger size, so that objects 20 px tall in
+        # the 640x480 frame are 13 px at the model's input rather than 10.
+        YOLO(stage1).train(epochs=a.epochs2, time=a.hours2, imgsz=a.imgsz2, name="stage2", **common)
+        stage2 = os.path.join(a.work, "runs", "stage2", "weights", "best.pt")
+    # Stage 3: fine-tune at the camera's resolution: no object loses pixels
+    # to downscaling, and box edges (which place objects on the ground) are
+    # regressed at full precision.
+    YOLO(stage2).train(epochs=a.epochs3, time=a.hours3, imgsz=a.imgsz3, name="stage3", **common)
+    best = os.path.join(a.work, "runs", "stage3", "weights", "best.pt")
+    metrics = YOLO(best).val(data=yaml_path, imgsz=a.imgsz3, device="cpu", plots=False, verbose=False)
     export_hw = [int(v) for v in a.export.split(",")]
     onnx_path = YOLO(best).export(format="onnx", imgsz=export_hw, opset=17, simplify=True, dynamic=False)
     os.makedirs(os.path.join(ROOT, "models"), exist_ok=True)

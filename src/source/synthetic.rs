@@ -95,7 +95,8 @@ pub struct GtObject {
     /// frame), take the one whose outward normal points most towards the
     /// point on the ground below the camera; `ground` is that edge's
     /// midpoint. The footprint is the body outline for vehicles (their
-    /// body reaches to 5 cm above the ground), the feet for pedestrians,
+    /// body, a simple box, stands on the ground: no overhang above the
+    /// road), the feet for pedestrians,
     /// and the line between the two tyre contact points (10 cm wide) for
     /// cyclists. So a car straight ahead gives the centre of its rear face
     /// at ground level, a crossing car the centre of its near side.

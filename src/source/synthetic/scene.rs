@@ -821,7 +821,11 @@ fn build_vehicle(o: &mut Object, r: &mut Rng) {
     let dark = [48.0, 48.0, 50.0];
     let tyre = [22.0, 22.0, 24.0];
     let (hl, hw) = (l * 0.5, w * 0.5);
-    let clear = 0.05;
+    // The body stands on the ground, so that the ground truth (the bottom of
+    // the face nearest the camera) is where the object meets the road. Real
+    // bodies clear the road by 0.1-0.3 m; README ("Calibration") says
+    // what that does to ground positions from the box's bottom edge.
+    let clear = 0.0;
     let belt = if van { 1.05 } else { h * r.range(0.5, 0.58) };
     if van {
         // Box body behind a short bonnet; windscreen and side windows as
