@@ -491,7 +491,6 @@ const HELD_OUT_SEED: u64 = 1000;
 /// the image than its near side's midpoint). 300 frames, the same held-out
 /// run as the detection-quality test.
 #[test]
-#[ignore = "not met yet: medians 3.2 / 3.6 / 2.1 % at 0-10 / 10-20 / 20-30 m with the shipped model; perfect (ground-truth) boxes give 3.2 / 2.6 / 1.0 % (see the GT-box column); run with --ignored"]
 fn ground_positions_through_a_distorting_lens_within_3_percent_to_30_m() {
     use perceptd::source::synthetic::{SyntheticConfig, SyntheticSource};
     const FRAMES: u64 = 300;
