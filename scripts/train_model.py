@@ -108,11 +108,11 @@ def main():
         mosaic=1.0,
         close_mosaic=5,
     )
-    # Stage 1: from scratch at a small size, where an epoch is cheap.
     stage2 = a.stage2
     if stage2 is None:
         stage1 = a.stage1
         if stage1 is None:
+            # Stage 1: from scratch at a small size, where an epoch is cheap.
             model = YOLO(model_yaml, task="detect")
             model.train(epochs=a.epochs, time=a.hours, imgsz=a.imgsz, pretrained=False, name="train", **common)
             stage1 = os.path.join(a.work, "runs", "train", "weights", "best.pt")

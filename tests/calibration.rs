@@ -523,19 +523,9 @@ fn ground_positions_through_a_distorting_lens_within_3_percent_to_30_m() {
         for l in &lines {
             let gt = gt_src.ground_truth(l.seq);
             n_gt += gt.len();
-            let mut used = vec![false; gt.len()];
-            let mut dets = l.dets.clone();
-            dets.sort_by(|a, b| b.score.total_cmp(&a.score));
-            for d in &dets {
-                let best = gt
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, g)| !used[*i] && g.class_id == d.class_id)
-                    .map(|(i, g)| (i, iou(d.bbox, g.bbox)))
-                    .max_by(|a, b| a.1.total_cmp(&b.1));
-                match best {
-                    Some((i, v)) if v >= 0.5 => {
-                        used[i] = true;
+            for (d, m) in match_to_truth(&l.dets, &gt) {
+                match m {
+                    Some((i, v)) => {
                         tp += 1;
                         iou_sum += f64::from(v);
                         if let Some([x, y]) = d.ground {

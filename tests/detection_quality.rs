@@ -33,19 +33,9 @@ fn shipped_model_reaches_precision_and_recall_0_9_on_held_out_scenes() {
     for l in &lines {
         let gt = gt_src.ground_truth(l.seq);
         n_gt += gt.len();
-        let mut used = vec![false; gt.len()];
-        let mut dets = l.dets.clone();
-        dets.sort_by(|a, b| b.score.total_cmp(&a.score));
-        for d in &dets {
-            let best = gt
-                .iter()
-                .enumerate()
-                .filter(|(i, g)| !used[*i] && g.class_id == d.class_id)
-                .map(|(i, g)| (i, iou(d.bbox, g.bbox)))
-                .max_by(|a, b| a.1.total_cmp(&b.1));
-            match best {
-                Some((i, v)) if v >= 0.5 => {
-                    used[i] = true;
+        for (d, m) in match_to_truth(&l.dets, &gt) {
+            match m {
+                Some((i, _)) => {
                     tp += 1;
                     if let Some([x, y]) = d.ground {
                         let [gx, gy] = gt[i].ground;
@@ -53,7 +43,7 @@ fn shipped_model_reaches_precision_and_recall_0_9_on_held_out_scenes() {
                         ground_err.push((gt[i].range, err / gt[i].range));
                     }
                 }
-                _ => fp += 1,
+                None => fp += 1,
             }
         }
     }

@@ -96,3 +96,32 @@ pub fn iou(a: [f32; 4], b: [f32; 4]) -> f32 {
     let area = |r: [f32; 4]| (r[2] - r[0]) * (r[3] - r[1]);
     inter / (area(a) + area(b) - inter).max(1e-9)
 }
+
+/// Scores one frame's detections against the generator's ground truth the
+/// way the quality tests count: detections by descending score, each takes
+/// the not yet matched object of its class with the highest IoU, if that is
+/// at least 0.5. Returns each detection (in that order) with its match:
+/// `Some((index into gt, IoU))` is a true positive, `None` a false positive.
+pub fn match_to_truth(
+    dets: &[Det],
+    gt: &[perceptd::source::synthetic::GtObject],
+) -> Vec<(Det, Option<(usize, f32)>)> {
+    let mut used = vec![false; gt.len()];
+    let mut dets = dets.to_vec();
+    dets.sort_by(|a, b| b.score.total_cmp(&a.score));
+    dets.into_iter()
+        .map(|d| {
+            let best = gt
+                .iter()
+                .enumerate()
+                .filter(|(i, g)| !used[*i] && g.class_id == d.class_id)
+                .map(|(i, g)| (i, iou(d.bbox, g.bbox)))
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+                .filter(|&(_, v)| v >= 0.5);
+            if let Some((i, _)) = best {
+                used[i] = true;
+            }
+            (d, best)
+        })
+        .collect()
+}
