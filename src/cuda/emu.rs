@@ -25,7 +25,7 @@ unsafe fn ld16(p: u64, i: i64) -> f32 {
     f16_to_f32(*(p as *const u16).offset(i as isize))
 }
 unsafe fn st16(p: u64, i: i64, v: f32) {
-    *(p as *mut u16).offset(i as isize) = super::lower::f32_to_f16_bits(v);
+    *(p as *mut u16).offset(i as isize) = crate::engine::onnx::f32_to_f16(v);
 }
 
 fn f16_to_f32(h: u16) -> f32 {

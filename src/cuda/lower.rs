@@ -11,6 +11,7 @@
 use super::mem::DeviceBuf;
 use super::{check, CudaError};
 use crate::engine::ir::{Activation, BinaryOp, Graph, Op, TensorId, UnaryOp};
+use crate::engine::onnx::f32_to_f16;
 use crate::engine::ops;
 use crate::engine::tensor::{broadcast_strides, numel, shape_string, Storage, Tensor};
 use crate::engine::{is_view, plan_arena};
@@ -426,41 +427,6 @@ fn strides8(v: &[isize]) -> [i64; MAX_DIMS] {
     a
 }
 
-/// IEEE half bits of `x`, round to nearest even (for FP16 weights).
-pub fn f32_to_f16_bits(x: f32) -> u16 {
-    let b = x.to_bits();
-    let sign = ((b >> 16) & 0x8000) as u16;
-    let exp = ((b >> 23) & 0xff) as i32;
-    let man = b & 0x7f_ffff;
-    if exp == 0xff {
-        return sign | 0x7c00 | if man != 0 { 0x200 } else { 0 };
-    }
-    let e = exp - 127 + 15;
-    if e >= 0x1f {
-        return sign | 0x7c00;
-    }
-    if e <= 0 {
-        if e < -10 {
-            return sign;
-        }
-        let m = man | 0x80_0000;
-        let shift = (14 - e) as u32;
-        let half = 1u32 << (shift - 1);
-        let mut r = m >> shift;
-        let rem = m & ((1 << shift) - 1);
-        if rem > half || (rem == half && (r & 1) == 1) {
-            r += 1;
-        }
-        return sign | r as u16;
-    }
-    let mut r = ((e as u32) << 10) | (man >> 13);
-    let rem = man & 0x1fff;
-    if rem > 0x1000 || (rem == 0x1000 && (r & 1) == 1) {
-        r += 1;
-    }
-    sign | r as u16
-}
-
 struct Ctx<'g> {
     g: &'g Graph,
     /// Host memory instead of device memory (the tests' GPU emulator).
@@ -748,7 +714,7 @@ fn lower_node(cx: &mut Ctx, ni: usize) -> Result<Vec<Launch>, CudaError> {
             let cols = oh * ow;
             let half = cx.precision == Precision::Fp16;
             let wp = if half {
-                let bits: Vec<u16> = wdata.iter().map(|&x| f32_to_f16_bits(x)).collect();
+                let bits: Vec<u16> = wdata.iter().map(|&x| f32_to_f16(x)).collect();
                 cx.upload_any(&bits, "FP16 conv weights")?
             } else {
                 cx.ptr(w)?
@@ -1363,17 +1329,17 @@ mod tests {
 
     #[test]
     fn half_bits_round_like_ieee() {
-        assert_eq!(f32_to_f16_bits(0.0), 0);
-        assert_eq!(f32_to_f16_bits(1.0), 0x3c00);
-        assert_eq!(f32_to_f16_bits(-2.0), 0xc000);
-        assert_eq!(f32_to_f16_bits(65504.0), 0x7bff);
-        assert_eq!(f32_to_f16_bits(1e6), 0x7c00);
-        assert_eq!(f32_to_f16_bits(f32::NAN) & 0x7c00, 0x7c00);
+        assert_eq!(f32_to_f16(0.0), 0);
+        assert_eq!(f32_to_f16(1.0), 0x3c00);
+        assert_eq!(f32_to_f16(-2.0), 0xc000);
+        assert_eq!(f32_to_f16(65504.0), 0x7bff);
+        assert_eq!(f32_to_f16(1e6), 0x7c00);
+        assert_eq!(f32_to_f16(f32::NAN) & 0x7c00, 0x7c00);
         // Smallest subnormal half, 2^-24.
-        assert_eq!(f32_to_f16_bits(5.960_464_5e-8), 1);
+        assert_eq!(f32_to_f16(5.960_464_5e-8), 1);
         // 1 + 2^-11 is a tie between 1 and 1 + 2^-10: even wins.
-        assert_eq!(f32_to_f16_bits(1.0 + 1.0 / 2048.0), 0x3c00);
-        assert_eq!(f32_to_f16_bits(0.1), 0x2e66);
+        assert_eq!(f32_to_f16(1.0 + 1.0 / 2048.0), 0x3c00);
+        assert_eq!(f32_to_f16(0.1), 0x2e66);
     }
 
     #[test]
