@@ -53,8 +53,8 @@ unsafe impl GlobalAlloc for CountingAlloc {
     }
 }
 
-/// xorshift bytes, deterministic.
-fn noise(n: usize, seed: u64) -> Vec<u8> {
+/// xorshift bytes, deterministic (also the GPU emulator tests' inputs).
+pub(crate) fn noise(n: usize, seed: u64) -> Vec<u8> {
     let mut s = seed | 1;
     (0..n)
         .map(|_| {

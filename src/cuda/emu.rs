@@ -514,22 +514,11 @@ mod tests {
     use super::super::lower::{build_in, Precision};
     use super::super::mem::DeviceBuf;
     use super::*;
+    use crate::cuda::check::noise;
     use crate::engine::{build_cpu_model, load_optimized, Bindings, Limits};
     use crate::frame::{FrameDesc, PixelFormat};
     use crate::preprocess::{Letterbox, PAD_VALUE};
     use std::path::Path;
-
-    fn noise(n: usize, seed: u64) -> Vec<u8> {
-        let mut s = seed | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 24) as u8
-            })
-            .collect()
-    }
 
     fn max_rel(a: &[f32], b: &[f32]) -> f32 {
         let scale = b.iter().map(|x| x.abs()).fold(0.0f32, f32::max).max(1e-6);
