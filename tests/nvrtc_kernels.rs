@@ -6,7 +6,7 @@
 //! test says it was skipped and why, unless `PERCEPTD_REQUIRE_NVRTC=1`
 //! (CI), where a missing NVRTC is a failure.
 
-use perceptd::cuda::nvrtc::{self, Target, SOURCES};
+use perceptd::cuda::nvrtc::{self, Target, KERNELS, SOURCES};
 
 #[test]
 fn every_kernel_compiles_to_ptx_for_jetson_and_h100() {
@@ -47,29 +47,18 @@ fn every_kernel_compiles_to_ptx_for_jetson_and_h100() {
 
 #[test]
 fn every_kernel_the_backend_launches_is_in_the_sources() {
-    let ops = SOURCES
-        .iter()
-        .find(|(n, _)| *n == "ops")
-        .map(|(_, s)| *s)
-        .unwrap_or("");
-    for k in [
-        "copy_nd",
-        "fill",
-        "binary_nd",
-        "unary",
-        "channel_affine",
-        "to_half",
-        "im2col",
-        "conv_direct",
-        "pool2d",
-        "global_pool",
-        "resize2d",
-        "softmax",
-    ] {
-        assert!(
-            ops.contains(&format!("extern \"C\" __global__ void {k}(")),
-            "kernel {k} missing from ops.cu"
-        );
+    for (module, kernels) in KERNELS {
+        let src = SOURCES
+            .iter()
+            .find(|(n, _)| n == module)
+            .map(|(_, s)| *s)
+            .unwrap_or("");
+        for k in *kernels {
+            assert!(
+                src.contains(&format!("extern \"C\" __global__ void {k}(")),
+                "kernel {k} missing from {module}.cu"
+            );
+        }
     }
 }
 

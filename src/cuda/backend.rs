@@ -206,24 +206,10 @@ impl CudaBackend {
                     &format!("loading the {name} kernels"),
                 )?;
                 modules.push(m);
-                let names: &[&'static str] = if *name == "preprocess" {
-                    &["preprocess"]
-                } else {
-                    &[
-                        "copy_nd",
-                        "fill",
-                        "binary_nd",
-                        "unary",
-                        "channel_affine",
-                        "to_half",
-                        "im2col",
-                        "conv_direct",
-                        "pool2d",
-                        "global_pool",
-                        "resize2d",
-                        "softmax",
-                    ]
-                };
+                let names = super::nvrtc::KERNELS
+                    .iter()
+                    .find(|(module, _)| module == name)
+                    .map_or(&[][..], |(_, k)| *k);
                 for f in names {
                     let c = CString::new(*f).unwrap_or_default();
                     let mut func: sys::CUfunction = std::ptr::null_mut();

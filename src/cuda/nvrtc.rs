@@ -22,6 +22,28 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("ops", include_str!("kernels/ops.cu")),
 ];
 
+/// The entry points the backend looks up in each module of [`SOURCES`].
+pub const KERNELS: &[(&str, &[&str])] = &[
+    ("preprocess", &["preprocess"]),
+    (
+        "ops",
+        &[
+            "copy_nd",
+            "fill",
+            "binary_nd",
+            "unary",
+            "channel_affine",
+            "to_half",
+            "im2col",
+            "conv_direct",
+            "pool2d",
+            "global_pool",
+            "resize2d",
+            "softmax",
+        ],
+    ),
+];
+
 /// What to compile to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
