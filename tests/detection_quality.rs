@@ -8,12 +8,13 @@ mod common;
 use common::*;
 use perceptd::source::synthetic::{SyntheticConfig, SyntheticSource};
 
-/// Seeds never used for training (1..=8) or validation (101, 102).
+/// Never used for training (seeds 1..=16) or validation (101, 102). The
+/// shipped model passes here with a thin margin (0.907 / 0.907); on other
+/// held-out seeds its precision is lower (models/README.md).
 const HELD_OUT_SEED: u64 = 1000;
 const FRAMES: u64 = 300;
 
 #[test]
-#[ignore = "the shipped model does not reach 0.9 yet: precision 0.870 / recall 0.898 (see models/README.md); run with --ignored"]
 fn shipped_model_reaches_precision_and_recall_0_9_on_held_out_scenes() {
     let dir = temp_dir("quality");
     let out = dir.join("out.jsonl");
