@@ -4,7 +4,7 @@ synthetic road scenes, and export it with Ultralytics' own ONNX exporter.
 
     cargo build --release
     python3 -m venv .venv && .venv/bin/pip install -r scripts/requirements-fixtures.txt
-    .venv/bin/python scripts/train_model.py [--hours 0.8] [--hours2 1.45] [--hours3 1.75]
+    .venv/bin/python scripts/train_model.py [--hours 0.8] [--hours2 1.5] [--hours3 1.75]
                                             [--hours4 1.85] [--stage1 best.pt]
                                             [--stage2 best.pt] [--stage3 best.pt]
 
@@ -18,7 +18,7 @@ objects keep every pixel), stage 4 fine-tunes at 640x640 on twice the
 scenes (stage 3 had stopped improving on seeds 1..8); export at 480x640
 (HxW). Trained from scratch on the CPU (no downloaded weights), exported at
 opset 17 with simplification. Everything is seeded; each stage has a
-wall-clock cap (0.8 h + 1.45 h + 1.75 h + 1.85 h by default, so about 6 h
+wall-clock cap (0.8 h + 1.5 h + 1.75 h + 1.85 h by default, so about 6 h
 on two cores; `--stage1 best.pt` skips stage 1, `--stage2 best.pt` stages 1
 and 2, `--stage3 best.pt` stages 1 to 3).
 """
