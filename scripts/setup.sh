@@ -6,7 +6,9 @@ if ! command -v cargo >/dev/null 2>&1; then
     echo "error: cargo not found: install Rust (https://rustup.rs) first" >&2
     exit 1
 fi
-if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ldconfig -p 2>/dev/null | grep -q libclang; then
+# libclang itself, not libclang-cpp (which some images ship without it).
+if ! ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/llvm-*/lib/libclang-[0-9]*.so* >/dev/null 2>&1 \
+    && ! ldconfig -p 2>/dev/null | grep -qE 'libclang(-[0-9.]+)?\.so'; then
     sudo=""
     [ "$(id -u)" -ne 0 ] && sudo="sudo"
     echo "installing libclang-dev (needed by the v4l crate's bindgen)" >&2
