@@ -101,7 +101,10 @@ fn preprocess(frames: usize) {
 
 fn main() {
     // `cargo bench` passes `--bench`; anything else names what to run.
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     let all = args.is_empty();
     let frames = std::env::var("FRAMES")
         .ok()
