@@ -50,9 +50,11 @@ impl Kernels {
 /// driver's own types; results are `CUresult`s so the frame path can use
 /// [`super::fault_if`].
 ///
-/// # Safety (all `unsafe fn`s)
-/// The context is current on the calling thread and every address is valid
-/// for the access the call describes.
+/// # Safety
+/// For every `unsafe fn` (stated once here, hence the `allow`): the
+/// context is current on the calling thread, every handle belongs to it,
+/// and every address is valid for the access the call describes.
+#[allow(clippy::missing_safety_doc)]
 pub trait Gpu: Send + Sync {
     fn probe(&self, ordinal: usize) -> Result<DeviceInfo, CudaError>;
     /// cuBLAS and the compiled (or cached) kernels for `info`'s GPU.

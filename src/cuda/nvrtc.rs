@@ -148,6 +148,16 @@ fn candidates() -> Vec<String> {
     v
 }
 
+/// A symbol's address as the function pointer type `F`.
+///
+/// # Safety
+/// `p` is the address of a C function whose signature is exactly `F`.
+unsafe fn fn_ptr<F: Copy>(p: *mut c_void) -> F {
+    assert_eq!(size_of::<F>(), size_of::<*mut c_void>());
+    // SAFETY: same size (checked); the caller vouches for the signature.
+    unsafe { std::mem::transmute_copy(&p) }
+}
+
 fn open_api() -> Result<Api, String> {
     let names = candidates();
     if names.is_empty() {
@@ -188,18 +198,18 @@ fn open_api() -> Result<Api, String> {
         // this signature (nvrtc.h, CUDA 11.2 and later).
         let api = (|| unsafe {
             Ok::<Api, String>(Api {
-                version: std::mem::transmute::<*mut c_void, _>(sym("nvrtcVersion")?),
-                create: std::mem::transmute::<*mut c_void, _>(sym("nvrtcCreateProgram")?),
-                compile: std::mem::transmute::<*mut c_void, _>(sym("nvrtcCompileProgram")?),
-                destroy: std::mem::transmute::<*mut c_void, _>(sym("nvrtcDestroyProgram")?),
-                log_size: std::mem::transmute::<*mut c_void, _>(sym("nvrtcGetProgramLogSize")?),
-                log: std::mem::transmute::<*mut c_void, _>(sym("nvrtcGetProgramLog")?),
-                ptx_size: std::mem::transmute::<*mut c_void, _>(sym("nvrtcGetPTXSize")?),
-                ptx: std::mem::transmute::<*mut c_void, _>(sym("nvrtcGetPTX")?),
-                cubin_size: std::mem::transmute::<*mut c_void, _>(sym("nvrtcGetCUBINSize")?),
-                cubin: std::mem::transmute::<*mut c_void, _>(sym("nvrtcGetCUBIN")?),
-                num_archs: std::mem::transmute::<*mut c_void, _>(sym("nvrtcGetNumSupportedArchs")?),
-                archs: std::mem::transmute::<*mut c_void, _>(sym("nvrtcGetSupportedArchs")?),
+                version: fn_ptr(sym("nvrtcVersion")?),
+                create: fn_ptr(sym("nvrtcCreateProgram")?),
+                compile: fn_ptr(sym("nvrtcCompileProgram")?),
+                destroy: fn_ptr(sym("nvrtcDestroyProgram")?),
+                log_size: fn_ptr(sym("nvrtcGetProgramLogSize")?),
+                log: fn_ptr(sym("nvrtcGetProgramLog")?),
+                ptx_size: fn_ptr(sym("nvrtcGetPTXSize")?),
+                ptx: fn_ptr(sym("nvrtcGetPTX")?),
+                cubin_size: fn_ptr(sym("nvrtcGetCUBINSize")?),
+                cubin: fn_ptr(sym("nvrtcGetCUBIN")?),
+                num_archs: fn_ptr(sym("nvrtcGetNumSupportedArchs")?),
+                archs: fn_ptr(sym("nvrtcGetSupportedArchs")?),
                 from: n.clone(),
             })
         })();
@@ -354,6 +364,11 @@ pub fn choose_target(
     }
 }
 
+/// Loads one module image into the driver (`cuModuleLoadData`); Err: the
+/// driver's result.
+pub type ImageLoader<'a> =
+    dyn FnMut(&'static str, &[u8]) -> Result<(), cudarc::driver::sys::CUresult> + 'a;
+
 /// Compile (or take from the cache in `dir`) every module of [`SOURCES`]
 /// for `info`'s GPU and hand each image to `load_image` (the driver's
 /// `cuModuleLoadData`; Err: its CUresult). The cache is read before NVRTC
@@ -362,7 +377,7 @@ pub fn choose_target(
 pub fn load_modules(
     info: &super::DeviceInfo,
     dir: Option<&Path>,
-    load_image: &mut dyn FnMut(&'static str, &[u8]) -> Result<(), cudarc::driver::sys::CUresult>,
+    load_image: &mut ImageLoader<'_>,
 ) -> Result<(), CudaError> {
     let arch = (info.cc.0 * 10 + info.cc.1) as u32;
     for (name, src) in SOURCES {
