@@ -70,9 +70,13 @@ pub const FP32_LIMITS: HeadLimits = HeadLimits {
     box_px: 0.05,
     score: 1e-3,
 };
-/// FP16: f16 GEMM inputs with f32 accumulation.
+/// FP16: f16 GEMM inputs with f32 accumulation. The emulator (which
+/// rounds GEMM inputs to f16 as the GPU does) gives, for the shipped model
+/// on the synthetic scene, 1.5 px on the worst box value (a DFL box side:
+/// an expectation over 16 bins scaled by the stride, up to 32 px) and
+/// 1.8e-3 on scores; the limits leave 2x and 5x room.
 pub const FP16_LIMITS: HeadLimits = HeadLimits {
-    box_px: 1.0,
+    box_px: 3.0,
     score: 1e-2,
 };
 
@@ -516,7 +520,7 @@ mod tests {
     /// gpu-check's end-to-end comparison on the emulated GPU's real output:
     /// it passes as computed, and fails on a score off by 0.02 (which the
     /// old tolerance, relative to the ~64 px boxes, let through) and on a
-    /// box off by 2 px.
+    /// box off by 5 px (also under FP16's limits).
     #[test]
     fn end_to_end_comparison_catches_a_small_score_error_and_a_box_error() {
         let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -553,9 +557,10 @@ mod tests {
         assert!(!pass && line.contains("FAIL"), "{line}");
 
         let mut boxed = got.clone();
-        boxed[n + 3] += 2.0; // cy of anchor 3
+        boxed[n + 3] += 5.0; // cy of anchor 3
         let h = head_error(&boxed, &want, &shape);
-        assert!(h.box_px >= 1.9 && h.score < FP32_LIMITS.score, "{h:?}");
+        assert!(h.box_px >= 4.9 && h.score < FP32_LIMITS.score, "{h:?}");
+        assert!(!end_to_end_line("FP32", &boxed, &want, &shape, FP32_LIMITS).1);
         assert!(!end_to_end_line("FP16", &boxed, &want, &shape, FP16_LIMITS).1);
     }
 
