@@ -187,8 +187,6 @@ pub fn choose_device(device: &str, cuda_device: usize) -> Result<&'static str, B
     }
 }
 
-/// The CUDA backend, or for `auto` the CPU one when CUDA fails to boot
-/// (missing NVRTC or cuBLAS, an op the GPU cannot run), saying why.
 /// The CPU backend, undistorting through `undistort` when given.
 fn cpu_backend(
     cfg: &Config,
@@ -203,13 +201,24 @@ fn cpu_backend(
     Ok(Box::new(cpu))
 }
 
-fn cuda_or_cpu(
+/// The frame the warm-up runs (a fixed ramp).
+fn warmup_frame(desc: crate::frame::FrameDesc) -> Vec<u8> {
+    (0..desc.bytes()).map(|i| (i % 251) as u8).collect()
+}
+
+/// The CUDA backend through `gpu`, started as far as the first frame:
+/// built, remap set, ring slots prepared (pinned memory, one graph each),
+/// and every graph launched once with its errors returned, so that any GPU
+/// failure before the first frame is an error here (which `auto` turns
+/// into the CPU backend), never a GPU fault in the frame loop. On error
+/// everything it built is freed.
+pub fn start_cuda(
+    gpu: &'static dyn crate::cuda::driver::Gpu,
     cfg: &Config,
     model: &Path,
     desc: crate::frame::FrameDesc,
-    auto: bool,
     undistort: Option<&Calibration>,
-) -> Result<Box<dyn Backend>, BootError> {
+) -> Result<crate::cuda::CudaBackend, BootError> {
     let precision = cfg
         .pipeline
         .precision
@@ -220,27 +229,44 @@ fn cuda_or_cpu(
         precision,
         cache_dir: cfg.pipeline.kernel_cache.clone(),
     };
-    let cuda = crate::cuda::CudaBackend::new(model, desc, cfg.model.input_size, &opts).and_then(
-        |mut b| {
-            if let Some(cal) = undistort {
-                // The GPU preprocessing kernel reads the same table as the
-                // CPU letterbox.
-                let [w, h] = b.input_size();
-                let lb = crate::preprocess::Letterbox::new(desc, w, h)?;
-                if let Some(t) = crate::preprocess::RemapTable::build(cal, &lb)? {
-                    b.set_remap(&t.map)?;
-                }
-            }
-            Ok(b)
-        },
-    );
-    match cuda {
-        Ok(b) => Ok(Box::new(b)),
+    let mut b = crate::cuda::CudaBackend::new_on(gpu, model, desc, cfg.model.input_size, &opts)?;
+    if let Some(cal) = undistort {
+        // The GPU preprocessing kernel reads the same table as the CPU
+        // letterbox.
+        let [w, h] = b.input_size();
+        let lb = crate::preprocess::Letterbox::new(desc, w, h).map_err(BackendError::from)?;
+        if let Some(t) =
+            crate::preprocess::RemapTable::build(cal, &lb).map_err(BackendError::from)?
+        {
+            b.set_remap(&t.map).map_err(BackendError::from)?;
+        }
+    }
+    let out_len = b.output_shape().iter().product();
+    b.prepare_slots(cfg.pipeline.ring_slots, desc.bytes(), out_len)?;
+    b.warm_up(cfg.pipeline.warmup_frames, &warmup_frame(desc))
+        .map_err(BackendError::from)?;
+    Ok(b)
+}
+
+/// The CUDA backend, or for `auto` the CPU one when CUDA fails anywhere
+/// before the first frame (missing NVRTC or cuBLAS, an op the GPU cannot
+/// run, a failing first launch), saying why. `true`: the backend is
+/// already warmed up and its ring slots prepared.
+fn cuda_or_cpu(
+    gpu: &'static dyn crate::cuda::driver::Gpu,
+    cfg: &Config,
+    model: &Path,
+    desc: crate::frame::FrameDesc,
+    auto: bool,
+    undistort: Option<&Calibration>,
+) -> Result<(Box<dyn Backend>, bool), BootError> {
+    match start_cuda(gpu, cfg, model, desc, undistort) {
+        Ok(b) => Ok((Box::new(b), true)),
         Err(e) if auto => {
             log::warn!("device auto: the CUDA backend did not start ({e}); using the CPU backend");
-            cpu_backend(cfg, model, desc, undistort)
+            Ok((cpu_backend(cfg, model, desc, undistort)?, false))
         }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(e),
     }
 }
 
@@ -298,10 +324,11 @@ pub fn boot(cfg: &Config, ov: &Overrides) -> Result<Pipeline, BootError> {
         None => None,
     };
     let undistort = calibration.as_ref().filter(|_| cfg.calibration.undistort);
-    let mut backend: Box<dyn Backend> = if device == "cuda" {
-        cuda_or_cpu(cfg, &model, desc, requested == "auto", undistort)?
+    let (mut backend, prepared) = if device == "cuda" {
+        let gpu = &crate::cuda::driver::CUDA;
+        cuda_or_cpu(gpu, cfg, &model, desc, requested == "auto", undistort)?
     } else {
-        cpu_backend(cfg, &model, desc, undistort)?
+        (cpu_backend(cfg, &model, desc, undistort)?, false)
     };
     if let (Some(cal), true) = (undistort, backend.rectified_input()) {
         log::info!(
@@ -321,21 +348,19 @@ pub fn boot(cfg: &Config, ov: &Overrides) -> Result<Pipeline, BootError> {
         30_000,
     )?;
     let labels = load_labels(cfg, &model, decoder.num_classes())?;
-    // Warm-up: first runs touch every page of the arena and weights.
-    let mut frame = vec![0u8; desc.bytes()];
-    frame
-        .iter_mut()
-        .enumerate()
-        .for_each(|(i, b)| *b = (i % 251) as u8);
-    let mut out = vec![0f32; backend.output_shape().iter().product()];
-    for _ in 0..cfg.pipeline.warmup_frames {
-        backend.infer(usize::MAX, &frame, &mut out);
+    if !prepared {
+        // Warm-up: first runs touch every page of the arena and weights.
+        let frame = warmup_frame(desc);
+        let mut out = vec![0f32; backend.output_shape().iter().product()];
+        for _ in 0..cfg.pipeline.warmup_frames {
+            backend.infer(usize::MAX, &frame, &mut out);
+        }
+        backend.prepare_slots(
+            cfg.pipeline.ring_slots,
+            desc.bytes(),
+            backend.output_shape().iter().product(),
+        )?;
     }
-    backend.prepare_slots(
-        cfg.pipeline.ring_slots,
-        desc.bytes(),
-        backend.output_shape().iter().product(),
-    )?;
     let [iw, ih] = backend.input_size();
     log::info!(
         "model {} ({}x{} input, {} classes) on {} ready in {:.0} ms",
@@ -383,4 +408,62 @@ pub fn boot(cfg: &Config, ov: &Overrides) -> Result<Pipeline, BootError> {
             rt: cfg.rt,
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cuda::emu_gpu::{EmuGpu, Live};
+    use crate::frame::{FrameDesc, PixelFormat};
+
+    fn small() -> (Config, PathBuf, FrameDesc) {
+        let mut cfg = Config::default_embedded().unwrap();
+        cfg.model.input_size = Some([64, 64]);
+        cfg.pipeline.ring_slots = 2;
+        cfg.pipeline.warmup_frames = 1;
+        let model = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/exports/yolov8-w0125-dynamic/model.onnx");
+        let desc = FrameDesc {
+            format: PixelFormat::Rgb24,
+            width: 64,
+            height: 48,
+        };
+        (cfg, model, desc)
+    }
+
+    /// `auto` falls back to the CPU when the first graph launch fails (it
+    /// used to reach the frame loop's GPU fault, exit 6) or when preparing
+    /// the ring slots fails, and frees everything the CUDA backend built.
+    #[test]
+    fn auto_falls_back_on_a_failing_first_launch_or_slot_and_frees_the_gpu() {
+        let (cfg, model, desc) = small();
+        let ok = EmuGpu::new(false);
+        let (b, prepared) = cuda_or_cpu(ok, &cfg, &model, desc, true, None).unwrap();
+        assert!(
+            prepared && b.describe().contains("emulated"),
+            "{}",
+            b.describe()
+        );
+        drop(b);
+        assert_eq!(ok.live(), Live::default());
+
+        let launch = EmuGpu::new(false);
+        launch.faults.lock().unwrap().graph_launch = true;
+        let slot = EmuGpu::new(false);
+        // Host allocations 2.. are the ring slots (0 and 1: staging).
+        slot.faults.lock().unwrap().host_alloc = Some(2);
+        for gpu in [launch, slot] {
+            let e = start_cuda(gpu, &cfg, &model, desc, None).err().unwrap();
+            assert!(e.to_string().contains("CUDA"), "{e}");
+            assert_eq!(gpu.live(), Live::default(), "after: {e}");
+            let (b, prepared) = cuda_or_cpu(gpu, &cfg, &model, desc, true, None).unwrap();
+            assert!(
+                !prepared && b.describe().starts_with("cpu"),
+                "{}",
+                b.describe()
+            );
+            assert!(cuda_or_cpu(gpu, &cfg, &model, desc, false, None).is_err());
+            assert_eq!(gpu.live(), Live::default());
+        }
+    }
 }

@@ -8,6 +8,7 @@ pub mod bench;
 pub mod boot;
 pub mod calibration;
 pub mod config;
+pub mod count_alloc;
 pub mod cuda;
 pub mod engine;
 pub mod frame;

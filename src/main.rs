@@ -16,10 +16,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Counts heap allocations (one relaxed atomic add each) so that
-/// `perceptd gpu-check` can show the frame loop allocates nothing.
+/// The binary opts into counting heap allocations (one relaxed atomic add
+/// each) so that `perceptd gpu-check` can show the frame loop allocates
+/// nothing on the machine that runs it.
 #[global_allocator]
-static ALLOC: perceptd::cuda::check::CountingAlloc = perceptd::cuda::check::CountingAlloc;
+static ALLOC: perceptd::count_alloc::Counting = perceptd::count_alloc::Counting;
 
 #[derive(Parser)]
 #[command(

@@ -7,9 +7,7 @@
 use perceptd::engine::{build_cpu_model, Bindings, Limits};
 use std::path::Path;
 
-#[path = "common/counting_alloc.rs"]
-mod counting_alloc;
-use counting_alloc::{allocations, Counting};
+use perceptd::count_alloc::{allocations, Counting};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;

@@ -18,9 +18,7 @@ use perceptd::source::y4m::{FrameRate, Pace, Y4mSource, Y4mWriter};
 use perceptd::source::{FrameStamp, Source};
 use std::io;
 
-#[path = "common/counting_alloc.rs"]
-mod counting_alloc;
-use counting_alloc::{allocations, Counting};
+use perceptd::count_alloc::{allocations, Counting};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;

@@ -11,9 +11,10 @@
 //! CUDA error there ends the process with exit code 6
 //! ([`super::EXIT_GPU_FAULT`]).
 
+use super::driver::{self, Device, Gpu, Kernels};
 use super::lower::{self, GpuPlan, Launch, Precision};
 use super::mem::{DeviceBuf, HostUse, PinnedBuf};
-use super::nvrtc::{self, Target};
+use super::nvrtc;
 use super::{check, fault_if, CudaError, DeviceInfo};
 use crate::backend::{Backend, BackendError, InferTiming};
 use crate::engine::{load_optimized, Bindings, Limits};
@@ -23,8 +24,6 @@ use crate::ring::{HostBuffer, SlotBuffers};
 use crate::source::monotonic_ns;
 use cudarc::cublas::sys as cb;
 use cudarc::driver::sys;
-use std::collections::HashMap;
-use std::ffi::{c_void, CString};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -100,24 +99,47 @@ pub fn linear_taps(src: usize, dst: usize) -> Vec<Tap> {
 
 /// One ring slot on the GPU side.
 pub(crate) struct SlotGpu {
+    /// Pinned, write-combined: the source writes it, the GPU copies it in.
     pub frame: Arc<PinnedBuf>,
+    /// Pinned, cached: the GPU copies the output there, the CPU reads it.
     pub out: Arc<PinnedBuf>,
-    /// Device copy of the frame (`None` when the pinned frame is mapped).
-    pub dev_frame: Option<DeviceBuf>,
+    /// Device copy of the frame, which the preprocessing kernel gathers
+    /// from (also on integrated GPUs, see [`CudaBackend::new_on`]).
+    pub dev_frame: DeviceBuf,
     pub exec: sys::CUgraphExec,
     pub done: sys::CUevent,
-    /// Timing events between the phases (GPU check only).
+    /// Timing events between the phases (GPU check only), recorded inside
+    /// the graph (`CU_EVENT_RECORD_EXTERNAL`).
     pub marks: Option<[sys::CUevent; 5]>,
+}
+
+/// What the backend loads into its context: kernels and cuBLAS. Released
+/// on drop, also when boot fails half-way (so `auto` leaves nothing behind
+/// when it falls back to the CPU).
+pub(crate) struct Core {
+    pub dev: Arc<Device>,
+    pub kernels: Kernels,
+    pub blas: cb::cublasHandle_t,
+    _ws: Option<DeviceBuf>,
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        let _ = self.dev.make_current();
+        let _ = self.dev.sync("teardown");
+        // SAFETY: handles created in `CudaBackend::new_on` in this context;
+        // nothing uses them any more; teardown errors are ignored.
+        unsafe {
+            if !self.blas.is_null() {
+                self.dev.gpu.blas_destroy(self.blas);
+            }
+            self.dev.gpu.unload_kernels(&self.kernels);
+        }
+    }
 }
 
 pub struct CudaBackend {
     pub(crate) info: DeviceInfo,
-    pub(crate) ctx: sys::CUcontext,
-    pub(crate) stream: sys::CUstream,
-    pub(crate) cublas: cb::cublasHandle_t,
-    _cublas_ws: DeviceBuf,
-    _modules: Vec<sys::CUmodule>,
-    pub(crate) funcs: HashMap<&'static str, sys::CUfunction>,
     pub(crate) plan: GpuPlan,
     pub(crate) pre: PreParams,
     _taps: Vec<DeviceBuf>,
@@ -131,8 +153,9 @@ pub struct CudaBackend {
     pub(crate) staging: Option<SlotGpu>,
     pub(crate) slots: Vec<SlotGpu>,
     pending: Option<Vec<SlotBuffers>>,
-    mapped: bool,
     pub(crate) model_path: PathBuf,
+    /// Last: dropped after the slots' graphs are destroyed.
+    pub(crate) core: Core,
 }
 
 // SAFETY: the raw CUDA handles are used from one thread at a time (boot,
@@ -144,190 +167,144 @@ fn device_err(e: CudaError) -> BackendError {
 }
 
 impl CudaBackend {
-    /// Boot: everything but the per-slot graphs ([`Backend::prepare_slots`]).
+    /// Boot on the real driver: everything but the per-slot graphs
+    /// ([`Backend::prepare_slots`]).
     pub fn new(
         model_path: &Path,
         src: FrameDesc,
         input_size: Option<[usize; 2]>,
         opts: &CudaOptions,
     ) -> Result<CudaBackend, BackendError> {
-        let info = super::probe(opts.ordinal)?;
-        super::load_cublas()?;
+        CudaBackend::new_on(&driver::CUDA, model_path, src, input_size, opts)
+    }
+
+    /// Boot through `gpu` (the driver, or the tests' emulator).
+    ///
+    /// Frames are always copied into device memory before preprocessing,
+    /// integrated GPUs (Jetson) included: there pinned host memory is
+    /// uncached for the GPU (CUDA for Tegra, "memory types"), and the
+    /// kernel's bilinear gather reads every source byte several times, so
+    /// one streaming copy into cached device memory is cheaper than
+    /// gathering from mapped memory.
+    pub fn new_on(
+        gpu: &'static dyn Gpu,
+        model_path: &Path,
+        src: FrameDesc,
+        input_size: Option<[usize; 2]>,
+        opts: &CudaOptions,
+    ) -> Result<CudaBackend, BackendError> {
+        let info = gpu.probe(opts.ordinal)?;
         let mut b = Bindings::new();
         if let Some([w, h]) = input_size {
             b.shapes.push(Some(vec![1, 3, h, w]));
         }
         let g = load_optimized(model_path, &b, &Limits::default())?;
-        // SAFETY: the driver is loaded (probe); plain calls with valid
-        // out-pointers; the context is made current before anything else.
-        unsafe {
-            let mut dev: sys::CUdevice = 0;
-            check(
-                sys::cuDeviceGet(&mut dev, opts.ordinal as i32),
-                "cuDeviceGet",
-            )?;
-            let mut ctx: sys::CUcontext = std::ptr::null_mut();
-            check(
-                sys::cuDevicePrimaryCtxRetain(&mut ctx, dev),
-                "retaining the primary context",
-            )?;
-            check(sys::cuCtxSetCurrent(ctx), "cuCtxSetCurrent")?;
-            let mut stream: sys::CUstream = std::ptr::null_mut();
-            check(
-                sys::cuStreamCreate(
-                    &mut stream,
-                    sys::CUstream_flags::CU_STREAM_NON_BLOCKING as u32,
-                ),
-                "creating a stream",
-            )?;
+        let dev = Device::open(gpu, opts.ordinal)?;
+        let cache = nvrtc::cache_dir(opts.cache_dir.as_deref());
+        let kernels = gpu.load_kernels(&info, cache.as_deref())?;
+        let mut core = Core {
+            dev: Arc::clone(&dev),
+            kernels,
+            blas: std::ptr::null_mut(),
+            _ws: None,
+        };
+        // cuBLAS on our stream, with its workspace set before capture.
+        let ws = DeviceBuf::zeroed(&dev, CUBLAS_WORKSPACE, "the cuBLAS workspace")?;
+        // SAFETY: the context is current (Device::open); ws lives in core.
+        core.blas = unsafe { gpu.blas_create(dev.stream, ws.ptr, ws.bytes)? };
+        core._ws = Some(ws);
 
-            // Kernels: cached cubins for this exact GPU, else NVRTC.
-            let arch = (info.cc.0 * 10 + info.cc.1) as u32;
-            let dir = nvrtc::cache_dir(opts.cache_dir.as_deref());
-            let mut modules = Vec::new();
-            let mut funcs = HashMap::new();
-            for (name, src_code) in nvrtc::SOURCES {
-                let t0 = std::time::Instant::now();
-                let (img, cached) = nvrtc::compile_cached(
-                    name,
-                    src_code,
-                    Target::Cubin(arch),
-                    info.driver_version,
-                    dir.as_deref(),
-                )?;
-                log::info!(
-                    "kernels {name}.cu for sm_{arch}: {} in {:.0} ms",
-                    if cached { "from the cache" } else { "compiled" },
-                    t0.elapsed().as_secs_f64() * 1e3
-                );
-                let mut m: sys::CUmodule = std::ptr::null_mut();
-                check(
-                    sys::cuModuleLoadData(&mut m, img.as_ptr() as *const c_void),
-                    &format!("loading the {name} kernels"),
-                )?;
-                modules.push(m);
-                let names = super::nvrtc::KERNELS
-                    .iter()
-                    .find(|(module, _)| module == name)
-                    .map_or(&[][..], |(_, k)| *k);
-                for f in names {
-                    let c = CString::new(*f).unwrap_or_default();
-                    let mut func: sys::CUfunction = std::ptr::null_mut();
-                    check(
-                        sys::cuModuleGetFunction(&mut func, m, c.as_ptr()),
-                        &format!("finding kernel {f}"),
-                    )?;
-                    funcs.insert(*f, func);
-                }
-            }
-
-            // cuBLAS on our stream, with its workspace set before capture.
-            let mut cublas: cb::cublasHandle_t = std::ptr::null_mut();
-            cublas_check(cb::cublasCreate_v2(&mut cublas), "cublasCreate")?;
-            cublas_check(
-                cb::cublasSetStream_v2(cublas, stream as cb::cudaStream_t),
-                "cublasSetStream",
-            )?;
-            let ws = DeviceBuf::zeroed(CUBLAS_WORKSPACE, "the cuBLAS workspace")?;
-            cublas_check(
-                cb::cublasSetWorkspace_v2(cublas, ws.ptr as *mut c_void, ws.bytes),
-                "cublasSetWorkspace",
-            )?;
-
-            let plan = lower::build(&g, opts.precision)?;
-            if plan.inputs.len() != 1 {
-                return Err(BackendError::Model(format!(
-                    "{}: a detector has one input, this model has {}",
-                    model_path.display(),
-                    plan.inputs.len()
-                )));
-            }
-            let shape = plan.inputs[0].shape.clone();
-            if shape.len() != 4 || shape[0] != 1 || shape[1] != 3 {
-                return Err(BackendError::Model(format!(
-                    "{}: input '{}' is {} but a detector input must be 1x3xHxW",
-                    model_path.display(),
-                    plan.inputs[0].name,
-                    crate::engine::tensor::shape_string(&shape)
-                )));
-            }
-            let Some(out0) = plan.outputs.first() else {
-                return Err(BackendError::Model(format!(
-                    "{}: the model has no output",
-                    model_path.display()
-                )));
-            };
-            if out0.ptr == 0 {
-                return Err(BackendError::Model(format!(
-                    "{}: output '{}' is a constant",
-                    model_path.display(),
-                    out0.name
-                )));
-            }
-            let output_shape = out0.shape.clone();
-            let out_len = out0.len;
-            let (h, w) = (shape[2], shape[3]);
-            let lb = Letterbox::new(src, w, h)?;
-            let info_lb = lb.info();
-            let (new_w, new_h) = lb.resized();
-            let xs = DeviceBuf::from_slice(&linear_taps(src.width, new_w), "letterbox columns")?;
-            let ys = DeviceBuf::from_slice(&linear_taps(src.height, new_h), "letterbox rows")?;
-            let pre = PreParams {
-                src: 0,
-                dst: plan.inputs[0].ptr,
-                remap: 0,
-                xs: xs.ptr,
-                ys: ys.ptr,
-                format: format_code(src.format),
-                src_w: src.width as i32,
-                src_h: src.height as i32,
-                dst_w: w as i32,
-                dst_h: h as i32,
-                new_w: new_w as i32,
-                new_h: new_h as i32,
-                top: info_lb.pad_y as i32,
-                left: info_lb.pad_x as i32,
-                pad: PAD_VALUE as f32 / 255.0,
-            };
-            let mapped = info.integrated && info.can_map_host;
-            let mut be = CudaBackend {
-                info,
-                ctx,
-                stream,
-                cublas,
-                _cublas_ws: ws,
-                _modules: modules,
-                funcs,
-                plan,
-                pre,
-                _taps: vec![xs, ys],
-                remap: None,
-                letterbox: info_lb,
-                src,
-                input_size: [w, h],
-                output_shape,
-                out_len,
-                staging: None,
-                slots: Vec::new(),
-                pending: None,
-                mapped,
-                model_path: model_path.to_path_buf(),
-            };
-            // One eager run of every kernel (preprocess included): cuBLAS
-            // and lazy module loading do their one-time work outside capture.
-            be.run_eager().map_err(device_err)?;
-            let probe_frame = DeviceBuf::zeroed(src.bytes(), "a warm-up frame")?;
-            be.enqueue_preprocess(probe_frame.ptr)?;
-            check(sys::cuStreamSynchronize(stream), "warming up preprocessing")?;
-            drop(probe_frame);
-            let st = be.new_slot(false).map_err(device_err)?;
-            be.staging = Some(st);
-            Ok(be)
+        let plan = lower::build(&g, opts.precision, &dev)?;
+        if plan.inputs.len() != 1 {
+            return Err(BackendError::Model(format!(
+                "{}: a detector has one input, this model has {}",
+                model_path.display(),
+                plan.inputs.len()
+            )));
         }
+        let shape = plan.inputs[0].shape.clone();
+        if shape.len() != 4 || shape[0] != 1 || shape[1] != 3 {
+            return Err(BackendError::Model(format!(
+                "{}: input '{}' is {} but a detector input must be 1x3xHxW",
+                model_path.display(),
+                plan.inputs[0].name,
+                crate::engine::tensor::shape_string(&shape)
+            )));
+        }
+        let Some(out0) = plan.outputs.first() else {
+            return Err(BackendError::Model(format!(
+                "{}: the model has no output",
+                model_path.display()
+            )));
+        };
+        if out0.ptr == 0 {
+            return Err(BackendError::Model(format!(
+                "{}: output '{}' is a constant",
+                model_path.display(),
+                out0.name
+            )));
+        }
+        let output_shape = out0.shape.clone();
+        let out_len = out0.len;
+        let (h, w) = (shape[2], shape[3]);
+        let lb = Letterbox::new(src, w, h)?;
+        let info_lb = lb.info();
+        let (new_w, new_h) = lb.resized();
+        let xs = DeviceBuf::from_slice(&dev, &linear_taps(src.width, new_w), "letterbox columns")?;
+        let ys = DeviceBuf::from_slice(&dev, &linear_taps(src.height, new_h), "letterbox rows")?;
+        let pre = PreParams {
+            src: 0,
+            dst: plan.inputs[0].ptr,
+            remap: 0,
+            xs: xs.ptr,
+            ys: ys.ptr,
+            format: format_code(src.format),
+            src_w: src.width as i32,
+            src_h: src.height as i32,
+            dst_w: w as i32,
+            dst_h: h as i32,
+            new_w: new_w as i32,
+            new_h: new_h as i32,
+            top: info_lb.pad_y as i32,
+            left: info_lb.pad_x as i32,
+            pad: PAD_VALUE as f32 / 255.0,
+        };
+        let mut be = CudaBackend {
+            info,
+            plan,
+            pre,
+            _taps: vec![xs, ys],
+            remap: None,
+            letterbox: info_lb,
+            src,
+            input_size: [w, h],
+            output_shape,
+            out_len,
+            staging: None,
+            slots: Vec::new(),
+            pending: None,
+            model_path: model_path.to_path_buf(),
+            core,
+        };
+        // One eager run of every kernel (preprocess included): cuBLAS
+        // and lazy module loading do their one-time work outside capture.
+        be.run_eager().map_err(device_err)?;
+        let probe_frame = DeviceBuf::zeroed(&dev, src.bytes(), "a warm-up frame")?;
+        // SAFETY: context current; probe_frame and the plan are live.
+        unsafe { be.enqueue_preprocess(probe_frame.ptr)? };
+        dev.sync("warming up preprocessing")?;
+        drop(probe_frame);
+        let st = be.new_slot(false).map_err(device_err)?;
+        be.staging = Some(st);
+        Ok(be)
     }
 
     pub fn device(&self) -> &DeviceInfo {
         &self.info
+    }
+
+    pub(crate) fn dev(&self) -> &Arc<Device> {
+        &self.core.dev
     }
 
     /// Use an undistortion remap: per model-input pixel a source (x, y),
@@ -342,21 +319,19 @@ impl CudaBackend {
                 map.len()
             )));
         }
-        self.make_current()?;
         let flat: Vec<f32> = map.iter().flat_map(|p| [p[0], p[1]]).collect();
-        let b = DeviceBuf::from_slice(&flat, "the undistortion remap")?;
+        let b = DeviceBuf::from_slice(self.dev(), &flat, "the undistortion remap")?;
         self.pre.remap = b.ptr;
         self.remap = Some(b);
         if let Some(old) = self.staging.take() {
-            destroy_slot(old);
+            self.destroy_slot(old);
         }
         self.staging = Some(self.new_slot(false)?);
         Ok(())
     }
 
     pub(crate) fn make_current(&self) -> Result<(), CudaError> {
-        // SAFETY: ctx is the retained primary context.
-        unsafe { check(sys::cuCtxSetCurrent(self.ctx), "cuCtxSetCurrent") }
+        self.dev().make_current()
     }
 
     /// Enqueue the network (every node) on the stream.
@@ -376,13 +351,8 @@ impl CudaBackend {
     /// # Safety
     /// As [`Self::enqueue_network`].
     pub(crate) unsafe fn enqueue(&self, l: &Launch) -> Result<(), CudaError> {
-        let f = match l {
-            Launch::Kernel { params, .. } => *self.funcs.get(params.kernel()).ok_or_else(|| {
-                CudaError::Model(format!("kernel {} not loaded", params.kernel()))
-            })?,
-            Launch::Gemm(_) => std::ptr::null_mut(),
-        };
-        lower::enqueue(l, f, self.stream, self.cublas)
+        let c = &self.core;
+        c.dev.gpu.launch(l, &c.kernels, c.dev.stream, c.blas)
     }
 
     /// # Safety
@@ -392,88 +362,59 @@ impl CudaBackend {
         p.src = src;
         let plane = (p.dst_w * p.dst_h) as usize;
         let grid = plane.div_ceil(256).clamp(1, 65_535) as u32;
-        let f = *self
-            .funcs
-            .get("preprocess")
-            .ok_or_else(|| CudaError::Model("preprocess kernel not loaded".into()))?;
-        let mut args = [&mut p as *mut PreParams as *mut c_void];
-        check(
-            sys::cuLaunchKernel(
-                f,
-                grid,
-                1,
-                1,
-                256,
-                1,
-                1,
-                0,
-                self.stream,
-                args.as_mut_ptr(),
-                std::ptr::null_mut(),
-            ),
-            "preprocess",
-        )
+        let c = &self.core;
+        c.dev
+            .gpu
+            .launch_preprocess(&c.kernels, &p, grid, c.dev.stream)
     }
 
     /// Run the network once, outside any graph, and wait. Boot / checks.
     pub(crate) fn run_eager(&self) -> Result<(), CudaError> {
         self.make_current()?;
         // SAFETY: context current; plan pointers live.
-        unsafe {
-            self.enqueue_network()?;
-            check(sys::cuStreamSynchronize(self.stream), "running the network")
-        }
+        unsafe { self.enqueue_network()? };
+        self.dev().sync("running the network")
     }
 
     /// Pinned memory, device frame, events and the captured graph of one
     /// slot. Boot only.
     pub(crate) fn new_slot(&self, timed: bool) -> Result<SlotGpu, CudaError> {
-        self.make_current()?;
+        let dev = self.dev();
+        let gpu = dev.gpu;
         let fb = self.src.bytes();
-        let frame = Arc::new(PinnedBuf::new(fb, HostUse::Staging, self.mapped)?);
-        let out = Arc::new(PinnedBuf::new(
-            self.out_len * 4,
-            HostUse::Readback,
-            self.mapped,
-        )?);
-        let dev_frame = if self.mapped {
-            None
-        } else {
-            Some(DeviceBuf::zeroed(fb, "a device frame")?)
+        let frame = Arc::new(PinnedBuf::new(dev, fb, HostUse::Staging)?);
+        let out = Arc::new(PinnedBuf::new(dev, self.out_len * 4, HostUse::Readback)?);
+        let dev_frame = DeviceBuf::zeroed(dev, fb, "a device frame")?;
+        // SAFETY: context current (PinnedBuf::new made it so).
+        let done = unsafe { gpu.event_create(false)? };
+        let mut slot = SlotGpu {
+            frame,
+            out,
+            dev_frame,
+            exec: std::ptr::null_mut(),
+            done,
+            marks: None,
         };
-        // SAFETY: context current; valid out-pointers.
-        unsafe {
-            let mut done: sys::CUevent = std::ptr::null_mut();
-            check(
-                sys::cuEventCreate(
-                    &mut done,
-                    sys::CUevent_flags::CU_EVENT_BLOCKING_SYNC as u32
-                        | sys::CUevent_flags::CU_EVENT_DISABLE_TIMING as u32,
-                ),
-                "creating an event",
-            )?;
-            let marks = if timed {
+        let made = (|| {
+            if timed {
                 let mut m = [std::ptr::null_mut(); 5];
                 for e in m.iter_mut() {
-                    check(
-                        sys::cuEventCreate(e, sys::CUevent_flags::CU_EVENT_DEFAULT as u32),
-                        "creating a timing event",
-                    )?;
+                    // SAFETY: context current.
+                    *e = unsafe { gpu.event_create(true)? };
                 }
-                Some(m)
-            } else {
-                None
-            };
-            let mut slot = SlotGpu {
-                frame,
-                out,
-                dev_frame,
-                exec: std::ptr::null_mut(),
-                done,
-                marks,
-            };
-            slot.exec = self.capture(&slot)?;
-            Ok(slot)
+                slot.marks = Some(m);
+            }
+            // SAFETY: context current; the slot's buffers live as long as
+            // its graph (both dropped in destroy_slot).
+            slot.exec = unsafe { self.capture(&slot)? };
+            Ok(())
+        })();
+        match made {
+            Ok(()) => Ok(slot),
+            Err(e) => {
+                self.destroy_slot(slot);
+                Err(e)
+            }
         }
     }
 
@@ -482,81 +423,57 @@ impl CudaBackend {
     /// # Safety
     /// Context current; `s`'s buffers live as long as the graph.
     unsafe fn capture(&self, s: &SlotGpu) -> Result<sys::CUgraphExec, CudaError> {
-        check(
-            sys::cuStreamBeginCapture_v2(
-                self.stream,
-                sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL,
-            ),
-            "beginning graph capture",
-        )?;
+        let dev = self.dev();
+        let (gpu, stream) = (dev.gpu, dev.stream);
+        check(gpu.begin_capture(stream), "beginning graph capture")?;
         let body = || -> Result<(), CudaError> {
             let mark = |i: usize| -> Result<(), CudaError> {
                 match &s.marks {
-                    Some(m) => check(sys::cuEventRecord(m[i], self.stream), "timing event"),
+                    // External: a plain record inside a capture adds no
+                    // node, so replays would never record the event.
+                    Some(m) => check(gpu.event_record(m[i], stream, true), "timing event"),
                     None => Ok(()),
                 }
             };
             mark(0)?;
-            let src = match &s.dev_frame {
-                Some(d) => {
-                    check(
-                        sys::cuMemcpyHtoDAsync_v2(
-                            d.ptr,
-                            s.frame.ptr as *const c_void,
-                            self.src.bytes(),
-                            self.stream,
-                        ),
-                        "frame copy-in",
-                    )?;
-                    d.ptr
-                }
-                None => s.frame.device_ptr,
-            };
+            check(
+                gpu.htod_async(s.dev_frame.ptr, s.frame.ptr, self.src.bytes(), stream),
+                "frame copy-in",
+            )?;
             mark(1)?;
-            self.enqueue_preprocess(src)?;
+            self.enqueue_preprocess(s.dev_frame.ptr)?;
             mark(2)?;
             self.enqueue_network()?;
             mark(3)?;
             let o = &self.plan.outputs[0];
-            if s.out.device_ptr != 0 {
-                check(
-                    sys::cuMemcpyDtoDAsync_v2(s.out.device_ptr, o.ptr, o.len * 4, self.stream),
-                    "output copy-out",
-                )?;
-            } else {
-                check(
-                    sys::cuMemcpyDtoHAsync_v2(
-                        s.out.ptr as *mut c_void,
-                        o.ptr,
-                        o.len * 4,
-                        self.stream,
-                    ),
-                    "output copy-out",
-                )?;
-            }
+            check(
+                gpu.dtoh_async(s.out.ptr, o.ptr, o.len * 4, stream),
+                "output copy-out",
+            )?;
             mark(4)
         };
         let r = body();
-        let mut graph: sys::CUgraph = std::ptr::null_mut();
-        let end = check(
-            sys::cuStreamEndCapture(self.stream, &mut graph),
-            "ending graph capture",
-        );
-        let result = r.and(end).and_then(|_| {
-            let mut exec: sys::CUgraphExec = std::ptr::null_mut();
-            check(
-                sys::cuGraphInstantiateWithFlags(&mut exec, graph, 0),
-                "instantiating the frame graph",
-            )?;
-            check(
-                sys::cuGraphUpload(exec, self.stream),
-                "uploading the frame graph",
-            )?;
-            Ok(exec)
-        });
-        if !graph.is_null() {
-            let _ = sys::cuGraphDestroy(graph);
-        }
+        let graph = gpu.end_capture(stream);
+        let graph = match (r, graph) {
+            (Ok(()), Ok(g)) => g,
+            (Err(e), Ok(g)) => {
+                gpu.graph_destroy(g);
+                return Err(e);
+            }
+            (Err(e), Err(_)) => return Err(e),
+            (Ok(()), Err(code)) => return Err(super::driver_error(code, "ending graph capture")),
+        };
+        let result = gpu
+            .graph_instantiate(graph)
+            .map_err(|r| super::driver_error(r, "instantiating the frame graph"))
+            .and_then(|exec| match gpu.graph_upload(exec, stream) {
+                driver::OK => Ok(exec),
+                r => {
+                    gpu.exec_destroy(exec);
+                    Err(super::driver_error(r, "uploading the frame graph"))
+                }
+            });
+        gpu.graph_destroy(graph);
         result
     }
 
@@ -564,47 +481,72 @@ impl CudaBackend {
     /// allocates; a CUDA error ends the process (exit code 6).
     #[inline]
     pub(crate) fn launch_and_wait(&self, s: &SlotGpu) {
+        let d = self.dev();
         // SAFETY: the graph and event belong to this backend's context,
         // made current first on whichever thread calls this.
         unsafe {
-            fault_if(sys::cuCtxSetCurrent(self.ctx), "cuCtxSetCurrent");
-            fault_if(sys::cuGraphLaunch(s.exec, self.stream), "cuGraphLaunch");
-            fault_if(sys::cuEventRecord(s.done, self.stream), "cuEventRecord");
-            fault_if(
-                sys::cuEventSynchronize(s.done),
-                "waiting for the frame graph",
-            );
+            fault_if(d.gpu.set_current(d.ctx), "cuCtxSetCurrent");
+            fault_if(d.gpu.graph_launch(s.exec, d.stream), "cuGraphLaunch");
+            fault_if(d.gpu.event_record(s.done, d.stream, false), "cuEventRecord");
+            fault_if(d.gpu.event_sync(s.done), "waiting for the frame graph");
         }
     }
-}
 
-fn cublas_check(st: cb::cublasStatus_t, what: &str) -> Result<(), CudaError> {
-    if st == cb::cublasStatus_t::CUBLAS_STATUS_SUCCESS {
+    /// [`Self::launch_and_wait`] with errors returned: boot (warm-up) and
+    /// checks, where a failure is still a reason to fall back, not a fault.
+    pub(crate) fn launch_checked(&self, s: &SlotGpu) -> Result<(), CudaError> {
+        let d = self.dev();
+        // SAFETY: as launch_and_wait.
+        unsafe {
+            check(d.gpu.set_current(d.ctx), "cuCtxSetCurrent")?;
+            check(
+                d.gpu.graph_launch(s.exec, d.stream),
+                "launching the frame graph",
+            )?;
+            check(d.gpu.event_record(s.done, d.stream, false), "cuEventRecord")?;
+            check(d.gpu.event_sync(s.done), "waiting for the frame graph")
+        }
+    }
+
+    /// Boot: `n` checked launches of the staging graph on `frame`, then one
+    /// of every ring slot's graph (after [`Backend::prepare_slots`]), so
+    /// that every graph has run once before the first frame and any
+    /// failure is an error boot can act on (`auto` falls back to the CPU).
+    pub fn warm_up(&mut self, n: usize, frame: &[u8]) -> Result<(), CudaError> {
+        if let Some(st) = &self.staging {
+            fill_frame(st, frame);
+            for _ in 0..n.max(1) {
+                self.launch_checked(st)?;
+            }
+        }
+        for s in &self.slots {
+            self.launch_checked(s)?;
+        }
         Ok(())
-    } else {
-        Err(CudaError::Cublas {
-            what: what.to_string(),
-            status: st as u32,
-        })
     }
-}
 
-fn destroy_slot(s: SlotGpu) {
-    // SAFETY: handles created by this backend; errors at teardown ignored.
-    unsafe {
-        if !s.exec.is_null() {
-            let _ = sys::cuGraphExecDestroy(s.exec);
-        }
-        let _ = sys::cuEventDestroy_v2(s.done);
-        if let Some(m) = s.marks {
-            for e in m {
-                let _ = sys::cuEventDestroy_v2(e);
+    pub(crate) fn destroy_slot(&self, s: SlotGpu) {
+        let gpu = self.dev().gpu;
+        let _ = self.make_current();
+        // SAFETY: handles created by this backend; errors at teardown ignored.
+        unsafe {
+            if !s.exec.is_null() {
+                gpu.exec_destroy(s.exec);
+            }
+            gpu.event_destroy(s.done);
+            if let Some(m) = s.marks {
+                for e in m {
+                    if !e.is_null() {
+                        gpu.event_destroy(e);
+                    }
+                }
             }
         }
     }
 }
 
 /// Copy `frame` into a slot's pinned frame memory (at most its size).
+/// Writes only: the memory is write-combined.
 fn fill_frame(s: &SlotGpu, frame: &[u8]) {
     let n = s.frame.bytes.min(frame.len());
     // SAFETY: the pinned allocation holds at least `bytes`; the backend
@@ -652,8 +594,8 @@ impl Backend for CudaBackend {
                 self.out_len
             )));
         }
-        for s in self.slots.drain(..) {
-            destroy_slot(s);
+        for s in std::mem::take(&mut self.slots) {
+            self.destroy_slot(s);
         }
         let mut bufs = Vec::with_capacity(n);
         for _ in 0..n {
@@ -678,14 +620,7 @@ impl Backend for CudaBackend {
             bufs.push(b);
             self.slots.push(s);
         }
-        log::info!(
-            "cuda: {n} ring slots in pinned host memory{}, one CUDA graph each",
-            if self.mapped {
-                " (mapped: integrated GPU, no copies)"
-            } else {
-                ""
-            }
-        );
+        log::info!("cuda: {n} ring slots in pinned host memory, one CUDA graph each");
         self.pending = Some(bufs);
         Ok(())
     }
@@ -716,20 +651,15 @@ impl Backend for CudaBackend {
 
 impl Drop for CudaBackend {
     fn drop(&mut self) {
-        let _ = self.make_current();
-        for s in self.slots.drain(..) {
-            destroy_slot(s);
+        for s in std::mem::take(&mut self.slots) {
+            self.destroy_slot(s);
         }
         if let Some(s) = self.staging.take() {
-            destroy_slot(s);
+            self.destroy_slot(s);
         }
-        // SAFETY: handles created in `new`; teardown errors are ignored.
-        // The primary context stays retained: memory the ring still holds
-        // is freed with it when the process ends.
-        unsafe {
-            let _ = cb::cublasDestroy_v2(self.cublas);
-            let _ = sys::cuStreamDestroy_v2(self.stream);
-        }
+        // The fields drop next: buffers, then `core` (cuBLAS, kernels);
+        // the context goes with the last buffer that holds it (ring slots
+        // may outlive the backend).
     }
 }
 

@@ -8,6 +8,7 @@
 //! on a stream and is called inside CUDA graph capture (and by
 //! `perceptd gpu-check`), never per frame.
 
+use super::driver::Device;
 use super::mem::DeviceBuf;
 use super::{check, CudaError};
 use crate::engine::ir::{Activation, BinaryOp, Graph, Op, TensorId, UnaryOp};
@@ -429,8 +430,8 @@ fn strides8(v: &[isize]) -> [i64; MAX_DIMS] {
 
 struct Ctx<'g> {
     g: &'g Graph,
-    /// Host memory instead of device memory (the tests' GPU emulator).
-    host: bool,
+    /// Where buffers are allocated (a GPU, or the tests' emulator).
+    dev: &'g Arc<Device>,
     arena: u64,
     offset: Vec<usize>,
     root_of: Vec<TensorId>,
@@ -456,19 +457,11 @@ impl Ctx<'_> {
     }
 
     fn alloc(&self, bytes: usize, what: &str) -> Result<DeviceBuf, CudaError> {
-        if self.host {
-            Ok(DeviceBuf::host_zeroed(bytes))
-        } else {
-            DeviceBuf::zeroed(bytes, what)
-        }
+        DeviceBuf::zeroed(self.dev, bytes, what)
     }
 
     fn upload_any<T: Copy>(&mut self, data: &[T], what: &str) -> Result<u64, CudaError> {
-        let b = if self.host {
-            DeviceBuf::host_from_slice(data)
-        } else {
-            DeviceBuf::from_slice(data, what)?
-        };
+        let b = DeviceBuf::from_slice(self.dev, data, what)?;
         let p = b.ptr;
         self.consts.push(b);
         Ok(p)
@@ -502,15 +495,9 @@ fn unsupported(op: &Op, why: &str) -> CudaError {
     CudaError::Model(format!("{}: {why}", op.name()))
 }
 
-/// Lower the optimised graph `g`. Err lists every node the GPU cannot run.
-/// The CUDA context must be current. Boot only.
-pub fn build(g: &Graph, precision: Precision) -> Result<GpuPlan, CudaError> {
-    build_in(g, precision, false)
-}
-
-/// [`build`], with host memory standing in for device memory when `host`
-/// (the tests' GPU emulator runs such plans on the CPU).
-pub fn build_in(g: &Graph, precision: Precision, host: bool) -> Result<GpuPlan, CudaError> {
+/// Lower the optimised graph `g`, allocating in `dev`. Err lists every
+/// node the GPU cannot run. Boot only.
+pub fn build(g: &Graph, precision: Precision, dev: &Arc<Device>) -> Result<GpuPlan, CudaError> {
     let views: Vec<bool> = g
         .nodes
         .iter()
@@ -526,14 +513,10 @@ pub fn build_in(g: &Graph, precision: Precision, host: bool) -> Result<GpuPlan, 
         .collect();
     // No in-place reuse on the GPU: simpler, and memory is not the limit.
     let plan = plan_arena(g, &views, &vec![None; g.nodes.len()]);
-    let arena = if host {
-        DeviceBuf::host_zeroed(plan.arena_len * 4)
-    } else {
-        DeviceBuf::zeroed(plan.arena_len * 4, "the activation arena")?
-    };
+    let arena = DeviceBuf::zeroed(dev, plan.arena_len * 4, "the activation arena")?;
     let mut cx = Ctx {
         g,
-        host,
+        dev,
         arena: arena.ptr,
         offset: plan.offset_of.clone(),
         root_of: plan.root.clone(),

@@ -1,118 +1,138 @@
 //! GPU and pinned host memory owned by the CUDA backend: [`DeviceBuf`]
-//! (`cuMemAlloc`) and [`PinnedBuf`] (`cuMemHostAlloc`), both allocated at
-//! boot and freed on drop. Pinned buffers back the ring slots; the CPU
+//! and [`PinnedBuf`], allocated at boot through the GPU boundary
+//! ([`super::driver::Gpu`]) in one [`Device`], and freed on drop. Each
+//! buffer holds its `Device`, so the context outlives every buffer, ring
+//! slots included.
+//!
+//! Initialisation (zeroing, uploads) is issued on the device's stream, the
+//! one every kernel runs on, so it is ordered before them by the stream
+//! itself, not by timing. Pinned buffers back the ring slots; the CPU
 //! reads the output ones, so only input staging may be write-combined.
 //!
 //! Boot only (allocation); the pointers are used on the frame path.
 
+use super::driver::Device;
 use super::{check, CudaError};
-use cudarc::driver::sys;
-use std::ffi::c_void;
+use std::sync::Arc;
 
-/// `bytes` of device memory, or, for the GPU emulator of the tests (a
-/// test double at the GPU boundary), the same amount of host memory whose
-/// address stands in for the device address.
+/// `bytes` of device memory.
 pub struct DeviceBuf {
-    pub ptr: sys::CUdeviceptr,
+    pub ptr: u64,
     pub bytes: usize,
-    host: Option<Vec<u64>>,
+    dev: Arc<Device>,
 }
 
-// SAFETY: a device address; the backend orders every access on its stream.
-unsafe impl Send for DeviceBuf {}
-unsafe impl Sync for DeviceBuf {}
-
 impl DeviceBuf {
-    /// Zeroed host memory standing in for device memory (GPU emulation).
-    pub fn host_zeroed(bytes: usize) -> DeviceBuf {
+    /// Device memory (at least 4 bytes, rounded up to 256), zeroed on the
+    /// device's stream.
+    pub fn zeroed(dev: &Arc<Device>, bytes: usize, what: &str) -> Result<DeviceBuf, CudaError> {
         let bytes = bytes.max(4).next_multiple_of(256);
-        let mut v = vec![0u64; bytes / 8];
-        DeviceBuf {
-            ptr: v.as_mut_ptr() as u64,
-            bytes,
-            host: Some(v),
-        }
-    }
-
-    /// Host memory holding `data` (GPU emulation).
-    pub fn host_from_slice<T: Copy>(data: &[T]) -> DeviceBuf {
-        let bytes = std::mem::size_of_val(data);
-        let b = DeviceBuf::host_zeroed(bytes);
-        // SAFETY: b holds at least `bytes`; the regions are distinct.
-        unsafe {
-            std::ptr::copy_nonoverlapping(data.as_ptr() as *const u8, b.ptr as *mut u8, bytes)
-        };
-        b
-    }
-
-    /// Zeroed device memory (at least 4 bytes, so the pointer is valid).
-    /// The backend's context must be current.
-    pub fn zeroed(bytes: usize, what: &str) -> Result<DeviceBuf, CudaError> {
-        let bytes = bytes.max(4).next_multiple_of(256);
-        let mut ptr: sys::CUdeviceptr = 0;
-        // SAFETY: valid out-pointer; the context is current (caller).
-        unsafe {
-            check(
-                sys::cuMemAlloc_v2(&mut ptr, bytes),
+        dev.make_current()?;
+        // SAFETY: the context is current; the buffer is ours.
+        let ptr = unsafe { dev.gpu.mem_alloc(bytes) }.map_err(|r| {
+            super::driver_error(
+                r,
                 &format!("allocating {bytes} bytes of GPU memory for {what}"),
-            )?;
-            check(sys::cuMemsetD8_v2(ptr, 0, bytes), "clearing GPU memory")?;
-        }
-        Ok(DeviceBuf {
+            )
+        })?;
+        let b = DeviceBuf {
             ptr,
             bytes,
-            host: None,
-        })
+            dev: Arc::clone(dev),
+        };
+        // SAFETY: ptr holds `bytes`; ordered on the backend's stream.
+        unsafe {
+            check(
+                dev.gpu.memset_async(ptr, bytes, dev.stream),
+                &format!("clearing GPU memory for {what}"),
+            )?
+        };
+        Ok(b)
     }
 
-    /// Device memory holding `data`.
-    pub fn from_slice<T: Copy>(data: &[T], what: &str) -> Result<DeviceBuf, CudaError> {
+    /// Device memory holding `data`, uploaded on the device's stream and
+    /// waited for (so `data` may be freed at once).
+    pub fn from_slice<T: Copy>(
+        dev: &Arc<Device>,
+        data: &[T],
+        what: &str,
+    ) -> Result<DeviceBuf, CudaError> {
         let bytes = std::mem::size_of_val(data);
-        let b = DeviceBuf::zeroed(bytes, what)?;
+        let b = DeviceBuf::zeroed(dev, bytes, what)?;
         if bytes > 0 {
-            // SAFETY: b holds at least `bytes`; data is a live host slice.
+            // SAFETY: b holds at least `bytes`; data is a live host slice
+            // until the synchronisation below.
             unsafe {
                 check(
-                    sys::cuMemcpyHtoD_v2(b.ptr, data.as_ptr() as *const c_void, bytes),
+                    dev.gpu
+                        .htod_async(b.ptr, data.as_ptr() as *const u8, bytes, dev.stream),
                     &format!("uploading {what}"),
                 )?;
             }
+            dev.sync(&format!("uploading {what}"))?;
         }
         Ok(b)
     }
 
-    /// Copy the first `dst.len()` elements back (boot, checks, tests).
+    /// Copy the first `dst.len()` elements back, after everything issued on
+    /// the stream before (boot, checks, tests).
     pub fn read<T: Copy>(&self, dst: &mut [T]) -> Result<(), CudaError> {
-        let bytes = std::mem::size_of_val(dst).min(self.bytes);
-        if self.host.is_some() {
-            // SAFETY: both regions hold at least `bytes`.
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    self.ptr as *const u8,
-                    dst.as_mut_ptr() as *mut u8,
-                    bytes,
-                )
-            };
-            return Ok(());
-        }
-        // SAFETY: both regions hold at least `bytes`.
-        unsafe {
-            check(
-                sys::cuMemcpyDtoH_v2(dst.as_mut_ptr() as *mut c_void, self.ptr, bytes),
-                "reading GPU memory",
-            )
-        }
+        read_at(
+            &self.dev,
+            self.ptr,
+            dst.len().min(self.bytes / size_of::<T>()),
+            dst,
+        )
     }
+}
+
+/// Copy `len` elements at device address `src` into `dst`, ordered on the
+/// device's stream, and wait (boot, checks, tests).
+pub fn read_at<T: Copy>(
+    dev: &Arc<Device>,
+    src: u64,
+    len: usize,
+    dst: &mut [T],
+) -> Result<(), CudaError> {
+    let bytes = std::mem::size_of_val(dst).min(len * size_of::<T>());
+    dev.make_current()?;
+    // SAFETY: src holds at least `len` elements (caller), dst `bytes`.
+    unsafe {
+        check(
+            dev.gpu
+                .dtoh_async(dst.as_mut_ptr() as *mut u8, src, bytes, dev.stream),
+            "reading GPU memory",
+        )?;
+    }
+    dev.sync("reading GPU memory")
+}
+
+/// Copy `src` to device address `dst` on the stream and wait (checks).
+pub fn write_at<T: Copy>(dev: &Arc<Device>, dst: u64, src: &[T]) -> Result<(), CudaError> {
+    dev.make_current()?;
+    // SAFETY: dst holds at least src's bytes (caller).
+    unsafe {
+        check(
+            dev.gpu.htod_async(
+                dst,
+                src.as_ptr() as *const u8,
+                std::mem::size_of_val(src),
+                dev.stream,
+            ),
+            "writing GPU memory",
+        )?;
+    }
+    dev.sync("writing GPU memory")
 }
 
 impl Drop for DeviceBuf {
     fn drop(&mut self) {
-        if self.host.is_some() {
-            return;
-        }
-        // SAFETY: allocated by cuMemAlloc; errors at teardown are ignored.
+        // SAFETY: allocated by mem_alloc in this context; work using it is
+        // finished (the stream is drained before the free).
         unsafe {
-            let _ = sys::cuMemFree_v2(self.ptr);
+            let _ = self.dev.gpu.set_current(self.dev.ctx);
+            let _ = self.dev.gpu.stream_sync(self.dev.stream);
+            self.dev.gpu.mem_free(self.ptr);
         }
     }
 }
@@ -120,20 +140,19 @@ impl Drop for DeviceBuf {
 /// How pinned host memory is used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HostUse {
-    /// Written by the CPU, read by the GPU: may be write-combined (fast
-    /// PCIe reads, very slow CPU reads).
+    /// Written by the CPU, read by the GPU only: write-combined (fast PCIe
+    /// reads, very slow CPU reads; sources write slots, never read them).
     Staging,
     /// Read by the CPU: never write-combined.
     Readback,
 }
 
-/// Page-locked host memory; on integrated GPUs also mapped into the device
-/// address space (`device_ptr`), so kernels read and write it directly.
+/// Page-locked host memory (never mapped into the GPU: kernels read
+/// device memory, see the backend's note on integrated GPUs).
 pub struct PinnedBuf {
     pub ptr: *mut u8,
     pub bytes: usize,
-    /// The device address of the same memory when mapped, else 0.
-    pub device_ptr: sys::CUdeviceptr,
+    dev: Arc<Device>,
 }
 
 // SAFETY: owns the allocation; access is ordered by the ring's slot
@@ -142,47 +161,32 @@ unsafe impl Send for PinnedBuf {}
 unsafe impl Sync for PinnedBuf {}
 
 impl PinnedBuf {
-    pub fn new(bytes: usize, usage: HostUse, mapped: bool) -> Result<PinnedBuf, CudaError> {
+    pub fn new(dev: &Arc<Device>, bytes: usize, usage: HostUse) -> Result<PinnedBuf, CudaError> {
         let bytes = bytes.max(4);
-        let mut flags = 0u32;
-        if usage == HostUse::Staging && !mapped {
-            flags |= sys::CU_MEMHOSTALLOC_WRITECOMBINED;
-        }
-        if mapped {
-            flags |= sys::CU_MEMHOSTALLOC_DEVICEMAP;
-        }
-        let mut p: *mut c_void = std::ptr::null_mut();
-        // SAFETY: valid out-pointer; the context is current (caller).
-        unsafe {
-            check(
-                sys::cuMemHostAlloc(&mut p, bytes, flags),
+        dev.make_current()?;
+        // SAFETY: the context is current.
+        let p = unsafe { dev.gpu.host_alloc(bytes, usage == HostUse::Staging) }.map_err(|r| {
+            super::driver_error(
+                r,
                 &format!("allocating {bytes} bytes of pinned host memory"),
-            )?;
-            std::ptr::write_bytes(p as *mut u8, 0, bytes);
-        }
-        let mut device_ptr: sys::CUdeviceptr = 0;
-        if mapped {
-            // SAFETY: p was allocated with DEVICEMAP just above.
-            unsafe {
-                check(
-                    sys::cuMemHostGetDevicePointer_v2(&mut device_ptr, p, 0),
-                    "mapping pinned memory into the GPU",
-                )?;
-            }
-        }
+            )
+        })?;
+        // SAFETY: p holds `bytes`; zeroing writes only (fine for WC).
+        unsafe { std::ptr::write_bytes(p, 0, bytes) };
         Ok(PinnedBuf {
-            ptr: p as *mut u8,
+            ptr: p,
             bytes,
-            device_ptr,
+            dev: Arc::clone(dev),
         })
     }
 }
 
 impl Drop for PinnedBuf {
     fn drop(&mut self) {
-        // SAFETY: allocated by cuMemHostAlloc; errors at teardown ignored.
+        // SAFETY: allocated by host_alloc in this context; errors ignored.
         unsafe {
-            let _ = sys::cuMemFreeHost(self.ptr as *mut c_void);
+            let _ = self.dev.gpu.set_current(self.dev.ctx);
+            self.dev.gpu.host_free(self.ptr);
         }
     }
 }

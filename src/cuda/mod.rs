@@ -1,11 +1,13 @@
 //! The CUDA backend: device probing, NVRTC kernels, the engine plan lowered
 //! to GPU steps, pinned ring slots and one CUDA graph per slot.
 //!
-//! Everything goes through `cudarc`'s raw `sys` / `result` layers with
-//! dynamic loading, so one binary runs with or without CUDA: before the
-//! first call into a library this module `dlopen`s it itself
-//! ([`probe`], [`nvrtc::load`], [`load_cublas`]) and turns a missing
-//! library into an error (cudarc would panic).
+//! Every driver and cuBLAS call goes through one boundary,
+//! [`driver::Gpu`]: the real driver is `cudarc`'s raw `sys` layer with
+//! dynamic loading, so one binary runs with or without CUDA (before the
+//! first call into a library this module `dlopen`s it itself, [`probe`],
+//! [`load_cublas`], and turns a missing library into an error where cudarc
+//! would panic); the tests' emulator (`emu_gpu`, `emu`) implements the same
+//! trait on the CPU. NVRTC is resolved from our own handle ([`nvrtc`]).
 //!
 //! Boot (probing, compiling, planning, capturing) allocates freely on the
 //! boot thread. The run phase is [`backend::CudaBackend::infer`] on the
@@ -15,8 +17,11 @@
 
 pub mod backend;
 pub mod check;
+pub mod driver;
 #[cfg(test)]
 pub mod emu;
+#[cfg(test)]
+pub mod emu_gpu;
 pub mod lower;
 pub mod mem;
 pub mod nvrtc;
@@ -79,22 +84,14 @@ pub fn check(r: sys::CUresult, what: &str) -> Result<(), CudaError> {
     Err(driver_error(r, what))
 }
 
+/// The error for result `r` of `what`, named as the driver names it
+/// (`CUDA_ERROR_LAUNCH_FAILED`): the enum's own name, so that naming an
+/// error never calls into a driver library that may not be loaded.
 pub fn driver_error(r: sys::CUresult, what: &str) -> CudaError {
-    let code = r as u32;
-    let mut p: *const std::ffi::c_char = std::ptr::null();
-    // SAFETY: cuGetErrorName writes a pointer to a static string or leaves
-    // it null for an unknown code; it needs no context.
-    let name = unsafe {
-        if sys::cuGetErrorName(r, &mut p) == sys::CUresult::CUDA_SUCCESS && !p.is_null() {
-            CStr::from_ptr(p).to_string_lossy().into_owned()
-        } else {
-            format!("{r:?}")
-        }
-    };
     CudaError::Driver {
         what: what.to_string(),
-        name,
-        code,
+        name: format!("{r:?}"),
+        code: r as u32,
     }
 }
 
@@ -254,19 +251,21 @@ pub fn probe(ordinal: usize) -> Result<DeviceInfo, CudaError> {
     }
 }
 
-/// Load cuBLAS before its first use (cudarc panics on a missing library).
+/// Load cuBLAS before its first use (cudarc panics on a missing library),
+/// under exactly the names cudarc itself tries, in its order, so the
+/// library found here is the one cudarc's calls use.
 pub fn load_cublas() -> Result<(), CudaError> {
-    dlopen_any(&[
-        "libcublas.so.12",
-        "libcublas.so.13",
-        "libcublas.so",
-        "libcublas.so.11",
-    ])
-    .map_err(|e| CudaError::Unavailable(format!("cuBLAS (libcublas.so) was not found ({e})")))?;
-    // SAFETY: only dlopens the candidate names.
+    let names = cudarc::get_lib_name_candidates("cublas");
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    dlopen_any(&refs).map_err(|e| {
+        CudaError::Unavailable(format!(
+            "cuBLAS 12 (libcublas.so.12) was not found ({e}); install the CUDA 12 toolkit's cuBLAS or pip's nvidia-cublas-cu12 and add its lib folder to LD_LIBRARY_PATH"
+        ))
+    })?;
+    // SAFETY: only dlopens the same candidate names.
     if !unsafe { cudarc::cublas::sys::is_culib_present() } {
         return Err(CudaError::Unavailable(
-            "cuBLAS loads but not under a name cudarc looks for (libcublas.so.12 / .11 / libcublas.so)".into(),
+            "cuBLAS loads here but not through cudarc".into(),
         ));
     }
     Ok(())
@@ -287,6 +286,15 @@ mod tests {
 
     /// On a machine without a driver (this one, CI) the probe must say why
     /// instead of panicking; with a driver it must describe a device.
+    /// The names tried for cuBLAS are cudarc's own (no libcublas.so.13
+    /// that cudarc would then fail to find).
+    #[test]
+    fn cublas_names_are_cudarcs() {
+        let names = cudarc::get_lib_name_candidates("cublas");
+        assert!(names.iter().any(|n| n == "libcublas.so.12"), "{names:?}");
+        assert!(!names.iter().any(|n| n == "libcublas.so.13"), "{names:?}");
+    }
+
     #[test]
     fn probe_without_a_driver_says_why() {
         match probe(0) {

@@ -199,7 +199,8 @@ impl SyntheticSource {
     }
 
     /// Render frame `index` into `dst` (`desc().bytes()` long) in the
-    /// configured format. Frame path: never allocates (except for the
+    /// configured format. `dst` is only written, never read (it may be
+    /// write-combined memory). Frame path: never allocates (except for the
     /// error message when `dst` has the wrong size).
     pub fn render(&mut self, index: u64, dst: &mut [u8]) -> Result<(), SourceError> {
         if dst.len() != self.desc.bytes() {
@@ -217,12 +218,12 @@ impl SyntheticSource {
             eye,
             &mut self.scene,
         );
-        if self.desc.format == PixelFormat::Rgb24 {
-            self.view.render(&self.scene, &mut self.obj, dst);
-        } else {
-            self.view.render(&self.scene, &mut self.obj, &mut self.rgb);
-            convert_rgb(&self.rgb, self.desc, dst);
-        }
+        // Always into our own (cached) buffer, then written to `dst` once:
+        // the render reads back what it drew (shadows darken the ground),
+        // and `dst` may be a CUDA slot in write-combined memory, where CPU
+        // reads are uncached (~100 ns each).
+        self.view.render(&self.scene, &mut self.obj, &mut self.rgb);
+        convert_rgb(&self.rgb, self.desc, dst);
         Ok(())
     }
 
@@ -892,69 +893,5 @@ mod tests {
             }
         }
         assert!(n > 10);
-    }
-
-    /// Writes sample frames with their labels for a visual check:
-    /// `cargo test --release --lib synthetic::tests::preview -- --ignored`.
-    #[test]
-    #[ignore]
-    fn preview() {
-        let dir = std::env::temp_dir().join("perceptd-synth-preview");
-        for seed in 0..8 {
-            write_dataset(&dir.join(format!("seed{seed}")), seed, 1200, 300).unwrap();
-        }
-        // Through a strong fisheye lens.
-        let yaml = std::fs::read_to_string("calibration/front_camera.yaml")
-            .unwrap()
-            .replace(
-                "distortion_model: plumb_bob",
-                "distortion_model: equidistant",
-            )
-            .replace(
-                "  cols: 5\n  data: [-0.05, 0.01, 0.0, 0.0, 0.0]",
-                "  cols: 4\n  data: [0.1, -0.05, 0.01, 0.0]",
-            )
-            .replace(
-                "[500.0, 0.0, 319.5, 0.0, 500.0, 239.5",
-                "[260.0, 0.0, 319.5, 0.0, 260.0, 239.5",
-            );
-        let mut c = SyntheticConfig::front_camera(2);
-        c.calibration = Calibration::from_yaml_str(&yaml, "fisheye").unwrap();
-        let mut src = SyntheticSource::new(c).unwrap();
-        let img = frame(&mut src, 300);
-        std::fs::write(dir.join("fisheye.bmp"), encode_bmp(&img, 640, 480)).unwrap();
-    }
-
-    fn thread_cpu_s() -> f64 {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: clock_gettime writes into the valid timespec we pass.
-        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-        ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
-    }
-
-    /// Render timing (wall and thread CPU time, which is robust on a
-    /// shared machine):
-    /// `cargo test --release --lib synthetic::tests::timing -- --ignored --nocapture`.
-    #[test]
-    #[ignore]
-    fn timing() {
-        for format in [PixelFormat::Rgb24, PixelFormat::Yuyv, PixelFormat::Nv12] {
-            let mut src = source(1, format);
-            let mut buf = vec![0u8; src.desc().bytes()];
-            let (t0, c0) = (std::time::Instant::now(), thread_cpu_s());
-            let n = 600;
-            for _ in 0..n {
-                src.next_frame(&mut buf).unwrap();
-            }
-            let wall = t0.elapsed().as_secs_f64() * 1e3 / f64::from(n);
-            let cpu = (thread_cpu_s() - c0) * 1e3 / f64::from(n);
-            eprintln!(
-                "{}: {wall:.2} ms wall, {cpu:.2} ms CPU per 640x480 frame",
-                format.name()
-            );
-        }
     }
 }

@@ -1,0 +1,73 @@
+//! The one counting allocator: the system allocator plus one relaxed atomic
+//! increment (and one thread-local increment) per allocation. Nothing in
+//! the library installs it: a binary opts in explicitly with
+//! `#[global_allocator] static A: perceptd::count_alloc::Counting = Counting;`
+//! (the `perceptd` binary does, so `perceptd gpu-check` can prove the frame
+//! loop allocates nothing on the machine that runs it; so do the
+//! zero-allocation tests, each in its own test binary, and the soak example).
+//!
+//! Counts `alloc`, `alloc_zeroed` and `realloc`; never allocates itself.
+//! Any thread.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The counting global allocator (see the module doc).
+pub struct Counting;
+
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    // const-initialised, no destructor: reading it never allocates.
+    static MINE: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Allocations on every thread since the process started (0 forever when
+/// [`Counting`] is not the global allocator: see [`installed`]).
+pub fn allocations() -> u64 {
+    ALLOCS.load(Ordering::Relaxed)
+}
+
+/// Allocations made by the calling thread so far (immune to other
+/// threads, e.g. the test harness's).
+pub fn thread_allocations() -> u64 {
+    MINE.try_with(Cell::get).unwrap_or(0)
+}
+
+/// Is [`Counting`] the global allocator of this process? (Allocates once.)
+pub fn installed() -> bool {
+    let before = allocations();
+    let b = std::hint::black_box(Box::new(std::hint::black_box(1u64)));
+    drop(b);
+    allocations() != before
+}
+
+#[inline]
+fn note() {
+    ALLOCS.fetch_add(1, Ordering::Relaxed);
+    let _ = MINE.try_with(|c| c.set(c.get() + 1));
+}
+
+// SAFETY: forwards every call to the system allocator unchanged; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        note();
+        // SAFETY: the caller's contract, forwarded.
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        note();
+        // SAFETY: the caller's contract, forwarded.
+        unsafe { System.alloc_zeroed(l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        note();
+        // SAFETY: the caller's contract, forwarded.
+        unsafe { System.realloc(p, l, n) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: the caller's contract, forwarded.
+        unsafe { System.dealloc(p, l) }
+    }
+}
