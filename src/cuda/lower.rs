@@ -10,8 +10,8 @@
 
 use super::mem::DeviceBuf;
 use super::{check, CudaError};
+use crate::engine::half::f32_to_f16;
 use crate::engine::ir::{Activation, BinaryOp, Graph, Op, TensorId, UnaryOp};
-use crate::engine::onnx::f32_to_f16;
 use crate::engine::ops;
 use crate::engine::tensor::{broadcast_strides, numel, shape_string, Storage, Tensor};
 use crate::engine::{is_view, plan_arena};
@@ -1326,21 +1326,6 @@ unsafe fn gemm(gm: &Gemm, h: cb::cublasHandle_t) -> Result<(), CudaError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn half_bits_round_like_ieee() {
-        assert_eq!(f32_to_f16(0.0), 0);
-        assert_eq!(f32_to_f16(1.0), 0x3c00);
-        assert_eq!(f32_to_f16(-2.0), 0xc000);
-        assert_eq!(f32_to_f16(65504.0), 0x7bff);
-        assert_eq!(f32_to_f16(1e6), 0x7c00);
-        assert_eq!(f32_to_f16(f32::NAN) & 0x7c00, 0x7c00);
-        // Smallest subnormal half, 2^-24.
-        assert_eq!(f32_to_f16(5.960_464_5e-8), 1);
-        // 1 + 2^-11 is a tie between 1 and 1 + 2^-10: even wins.
-        assert_eq!(f32_to_f16(1.0 + 1.0 / 2048.0), 0x3c00);
-        assert_eq!(f32_to_f16(0.1), 0x2e66);
-    }
 
     #[test]
     fn param_structs_have_the_cuda_layout() {

@@ -7,6 +7,7 @@
 
 pub mod cpu;
 pub mod error;
+pub mod half;
 pub mod ir;
 pub mod model;
 pub mod onnx;

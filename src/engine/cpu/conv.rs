@@ -20,13 +20,13 @@
 //! frame path (inference thread, fanning out to the kernel pool) and never
 //! allocates.
 
+use super::activation;
 use super::gemm::{
-    copy_run, zero_run, BOperand, Bias, Epilogue, Gemm, Isa, MatRef, PackedA, PackedBRef, Regions,
-    SyncPtr, MAX_THREADS, OVERSPLIT,
+    BOperand, Bias, Epilogue, Gemm, MatRef, PackedA, PackedBRef, MAX_THREADS, OVERSPLIT,
 };
-use super::pool::ThreadPool;
+use super::pool::{Regions, SyncPtr, ThreadPool};
+use super::simd::{copy_run, zero_run, Isa};
 use crate::engine::ir::Activation;
-use crate::engine::ops::activation;
 
 /// A conv's geometry after `auto_pad` and defaults are resolved. Only the
 /// leading pads matter: the output size says where the window stops.
@@ -784,7 +784,7 @@ fn winograd_input_impl(s: &ConvShape, nr: usize, x: &[f32], tc: TileChunk, v: &m
 #[cfg(target_arch = "x86_64")]
 mod wino_avx512 {
     use super::{ConvShape, OutImage, TileChunk, WgOut, WG_IN, WG_LANES, WG_OUT, WG_XI};
-    use crate::engine::ops::activation::x86::apply_rows_avx512;
+    use crate::engine::cpu::activation::x86::apply_rows_avx512;
     use std::arch::x86_64::*;
 
     /// Most 16-tile lane groups per chunk.
@@ -1316,7 +1316,7 @@ impl<'a> PanelWriter<'a> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::engine::cpu::gemm::Isa;
+    use crate::engine::cpu::simd::Isa;
 
     pub(crate) use crate::engine::cpu::gemm::tests::rand_vec;
 

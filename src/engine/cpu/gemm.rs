@@ -26,10 +26,10 @@
 //! [`Gemm::run`] never allocates; it is called by a kernel's `run` on the
 //! inference thread and fans out to the kernel [`ThreadPool`].
 
-use super::pool::ThreadPool;
+use super::activation;
+use super::pool::{Regions, SyncPtr, ThreadPool};
+use super::simd::{copy_run, zero_run, Isa};
 use crate::engine::ir::Activation;
-use crate::engine::ops::activation;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 /// Most threads a GEMM splits over; scratch for `threads` is sized for at
 /// most this many and a larger pool leaves the rest idle.
@@ -57,71 +57,6 @@ pub(crate) const OVERSPLIT: usize = 4;
 /// Below this many multiply-adds a GEMM runs on one thread: waking the pool
 /// costs more than it saves.
 const PAR_MIN_MACS: usize = 1 << 20;
-
-/// The SIMD instruction set a plan's kernels use. Detected once at boot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Isa {
-    /// x86-64 with AVX-512F.
-    Avx512,
-    /// x86-64 with AVX2 and FMA.
-    Avx2,
-    /// Anything else (aarch64 included): auto-vectorised Rust.
-    Portable,
-}
-
-static DETECTED: AtomicU8 = AtomicU8::new(0);
-
-impl Isa {
-    /// The best instruction set this CPU supports (runs feature detection).
-    pub fn detect() -> Isa {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if is_x86_feature_detected!("avx512f") {
-                return Isa::Avx512;
-            }
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-                return Isa::Avx2;
-            }
-        }
-        Isa::Portable
-    }
-
-    /// [`Isa::detect`], computed once per process.
-    pub fn cached() -> Isa {
-        match DETECTED.load(Ordering::Relaxed) {
-            1 => Isa::Avx512,
-            2 => Isa::Avx2,
-            3 => Isa::Portable,
-            _ => {
-                let isa = Isa::detect();
-                let code = match isa {
-                    Isa::Avx512 => 1,
-                    Isa::Avx2 => 2,
-                    Isa::Portable => 3,
-                };
-                DETECTED.store(code, Ordering::Relaxed);
-                isa
-            }
-        }
-    }
-
-    /// Whether this CPU can run `self`'s code.
-    pub fn is_supported(self) -> bool {
-        match (self, Isa::cached()) {
-            (Isa::Portable, _) => true,
-            (Isa::Avx2, best) => best != Isa::Portable,
-            (Isa::Avx512, best) => best == Isa::Avx512,
-        }
-    }
-
-    /// Every instruction set this CPU supports, best first (tests, benches).
-    pub fn available() -> Vec<Isa> {
-        [Isa::Avx512, Isa::Avx2, Isa::Portable]
-            .into_iter()
-            .filter(|i| i.is_supported())
-            .collect()
-    }
-}
 
 /// A read-only strided matrix view: element (i, j) is `data[i*rs + j*cs]`.
 /// Swapping the strides ([`MatRef::t`]) gives the transpose.
@@ -507,106 +442,6 @@ fn align_offset(p: *const f32) -> usize {
     (ALIGN - mis) % ALIGN
 }
 
-/// `d = s` for short runs: fixed-size chunks compile to vector moves
-/// instead of a libc call per run.
-#[inline(always)]
-pub(crate) fn copy_run(d: &mut [f32], s: &[f32]) {
-    let mut dc = d.chunks_exact_mut(8);
-    let mut sc = s.chunks_exact(8);
-    for (a, b) in (&mut dc).zip(&mut sc) {
-        // Always Ok (chunks of 8); the array types fix the copy's size.
-        if let (Ok(a), Ok(b)) = (<&mut [f32; 8]>::try_from(a), <&[f32; 8]>::try_from(b)) {
-            *a = *b;
-        }
-    }
-    for (a, b) in dc.into_remainder().iter_mut().zip(sc.remainder()) {
-        *a = *b;
-    }
-}
-
-/// `d = 0` for short runs (see [`copy_run`]).
-#[inline(always)]
-pub(crate) fn zero_run(d: &mut [f32]) {
-    let mut dc = d.chunks_exact_mut(8);
-    for a in &mut dc {
-        if let Ok(a) = <&mut [f32; 8]>::try_from(a) {
-            *a = [0.0; 8];
-        }
-    }
-    for a in dc.into_remainder() {
-        *a = 0.0;
-    }
-}
-
-/// Scratch regions lent to whichever tasks of one `parallel_for` run at the
-/// same time, so a job can have more tasks than threads while scratch
-/// stays sized per thread. Lives on the stack of the submitting call.
-pub(crate) struct Regions {
-    used: AtomicU64,
-    n: usize,
-}
-
-impl Regions {
-    /// `n` regions (at most 64).
-    pub(crate) fn new(n: usize) -> Regions {
-        Regions {
-            used: AtomicU64::new(0),
-            n: n.min(64),
-        }
-    }
-
-    /// A free region. The caller guarantees that at most `n` tasks hold one
-    /// at a time (a pool of at most `n` threads), so one is free; the spin
-    /// only covers the instant between another task's release and claim.
-    pub(crate) fn claim(&self) -> usize {
-        let all = if self.n == 64 {
-            u64::MAX
-        } else {
-            (1u64 << self.n) - 1
-        };
-        loop {
-            let cur = self.used.load(Ordering::Acquire);
-            let free = !cur & all;
-            if free == 0 {
-                std::hint::spin_loop();
-                continue;
-            }
-            let i = free.trailing_zeros();
-            let bit = 1u64 << i;
-            if self
-                .used
-                .compare_exchange_weak(cur, cur | bit, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
-            {
-                return i as usize;
-            }
-        }
-    }
-
-    pub(crate) fn release(&self, i: usize) {
-        self.used.fetch_and(!(1u64 << i), Ordering::Release);
-    }
-}
-
-/// A raw pointer shared by the tasks of one `parallel_for`, each touching a
-/// disjoint part of what it points to.
-#[derive(Clone, Copy)]
-pub(crate) struct SyncPtr(pub(crate) *mut f32);
-
-// SAFETY: only used to hand disjoint regions to concurrent tasks (each use
-// says which).
-unsafe impl Send for SyncPtr {}
-unsafe impl Sync for SyncPtr {}
-
-impl SyncPtr {
-    /// The pointer (a method, so closures capture the Sync wrapper rather
-    /// than the raw field).
-    #[inline]
-    pub(crate) fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-
 /// The epilogue one micro-kernel call applies to its tile.
 struct TileEp {
     alpha: f32,
@@ -658,10 +493,10 @@ trait MicroKernel {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::{MicroKernel, TileEp};
-    use crate::engine::ir::Activation;
-    use crate::engine::ops::activation::x86::{
+    use crate::engine::cpu::activation::x86::{
         apply_rows_avx2, apply_rows_avx512, sigmoid_ymm, sigmoid_zmm,
     };
+    use crate::engine::ir::Activation;
 
     /// Activations the micro-kernels apply in registers (others run over
     /// the stored tile).

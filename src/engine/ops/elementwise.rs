@@ -16,10 +16,12 @@
 //! arithmetic lives in `eval`; f32 data goes through the kernels (`eval`
 //! returns `Ok(None)`), so there is one f32 implementation of each op.
 
-use super::activation::apply_inplace;
 use super::{required, OutInfo, ValueInfo};
+use crate::engine::cpu::activation::apply_inplace;
+use crate::engine::cpu::pool::{buf_range, par_chunks, GRAIN};
 use crate::engine::cpu::{Buf, CpuKernel, StepIo, ThreadPool};
 use crate::engine::error::{OpError, OpResult};
+use crate::engine::half::round_to_f16;
 use crate::engine::ir::{Activation, BinaryOp, Op, UnaryOp};
 use crate::engine::tensor::{
     broadcast_shapes, broadcast_strides, checked_numel, numel, shape_string, DType, Storage,
@@ -30,51 +32,6 @@ use crate::op_bail;
 // ---------------------------------------------------------------------------
 // Shared kernel helpers (used by reduce.rs and movement.rs too)
 // ---------------------------------------------------------------------------
-
-/// Elements per task below which splitting over threads does not pay.
-pub(crate) const GRAIN: usize = 1 << 14;
-
-/// Run `f(start, end)` over contiguous pieces of `0..n` on the pool, each
-/// at least `grain` long (one piece when the pool has one thread).
-/// Frame path: never allocates.
-pub(crate) fn par_chunks(
-    pool: &ThreadPool,
-    n: usize,
-    grain: usize,
-    f: &(dyn Fn(usize, usize) + Sync),
-) {
-    if n == 0 {
-        return;
-    }
-    let tasks = if pool.threads() <= 1 {
-        1
-    } else {
-        n.div_ceil(grain.max(1)).min(pool.threads() * 4)
-    };
-    if tasks <= 1 {
-        f(0, n);
-        return;
-    }
-    let per = n.div_ceil(tasks);
-    pool.parallel_for(tasks, &|t| {
-        let s = t * per;
-        let e = (s + per).min(n);
-        if s < e {
-            f(s, e);
-        }
-    });
-}
-
-/// Mutable view of elements `[start, end)` of `buf`.
-///
-/// # Safety
-/// `start <= end <= buf.len`, `buf` valid for the lifetime used, and no
-/// other live reference may overlap the range (tasks get disjoint ranges).
-#[inline]
-pub(crate) unsafe fn buf_range<'a>(buf: Buf, start: usize, end: usize) -> &'a mut [f32] {
-    debug_assert!(start <= end && end <= buf.len);
-    std::slice::from_raw_parts_mut(buf.ptr.add(start), end - start)
-}
 
 /// Error for a node whose runtime tensors are not all float: every input
 /// without a boot-time value and every output must be float (f32 storage).
@@ -680,28 +637,6 @@ fn erfc_large(x: f64) -> f64 {
         }
     }
     (-x * x).exp() / (f * std::f64::consts::PI.sqrt())
-}
-
-/// Round an f32 to the nearest float16 value (ties to even), as f32.
-pub(crate) fn round_to_f16(x: f32) -> f32 {
-    let bits = x.to_bits();
-    let sign = bits & 0x8000_0000;
-    let abs = bits & 0x7fff_ffff;
-    if abs >= 0x7f80_0000 {
-        return x; // inf, NaN
-    }
-    let a = f32::from_bits(abs);
-    if a >= 65520.0 {
-        return f32::from_bits(sign | 0x7f80_0000);
-    }
-    if a < 6.103_515_6e-5 {
-        // Subnormal half: multiples of 2^-24 (scaling by 2^24 is exact).
-        let q = (a * 16_777_216.0).round_ties_even() / 16_777_216.0;
-        return f32::from_bits(sign | q.to_bits());
-    }
-    // Keep 10 of 23 mantissa bits, ties to even.
-    let r = (abs + 0x0fff + ((abs >> 13) & 1)) & !0x1fff;
-    f32::from_bits(sign | r)
 }
 
 // ---------------------------------------------------------------------------
@@ -2049,32 +1984,6 @@ mod tests {
         let d = to(&f, DType::F64);
         assert_eq!(d.dtype, DType::F64);
         assert_eq!(d.as_f32().unwrap()[0], -2.7);
-    }
-
-    #[test]
-    fn round_to_f16_matches_ties_to_even() {
-        // Exhaustive against a reference built from the half value grid.
-        for h in 0u32..0x7c00 {
-            let v = half_to_f32(h as u16);
-            assert_eq!(round_to_f16(v), v, "{h:#x}");
-            if h + 1 < 0x7c00 {
-                let next = half_to_f32(h as u16 + 1);
-                let mid = (v + next) / 2.0;
-                let want = if h % 2 == 0 { v } else { next };
-                assert_eq!(round_to_f16(mid), want, "mid of {h:#x}");
-                assert_eq!(round_to_f16(-mid), -want);
-            }
-        }
-    }
-
-    fn half_to_f32(h: u16) -> f32 {
-        let e = ((h >> 10) & 0x1f) as i32;
-        let m = (h & 0x3ff) as f32;
-        if e == 0 {
-            m * 2f32.powi(-24)
-        } else {
-            (1.0 + m / 1024.0) * 2f32.powi(e - 15)
-        }
     }
 
     #[test]

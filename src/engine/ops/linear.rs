@@ -1488,7 +1488,7 @@ mod bench {
             // work the split adds, independently of other load.
             println!(
                 "yolov8n-640 convs, {:?}, threads={threads}: {:.2} ms, {:.1} GFLOP/s (CPU time of all threads {:.2} ms)",
-                crate::engine::cpu::gemm::Isa::cached(),
+                crate::engine::cpu::simd::Isa::cached(),
                 total * 1e3,
                 flops / total / 1e9,
                 cpu * 1e3

@@ -12,7 +12,6 @@
 //! Everything here runs at boot and may allocate, except `CpuKernel::run`,
 //! which is on the frame path (inference thread) and never allocates.
 
-pub mod activation;
 pub mod elementwise;
 pub mod linear;
 pub mod movement;

@@ -13,10 +13,9 @@
 //! allocate. Kernels' `run` is on the frame path (inference thread, work
 //! split over the kernel pool by output range) and never allocates.
 
-use super::elementwise::{
-    buf_range, check_runtime_float, par_chunks, row_segments, wrap_int, GRAIN,
-};
+use super::elementwise::{check_runtime_float, row_segments, wrap_int};
 use super::{required, OutInfo, ValueInfo};
+use crate::engine::cpu::pool::{buf_range, par_chunks, GRAIN};
 use crate::engine::cpu::{Buf, CpuKernel, StepIo, ThreadPool};
 use crate::engine::error::{OpError, OpResult};
 use crate::engine::ir::{Op, PadMode};

@@ -9,8 +9,9 @@
 //! The reduction walk is written once, generic over the element type, and
 //! serves both the f32 kernel and the integer/bool constant folding.
 
-use super::elementwise::{buf_range, check_runtime_float, par_chunks, row_offset, GRAIN};
+use super::elementwise::{check_runtime_float, row_offset};
 use super::{required, OutInfo, ValueInfo};
+use crate::engine::cpu::pool::{buf_range, par_chunks, GRAIN};
 use crate::engine::cpu::{Buf, CpuKernel, StepIo, ThreadPool};
 use crate::engine::error::{OpError, OpResult};
 use crate::engine::ir::{Op, ReduceOp};
