@@ -15,6 +15,8 @@
 
 use super::elementwise::{check_runtime_float, row_segments, wrap_int};
 use super::{required, OutInfo, ValueInfo};
+use crate::cuda::lower::{copy, op_err, refuse, GpuCtx, GpuNode, Launch};
+use crate::cuda::CudaError;
 use crate::engine::cpu::pool::{buf_range, par_chunks, GRAIN};
 use crate::engine::cpu::{Buf, CpuKernel, StepIo, ThreadPool};
 use crate::engine::error::{OpError, OpResult};
@@ -1578,6 +1580,34 @@ pub fn copy_plan(op: &Op, ins: &[Option<ValueInfo>]) -> OpResult<Option<Vec<Copy
         }
         Plan::Gather { .. } | Plan::Pad { .. } | Plan::Value(_) => return Ok(None),
     }))
+}
+
+/// The GPU lowering every plain-copy movement op shares: its
+/// [`copy_plan`] as `copy_nd` launches; ops that are not plain copies are
+/// refused.
+pub(super) fn lower_cuda_copies(n: &GpuNode, cx: &mut GpuCtx) -> Result<Vec<Launch>, CudaError> {
+    let op = n.op();
+    let plan = copy_plan(op, &n.infos)
+        .map_err(op_err)?
+        .ok_or_else(|| refuse(op, "not supported by the CUDA backend yet"))?;
+    let mut v = Vec::new();
+    for c in plan {
+        let src = n
+            .input(c.input)
+            .ok_or_else(|| refuse(op, "missing input"))?;
+        let sp = cx.ptr(src)?;
+        let dp = cx.ptr(n.node.outputs[c.output])?;
+        v.push(copy(
+            dp,
+            sp,
+            &c.dims,
+            &c.src_strides,
+            c.src_base,
+            &c.dst_strides,
+            c.dst_base,
+        )?);
+    }
+    Ok(v)
 }
 
 #[cfg(test)]

@@ -24,11 +24,15 @@
 //! path (inference thread, work split over N*C planes on the kernel pool)
 //! and never allocates.
 
+use super::OpDef;
 use super::{required, OutInfo, ValueInfo};
+use crate::cuda::lower::*;
+use crate::cuda::CudaError;
 use crate::engine::cpu::{Buf, CpuKernel, StepIo, ThreadPool};
 use crate::engine::error::OpResult;
 use crate::engine::ir::{AutoPad, Op, PoolAttrs};
 use crate::engine::tensor::{checked_numel, shape_string};
+use crate::engine::tensor::{numel, Tensor};
 use crate::op_bail;
 
 /// Most spatial dims the N-D path handles (its counters live on the stack).
@@ -89,7 +93,7 @@ pub fn lower(op: &Op, ins: &[Option<ValueInfo>], outs: &[OutInfo]) -> OpResult<B
     match op {
         Op::GlobalAveragePool | Op::GlobalMaxPool => {
             let plane = x.shape.iter().skip(2).product::<usize>();
-            Ok(Box::new(GlobalPool {
+            Ok(Box::new(GlobalKernel {
                 max: matches!(op, Op::GlobalMaxPool),
                 planes,
                 plane,
@@ -124,7 +128,7 @@ pub fn lower(op: &Op, ins: &[Option<ValueInfo>], outs: &[OutInfo]) -> OpResult<B
                 in_strides[i] = in_strides[i + 1] * axes[i + 1].input;
             }
             let row = if axes.len() == 2 { axes[1].input } else { 0 };
-            Ok(Box::new(WindowPool {
+            Ok(Box::new(WindowKernel {
                 kind,
                 planes,
                 in_plane,
@@ -387,7 +391,7 @@ impl AxisTable {
 }
 
 /// MaxPool / AveragePool over N*C planes.
-struct WindowPool {
+struct WindowKernel {
     kind: Kind,
     planes: usize,
     in_plane: usize,
@@ -408,7 +412,7 @@ fn fmax(a: f32, b: f32) -> f32 {
     }
 }
 
-impl WindowPool {
+impl WindowKernel {
     /// One plane of the 2-D path: combine the window's rows into `buf`,
     /// then reduce `buf` along the row for every output column.
     fn plane_2d(&self, src: &[f32], dst: &mut [f32], buf: &mut [f32]) {
@@ -567,7 +571,7 @@ impl WindowPool {
     }
 }
 
-impl CpuKernel for WindowPool {
+impl CpuKernel for WindowKernel {
     fn scratch_len(&self) -> usize {
         self.planes * self.row
     }
@@ -616,13 +620,13 @@ unsafe fn sub_mut<'a>(b: &Buf, off: usize, len: usize) -> &'a mut [f32] {
 }
 
 /// GlobalAveragePool / GlobalMaxPool: one reduction per N*C plane.
-struct GlobalPool {
+struct GlobalKernel {
     max: bool,
     planes: usize,
     plane: usize,
 }
 
-impl CpuKernel for GlobalPool {
+impl CpuKernel for GlobalKernel {
     fn run(&self, io: &StepIo<'_>, _scratch: &mut [f32], pool: &ThreadPool) {
         let x = io.input(0);
         let y = Buf::from_slice(io.output(0));
@@ -679,11 +683,125 @@ pub(crate) fn axis_geometry(
         .collect())
 }
 
+pub struct WindowPool;
+
+impl OpDef for WindowPool {
+    fn infer(&self, op: &Op, ins: &[Option<ValueInfo>]) -> OpResult<Vec<OutInfo>> {
+        infer(op, ins)
+    }
+
+    fn eval(&self, op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Option<Vec<Tensor>>> {
+        let _ = (op, ins);
+        Ok(None)
+    }
+
+    fn lower_cpu(
+        &self,
+        op: &Op,
+        ins: &[Option<ValueInfo>],
+        outs: &[OutInfo],
+    ) -> OpResult<Box<dyn CpuKernel>> {
+        lower(op, ins, outs)
+    }
+
+    fn lower_cuda(&self, n: &GpuNode, cx: &mut GpuCtx) -> Result<Vec<Launch>, CudaError> {
+        let op = n.op();
+        let out0 = n.out0();
+        let out_len = n.out_len;
+        let inp = |i: usize| n.input(i);
+        let mut v = Vec::new();
+        let (Op::MaxPool(a) | Op::AveragePool(a)) = op else {
+            return Err(refuse(op, "is not a windowed pool"));
+        };
+        let x = inp(0).ok_or_else(|| refuse(op, "needs X"))?;
+        let sx = cx.shape(x).to_vec();
+        let geo = axis_geometry(op, a, &sx).map_err(op_err)?;
+        if geo.len() != 2 {
+            return Err(refuse(op, "only 2-D pooling runs on the GPU"));
+        }
+        let (gy, gx) = (geo[0], geo[1]);
+        let (xp, yp) = (cx.ptr(x)?, cx.ptr(out0)?);
+        v.push(kernel(
+            Params::Pool(PoolParams {
+                x: xp,
+                y: yp,
+                n: out_len as i64,
+                h: gy.0 as i32,
+                w: gx.0 as i32,
+                oh: gy.1 as i32,
+                ow: gx.1 as i32,
+                kh: gy.2 as i32,
+                kw: gx.2 as i32,
+                sh: gy.3 as i32,
+                sw: gx.3 as i32,
+                dh: gy.4 as i32,
+                dw: gx.4 as i32,
+                ph: gy.5 as i32,
+                pw: gx.5 as i32,
+                pad_end_h: gy.6 as i32,
+                pad_end_w: gx.6 as i32,
+                is_max: matches!(op, Op::MaxPool(_)) as i32,
+                count_include_pad: a.count_include_pad as i32,
+            }),
+            out_len,
+        ));
+        Ok(v)
+    }
+}
+
+pub struct GlobalPool;
+
+impl OpDef for GlobalPool {
+    fn infer(&self, op: &Op, ins: &[Option<ValueInfo>]) -> OpResult<Vec<OutInfo>> {
+        infer(op, ins)
+    }
+
+    fn eval(&self, op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Option<Vec<Tensor>>> {
+        let _ = (op, ins);
+        Ok(None)
+    }
+
+    fn lower_cpu(
+        &self,
+        op: &Op,
+        ins: &[Option<ValueInfo>],
+        outs: &[OutInfo],
+    ) -> OpResult<Box<dyn CpuKernel>> {
+        lower(op, ins, outs)
+    }
+
+    fn lower_cuda(&self, n: &GpuNode, cx: &mut GpuCtx) -> Result<Vec<Launch>, CudaError> {
+        let op = n.op();
+        let out0 = n.out0();
+        let inp = |i: usize| n.input(i);
+        let mut v = Vec::new();
+        let x = inp(0).ok_or_else(|| refuse(op, "needs X"))?;
+        let sx = cx.shape(x).to_vec();
+        if sx.len() < 3 {
+            return Err(refuse(op, "needs N x C x spatial"));
+        }
+        let rows = sx[0] * sx[1];
+        let (xp, yp) = (cx.ptr(x)?, cx.ptr(out0)?);
+        v.push(Launch::Kernel {
+            params: Params::GlobalPool(GlobalPoolParams {
+                x: xp,
+                y: yp,
+                rows: rows as i64,
+                len: numel(&sx[2..]) as i64,
+                is_max: matches!(op, Op::GlobalMaxPool) as i32,
+            }),
+            grid: rows.clamp(1, 65_535) as u32,
+            block: 256,
+        });
+        Ok(v)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::engine::ops::eval;
-    use crate::engine::tensor::Tensor;
+    use crate::engine::tensor::{numel, Tensor};
 
     /// Deterministic test input; the ORT literals below were generated from
     /// the same formula (float32 arithmetic) in Python.

@@ -10,7 +10,10 @@
 //! serves both the f32 kernel and the integer/bool constant folding.
 
 use super::elementwise::{check_runtime_float, row_offset};
+use super::OpDef;
 use super::{required, OutInfo, ValueInfo};
+use crate::cuda::lower::*;
+use crate::cuda::CudaError;
 use crate::engine::cpu::pool::{buf_range, par_chunks, GRAIN};
 use crate::engine::cpu::{Buf, CpuKernel, StepIo, ThreadPool};
 use crate::engine::error::{OpError, OpResult};
@@ -610,6 +613,31 @@ pub(crate) fn softmax_rows(op: &Op, shape: &[usize]) -> OpResult<(usize, usize, 
     match op {
         Op::Softmax { axis, .. } | Op::LogSoftmax { axis, .. } => softmax_layout(op, *axis, shape),
         _ => Err(OpError::new(format!("{} is not a softmax", op.name()))),
+    }
+}
+
+pub struct Reduce;
+
+impl OpDef for Reduce {
+    fn infer(&self, op: &Op, ins: &[Option<ValueInfo>]) -> OpResult<Vec<OutInfo>> {
+        infer(op, ins)
+    }
+
+    fn eval(&self, op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Option<Vec<Tensor>>> {
+        eval(op, ins)
+    }
+
+    fn lower_cpu(
+        &self,
+        op: &Op,
+        ins: &[Option<ValueInfo>],
+        outs: &[OutInfo],
+    ) -> OpResult<Box<dyn CpuKernel>> {
+        lower(op, ins, outs)
+    }
+
+    fn lower_cuda(&self, n: &GpuNode, _cx: &mut GpuCtx) -> Result<Vec<Launch>, CudaError> {
+        Err(refuse(n.op(), "not supported by the CUDA backend yet"))
     }
 }
 

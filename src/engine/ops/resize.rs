@@ -24,7 +24,10 @@
 //! path (inference thread, work split on the kernel pool) and never
 //! allocates.
 
+use super::OpDef;
 use super::{required, OutInfo, ValueInfo};
+use crate::cuda::lower::*;
+use crate::cuda::CudaError;
 use crate::engine::cpu::{Buf, CpuKernel, StepIo, ThreadPool};
 use crate::engine::error::OpResult;
 use crate::engine::ir::{CoordTransform, KeepAspect, NearestMode, Op, ResizeAttrs, ResizeMode};
@@ -886,6 +889,80 @@ pub(crate) fn axis_tables(
             (m.input, m.output, m.taps, m.idx, m.w, ex)
         })
         .collect())
+}
+
+pub struct Resize;
+
+impl OpDef for Resize {
+    fn infer(&self, op: &Op, ins: &[Option<ValueInfo>]) -> OpResult<Vec<OutInfo>> {
+        infer(op, ins)
+    }
+
+    fn eval(&self, op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Option<Vec<Tensor>>> {
+        let _ = (op, ins);
+        Ok(None)
+    }
+
+    fn lower_cpu(
+        &self,
+        op: &Op,
+        ins: &[Option<ValueInfo>],
+        outs: &[OutInfo],
+    ) -> OpResult<Box<dyn CpuKernel>> {
+        lower(op, ins, outs)
+    }
+
+    fn lower_cuda(&self, n: &GpuNode, cx: &mut GpuCtx) -> Result<Vec<Launch>, CudaError> {
+        let op = n.op();
+        let out0 = n.out0();
+        let out_len = n.out_len;
+        let inp = |i: usize| n.input(i);
+        let mut v = Vec::new();
+        let x = inp(0).ok_or_else(|| refuse(op, "needs X"))?;
+        let sx = cx.shape(x).to_vec();
+        let t = axis_tables(op, &n.infos).map_err(op_err)?;
+        let r = sx.len();
+        if r < 2 || t.iter().any(|a| a.5) {
+            return Err(refuse(op, "extrapolated or rank < 2 resizes"));
+        }
+        if t[..r - 2].iter().any(|a| a.0 != a.1) {
+            return Err(refuse(
+                op,
+                "only the last two axes may be resized on the GPU",
+            ));
+        }
+        let (ty, tx) = (&t[r - 2], &t[r - 1]);
+        let yidx: Vec<i32> = ty.3.iter().map(|&i| i as i32).collect();
+        let xidx: Vec<i32> = tx.3.iter().map(|&i| i as i32).collect();
+        let (yi, yw) = (
+            cx.upload_any(&yidx, "resize rows")?,
+            cx.upload(&ty.4, "resize row weights")?,
+        );
+        let (xi, xw) = (
+            cx.upload_any(&xidx, "resize columns")?,
+            cx.upload(&tx.4, "resize column weights")?,
+        );
+        let (xp, yp) = (cx.ptr(x)?, cx.ptr(out0)?);
+        v.push(kernel(
+            Params::Resize(ResizeParams {
+                x: xp,
+                y: yp,
+                yidx: yi,
+                yw,
+                xidx: xi,
+                xw,
+                n: out_len as i64,
+                h: ty.0 as i32,
+                w: tx.0 as i32,
+                oh: ty.1 as i32,
+                ow: tx.1 as i32,
+                ytaps: ty.2 as i32,
+                xtaps: tx.2 as i32,
+            }),
+            out_len,
+        ));
+        Ok(v)
+    }
 }
 
 #[cfg(test)]

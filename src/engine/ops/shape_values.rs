@@ -1,0 +1,42 @@
+//! Constant, Shape, Size, Range and ConstantOfShape: outputs fully known at
+//! boot, folded before any backend runs; a kernel that writes the value
+//! exists for completeness on the CPU.
+//!
+//! Boot only (infer, eval, lowering); the CPU kernel's `run` is on the
+//! frame path and never allocates.
+
+use super::{movement, OpDef, OutInfo, ValueInfo};
+use crate::cuda::lower::*;
+use crate::cuda::CudaError;
+use crate::engine::cpu::CpuKernel;
+use crate::engine::error::OpResult;
+use crate::engine::ir::*;
+use crate::engine::tensor::*;
+
+pub struct ShapeValues;
+
+impl OpDef for ShapeValues {
+    fn infer(&self, op: &Op, ins: &[Option<ValueInfo>]) -> OpResult<Vec<OutInfo>> {
+        movement::infer(op, ins)
+    }
+
+    fn eval(&self, op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Option<Vec<Tensor>>> {
+        movement::eval(op, ins)
+    }
+
+    fn lower_cpu(
+        &self,
+        op: &Op,
+        ins: &[Option<ValueInfo>],
+        outs: &[OutInfo],
+    ) -> OpResult<Box<dyn CpuKernel>> {
+        movement::lower(op, ins, outs)
+    }
+
+    fn lower_cuda(&self, n: &GpuNode, _cx: &mut GpuCtx) -> Result<Vec<Launch>, CudaError> {
+        Err(refuse(
+            n.op(),
+            "outputs known at boot are folded, never run on the GPU",
+        ))
+    }
+}
