@@ -8,14 +8,21 @@
 //! thread, fanning out to the kernel pool) and never allocates.
 
 use super::{required, OutInfo, ValueInfo};
+
 use crate::engine::cpu::conv::{Conv2d, ConvShape};
+
 use crate::engine::cpu::gemm::{
     default_threads, AOperand, BOperand, Bias, Epilogue, Gemm, MatRef, PackedA, PackedB,
 };
+
 use crate::engine::cpu::{CpuKernel, StepIo, ThreadPool};
+
 use crate::engine::error::{OpError, OpResult};
+
 use crate::engine::ir::{AutoPad, ConvAttrs, Op};
+
 use crate::engine::tensor::{broadcast_shapes, shape_string};
+
 use crate::op_bail;
 
 pub fn infer(op: &Op, ins: &[Option<ValueInfo>]) -> OpResult<Vec<OutInfo>> {
@@ -1317,182 +1324,5 @@ mod tests {
         assert!(e.0.contains("K = 3"), "{e}");
         let e = gemm_c_strides(&[3, 5], 4, 5).unwrap_err();
         assert!(e.0.contains("3x5"), "{e}");
-    }
-}
-
-#[cfg(test)]
-mod bench {
-    use super::*;
-    use crate::engine::cpu::conv::tests::rand_vec;
-    use crate::engine::cpu::gemm::bench::{process_cpu_time, thread_cpu_time};
-    use crate::engine::cpu::Buf;
-    use crate::engine::ir::Activation;
-    use crate::engine::tensor::Tensor;
-    use std::time::Instant;
-
-    /// (c_in, h, w, c_out, k, stride, pad, silu)
-    type ConvCase = (usize, usize, usize, usize, usize, usize, usize, bool);
-
-    /// yolov8n-640's convs.
-    pub(crate) const YOLOV8N: [ConvCase; 64] = [
-        (3, 640, 640, 16, 3, 2, 1, true),
-        (16, 320, 320, 32, 3, 2, 1, true),
-        (32, 160, 160, 32, 1, 1, 0, true),
-        (16, 160, 160, 16, 3, 1, 1, true),
-        (16, 160, 160, 16, 3, 1, 1, true),
-        (48, 160, 160, 32, 1, 1, 0, true),
-        (32, 160, 160, 64, 3, 2, 1, true),
-        (64, 80, 80, 64, 1, 1, 0, true),
-        (32, 80, 80, 32, 3, 1, 1, true),
-        (32, 80, 80, 32, 3, 1, 1, true),
-        (32, 80, 80, 32, 3, 1, 1, true),
-        (32, 80, 80, 32, 3, 1, 1, true),
-        (128, 80, 80, 64, 1, 1, 0, true),
-        (64, 80, 80, 128, 3, 2, 1, true),
-        (128, 40, 40, 128, 1, 1, 0, true),
-        (64, 40, 40, 64, 3, 1, 1, true),
-        (64, 40, 40, 64, 3, 1, 1, true),
-        (64, 40, 40, 64, 3, 1, 1, true),
-        (64, 40, 40, 64, 3, 1, 1, true),
-        (256, 40, 40, 128, 1, 1, 0, true),
-        (128, 40, 40, 256, 3, 2, 1, true),
-        (256, 20, 20, 256, 1, 1, 0, true),
-        (128, 20, 20, 128, 3, 1, 1, true),
-        (128, 20, 20, 128, 3, 1, 1, true),
-        (384, 20, 20, 256, 1, 1, 0, true),
-        (256, 20, 20, 128, 1, 1, 0, true),
-        (512, 20, 20, 256, 1, 1, 0, true),
-        (384, 40, 40, 128, 1, 1, 0, true),
-        (64, 40, 40, 64, 3, 1, 1, true),
-        (64, 40, 40, 64, 3, 1, 1, true),
-        (192, 40, 40, 128, 1, 1, 0, true),
-        (192, 80, 80, 64, 1, 1, 0, true),
-        (32, 80, 80, 32, 3, 1, 1, true),
-        (32, 80, 80, 32, 3, 1, 1, true),
-        (96, 80, 80, 64, 1, 1, 0, true),
-        (64, 80, 80, 64, 3, 2, 1, true),
-        (64, 80, 80, 64, 3, 1, 1, true),
-        (64, 80, 80, 80, 3, 1, 1, true),
-        (64, 80, 80, 64, 3, 1, 1, true),
-        (80, 80, 80, 80, 3, 1, 1, true),
-        (192, 40, 40, 128, 1, 1, 0, true),
-        (64, 80, 80, 64, 1, 1, 0, false),
-        (80, 80, 80, 80, 1, 1, 0, false),
-        (64, 40, 40, 64, 3, 1, 1, true),
-        (64, 40, 40, 64, 3, 1, 1, true),
-        (192, 40, 40, 128, 1, 1, 0, true),
-        (128, 40, 40, 128, 3, 2, 1, true),
-        (128, 40, 40, 64, 3, 1, 1, true),
-        (128, 40, 40, 80, 3, 1, 1, true),
-        (64, 40, 40, 64, 3, 1, 1, true),
-        (80, 40, 40, 80, 3, 1, 1, true),
-        (384, 20, 20, 256, 1, 1, 0, true),
-        (64, 40, 40, 64, 1, 1, 0, false),
-        (80, 40, 40, 80, 1, 1, 0, false),
-        (128, 20, 20, 128, 3, 1, 1, true),
-        (128, 20, 20, 128, 3, 1, 1, true),
-        (384, 20, 20, 256, 1, 1, 0, true),
-        (256, 20, 20, 64, 3, 1, 1, true),
-        (256, 20, 20, 80, 3, 1, 1, true),
-        (64, 20, 20, 64, 3, 1, 1, true),
-        (80, 20, 20, 80, 3, 1, 1, true),
-        (64, 20, 20, 64, 1, 1, 0, false),
-        (80, 20, 20, 80, 1, 1, 0, false),
-        (16, 4, 8400, 1, 1, 1, 0, false),
-    ];
-
-    /// Times all 64 yolov8n-640 convs through `lower` and the kernel, at 1
-    /// and 2 threads. One thread is timed in thread CPU time (meaningful on
-    /// a shared machine), more in wall time (best of `BENCH_REPS`).
-    /// `cargo test --release --lib linear -- --ignored --nocapture`
-    /// (`BENCH_VERBOSE=1` for per-conv lines, `BENCH_THREADS=n`).
-    #[test]
-    #[ignore]
-    fn bench_conv_shapes() {
-        let env = |k: &str, d: usize| {
-            std::env::var(k)
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(d)
-        };
-        let (verbose, reps, max_threads) = (
-            env("BENCH_VERBOSE", 0) != 0,
-            env("BENCH_REPS", 7),
-            env("BENCH_THREADS", 2),
-        );
-        for threads in 1..=max_threads {
-            let pool = ThreadPool::new(threads);
-            let (mut total, mut flops, mut cpu) = (0.0f64, 0.0f64, 0.0f64);
-            for (i, &(ci, h, w, co, k, st, p, silu)) in YOLOV8N.iter().enumerate() {
-                let x = Tensor::from_f32(vec![1, ci, h, w], rand_vec(ci * h * w, i as u64));
-                let wt = Tensor::from_f32(vec![co, ci, k, k], rand_vec(co * ci * k * k, 7));
-                let b = Tensor::from_f32(vec![co], rand_vec(co, 3));
-                let op = Op::Conv(ConvAttrs {
-                    auto_pad: AutoPad::NotSet,
-                    dilations: vec![],
-                    group: 1,
-                    kernel_shape: vec![],
-                    pads: vec![p; 4],
-                    strides: vec![st; 2],
-                    activation: if silu {
-                        Activation::Silu
-                    } else {
-                        Activation::None
-                    },
-                });
-                let infos = [
-                    Some(ValueInfo {
-                        dtype: x.dtype,
-                        shape: &x.shape,
-                        value: None,
-                    }),
-                    Some(ValueInfo::of(&wt)),
-                    Some(ValueInfo::of(&b)),
-                ];
-                let outs = infer(&op, &infos).unwrap();
-                let kernel = lower(&op, &infos, &outs).unwrap();
-                let mut xb = x.as_f32().unwrap().to_vec();
-                let mut y = vec![0.0f32; outs[0].shape.iter().product()];
-                let ins = [Buf::from_slice(&mut xb), Buf::empty(), Buf::empty()];
-                let out = [Buf::from_slice(&mut y)];
-                let mut scratch = vec![0.0; kernel.scratch_len()];
-                // SAFETY: the Bufs point into live Vecs of their lengths.
-                let io = unsafe { StepIo::new(&ins, &out, false) };
-                kernel.run(&io, &mut scratch, &pool);
-                let (mut best, mut best_cpu) = (f64::MAX, f64::MAX);
-                for _ in 0..reps {
-                    let (t0, c0, p0) = (Instant::now(), thread_cpu_time(), process_cpu_time());
-                    kernel.run(&io, &mut scratch, &pool);
-                    let t = if threads == 1 {
-                        thread_cpu_time() - c0
-                    } else {
-                        t0.elapsed().as_secs_f64()
-                    };
-                    best = best.min(t);
-                    best_cpu = best_cpu.min(process_cpu_time() - p0);
-                }
-                cpu += best_cpu;
-                let (oh, ow) = (outs[0].shape[2], outs[0].shape[3]);
-                let f = 2.0 * (co * oh * ow * ci * k * k) as f64;
-                if verbose {
-                    println!(
-                        "  {i:2} {ci:3}x{h}x{w} -> {co:3} k{k} s{st}: {:7.3} ms {:6.1} GFLOP/s",
-                        best * 1e3,
-                        f / best / 1e9
-                    );
-                }
-                total += best;
-                flops += f;
-            }
-            // With several threads, the CPU time of all threads shows the
-            // work the split adds, independently of other load.
-            println!(
-                "yolov8n-640 convs, {:?}, threads={threads}: {:.2} ms, {:.1} GFLOP/s (CPU time of all threads {:.2} ms)",
-                crate::engine::cpu::simd::Isa::cached(),
-                total * 1e3,
-                flops / total / 1e9,
-                cpu * 1e3
-            );
-        }
     }
 }

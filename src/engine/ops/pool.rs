@@ -801,7 +801,7 @@ impl OpDef for GlobalPool {
 mod tests {
     use super::*;
     use crate::engine::ops::eval;
-    use crate::engine::tensor::{numel, Tensor};
+    use crate::engine::tensor::Tensor;
 
     /// Deterministic test input; the ORT literals below were generated from
     /// the same formula (float32 arithmetic) in Python.
