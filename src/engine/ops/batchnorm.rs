@@ -4,13 +4,43 @@
 //! Boot only (infer, eval, lowering); the CPU kernel's `run` is on the
 //! frame path and never allocates.
 
-use super::{elementwise, OpDef, OutInfo, ValueInfo};
+//! Element-wise ops with numpy (multidirectional) broadcasting: arithmetic,
+//! comparisons and logic (`Binary`), `Unary`, activations (`Act`), `Clip`,
+//! `Cast`, `Where` and inference-mode `BatchNormalization`.
+//!
+//! Also owns the helpers the other op families share for their kernels:
+//! the broadcast plan ([`Bcast`]), splitting a flat range over the thread
+//! pool ([`par_chunks`]) and the "runtime tensors are f32" check.
+//!
+//! `infer`, `lower` and `eval` run at boot on the engine's boot thread and
+//! may allocate. Each kernel's `run` is on the frame path (inference thread,
+//! work split over the kernel pool) and never allocates: broadcast strides,
+//! per-channel BatchNorm coefficients and captured constants are all
+//! computed in `lower`.
+//!
+//! Integer and bool tensors only exist as boot-time constants, so their
+//! arithmetic lives in `eval`; f32 data goes through the kernels (`eval`
+//! returns `Ok(None)`), so there is one f32 implementation of each op.
+
+use super::{required, OutInfo, ValueInfo};
+use crate::engine::cpu::activation::apply_inplace;
+use crate::engine::cpu::pool::{buf_range, par_chunks, GRAIN};
+use crate::engine::cpu::{Buf, CpuKernel, StepIo, ThreadPool};
+use crate::engine::error::{OpError, OpResult};
+use crate::engine::half::round_to_f16;
+use crate::engine::ir::{Activation, BinaryOp, Op, UnaryOp};
+use crate::engine::tensor::{
+    broadcast_shapes, broadcast_strides, checked_numel, numel, shape_string, DType, Storage,
+    Tensor, TensorData,
+};
+use crate::op_bail;
+#[allow(unused_imports)]
+use super::elementwise::*;
+use super::elementwise;
+use super::OpDef;
+#[allow(unused_imports)]
 use crate::cuda::lower::*;
 use crate::cuda::CudaError;
-use crate::engine::cpu::CpuKernel;
-use crate::engine::error::OpResult;
-use crate::engine::ir::*;
-use crate::engine::tensor::*;
 
 pub struct BatchNorm;
 
@@ -86,5 +116,60 @@ impl OpDef for BatchNorm {
             out_len,
         ));
         Ok(v)
+    }
+}
+
+/// Channels of a BatchNormalization input: dim 1, or 1 for a 1-D input.
+pub(super) fn bn_channels(shape: &[usize]) -> OpResult<usize> {
+    match shape.len() {
+        0 => op_bail!("BatchNormalization needs an input of rank >= 1, got a scalar"),
+        1 => Ok(1),
+        _ => Ok(shape[1]),
+    }
+}
+
+/// `y = a[c] * x + b[c]` per channel: inference-mode BatchNormalization.
+pub(super) struct ChannelAffineKernel {
+    pub(super) a: Vec<f32>,
+    pub(super) b: Vec<f32>,
+    /// Elements per (n, c) plane.
+    pub(super) inner: usize,
+    pub(super) len: usize,
+}
+
+impl CpuKernel for ChannelAffineKernel {
+    fn inplace_input(&self) -> Option<usize> {
+        Some(0)
+    }
+
+    fn run(&self, io: &StepIo<'_>, _scratch: &mut [f32], pool: &ThreadPool) {
+        let x = (!io.is_inplace()).then(|| io.input(0));
+        let ob = Buf::from_slice(io.output(0));
+        let c = self.a.len();
+        if c == 0 || self.inner == 0 {
+            return;
+        }
+        par_chunks(pool, self.len.min(ob.len), GRAIN, &|s, e| {
+            // SAFETY: disjoint [s, e) per task within the output buffer.
+            let o = unsafe { buf_range(ob, s, e) };
+            row_segments(s, e, self.inner, |row, col, n| {
+                let ch = row % c;
+                let (a, b) = (self.a[ch], self.b[ch]);
+                let start = row * self.inner + col;
+                let dst = &mut o[start - s..start - s + n];
+                match x {
+                    Some(x) => {
+                        for (d, &v) in dst.iter_mut().zip(&x[start..start + n]) {
+                            *d = a * v + b;
+                        }
+                    }
+                    None => {
+                        for d in dst.iter_mut() {
+                            *d = a * *d + b;
+                        }
+                    }
+                }
+            });
+        });
     }
 }

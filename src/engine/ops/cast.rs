@@ -4,13 +4,43 @@
 //! Boot only (infer, eval, lowering); the CPU kernel's `run` is on the
 //! frame path and never allocates.
 
-use super::{elementwise, OpDef, OutInfo, ValueInfo};
+//! Element-wise ops with numpy (multidirectional) broadcasting: arithmetic,
+//! comparisons and logic (`Binary`), `Unary`, activations (`Act`), `Clip`,
+//! `Cast`, `Where` and inference-mode `BatchNormalization`.
+//!
+//! Also owns the helpers the other op families share for their kernels:
+//! the broadcast plan ([`Bcast`]), splitting a flat range over the thread
+//! pool ([`par_chunks`]) and the "runtime tensors are f32" check.
+//!
+//! `infer`, `lower` and `eval` run at boot on the engine's boot thread and
+//! may allocate. Each kernel's `run` is on the frame path (inference thread,
+//! work split over the kernel pool) and never allocates: broadcast strides,
+//! per-channel BatchNorm coefficients and captured constants are all
+//! computed in `lower`.
+//!
+//! Integer and bool tensors only exist as boot-time constants, so their
+//! arithmetic lives in `eval`; f32 data goes through the kernels (`eval`
+//! returns `Ok(None)`), so there is one f32 implementation of each op.
+
+use super::{required, OutInfo, ValueInfo};
+use crate::engine::cpu::activation::apply_inplace;
+use crate::engine::cpu::pool::{buf_range, par_chunks, GRAIN};
+use crate::engine::cpu::{Buf, CpuKernel, StepIo, ThreadPool};
+use crate::engine::error::{OpError, OpResult};
+use crate::engine::half::round_to_f16;
+use crate::engine::ir::{Activation, BinaryOp, Op, UnaryOp};
+use crate::engine::tensor::{
+    broadcast_shapes, broadcast_strides, checked_numel, numel, shape_string, DType, Storage,
+    Tensor, TensorData,
+};
+use crate::op_bail;
+#[allow(unused_imports)]
+use super::elementwise::*;
+use super::elementwise;
+use super::OpDef;
+#[allow(unused_imports)]
 use crate::cuda::lower::*;
 use crate::cuda::CudaError;
-use crate::engine::cpu::CpuKernel;
-use crate::engine::error::OpResult;
-use crate::engine::ir::*;
-use crate::engine::tensor::*;
 
 pub struct Cast;
 
@@ -52,5 +82,46 @@ impl OpDef for Cast {
         let (xp, yp) = (cx.ptr(x)?, cx.ptr(out0)?);
         v.push(copy(yp, xp, &[out_len], &[1], 0, &[1], 0)?);
         Ok(v)
+    }
+}
+
+pub(super) fn cast_data(d: &TensorData, to: DType) -> TensorData {
+    match (d, to.storage()) {
+        (TensorData::F32(v), Storage::F32) => TensorData::F32(if to == DType::F16 {
+            v.iter().map(|&x| round_to_f16(x)).collect()
+        } else {
+            v.clone()
+        }),
+        (TensorData::F32(v), Storage::I64) => {
+            TensorData::I64(v.iter().map(|&x| wrap_int(to, x as i64)).collect())
+        }
+        (TensorData::F32(v), Storage::Bool) => {
+            TensorData::Bool(v.iter().map(|&x| x != 0.0).collect())
+        }
+        (TensorData::I64(v), Storage::F32) => TensorData::F32(
+            v.iter()
+                .map(|&x| {
+                    let f = x as f32;
+                    if to == DType::F16 {
+                        round_to_f16(f)
+                    } else {
+                        f
+                    }
+                })
+                .collect(),
+        ),
+        (TensorData::I64(v), Storage::I64) => {
+            TensorData::I64(v.iter().map(|&x| wrap_int(to, x)).collect())
+        }
+        (TensorData::I64(v), Storage::Bool) => {
+            TensorData::Bool(v.iter().map(|&x| x != 0).collect())
+        }
+        (TensorData::Bool(v), Storage::F32) => {
+            TensorData::F32(v.iter().map(|&x| if x { 1.0 } else { 0.0 }).collect())
+        }
+        (TensorData::Bool(v), Storage::I64) => {
+            TensorData::I64(v.iter().map(|&x| x as i64).collect())
+        }
+        (TensorData::Bool(v), Storage::Bool) => TensorData::Bool(v.clone()),
     }
 }

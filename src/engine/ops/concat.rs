@@ -3,13 +3,40 @@
 //! Boot only (infer, eval, lowering); the CPU kernel's `run` is on the
 //! frame path and never allocates.
 
-use super::{movement, OpDef, OutInfo, ValueInfo};
-use crate::cuda::lower::*;
+//! Shape and data-movement ops: Concat, Split, Slice, Reshape, Transpose,
+//! Flatten, Squeeze, Unsqueeze, Gather, Expand, Pad, Shape, Size, Range,
+//! ConstantOfShape, Constant, Identity, Dropout.
+//!
+//! Every op is first resolved into a [`Plan`] (output shapes plus the index
+//! arithmetic: collapsed strides, concat chunks, gather and pad index
+//! tables), in one place. `infer` reads the shapes off the plan, `eval` runs
+//! it on owned tensors of any element type, and `lower` wraps it in a
+//! kernel that runs it on f32 arena slices: the data movement itself is
+//! written once, generic over the element type.
+//!
+//! `infer`, `lower` and `eval` run at boot on the engine's boot thread and
+//! allocate. Kernels' `run` is on the frame path (inference thread, work
+//! split over the kernel pool by output range) and never allocates.
+
+use super::elementwise::{check_runtime_float, row_segments, wrap_int};
+use super::{required, OutInfo, ValueInfo};
+use crate::cuda::lower::{copy, op_err, refuse, GpuCtx, GpuNode, Launch};
 use crate::cuda::CudaError;
-use crate::engine::cpu::CpuKernel;
-use crate::engine::error::OpResult;
-use crate::engine::ir::*;
-use crate::engine::tensor::*;
+use crate::engine::cpu::pool::{buf_range, par_chunks, GRAIN};
+use crate::engine::cpu::{Buf, CpuKernel, StepIo, ThreadPool};
+use crate::engine::error::{OpError, OpResult};
+use crate::engine::ir::{Op, PadMode};
+use crate::engine::tensor::{
+    broadcast_shapes, broadcast_strides, checked_numel, normalize_axis, numel, shape_string,
+    strides, DType, Storage, Tensor, TensorData,
+};
+use crate::op_bail;
+#[allow(unused_imports)]
+use super::movement::*;
+use super::movement;
+use super::OpDef;
+#[allow(unused_imports)]
+use crate::cuda::lower::*;
 
 pub struct Concat;
 
@@ -33,5 +60,55 @@ impl OpDef for Concat {
 
     fn lower_cuda(&self, n: &GpuNode, cx: &mut GpuCtx) -> Result<Vec<Launch>, CudaError> {
         movement::lower_cuda_copies(n, cx)
+    }
+}
+
+/// Concatenation: output rows of `row` elements, each made of one chunk
+/// per input (`chunks[k]` elements, starting at `starts[k]` in the row).
+#[derive(Debug, Clone)]
+pub(super) struct ConcatPlan {
+    pub(super) chunks: Vec<usize>,
+    pub(super) starts: Vec<usize>,
+    pub(super) row: usize,
+    pub(super) len: usize,
+}
+
+impl ConcatPlan {
+    /// Fill `dst`, the output elements `[s, s + dst.len())`; `src(k)` is
+    /// input k's data.
+    pub(super) fn copy_range<'a, T: Copy + 'a>(
+        &self,
+        src: &dyn Fn(usize) -> &'a [T],
+        dst: &mut [T],
+        s: usize,
+    ) {
+        let e = s + dst.len();
+        let mut pos = s;
+        while pos < e {
+            let (o, q) = (pos / self.row, pos % self.row);
+            // The input whose chunk holds column q (zero-sized ones never do).
+            let mut k = 0;
+            while k + 1 < self.chunks.len() && q >= self.starts[k] + self.chunks[k] {
+                k += 1;
+            }
+            let w = q - self.starts[k];
+            let n = (self.chunks[k] - w).min(e - pos);
+            let from = o * self.chunks[k] + w;
+            dst[pos - s..pos - s + n].copy_from_slice(&src(k)[from..from + n]);
+            pos += n;
+        }
+    }
+}
+
+pub(super) struct ConcatKernel {
+    pub(super) p: ConcatPlan,
+}
+
+impl CpuKernel for ConcatKernel {
+    fn run(&self, io: &StepIo<'_>, _scratch: &mut [f32], pool: &ThreadPool) {
+        let out = io.output(0);
+        let n = self.p.len.min(out.len());
+        let src = |k: usize| io.input(k);
+        par_fill(pool, &mut out[..n], &|d, s| self.p.copy_range(&src, d, s));
     }
 }

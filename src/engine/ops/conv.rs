@@ -6,14 +6,35 @@
 //! Boot only (infer, eval, lowering); the CPU kernel's `run` is on the
 //! frame path and never allocates.
 
-use super::{linear, OpDef, OutInfo, ValueInfo};
+//! Conv, MatMul and Gemm: the GEMM-backed ops. Shape inference and the
+//! ONNX attribute semantics live here; the arithmetic lives in
+//! `cpu::gemm` (packed SIMD GEMM, fused bias + activation epilogue) and
+//! `cpu::conv` (implicit-GEMM and direct depthwise convolution).
+//!
+//! infer/lower run at boot and may allocate (weights and constant operands
+//! are packed in `lower`); kernels' `run` is on the frame path (inference
+//! thread, fanning out to the kernel pool) and never allocates.
+
+use super::{required, OutInfo, ValueInfo};
+use crate::engine::cpu::conv::{Conv2d, ConvShape};
+use crate::engine::cpu::gemm::{
+    default_threads, AOperand, BOperand, Bias, Epilogue, Gemm, MatRef, PackedA, PackedB,
+};
+use crate::engine::cpu::{CpuKernel, StepIo, ThreadPool};
+use crate::engine::error::{OpError, OpResult};
+use crate::engine::ir::{AutoPad, ConvAttrs, Op};
+use crate::engine::tensor::{broadcast_shapes, shape_string};
+use crate::op_bail;
+#[allow(unused_imports)]
+use super::linear::*;
+use super::linear;
+use super::OpDef;
+#[allow(unused_imports)]
 use crate::cuda::lower::*;
+use crate::cuda::lower;
 use crate::cuda::CudaError;
-use crate::engine::cpu::CpuKernel;
-use crate::engine::error::OpResult;
 use crate::engine::half::f32_to_f16;
-use crate::engine::ir::*;
-use crate::engine::tensor::*;
+use crate::engine::tensor::{numel, Tensor};
 
 pub struct Conv;
 
@@ -52,7 +73,7 @@ impl OpDef for Conv {
         if !cx.is_rt(x) || cx.is_rt(w) {
             return Err(refuse(op, "needs a run-time X and constant W"));
         }
-        let geo = linear::conv2d_geometry(a, cx.shape(x), cx.shape(w)).map_err(op_err)?;
+        let geo = conv2d_geometry(a, cx.shape(x), cx.shape(w)).map_err(op_err)?;
         let Some((batch, c_in, c_out, group, gm)) = geo else {
             return Err(refuse(op, "only 2-D convolutions run on the GPU"));
         };
@@ -152,7 +173,7 @@ impl OpDef for Conv {
                 bptr = 0;
             }
             let gi = v.len();
-            v.push(Launch::Gemm(Gemm {
+            v.push(Launch::Gemm(lower::Gemm {
                 m: c_out as i32,
                 n: cols as i32,
                 k: k as i32,
@@ -195,4 +216,279 @@ impl OpDef for Conv {
         }
         Ok(v)
     }
+}
+
+// ---------------------------------------------------------------- Conv ---
+
+/// A Conv's geometry with defaults and `auto_pad` resolved (N-D).
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct ConvGeom {
+    pub(super) batch: usize,
+    pub(super) c_in: usize,
+    pub(super) c_out: usize,
+    pub(super) group: usize,
+    pub(super) input: Vec<usize>,
+    pub(super) kernel: Vec<usize>,
+    pub(super) strides: Vec<usize>,
+    pub(super) dilations: Vec<usize>,
+    pub(super) pads_begin: Vec<usize>,
+    pub(super) out: Vec<usize>,
+}
+
+impl ConvGeom {
+    pub(super) fn out_shape(&self) -> Vec<usize> {
+        let mut s = vec![self.batch, self.c_out];
+        s.extend(&self.out);
+        s
+    }
+}
+
+pub(super) fn resolve_conv(a: &ConvAttrs, x: &[usize], w: &[usize]) -> OpResult<ConvGeom> {
+    if x.len() < 3 {
+        op_bail!(
+            "Conv input must be N x C x spatial..., got shape {} ({} dims)",
+            shape_string(x),
+            x.len()
+        );
+    }
+    if w.len() != x.len() {
+        op_bail!(
+            "Conv weights are {} ({} dims) but the input is {} ({} dims)",
+            shape_string(w),
+            w.len(),
+            shape_string(x),
+            x.len()
+        );
+    }
+    let nd = x.len() - 2;
+    let group = a.group;
+    if group == 0 {
+        op_bail!("Conv group must be at least 1, got 0");
+    }
+    let (c_in, c_out) = (x[1], w[0]);
+    if w[1].checked_mul(group) != Some(c_in) {
+        op_bail!(
+            "Conv input has {c_in} channels but weights {} expect {} per group x group {group}",
+            shape_string(w),
+            w[1]
+        );
+    }
+    if c_out % group != 0 {
+        op_bail!("Conv has {c_out} output channels, not divisible by group {group}");
+    }
+    let kernel = w[2..].to_vec();
+    if !a.kernel_shape.is_empty() && a.kernel_shape != kernel {
+        op_bail!(
+            "kernel_shape {:?} does not match the weights' spatial dims {:?} (weights {})",
+            a.kernel_shape,
+            kernel,
+            shape_string(w)
+        );
+    }
+    let per_axis = |v: &[usize], what: &str| -> OpResult<Vec<usize>> {
+        if v.is_empty() {
+            return Ok(vec![1; nd]);
+        }
+        if v.len() != nd {
+            op_bail!(
+                "{what} has {} values but the input is {nd}-D ({} dims)",
+                v.len(),
+                x.len()
+            );
+        }
+        if let Some(i) = v.iter().position(|&s| s == 0) {
+            op_bail!("{what}[{i}] is 0; it must be at least 1");
+        }
+        Ok(v.to_vec())
+    };
+    let strides = per_axis(&a.strides, "strides")?;
+    let dilations = per_axis(&a.dilations, "dilations")?;
+    let pads = if a.pads.is_empty() {
+        vec![0; 2 * nd]
+    } else if a.pads.len() == 2 * nd {
+        a.pads.clone()
+    } else {
+        op_bail!(
+            "pads has {} values but a {nd}-D conv needs {}",
+            a.pads.len(),
+            2 * nd
+        );
+    };
+    let mut pads_begin = vec![0; nd];
+    let mut out = vec![0; nd];
+    for i in 0..nd {
+        let input = x[2 + i];
+        if kernel[i] == 0 {
+            op_bail!("Conv kernel dim {i} is 0 (weights {})", shape_string(w));
+        }
+        let dk = (kernel[i] - 1)
+            .checked_mul(dilations[i])
+            .and_then(|v| v.checked_add(1))
+            .ok_or_else(|| OpError::new("Conv dilated kernel size overflows"))?;
+        let s = strides[i];
+        let (begin, o) = match a.auto_pad {
+            AutoPad::NotSet => {
+                let padded = input + pads[i] + pads[i + nd];
+                if padded < dk {
+                    op_bail!(
+                        "Conv window {dk} (kernel {} dilation {}) is larger than the padded input {padded} on spatial axis {i}",
+                        kernel[i],
+                        dilations[i]
+                    );
+                }
+                (pads[i], (padded - dk) / s + 1)
+            }
+            AutoPad::Valid => {
+                if input < dk {
+                    op_bail!(
+                        "Conv window {dk} is larger than the input {input} on spatial axis {i} (auto_pad VALID)"
+                    );
+                }
+                (0, (input - dk) / s + 1)
+            }
+            AutoPad::SameUpper | AutoPad::SameLower => {
+                let o = input.div_ceil(s);
+                let total = (o.saturating_sub(1) * s + dk).saturating_sub(input);
+                let begin = if a.auto_pad == AutoPad::SameUpper {
+                    total / 2
+                } else {
+                    total - total / 2
+                };
+                (begin, o)
+            }
+        };
+        pads_begin[i] = begin;
+        out[i] = o;
+    }
+    Ok(ConvGeom {
+        batch: x[0],
+        c_in,
+        c_out,
+        group,
+        input: x[2..].to_vec(),
+        kernel,
+        strides,
+        dilations,
+        pads_begin,
+        out,
+    })
+}
+
+pub(super) fn check_conv_bias(b: &[usize], c_out: usize) -> OpResult<()> {
+    let n: usize = b.iter().product();
+    if b.len() != 1 || (n != c_out && n != 1) {
+        op_bail!(
+            "Conv bias is {} but there are {c_out} output channels (expected [{c_out}])",
+            shape_string(b)
+        );
+    }
+    Ok(())
+}
+
+pub(super) fn lower_conv(a: &ConvAttrs, ins: &[Option<ValueInfo>]) -> OpResult<Box<dyn CpuKernel>> {
+    let x = required(ins, 0, "X")?;
+    let w = required(ins, 1, "W")?;
+    let g = resolve_conv(a, x.shape, w.shape)?;
+    let weights = const_f32(&w, "Conv weights")?;
+    let bias = match ins.get(2).copied().flatten() {
+        Some(b) => {
+            check_conv_bias(b.shape, g.c_out)?;
+            Some(const_f32(&b, "Conv bias")?)
+        }
+        None => None,
+    };
+    let nd = g.input.len();
+    if nd > 2 {
+        op_bail!(
+            "{nd}-D Conv is not supported (input {}); only 1-D and 2-D",
+            shape_string(x.shape)
+        );
+    }
+    // 1-D runs as 2-D with a height of 1.
+    let at = |v: &[usize], i: usize, one: usize| {
+        if nd == 2 {
+            v[i]
+        } else if i == 0 {
+            one
+        } else {
+            v[0]
+        }
+    };
+    let shape = ConvShape {
+        batch: g.batch,
+        c_in: g.c_in,
+        h: at(&g.input, 0, 1),
+        w: at(&g.input, 1, 1),
+        c_out: g.c_out,
+        group: g.group,
+        kh: at(&g.kernel, 0, 1),
+        kw: at(&g.kernel, 1, 1),
+        stride_h: at(&g.strides, 0, 1),
+        stride_w: at(&g.strides, 1, 1),
+        dil_h: at(&g.dilations, 0, 1),
+        dil_w: at(&g.dilations, 1, 1),
+        pad_top: at(&g.pads_begin, 0, 0),
+        pad_left: at(&g.pads_begin, 1, 0),
+        oh: at(&g.out, 0, 1),
+        ow: at(&g.out, 1, 1),
+    };
+    let conv = Conv2d::new(
+        shape,
+        weights,
+        bias,
+        a.activation,
+        Gemm::new(),
+        default_threads(),
+    )
+    .map_err(OpError::new)?;
+    Ok(Box::new(ConvKernel { conv }))
+}
+
+pub(super) struct ConvKernel {
+    pub(super) conv: Conv2d,
+}
+
+impl CpuKernel for ConvKernel {
+    fn scratch_len(&self) -> usize {
+        self.conv.scratch_len()
+    }
+
+    fn run(&self, io: &StepIo<'_>, scratch: &mut [f32], pool: &ThreadPool) {
+        self.conv.run(io.input(0), io.output(0), scratch, pool);
+    }
+}
+
+/// A 2-D Conv's geometry for another backend: `(batch, c_in, c_out, group,
+/// [h, w], [kh, kw], [sh, sw], [dh, dw], [ph, pw], [oh, ow])`; `None` for
+/// other ranks. Boot only.
+#[allow(clippy::type_complexity)]
+pub(crate) fn conv2d_geometry(
+    a: &ConvAttrs,
+    x: &[usize],
+    w: &[usize],
+) -> OpResult<Option<(usize, usize, usize, usize, [usize; 12])>> {
+    let g = resolve_conv(a, x, w)?;
+    if g.input.len() != 2 {
+        return Ok(None);
+    }
+    Ok(Some((
+        g.batch,
+        g.c_in,
+        g.c_out,
+        g.group,
+        [
+            g.input[0],
+            g.input[1],
+            g.kernel[0],
+            g.kernel[1],
+            g.strides[0],
+            g.strides[1],
+            g.dilations[0],
+            g.dilations[1],
+            g.pads_begin[0],
+            g.pads_begin[1],
+            g.out[0],
+            g.out[1],
+        ],
+    )))
 }

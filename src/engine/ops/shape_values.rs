@@ -5,13 +5,40 @@
 //! Boot only (infer, eval, lowering); the CPU kernel's `run` is on the
 //! frame path and never allocates.
 
-use super::{movement, OpDef, OutInfo, ValueInfo};
-use crate::cuda::lower::*;
+//! Shape and data-movement ops: Concat, Split, Slice, Reshape, Transpose,
+//! Flatten, Squeeze, Unsqueeze, Gather, Expand, Pad, Shape, Size, Range,
+//! ConstantOfShape, Constant, Identity, Dropout.
+//!
+//! Every op is first resolved into a [`Plan`] (output shapes plus the index
+//! arithmetic: collapsed strides, concat chunks, gather and pad index
+//! tables), in one place. `infer` reads the shapes off the plan, `eval` runs
+//! it on owned tensors of any element type, and `lower` wraps it in a
+//! kernel that runs it on f32 arena slices: the data movement itself is
+//! written once, generic over the element type.
+//!
+//! `infer`, `lower` and `eval` run at boot on the engine's boot thread and
+//! allocate. Kernels' `run` is on the frame path (inference thread, work
+//! split over the kernel pool by output range) and never allocates.
+
+use super::elementwise::{check_runtime_float, row_segments, wrap_int};
+use super::{required, OutInfo, ValueInfo};
+use crate::cuda::lower::{copy, op_err, refuse, GpuCtx, GpuNode, Launch};
 use crate::cuda::CudaError;
-use crate::engine::cpu::CpuKernel;
-use crate::engine::error::OpResult;
-use crate::engine::ir::*;
-use crate::engine::tensor::*;
+use crate::engine::cpu::pool::{buf_range, par_chunks, GRAIN};
+use crate::engine::cpu::{Buf, CpuKernel, StepIo, ThreadPool};
+use crate::engine::error::{OpError, OpResult};
+use crate::engine::ir::{Op, PadMode};
+use crate::engine::tensor::{
+    broadcast_shapes, broadcast_strides, checked_numel, normalize_axis, numel, shape_string,
+    strides, DType, Storage, Tensor, TensorData,
+};
+use crate::op_bail;
+#[allow(unused_imports)]
+use super::movement::*;
+use super::movement;
+use super::OpDef;
+#[allow(unused_imports)]
+use crate::cuda::lower::*;
 
 pub struct ShapeValues;
 
@@ -38,5 +65,77 @@ impl OpDef for ShapeValues {
             n.op(),
             "outputs known at boot are folded, never run on the GPU",
         ))
+    }
+}
+
+pub(super) fn plan_range(ins: &[Option<ValueInfo>]) -> OpResult<Plan> {
+    let mut v = Vec::with_capacity(3);
+    for (i, what) in [(0, "start"), (1, "limit"), (2, "delta")] {
+        let t = super::constant(ins, i, what)?;
+        if t.numel() != 1 {
+            op_bail!(
+                "Range {what} (input {i}) must be a scalar, got shape {}",
+                shape_string(&t.shape)
+            );
+        }
+        v.push(t);
+    }
+    let dtype = v[0].dtype;
+    let too_big = |n: i128| {
+        OpError::new(format!(
+            "Range would produce {n} elements (limit {MAX_FOLD_ELEMS})"
+        ))
+    };
+    let t = match dtype.storage() {
+        Storage::I64 => {
+            let [s, l, d] = [0, 1, 2].map(|i| v[i].to_i64_vec()[0] as i128);
+            if d == 0 {
+                op_bail!("Range delta is 0");
+            }
+            let n = ((l - s + d - d.signum()) / d).max(0);
+            if n > MAX_FOLD_ELEMS as i128 {
+                return Err(too_big(n));
+            }
+            let data = (0..n)
+                .map(|i| wrap_int(dtype, (s + i * d) as i64))
+                .collect();
+            Tensor {
+                dtype,
+                shape: vec![n as usize],
+                data: TensorData::I64(data),
+            }
+        }
+        Storage::F32 => {
+            let [s, l, d] = [0, 1, 2].map(|i| v[i].to_f32_vec()[0] as f64);
+            if d == 0.0 || !d.is_finite() || !s.is_finite() || !l.is_finite() {
+                op_bail!("Range start {s}, limit {l}, delta {d} do not give a finite range");
+            }
+            let n = ((l - s) / d).ceil().max(0.0);
+            if n > MAX_FOLD_ELEMS as f64 {
+                return Err(too_big(n as i128));
+            }
+            let n = n as usize;
+            let data = (0..n).map(|i| (s + i as f64 * d) as f32).collect();
+            Tensor {
+                dtype,
+                shape: vec![n],
+                data: TensorData::F32(data),
+            }
+        }
+        Storage::Bool => op_bail!("Range does not take bool inputs"),
+    };
+    Ok(Plan::Value(vec![t]))
+}
+
+/// An output known at boot, written each run.
+pub(super) struct ValueKernel {
+    pub(super) vals: Vec<f32>,
+}
+
+impl CpuKernel for ValueKernel {
+    fn run(&self, io: &StepIo<'_>, _scratch: &mut [f32], _pool: &ThreadPool) {
+        let out = io.output(0);
+        let n = self.vals.len().min(out.len());
+        out[..n].copy_from_slice(&self.vals[..n]);
     }
 }

@@ -3,13 +3,40 @@
 //! Boot only (infer, eval, lowering); the CPU kernel's `run` is on the
 //! frame path and never allocates.
 
-use super::{movement, OpDef, OutInfo, ValueInfo};
-use crate::cuda::lower::*;
+//! Shape and data-movement ops: Concat, Split, Slice, Reshape, Transpose,
+//! Flatten, Squeeze, Unsqueeze, Gather, Expand, Pad, Shape, Size, Range,
+//! ConstantOfShape, Constant, Identity, Dropout.
+//!
+//! Every op is first resolved into a [`Plan`] (output shapes plus the index
+//! arithmetic: collapsed strides, concat chunks, gather and pad index
+//! tables), in one place. `infer` reads the shapes off the plan, `eval` runs
+//! it on owned tensors of any element type, and `lower` wraps it in a
+//! kernel that runs it on f32 arena slices: the data movement itself is
+//! written once, generic over the element type.
+//!
+//! `infer`, `lower` and `eval` run at boot on the engine's boot thread and
+//! allocate. Kernels' `run` is on the frame path (inference thread, work
+//! split over the kernel pool by output range) and never allocates.
+
+use super::elementwise::{check_runtime_float, row_segments, wrap_int};
+use super::{required, OutInfo, ValueInfo};
+use crate::cuda::lower::{copy, op_err, refuse, GpuCtx, GpuNode, Launch};
 use crate::cuda::CudaError;
-use crate::engine::cpu::CpuKernel;
-use crate::engine::error::OpResult;
-use crate::engine::ir::*;
-use crate::engine::tensor::*;
+use crate::engine::cpu::pool::{buf_range, par_chunks, GRAIN};
+use crate::engine::cpu::{Buf, CpuKernel, StepIo, ThreadPool};
+use crate::engine::error::{OpError, OpResult};
+use crate::engine::ir::{Op, PadMode};
+use crate::engine::tensor::{
+    broadcast_shapes, broadcast_strides, checked_numel, normalize_axis, numel, shape_string,
+    strides, DType, Storage, Tensor, TensorData,
+};
+use crate::op_bail;
+#[allow(unused_imports)]
+use super::movement::*;
+use super::movement;
+use super::OpDef;
+#[allow(unused_imports)]
+use crate::cuda::lower::*;
 
 pub struct Slice;
 
@@ -34,4 +61,90 @@ impl OpDef for Slice {
     fn lower_cuda(&self, n: &GpuNode, cx: &mut GpuCtx) -> Result<Vec<Launch>, CudaError> {
         movement::lower_cuda_copies(n, cx)
     }
+}
+
+pub(super) fn plan_slice(
+    op: &Op,
+    ins: &[Option<ValueInfo>],
+    starts: &Option<Vec<i64>>,
+    ends: &Option<Vec<i64>>,
+    axes: &Option<Vec<i64>>,
+) -> OpResult<Plan> {
+    let x = required(ins, 0, "data")?;
+    let r = x.shape.len();
+    let (starts, ends, axes, steps) = match starts {
+        Some(s) => (
+            s.clone(),
+            ends.clone()
+                .ok_or_else(|| OpError::new("Slice has `starts` but no `ends` attribute"))?,
+            axes.clone(),
+            None,
+        ),
+        None => (
+            const_ints(ins, 1, "starts")?
+                .ok_or_else(|| OpError::new("Slice needs input 1 (starts)"))?,
+            const_ints(ins, 2, "ends")?
+                .ok_or_else(|| OpError::new("Slice needs input 2 (ends)"))?,
+            const_ints(ins, 3, "axes")?,
+            const_ints(ins, 4, "steps")?,
+        ),
+    };
+    let k = starts.len();
+    if ends.len() != k {
+        op_bail!("Slice starts {starts:?} and ends {ends:?} differ in length");
+    }
+    let axes = axes.unwrap_or_else(|| (0..k as i64).collect());
+    let steps = steps.unwrap_or_else(|| vec![1; k]);
+    if axes.len() != k || steps.len() != k {
+        op_bail!("Slice axes {axes:?} / steps {steps:?} must have {k} values like starts");
+    }
+    let in_st = isize_strides(x.shape);
+    let mut shape = x.shape.to_vec();
+    let mut st = in_st.clone();
+    let mut base = 0usize;
+    let mut seen = vec![false; r];
+    for i in 0..k {
+        let a = norm_axis(op, "axis", axes[i], x.shape)?;
+        if seen[a] {
+            op_bail!("Slice axes {axes:?} repeat axis {}", axes[i]);
+        }
+        seen[a] = true;
+        let step = steps[i] as i128;
+        if step == 0 {
+            op_bail!("Slice step for axis {} is 0", axes[i]);
+        }
+        let d = x.shape[a] as i128;
+        let (mut s, mut e) = (starts[i] as i128, ends[i] as i128);
+        if s < 0 {
+            s += d;
+        }
+        if e < 0 {
+            e += d;
+        }
+        // max/min rather than clamp: a 0-long axis has d - 1 < 0.
+        let (s, e) = if step > 0 {
+            (s.max(0).min(d), e.max(0).min(d))
+        } else {
+            (s.max(0).min(d - 1), e.max(-1).min(d - 1))
+        };
+        let n = if step > 0 && e > s {
+            (e - s + step - 1) / step
+        } else if step < 0 && s > e {
+            (s - e - step - 1) / -step
+        } else {
+            0
+        };
+        shape[a] = n as usize;
+        if n > 0 {
+            base += s as usize * in_st[a] as usize;
+            st[a] = in_st[a] * step as isize;
+        }
+    }
+    if numel(&shape) == 0 {
+        base = 0;
+    }
+    Ok(Plan::Strided {
+        p: Strided::new(&shape, &st, base),
+        shape,
+    })
 }
