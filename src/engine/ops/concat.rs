@@ -18,25 +18,19 @@
 //! allocate. Kernels' `run` is on the frame path (inference thread, work
 //! split over the kernel pool by output range) and never allocates.
 
-use super::elementwise::{check_runtime_float, row_segments, wrap_int};
-use super::{required, OutInfo, ValueInfo};
-use crate::cuda::lower::{copy, op_err, refuse, GpuCtx, GpuNode, Launch};
-use crate::cuda::CudaError;
-use crate::engine::cpu::pool::{buf_range, par_chunks, GRAIN};
-use crate::engine::cpu::{Buf, CpuKernel, StepIo, ThreadPool};
-use crate::engine::error::{OpError, OpResult};
-use crate::engine::ir::{Op, PadMode};
-use crate::engine::tensor::{
-    broadcast_shapes, broadcast_strides, checked_numel, normalize_axis, numel, shape_string,
-    strides, DType, Storage, Tensor, TensorData,
-};
-use crate::op_bail;
+use super::movement;
 #[allow(unused_imports)]
 use super::movement::*;
-use super::movement;
 use super::OpDef;
+use super::{OutInfo, ValueInfo};
 #[allow(unused_imports)]
 use crate::cuda::lower::*;
+use crate::cuda::lower::{GpuCtx, GpuNode, Launch};
+use crate::cuda::CudaError;
+use crate::engine::cpu::{CpuKernel, StepIo, ThreadPool};
+use crate::engine::error::OpResult;
+use crate::engine::ir::Op;
+use crate::engine::tensor::Tensor;
 
 pub struct Concat;
 

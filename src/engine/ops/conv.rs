@@ -15,26 +15,24 @@
 //! are packed in `lower`); kernels' `run` is on the frame path (inference
 //! thread, fanning out to the kernel pool) and never allocates.
 
-use super::{required, OutInfo, ValueInfo};
-use crate::engine::cpu::conv::{Conv2d, ConvShape};
-use crate::engine::cpu::gemm::{
-    default_threads, AOperand, BOperand, Bias, Epilogue, Gemm, MatRef, PackedA, PackedB,
-};
-use crate::engine::cpu::{CpuKernel, StepIo, ThreadPool};
-use crate::engine::error::{OpError, OpResult};
-use crate::engine::ir::{AutoPad, ConvAttrs, Op};
-use crate::engine::tensor::{broadcast_shapes, shape_string};
-use crate::op_bail;
+use super::linear;
 #[allow(unused_imports)]
 use super::linear::*;
-use super::linear;
 use super::OpDef;
+use super::{required, OutInfo, ValueInfo};
+use crate::cuda::lower;
 #[allow(unused_imports)]
 use crate::cuda::lower::*;
-use crate::cuda::lower;
 use crate::cuda::CudaError;
+use crate::engine::cpu::conv::{Conv2d, ConvShape};
+use crate::engine::cpu::gemm::{default_threads, Gemm};
+use crate::engine::cpu::{CpuKernel, StepIo, ThreadPool};
+use crate::engine::error::{OpError, OpResult};
 use crate::engine::half::f32_to_f16;
-use crate::engine::tensor::{numel, Tensor};
+use crate::engine::ir::{AutoPad, ConvAttrs, Op};
+use crate::engine::tensor::shape_string;
+use crate::engine::tensor::Tensor;
+use crate::op_bail;
 
 pub struct Conv;
 

@@ -18,15 +18,9 @@
 
 use super::{required, OutInfo, ValueInfo};
 
-use crate::engine::cpu::activation::apply_inplace;
-
-use crate::engine::cpu::pool::{buf_range, par_chunks, GRAIN};
-
-use crate::engine::cpu::{Buf, CpuKernel, StepIo, ThreadPool};
+use crate::engine::cpu::CpuKernel;
 
 use crate::engine::error::{OpError, OpResult};
-
-use crate::engine::half::round_to_f16;
 
 use crate::engine::ir::{Activation, BinaryOp, Op, UnaryOp};
 
@@ -35,18 +29,17 @@ use crate::engine::tensor::{
     Tensor, TensorData,
 };
 
-use crate::op_bail;
-#[allow(unused_imports)]
-use super::binary::*;
-#[allow(unused_imports)]
-use super::unary::*;
 #[allow(unused_imports)]
 use super::batchnorm::*;
 #[allow(unused_imports)]
-use super::where_op::*;
+use super::binary::*;
 #[allow(unused_imports)]
 use super::cast::*;
-
+#[allow(unused_imports)]
+use super::unary::*;
+#[allow(unused_imports)]
+use super::where_op::*;
+use crate::op_bail;
 
 // ---------------------------------------------------------------------------
 // Shared kernel helpers (used by reduce.rs and movement.rs too)

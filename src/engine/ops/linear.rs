@@ -9,26 +9,17 @@
 
 use super::{required, OutInfo, ValueInfo};
 
-use crate::engine::cpu::conv::{Conv2d, ConvShape};
-
-use crate::engine::cpu::gemm::{
-    default_threads, AOperand, BOperand, Bias, Epilogue, Gemm, MatRef, PackedA, PackedB,
-};
-
-use crate::engine::cpu::{CpuKernel, StepIo, ThreadPool};
+use crate::engine::cpu::CpuKernel;
 
 use crate::engine::error::{OpError, OpResult};
 
-use crate::engine::ir::{AutoPad, ConvAttrs, Op};
+use crate::engine::ir::Op;
 
-use crate::engine::tensor::{broadcast_shapes, shape_string};
-
-use crate::op_bail;
 #[allow(unused_imports)]
 use super::conv::*;
 #[allow(unused_imports)]
 use super::matmul::*;
-
+use crate::op_bail;
 
 pub fn infer(op: &Op, ins: &[Option<ValueInfo>]) -> OpResult<Vec<OutInfo>> {
     match op {
@@ -113,8 +104,10 @@ pub(super) fn const_f32<'a>(v: &ValueInfo<'a>, what: &str) -> OpResult<&'a [f32]
 mod tests {
     use super::*;
     use crate::engine::cpu::conv::tests::{naive_conv, rand_vec};
-    use crate::engine::cpu::Buf;
+    use crate::engine::cpu::conv::ConvShape;
+    use crate::engine::cpu::{Buf, StepIo, ThreadPool};
     use crate::engine::ir::Activation;
+    use crate::engine::ir::{AutoPad, ConvAttrs};
     use crate::engine::tensor::Tensor;
 
     /// Infer, lower and run `op`; inputs marked `true` are boot constants.

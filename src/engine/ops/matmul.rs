@@ -13,25 +13,24 @@
 //! are packed in `lower`); kernels' `run` is on the frame path (inference
 //! thread, fanning out to the kernel pool) and never allocates.
 
+use super::linear;
+#[allow(unused_imports)]
+use super::linear::*;
+use super::OpDef;
 use super::{required, OutInfo, ValueInfo};
-use crate::engine::cpu::conv::{Conv2d, ConvShape};
+use crate::cuda::lower;
+#[allow(unused_imports)]
+use crate::cuda::lower::*;
+use crate::cuda::CudaError;
 use crate::engine::cpu::gemm::{
     default_threads, AOperand, BOperand, Bias, Epilogue, Gemm, MatRef, PackedA, PackedB,
 };
 use crate::engine::cpu::{CpuKernel, StepIo, ThreadPool};
 use crate::engine::error::{OpError, OpResult};
-use crate::engine::ir::{AutoPad, ConvAttrs, Op};
+use crate::engine::ir::Op;
 use crate::engine::tensor::{broadcast_shapes, shape_string};
-use crate::op_bail;
-#[allow(unused_imports)]
-use super::linear::*;
-use super::linear;
-use super::OpDef;
-#[allow(unused_imports)]
-use crate::cuda::lower::*;
-use crate::cuda::lower;
-use crate::cuda::CudaError;
 use crate::engine::tensor::{numel, Tensor};
+use crate::op_bail;
 
 pub struct MatMulGemm;
 
@@ -548,7 +547,13 @@ pub(super) fn lower_gemm(
 }
 
 impl GemmKernel {
-    pub(super) fn rt_view<'a>(&self, d: &'a [f32], rows: usize, cols: usize, t: bool) -> Option<MatRef<'a>> {
+    pub(super) fn rt_view<'a>(
+        &self,
+        d: &'a [f32],
+        rows: usize,
+        cols: usize,
+        t: bool,
+    ) -> Option<MatRef<'a>> {
         if t {
             MatRef::row_major(d, cols, rows).map(MatRef::t)
         } else {

@@ -13,7 +13,7 @@
 //! allocate. Kernels' `run` is on the frame path (inference thread, work
 //! split over the kernel pool by output range) and never allocates.
 
-use super::elementwise::{check_runtime_float, row_segments, wrap_int};
+use super::elementwise::check_runtime_float;
 
 use super::{required, OutInfo, ValueInfo};
 
@@ -21,20 +21,19 @@ use crate::cuda::lower::{copy, op_err, refuse, GpuCtx, GpuNode, Launch};
 
 use crate::cuda::CudaError;
 
-use crate::engine::cpu::pool::{buf_range, par_chunks, GRAIN};
-
-use crate::engine::cpu::{Buf, CpuKernel, StepIo, ThreadPool};
+use crate::engine::cpu::CpuKernel;
 
 use crate::engine::error::{OpError, OpResult};
 
-use crate::engine::ir::{Op, PadMode};
+use crate::engine::ir::Op;
 
 use crate::engine::tensor::{
     broadcast_shapes, broadcast_strides, checked_numel, normalize_axis, numel, shape_string,
-    strides, DType, Storage, Tensor, TensorData,
+    strides, DType, Tensor, TensorData,
 };
 
 use crate::op_bail;
+mod strided;
 #[allow(unused_imports)]
 use super::concat::*;
 #[allow(unused_imports)]
@@ -42,14 +41,14 @@ use super::gather::*;
 #[allow(unused_imports)]
 use super::pad::*;
 #[allow(unused_imports)]
-use super::slice::*;
-#[allow(unused_imports)]
 use super::shape_values::*;
 #[allow(unused_imports)]
-use super::views::*;
+use super::slice::*;
 #[allow(unused_imports)]
 use super::split::*;
-
+#[allow(unused_imports)]
+use super::views::*;
+pub(super) use strided::*;
 
 /// Largest tensor constant folding may create (elements): a model cannot
 /// make boot allocate without bound through Range/Expand/ConstantOfShape.
@@ -57,240 +56,6 @@ pub(super) const MAX_FOLD_ELEMS: usize = 1 << 28;
 
 /// Most outputs a Split may have (a bound for `num_outputs`).
 pub(super) const MAX_SPLIT_OUTPUTS: usize = 1 << 16;
-
-// ---------------------------------------------------------------------------
-// Element types
-// ---------------------------------------------------------------------------
-
-/// A scalar given in every storage (pad values).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(super) struct Scalar {
-    pub(super) f: f32,
-    pub(super) i: i64,
-    pub(super) b: bool,
-}
-
-impl Scalar {
-    pub(super) fn of(t: &Tensor) -> Option<Scalar> {
-        let f = *t.to_f32_vec().first()?;
-        let i = *t.to_i64_vec().first()?;
-        Some(Scalar {
-            f,
-            i,
-            b: i != 0 || f != 0.0,
-        })
-    }
-
-    pub(super) fn from_f32(f: f32) -> Scalar {
-        Scalar {
-            f,
-            i: f as i64,
-            b: f != 0.0,
-        }
-    }
-}
-
-/// The element types tensors are stored in.
-pub(super) trait Elem: Copy + Default + 'static {
-    fn slice(d: &TensorData) -> Option<&[Self]>;
-    fn wrap(v: Vec<Self>) -> TensorData;
-    fn scalar(s: Scalar) -> Self;
-}
-
-impl Elem for f32 {
-    fn slice(d: &TensorData) -> Option<&[f32]> {
-        match d {
-            TensorData::F32(v) => Some(v),
-            _ => None,
-        }
-    }
-    fn wrap(v: Vec<f32>) -> TensorData {
-        TensorData::F32(v)
-    }
-    fn scalar(s: Scalar) -> f32 {
-        s.f
-    }
-}
-
-impl Elem for i64 {
-    fn slice(d: &TensorData) -> Option<&[i64]> {
-        match d {
-            TensorData::I64(v) => Some(v),
-            _ => None,
-        }
-    }
-    fn wrap(v: Vec<i64>) -> TensorData {
-        TensorData::I64(v)
-    }
-    fn scalar(s: Scalar) -> i64 {
-        s.i
-    }
-}
-
-impl Elem for bool {
-    fn slice(d: &TensorData) -> Option<&[bool]> {
-        match d {
-            TensorData::Bool(v) => Some(v),
-            _ => None,
-        }
-    }
-    fn wrap(v: Vec<bool>) -> TensorData {
-        TensorData::Bool(v)
-    }
-    fn scalar(s: Scalar) -> bool {
-        s.b
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Data-movement cores, generic over the element type
-// ---------------------------------------------------------------------------
-
-/// A gather through strides: output element at multi-index `i` is
-/// `src[base + sum(i[d] * strides[d])]`. Covers Transpose, Slice (negative
-/// steps too), Expand (zero strides) and each output of Split. Dims are
-/// collapsed so that contiguous runs become single rows.
-#[derive(Debug, Clone)]
-pub(super) struct Strided {
-    pub(super) dims: Vec<usize>,
-    pub(super) strides: Vec<isize>,
-    pub(super) base: isize,
-    pub(super) inner: usize,
-    pub(super) inner_stride: isize,
-    pub(super) len: usize,
-}
-
-impl Strided {
-    pub(super) fn new(out_dims: &[usize], src_strides: &[isize], base: usize) -> Strided {
-        // An overflowing output is rejected by `plan` right after.
-        let len = checked_numel(out_dims).unwrap_or(usize::MAX);
-        let mut dims: Vec<usize> = Vec::new();
-        let mut st: Vec<isize> = Vec::new();
-        for (&n, &s) in out_dims.iter().zip(src_strides) {
-            if n == 1 {
-                continue;
-            }
-            match (dims.last_mut(), st.last_mut()) {
-                (Some(ld), Some(ls))
-                    if s.checked_mul(n as isize) == Some(*ls) && ld.checked_mul(n).is_some() =>
-                {
-                    *ld *= n;
-                    *ls = s;
-                }
-                _ => {
-                    dims.push(n);
-                    st.push(s);
-                }
-            }
-        }
-        Strided {
-            inner: dims.last().copied().unwrap_or(1),
-            inner_stride: st.last().copied().unwrap_or(0),
-            dims,
-            strides: st,
-            base: base as isize,
-            len,
-        }
-    }
-
-    #[inline]
-    pub(super) fn row_start(&self, row: usize) -> isize {
-        let r = self.dims.len();
-        let mut off = self.base;
-        if r < 2 {
-            return off;
-        }
-        let mut rem = row;
-        for d in (0..r - 1).rev() {
-            let n = self.dims[d];
-            off += (rem % n) as isize * self.strides[d];
-            rem /= n;
-        }
-        off
-    }
-
-    /// The last two collapsed dims swap layouts (the source is contiguous
-    /// down the rows and strided along them): a 2-D transpose, copied in
-    /// tiles so that both sides stay in cache.
-    pub(super) fn is_transpose(&self) -> bool {
-        let r = self.dims.len();
-        r >= 2 && self.strides[r - 2] == 1 && self.inner_stride > 1
-    }
-
-    /// Fill `dst`, the output elements `[s, s + dst.len())`.
-    pub(super) fn copy_range<T: Copy>(&self, src: &[T], dst: &mut [T], s: usize) {
-        let e = s + dst.len();
-        let b = self.inner;
-        if dst.is_empty() || b == 0 {
-            return;
-        }
-        if self.is_transpose() {
-            // Whole rows go through tiles; partial rows at either end of
-            // the range row by row.
-            let (r0, r1) = (s.div_ceil(b), e / b);
-            if r1 > r0 {
-                let (head, rest) = dst.split_at_mut(r0 * b - s);
-                let (mid, tail) = rest.split_at_mut((r1 - r0) * b);
-                self.copy_rows(src, head, s);
-                self.copy_tiles(src, mid, r0, r1);
-                self.copy_rows(src, tail, r1 * b);
-                return;
-            }
-        }
-        self.copy_rows(src, dst, s);
-    }
-
-    pub(super) fn copy_rows<T: Copy>(&self, src: &[T], dst: &mut [T], s: usize) {
-        let st = self.inner_stride;
-        row_segments(s, s + dst.len(), self.inner, |row, col, n| {
-            let off = self.row_start(row) + col as isize * st;
-            let at = row * self.inner + col - s;
-            let d = &mut dst[at..at + n];
-            match st {
-                1 => d.copy_from_slice(&src[off as usize..off as usize + n]),
-                0 => d.fill(src[off as usize]),
-                _ => {
-                    for (j, v) in d.iter_mut().enumerate() {
-                        *v = src[(off + j as isize * st) as usize];
-                    }
-                }
-            }
-        });
-    }
-
-    /// Whole output rows `[r0, r1)` (in `dst`) of a 2-D transpose, tile by
-    /// tile.
-    pub(super) fn copy_tiles<T: Copy>(&self, src: &[T], dst: &mut [T], r0: usize, r1: usize) {
-        let b = self.inner;
-        let a_dim = self.dims[self.dims.len() - 2];
-        let sb = self.inner_stride;
-        let mut r = r0;
-        while r < r1 {
-            // Up to TILE_ROWS rows that share every outer index: in the source
-            // they are consecutive elements.
-            let rt = (r + TILE_ROWS).min(r1).min(r - r % a_dim + a_dim);
-            let off0 = self.row_start(r);
-            for c0 in (0..b).step_by(TILE_COLS) {
-                for c in c0..(c0 + TILE_COLS).min(b) {
-                    let sp = (off0 + c as isize * sb) as usize;
-                    let col = &src[sp..sp + (rt - r)];
-                    for (k, &v) in col.iter().enumerate() {
-                        dst[(r + k - r0) * b + c] = v;
-                    }
-                }
-            }
-            r = rt;
-        }
-    }
-}
-
-/// Tiles a transposing copy moves at a time: TILE_ROWS consecutive source
-/// elements (1 KiB) from each of TILE_COLS strided columns, so that few
-/// pages are live at once (a quick benchmark on the dev machine preferred
-/// this to square 16..64 tiles).
-pub(super) const TILE_ROWS: usize = 256;
-
-pub(super) const TILE_COLS: usize = 8;
 
 // ---------------------------------------------------------------------------
 // Plans: every shape rule of this family, in one place
@@ -344,7 +109,11 @@ pub(super) fn norm_axis(op: &Op, what: &str, axis: i64, shape: &[usize]) -> OpRe
 }
 
 /// Values of constant input `i` as i64, or `None` when the input is absent.
-pub(super) fn const_ints(ins: &[Option<ValueInfo>], i: usize, what: &str) -> OpResult<Option<Vec<i64>>> {
+pub(super) fn const_ints(
+    ins: &[Option<ValueInfo>],
+    i: usize,
+    what: &str,
+) -> OpResult<Option<Vec<i64>>> {
     match ins.get(i).copied().flatten() {
         None => Ok(None),
         Some(v) => match v.value {
@@ -857,31 +626,12 @@ pub fn lower(op: &Op, ins: &[Option<ValueInfo>], outs: &[OutInfo]) -> OpResult<B
     })
 }
 
-/// Run `f(dst_part, start)` over the pool on disjoint ranges of `out`.
-pub(super) fn par_fill(pool: &ThreadPool, out: &mut [f32], f: &(dyn Fn(&mut [f32], usize) + Sync)) {
-    let ob = Buf::from_slice(out);
-    par_chunks(pool, ob.len, GRAIN, &|s, e| {
-        // SAFETY: par_chunks hands out disjoint ranges within `out`.
-        let d = unsafe { buf_range(ob, s, e) };
-        f(d, s);
-    });
-}
-
-pub(super) struct StridedKernel {
-    pub(super) p: Strided,
-}
-
-impl CpuKernel for StridedKernel {
-    fn run(&self, io: &StepIo<'_>, _scratch: &mut [f32], pool: &ThreadPool) {
-        let x = io.input(0);
-        let out = io.output(0);
-        let n = self.p.len.min(out.len());
-        par_fill(pool, &mut out[..n], &|d, s| self.p.copy_range(x, d, s));
-    }
-}
-
 /// Run a single-source plan on a tensor of any element type.
-pub(super) fn map_one<T: Elem>(x: &Tensor, len: usize, f: impl Fn(&[T], &mut [T])) -> OpResult<TensorData> {
+pub(super) fn map_one<T: Elem>(
+    x: &Tensor,
+    len: usize,
+    f: impl Fn(&[T], &mut [T]),
+) -> OpResult<TensorData> {
     let src = T::slice(&x.data).ok_or_else(|| data_mismatch(x))?;
     let mut out = vec![T::default(); len];
     f(src, &mut out);

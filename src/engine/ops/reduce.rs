@@ -29,10 +29,9 @@ use crate::engine::ir::{Op, ReduceOp};
 
 use crate::engine::tensor::{normalize_axis, numel, shape_string, Storage, Tensor, TensorData};
 
-use crate::op_bail;
 #[allow(unused_imports)]
 use super::softmax::*;
-
+use crate::op_bail;
 
 // ---------------------------------------------------------------------------
 // infer
@@ -77,7 +76,11 @@ pub(super) fn check_reduce_dtype(op: &Op, r: ReduceOp, st: Storage) -> OpResult<
 
 /// The axes a Reduce reduces, sorted; `None` when it is the identity
 /// (empty axes with `noop_with_empty_axes`).
-pub(super) fn reduce_axes(op: &Op, ins: &[Option<ValueInfo>], rank: usize) -> OpResult<Option<Vec<usize>>> {
+pub(super) fn reduce_axes(
+    op: &Op,
+    ins: &[Option<ValueInfo>],
+    rank: usize,
+) -> OpResult<Option<Vec<usize>>> {
     let Op::Reduce {
         axes,
         noop_with_empty_axes,

@@ -15,20 +15,19 @@
 //! The reduction walk is written once, generic over the element type, and
 //! serves both the f32 kernel and the integer/bool constant folding.
 
-use super::elementwise::{check_runtime_float, row_offset};
+use super::reduce;
+#[allow(unused_imports)]
+use super::reduce::*;
 use super::OpDef;
-use super::{required, OutInfo, ValueInfo};
+use super::{OutInfo, ValueInfo};
 use crate::cuda::lower::*;
 use crate::cuda::CudaError;
 use crate::engine::cpu::pool::{buf_range, par_chunks, GRAIN};
 use crate::engine::cpu::{Buf, CpuKernel, StepIo, ThreadPool};
 use crate::engine::error::{OpError, OpResult};
-use crate::engine::ir::{Op, ReduceOp};
-use crate::engine::tensor::{normalize_axis, numel, shape_string, Storage, Tensor, TensorData};
+use crate::engine::ir::Op;
+use crate::engine::tensor::{normalize_axis, numel, shape_string, Tensor};
 use crate::op_bail;
-#[allow(unused_imports)]
-use super::reduce::*;
-use super::reduce;
 
 pub struct Softmax;
 
@@ -75,7 +74,11 @@ impl OpDef for Softmax {
 
 /// `[outer, n, inner]` view of a softmax input: over `axis` (opset >= 13) or
 /// over everything from `axis` on, as one row (legacy, opset < 13).
-pub(super) fn softmax_layout(op: &Op, axis: i64, shape: &[usize]) -> OpResult<(usize, usize, usize)> {
+pub(super) fn softmax_layout(
+    op: &Op,
+    axis: i64,
+    shape: &[usize],
+) -> OpResult<(usize, usize, usize)> {
     let legacy = matches!(
         op,
         Op::Softmax { legacy: true, .. } | Op::LogSoftmax { legacy: true, .. }
@@ -231,7 +234,12 @@ pub(super) fn softmax_lane(o: &mut [f32], log: bool) {
 
 /// Softmax over `n` rows of a block of `w <= BLOCK` columns, in place;
 /// `row(i)` is row i's slice of the block.
-pub(super) fn softmax_block<'a>(n: usize, w: usize, row: &dyn Fn(usize) -> &'a mut [f32], log: bool) {
+pub(super) fn softmax_block<'a>(
+    n: usize,
+    w: usize,
+    row: &dyn Fn(usize) -> &'a mut [f32],
+    log: bool,
+) {
     let mut m = [f32::NEG_INFINITY; BLOCK];
     let mut s = [0.0f32; BLOCK];
     let (m, s) = (&mut m[..w], &mut s[..w]);

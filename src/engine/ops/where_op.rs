@@ -21,25 +21,19 @@
 //! arithmetic lives in `eval`; f32 data goes through the kernels (`eval`
 //! returns `Ok(None)`), so there is one f32 implementation of each op.
 
-use super::{required, OutInfo, ValueInfo};
-use crate::engine::cpu::activation::apply_inplace;
-use crate::engine::cpu::pool::{buf_range, par_chunks, GRAIN};
-use crate::engine::cpu::{Buf, CpuKernel, StepIo, ThreadPool};
-use crate::engine::error::{OpError, OpResult};
-use crate::engine::half::round_to_f16;
-use crate::engine::ir::{Activation, BinaryOp, Op, UnaryOp};
-use crate::engine::tensor::{
-    broadcast_shapes, broadcast_strides, checked_numel, numel, shape_string, DType, Storage,
-    Tensor, TensorData,
-};
-use crate::op_bail;
+use super::elementwise;
 #[allow(unused_imports)]
 use super::elementwise::*;
-use super::elementwise;
 use super::OpDef;
+use super::{OutInfo, ValueInfo};
 #[allow(unused_imports)]
 use crate::cuda::lower::*;
 use crate::cuda::CudaError;
+use crate::engine::cpu::pool::{buf_range, par_chunks, GRAIN};
+use crate::engine::cpu::{Buf, CpuKernel, StepIo, ThreadPool};
+use crate::engine::error::OpResult;
+use crate::engine::ir::Op;
+use crate::engine::tensor::{Tensor, TensorData};
 
 pub struct Where;
 

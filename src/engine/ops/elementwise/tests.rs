@@ -1,6 +1,8 @@
 //! Unit tests of `ops::elementwise`.
 
 use super::*;
+use crate::engine::cpu::pool::GRAIN;
+use crate::engine::cpu::{Buf, StepIo, ThreadPool};
 use crate::engine::ops;
 
 fn f32t(shape: &[usize], v: &[f32]) -> Tensor {

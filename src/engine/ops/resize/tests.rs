@@ -51,8 +51,7 @@ fn run(op: &Op, ins: &[Option<Tensor>]) -> OpResult<Tensor> {
 /// Runs the kernel on a 3-thread pool (eval uses one thread); only X
 /// travels at run time.
 fn run_threaded(op: &Op, ins: &[Option<Tensor>]) -> Vec<f32> {
-    let info: Vec<Option<ValueInfo>> =
-        ins.iter().map(|t| t.as_ref().map(ValueInfo::of)).collect();
+    let info: Vec<Option<ValueInfo>> = ins.iter().map(|t| t.as_ref().map(ValueInfo::of)).collect();
     let outs = infer(op, &info).unwrap();
     let k = lower(op, &info, &outs).unwrap();
     let mut x = ins[0].as_ref().unwrap().as_f32().unwrap().to_vec();
@@ -155,8 +154,7 @@ fn unit_scales_are_an_in_place_copy() {
     a.mode = ResizeMode::Cubic;
     let x = input(&[1, 2, 3, 4]);
     let ins = [Some(x.clone()), None, scales(&[1.0, 1.0, 1.0, 1.0])];
-    let info: Vec<Option<ValueInfo>> =
-        ins.iter().map(|t| t.as_ref().map(ValueInfo::of)).collect();
+    let info: Vec<Option<ValueInfo>> = ins.iter().map(|t| t.as_ref().map(ValueInfo::of)).collect();
     let outs = infer(&Op::Resize(a.clone()), &info).unwrap();
     let k = lower(&Op::Resize(a.clone()), &info, &outs).unwrap();
     assert_eq!(k.inplace_input(), Some(0));
