@@ -15,7 +15,9 @@
 
 pub mod backend;
 pub mod check;
-#[cfg(test)]
+/// The GPU emulator (a test double at the GPU boundary): compiled always so
+/// that integration tests (`tests/conformance.rs`) can run lowered plans;
+/// nothing in the binary calls it.
 pub mod emu;
 pub mod lower;
 pub mod mem;
