@@ -22,18 +22,31 @@
 //! arithmetic lives in `eval`; f32 data goes through the kernels (`eval`
 //! returns `Ok(None)`), so there is one f32 implementation of each op.
 
-use super::elementwise;
-#[allow(unused_imports)]
 use super::elementwise::*;
 use super::OpDef;
+#[allow(unused_imports)]
+// The family's shared helpers and the engine's types, as globs: each op
+// file uses a different handful of them.
+#[allow(unused_imports)]
+use super::*;
 use super::{OutInfo, ValueInfo};
 #[allow(unused_imports)]
 use crate::cuda::lower::*;
 use crate::cuda::CudaError;
+#[allow(unused_imports)]
+use crate::engine::cpu::pool::*;
 use crate::engine::cpu::pool::{buf_range, par_chunks, GRAIN};
+#[allow(unused_imports)]
+use crate::engine::cpu::*;
 use crate::engine::cpu::{Buf, CpuKernel, StepIo, ThreadPool};
 use crate::engine::error::OpResult;
+#[allow(unused_imports)]
+use crate::engine::error::*;
 use crate::engine::ir::Op;
+#[allow(unused_imports)]
+use crate::engine::ir::*;
+#[allow(unused_imports)]
+use crate::engine::tensor::*;
 use crate::engine::tensor::{numel, Tensor};
 use crate::op_bail;
 
@@ -41,11 +54,45 @@ pub struct BatchNorm;
 
 impl OpDef for BatchNorm {
     fn infer(&self, op: &Op, ins: &[Option<ValueInfo>]) -> OpResult<Vec<OutInfo>> {
-        elementwise::infer(op, ins)
+        match op {
+            Op::BatchNormalization { .. } => {
+                let x = required(ins, 0, "X")?;
+                if !x.dtype.is_float() {
+                    op_bail!("BatchNormalization needs a float input, got {}", x.dtype);
+                }
+                let c = bn_channels(x.shape)?;
+                for (i, what) in [(1, "scale"), (2, "B"), (3, "input_mean"), (4, "input_var")] {
+                    let v = required(ins, i, what)?;
+                    if numel(v.shape) != c || v.shape.len() > 1 {
+                        op_bail!(
+                            "BatchNormalization {what} (input {i}) has shape {} but X ({}) has {c} channels",
+                            shape_string(v.shape),
+                            shape_string(x.shape)
+                        );
+                    }
+                }
+                Ok(vec![OutInfo {
+                    dtype: x.dtype,
+                    shape: x.shape.to_vec(),
+                }])
+            }
+            _ => op_bail!("{} is not a BatchNormalization", op.name()),
+        }
     }
 
     fn eval(&self, op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Option<Vec<Tensor>>> {
-        elementwise::eval(op, ins)
+        let x = ins
+            .first()
+            .copied()
+            .flatten()
+            .ok_or_else(|| OpError::new(format!("{}: missing input 0", op.name())))?;
+        match op {
+            Op::Act(_) | Op::BatchNormalization { .. } => match x.data {
+                TensorData::F32(_) => Ok(None),
+                _ => Err(data_mismatch("input 0", x)),
+            },
+            _ => op_bail!("{} is not a BatchNormalization", op.name()),
+        }
     }
 
     fn lower_cpu(
@@ -54,7 +101,48 @@ impl OpDef for BatchNorm {
         ins: &[Option<ValueInfo>],
         outs: &[OutInfo],
     ) -> OpResult<Box<dyn CpuKernel>> {
-        elementwise::lower(op, ins, outs)
+        check_runtime_float(op, ins, outs)?;
+        match op {
+            Op::BatchNormalization { epsilon } => {
+                let x = required(ins, 0, "X")?;
+                check_float_data(op, 0, &x)?;
+                let c = bn_channels(x.shape)?;
+                let mut p: Vec<Vec<f32>> = Vec::with_capacity(4);
+                for (i, what) in [(1, "scale"), (2, "B"), (3, "input_mean"), (4, "input_var")] {
+                    let v = required(ins, i, what)?;
+                    let Some(t) = v.value else {
+                        op_bail!(
+                            "BatchNormalization {what} (input {i}) must be a constant computable at boot"
+                        );
+                    };
+                    let vals = t.to_f32_vec();
+                    if vals.len() != c {
+                        op_bail!(
+                            "BatchNormalization {what} (input {i}) has {} values, expected {c}",
+                            vals.len()
+                        );
+                    }
+                    p.push(vals);
+                }
+                let eps = *epsilon as f64;
+                let mut a = Vec::with_capacity(c);
+                let mut b = Vec::with_capacity(c);
+                let (scale, bias, mean, var) = (&p[0], &p[1], &p[2], &p[3]);
+                for (((&sc, &bi), &m), &v) in scale.iter().zip(bias).zip(mean).zip(var) {
+                    let s = sc as f64 / (v as f64 + eps).sqrt();
+                    a.push(s as f32);
+                    b.push((bi as f64 - m as f64 * s) as f32);
+                }
+                let inner = x.shape.iter().skip(2).product::<usize>();
+                Ok(Box::new(ChannelAffineKernel {
+                    a,
+                    b,
+                    inner,
+                    len: numel(x.shape),
+                }))
+            }
+            _ => op_bail!("{} is not a BatchNormalization", op.name()),
+        }
     }
 
     fn lower_cuda(&self, n: &GpuNode, cx: &mut GpuCtx) -> Result<Vec<Launch>, CudaError> {

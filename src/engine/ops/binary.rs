@@ -23,18 +23,31 @@
 //! arithmetic lives in `eval`; f32 data goes through the kernels (`eval`
 //! returns `Ok(None)`), so there is one f32 implementation of each op.
 
-use super::elementwise;
-#[allow(unused_imports)]
 use super::elementwise::*;
 use super::OpDef;
+#[allow(unused_imports)]
+// The family's shared helpers and the engine's types, as globs: each op
+// file uses a different handful of them.
+#[allow(unused_imports)]
+use super::*;
 use super::{required, OutInfo, ValueInfo};
 #[allow(unused_imports)]
 use crate::cuda::lower::*;
 use crate::cuda::CudaError;
+#[allow(unused_imports)]
+use crate::engine::cpu::pool::*;
 use crate::engine::cpu::pool::{buf_range, par_chunks, GRAIN};
+#[allow(unused_imports)]
+use crate::engine::cpu::*;
 use crate::engine::cpu::{Buf, CpuKernel, StepIo, ThreadPool};
 use crate::engine::error::OpResult;
+#[allow(unused_imports)]
+use crate::engine::error::*;
+#[allow(unused_imports)]
+use crate::engine::ir::*;
 use crate::engine::ir::{BinaryOp, Op};
+#[allow(unused_imports)]
+use crate::engine::tensor::*;
 use crate::engine::tensor::{DType, Tensor, TensorData};
 use crate::op_bail;
 
@@ -42,11 +55,73 @@ pub struct Binary;
 
 impl OpDef for Binary {
     fn infer(&self, op: &Op, ins: &[Option<ValueInfo>]) -> OpResult<Vec<OutInfo>> {
-        elementwise::infer(op, ins)
+        let name = op.name();
+        match op {
+            Op::Binary(b) => {
+                if ins.len() != 2 {
+                    op_bail!("{name} takes 2 inputs, got {}", ins.len());
+                }
+                let a = required(ins, 0, "A")?;
+                let bb = required(ins, 1, "B")?;
+                let shape = broadcast2(a.shape, bb.shape, &name)?;
+                let (sa, sb) = (a.dtype.storage(), bb.dtype.storage());
+                let dtype = if is_logic(*b) {
+                    if sa != Storage::Bool || sb != Storage::Bool {
+                        op_bail!("{name} needs bool inputs, got {} and {}", a.dtype, bb.dtype);
+                    }
+                    DType::Bool
+                } else if is_compare(*b) {
+                    if sa != sb {
+                        op_bail!("{name} inputs differ in type: {} and {}", a.dtype, bb.dtype);
+                    }
+                    if sa == Storage::Bool && *b != BinaryOp::Equal {
+                        op_bail!("{name} does not take bool inputs");
+                    }
+                    DType::Bool
+                } else {
+                    if sa == Storage::Bool || sb == Storage::Bool {
+                        op_bail!(
+                            "{name} does not take bool inputs ({} and {})",
+                            a.dtype,
+                            bb.dtype
+                        );
+                    }
+                    if sa != sb && *b != BinaryOp::Pow {
+                        op_bail!("{name} inputs differ in type: {} and {}", a.dtype, bb.dtype);
+                    }
+                    a.dtype
+                };
+                Ok(vec![OutInfo { dtype, shape }])
+            }
+            _ => op_bail!("{} is not a binary op", op.name()),
+        }
     }
 
     fn eval(&self, op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Option<Vec<Tensor>>> {
-        elementwise::eval(op, ins)
+        let infos: Vec<Option<ValueInfo>> = ins.iter().map(|t| t.map(ValueInfo::of)).collect();
+        let outs = self.infer(op, &infos)?;
+        let out = &outs[0];
+        let x = ins
+            .first()
+            .copied()
+            .flatten()
+            .ok_or_else(|| OpError::new(format!("{}: missing input 0", op.name())))?;
+        let all_f32 = ins
+            .iter()
+            .flatten()
+            .all(|t| matches!(t.data, TensorData::F32(_)));
+        match op {
+            Op::Binary(b) => {
+                let y = ins[1].ok_or_else(|| OpError::new("missing input 1"))?;
+                if all_f32 && out.dtype.is_float() {
+                    return Ok(None);
+                }
+                let bc = Bcast::new(&[&x.shape, &y.shape], &out.shape);
+                let data = eval_binary(*b, x, y, out.dtype, &bc)?;
+                Ok(Some(vec![tensor(out.dtype, out.shape.clone(), data)]))
+            }
+            _ => op_bail!("{} is not a binary op", op.name()),
+        }
     }
 
     fn lower_cpu(
@@ -55,7 +130,14 @@ impl OpDef for Binary {
         ins: &[Option<ValueInfo>],
         outs: &[OutInfo],
     ) -> OpResult<Box<dyn CpuKernel>> {
-        elementwise::lower(op, ins, outs)
+        check_runtime_float(op, ins, outs)?;
+        let out = outs
+            .first()
+            .ok_or_else(|| OpError::new(format!("{} has no output", op.name())))?;
+        match op {
+            Op::Binary(b) => lower_binary(*b, ins, out),
+            _ => op_bail!("{} is not a binary op", op.name()),
+        }
     }
 
     fn lower_cuda(&self, n: &GpuNode, cx: &mut GpuCtx) -> Result<Vec<Launch>, CudaError> {

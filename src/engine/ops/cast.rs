@@ -22,29 +22,70 @@
 //! arithmetic lives in `eval`; f32 data goes through the kernels (`eval`
 //! returns `Ok(None)`), so there is one f32 implementation of each op.
 
-use super::elementwise;
-#[allow(unused_imports)]
 use super::elementwise::*;
+use super::unary::{MapFn, MapKernel};
 use super::OpDef;
+#[allow(unused_imports)]
+// The family's shared helpers and the engine's types, as globs: each op
+// file uses a different handful of them.
+#[allow(unused_imports)]
+use super::*;
 use super::{OutInfo, ValueInfo};
 #[allow(unused_imports)]
 use crate::cuda::lower::*;
 use crate::cuda::CudaError;
+#[allow(unused_imports)]
+use crate::engine::cpu::pool::*;
 use crate::engine::cpu::CpuKernel;
+#[allow(unused_imports)]
+use crate::engine::cpu::*;
 use crate::engine::error::OpResult;
+#[allow(unused_imports)]
+use crate::engine::error::*;
 use crate::engine::half::round_to_f16;
 use crate::engine::ir::Op;
+#[allow(unused_imports)]
+use crate::engine::ir::*;
+#[allow(unused_imports)]
+use crate::engine::tensor::*;
 use crate::engine::tensor::{DType, Storage, Tensor, TensorData};
+use crate::op_bail;
 
 pub struct Cast;
 
 impl OpDef for Cast {
     fn infer(&self, op: &Op, ins: &[Option<ValueInfo>]) -> OpResult<Vec<OutInfo>> {
-        elementwise::infer(op, ins)
+        match op {
+            Op::Cast { to } => {
+                let x = required(ins, 0, "input")?;
+                Ok(vec![OutInfo {
+                    dtype: *to,
+                    shape: x.shape.to_vec(),
+                }])
+            }
+            _ => op_bail!("{} is not a Cast", op.name()),
+        }
     }
 
     fn eval(&self, op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Option<Vec<Tensor>>> {
-        elementwise::eval(op, ins)
+        let x = ins
+            .first()
+            .copied()
+            .flatten()
+            .ok_or_else(|| OpError::new(format!("{}: missing input 0", op.name())))?;
+        match op {
+            Op::Cast { to } => {
+                if matches!(x.data, TensorData::F32(_)) && to.is_float() {
+                    return Ok(None);
+                }
+                Ok(Some(vec![tensor(
+                    *to,
+                    x.shape.clone(),
+                    cast_data(&x.data, *to),
+                )]))
+            }
+            _ => op_bail!("{} is not a Cast", op.name()),
+        }
     }
 
     fn lower_cpu(
@@ -53,7 +94,26 @@ impl OpDef for Cast {
         ins: &[Option<ValueInfo>],
         outs: &[OutInfo],
     ) -> OpResult<Box<dyn CpuKernel>> {
-        elementwise::lower(op, ins, outs)
+        check_runtime_float(op, ins, outs)?;
+        let out = outs
+            .first()
+            .ok_or_else(|| OpError::new(format!("{} has no output", op.name())))?;
+        match op {
+            Op::Cast { to } => {
+                let x = required(ins, 0, "input")?;
+                check_float_data(op, 0, &x)?;
+                let f = if *to == DType::F16 {
+                    MapFn::ToF16
+                } else {
+                    MapFn::Copy
+                };
+                Ok(Box::new(MapKernel {
+                    f,
+                    len: numel(&out.shape),
+                }))
+            }
+            _ => op_bail!("{} is not a Cast", op.name()),
+        }
     }
 
     fn lower_cuda(&self, n: &GpuNode, cx: &mut GpuCtx) -> Result<Vec<Launch>, CudaError> {

@@ -18,19 +18,33 @@
 //! allocate. Kernels' `run` is on the frame path (inference thread, work
 //! split over the kernel pool by output range) and never allocates.
 
+// The family's shared helpers and the engine's types, as globs: each op
+// file uses a different handful of them.
 use super::elementwise::row_segments;
 use super::movement;
 #[allow(unused_imports)]
 use super::movement::*;
 use super::OpDef;
+#[allow(unused_imports)]
+use super::*;
 use super::{required, OutInfo, ValueInfo};
 #[allow(unused_imports)]
 use crate::cuda::lower::*;
 use crate::cuda::lower::{refuse, GpuCtx, GpuNode, Launch};
 use crate::cuda::CudaError;
+#[allow(unused_imports)]
+use crate::engine::cpu::pool::*;
+#[allow(unused_imports)]
+use crate::engine::cpu::*;
 use crate::engine::cpu::{CpuKernel, StepIo, ThreadPool};
+#[allow(unused_imports)]
+use crate::engine::error::*;
 use crate::engine::error::{OpError, OpResult};
+#[allow(unused_imports)]
+use crate::engine::ir::*;
 use crate::engine::ir::{Op, PadMode};
+#[allow(unused_imports)]
+use crate::engine::tensor::*;
 use crate::engine::tensor::{checked_numel, shape_string, strides, Tensor};
 use crate::op_bail;
 
@@ -38,11 +52,11 @@ pub struct Pad;
 
 impl OpDef for Pad {
     fn infer(&self, op: &Op, ins: &[Option<ValueInfo>]) -> OpResult<Vec<OutInfo>> {
-        movement::infer(op, ins)
+        movement::infer(op, ins, plan)
     }
 
     fn eval(&self, op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Option<Vec<Tensor>>> {
-        movement::eval(op, ins)
+        movement::eval(op, ins, plan)
     }
 
     fn lower_cpu(
@@ -51,11 +65,20 @@ impl OpDef for Pad {
         ins: &[Option<ValueInfo>],
         outs: &[OutInfo],
     ) -> OpResult<Box<dyn CpuKernel>> {
-        movement::lower(op, ins, outs)
+        movement::lower(op, ins, outs, plan)
     }
 
     fn lower_cuda(&self, n: &GpuNode, _cx: &mut GpuCtx) -> Result<Vec<Launch>, CudaError> {
         Err(refuse(n.op(), "not supported by the CUDA backend yet"))
+    }
+}
+
+/// The movement plan of this op: its output shapes and the copies that
+/// produce them (the family's shared kernels run it).
+pub(super) fn plan(op: &Op, ins: &[Option<ValueInfo>]) -> OpResult<Plan> {
+    match op {
+        Op::Pad { mode, pads, value } => plan_pad(op, ins, *mode, pads, *value),
+        _ => op_bail!("{} is not a Pad", op.name()),
     }
 }
 

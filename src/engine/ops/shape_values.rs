@@ -20,19 +20,33 @@
 //! allocate. Kernels' `run` is on the frame path (inference thread, work
 //! split over the kernel pool by output range) and never allocates.
 
+// The family's shared helpers and the engine's types, as globs: each op
+// file uses a different handful of them.
 use super::elementwise::wrap_int;
 use super::movement;
 #[allow(unused_imports)]
 use super::movement::*;
 use super::OpDef;
+#[allow(unused_imports)]
+use super::*;
 use super::{OutInfo, ValueInfo};
 #[allow(unused_imports)]
 use crate::cuda::lower::*;
 use crate::cuda::lower::{refuse, GpuCtx, GpuNode, Launch};
 use crate::cuda::CudaError;
+#[allow(unused_imports)]
+use crate::engine::cpu::pool::*;
+#[allow(unused_imports)]
+use crate::engine::cpu::*;
 use crate::engine::cpu::{CpuKernel, StepIo, ThreadPool};
+#[allow(unused_imports)]
+use crate::engine::error::*;
 use crate::engine::error::{OpError, OpResult};
 use crate::engine::ir::Op;
+#[allow(unused_imports)]
+use crate::engine::ir::*;
+#[allow(unused_imports)]
+use crate::engine::tensor::*;
 use crate::engine::tensor::{shape_string, Storage, Tensor, TensorData};
 use crate::op_bail;
 
@@ -40,11 +54,11 @@ pub struct ShapeValues;
 
 impl OpDef for ShapeValues {
     fn infer(&self, op: &Op, ins: &[Option<ValueInfo>]) -> OpResult<Vec<OutInfo>> {
-        movement::infer(op, ins)
+        movement::infer(op, ins, plan)
     }
 
     fn eval(&self, op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Option<Vec<Tensor>>> {
-        movement::eval(op, ins)
+        movement::eval(op, ins, plan)
     }
 
     fn lower_cpu(
@@ -53,7 +67,7 @@ impl OpDef for ShapeValues {
         ins: &[Option<ValueInfo>],
         outs: &[OutInfo],
     ) -> OpResult<Box<dyn CpuKernel>> {
-        movement::lower(op, ins, outs)
+        movement::lower(op, ins, outs, plan)
     }
 
     fn lower_cuda(&self, n: &GpuNode, _cx: &mut GpuCtx) -> Result<Vec<Launch>, CudaError> {
@@ -61,6 +75,67 @@ impl OpDef for ShapeValues {
             n.op(),
             "outputs known at boot are folded, never run on the GPU",
         ))
+    }
+}
+
+/// The movement plan of this op: its output shapes and the copies that
+/// produce them (the family's shared kernels run it).
+pub(super) fn plan(op: &Op, ins: &[Option<ValueInfo>]) -> OpResult<Plan> {
+    match op {
+        Op::Constant(t) => Ok(Plan::Value(vec![(**t).clone()])),
+        Op::Shape { start, end } => {
+            let x = required(ins, 0, "data")?;
+            let r = x.shape.len() as i64;
+            let clamp = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
+            let s = clamp(*start);
+            let e = clamp(end.unwrap_or(r));
+            let dims: Vec<i64> = if s < e {
+                x.shape[s..e].iter().map(|&d| d as i64).collect()
+            } else {
+                Vec::new()
+            };
+            Ok(Plan::Value(vec![Tensor::from_i64(vec![dims.len()], dims)]))
+        }
+        Op::Size => {
+            let x = required(ins, 0, "data")?;
+            Ok(Plan::Value(vec![Tensor::from_i64(
+                vec![],
+                vec![numel(x.shape) as i64],
+            )]))
+        }
+        Op::Range => plan_range(ins),
+        Op::ConstantOfShape(v) => {
+            let dims = const_ints(ins, 0, "shape")?
+                .ok_or_else(|| OpError::new("ConstantOfShape needs input 0 (shape)"))?;
+            if let Some(&d) = dims.iter().find(|&&d| d < 0) {
+                op_bail!("ConstantOfShape shape {dims:?} has a negative dim {d}");
+            }
+            let shape: Vec<usize> = dims.iter().map(|&d| d as usize).collect();
+            let n = checked_numel(&shape)
+                .filter(|&n| n <= MAX_FOLD_ELEMS)
+                .ok_or_else(|| {
+                    OpError::new(format!(
+                        "ConstantOfShape shape {dims:?} is larger than {MAX_FOLD_ELEMS} elements"
+                    ))
+                })?;
+            if v.numel() != 1 {
+                op_bail!(
+                    "ConstantOfShape value must have one element, got {}",
+                    v.numel()
+                );
+            }
+            let data = match &v.data {
+                TensorData::F32(d) => TensorData::F32(vec![d[0]; n]),
+                TensorData::I64(d) => TensorData::I64(vec![d[0]; n]),
+                TensorData::Bool(d) => TensorData::Bool(vec![d[0]; n]),
+            };
+            Ok(Plan::Value(vec![Tensor {
+                dtype: v.dtype,
+                shape,
+                data,
+            }]))
+        }
+        _ => op_bail!("{} is not an op with a boot-time value", op.name()),
     }
 }
 

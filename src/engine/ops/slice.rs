@@ -18,18 +18,32 @@
 //! allocate. Kernels' `run` is on the frame path (inference thread, work
 //! split over the kernel pool by output range) and never allocates.
 
+// The family's shared helpers and the engine's types, as globs: each op
+// file uses a different handful of them.
 use super::movement;
 #[allow(unused_imports)]
 use super::movement::*;
 use super::OpDef;
+#[allow(unused_imports)]
+use super::*;
 use super::{required, OutInfo, ValueInfo};
 #[allow(unused_imports)]
 use crate::cuda::lower::*;
 use crate::cuda::lower::{GpuCtx, GpuNode, Launch};
 use crate::cuda::CudaError;
+#[allow(unused_imports)]
+use crate::engine::cpu::pool::*;
 use crate::engine::cpu::CpuKernel;
+#[allow(unused_imports)]
+use crate::engine::cpu::*;
+#[allow(unused_imports)]
+use crate::engine::error::*;
 use crate::engine::error::{OpError, OpResult};
 use crate::engine::ir::Op;
+#[allow(unused_imports)]
+use crate::engine::ir::*;
+#[allow(unused_imports)]
+use crate::engine::tensor::*;
 use crate::engine::tensor::{numel, Tensor};
 use crate::op_bail;
 
@@ -37,11 +51,11 @@ pub struct Slice;
 
 impl OpDef for Slice {
     fn infer(&self, op: &Op, ins: &[Option<ValueInfo>]) -> OpResult<Vec<OutInfo>> {
-        movement::infer(op, ins)
+        movement::infer(op, ins, plan)
     }
 
     fn eval(&self, op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Option<Vec<Tensor>>> {
-        movement::eval(op, ins)
+        movement::eval(op, ins, plan)
     }
 
     fn lower_cpu(
@@ -50,11 +64,20 @@ impl OpDef for Slice {
         ins: &[Option<ValueInfo>],
         outs: &[OutInfo],
     ) -> OpResult<Box<dyn CpuKernel>> {
-        movement::lower(op, ins, outs)
+        movement::lower(op, ins, outs, plan)
     }
 
     fn lower_cuda(&self, n: &GpuNode, cx: &mut GpuCtx) -> Result<Vec<Launch>, CudaError> {
-        movement::lower_cuda_copies(n, cx)
+        movement::lower_cuda_copies(n, cx, plan)
+    }
+}
+
+/// The movement plan of this op: its output shapes and the copies that
+/// produce them (the family's shared kernels run it).
+pub(super) fn plan(op: &Op, ins: &[Option<ValueInfo>]) -> OpResult<Plan> {
+    match op {
+        Op::Slice { starts, ends, axes } => plan_slice(op, ins, starts, ends, axes),
+        _ => op_bail!("{} is not a Slice", op.name()),
     }
 }
 

@@ -22,32 +22,148 @@
 //! arithmetic lives in `eval`; f32 data goes through the kernels (`eval`
 //! returns `Ok(None)`), so there is one f32 implementation of each op.
 
-use super::elementwise;
-#[allow(unused_imports)]
 use super::elementwise::*;
 use super::OpDef;
+#[allow(unused_imports)]
+// The family's shared helpers and the engine's types, as globs: each op
+// file uses a different handful of them.
+#[allow(unused_imports)]
+use super::*;
 use super::{OutInfo, ValueInfo};
 #[allow(unused_imports)]
 use crate::cuda::lower::*;
 use crate::cuda::CudaError;
 use crate::engine::cpu::activation::apply_inplace;
+#[allow(unused_imports)]
+use crate::engine::cpu::pool::*;
 use crate::engine::cpu::pool::{buf_range, par_chunks, GRAIN};
+#[allow(unused_imports)]
+use crate::engine::cpu::*;
 use crate::engine::cpu::{Buf, CpuKernel, StepIo, ThreadPool};
 use crate::engine::error::OpResult;
+#[allow(unused_imports)]
+use crate::engine::error::*;
 use crate::engine::half::round_to_f16;
+#[allow(unused_imports)]
+use crate::engine::ir::*;
 use crate::engine::ir::{Activation, Op, UnaryOp};
 use crate::engine::tensor::Tensor;
+#[allow(unused_imports)]
+use crate::engine::tensor::*;
 use crate::op_bail;
 
 pub struct Unary;
 
 impl OpDef for Unary {
     fn infer(&self, op: &Op, ins: &[Option<ValueInfo>]) -> OpResult<Vec<OutInfo>> {
-        elementwise::infer(op, ins)
+        let name = op.name();
+        match op {
+            Op::Unary(u) => {
+                let x = required(ins, 0, "X")?;
+                let st = x.dtype.storage();
+                match u {
+                    UnaryOp::Not => {
+                        if st != Storage::Bool {
+                            op_bail!("Not needs a bool input, got {}", x.dtype);
+                        }
+                    }
+                    UnaryOp::Neg
+                    | UnaryOp::Abs
+                    | UnaryOp::Sign
+                    | UnaryOp::Floor
+                    | UnaryOp::Ceil
+                    | UnaryOp::Round => {
+                        if st == Storage::Bool {
+                            op_bail!("{name} does not take a bool input");
+                        }
+                    }
+                    _ => {
+                        if st != Storage::F32 {
+                            op_bail!("{name} needs a float input, got {}", x.dtype);
+                        }
+                    }
+                }
+                Ok(vec![OutInfo {
+                    dtype: x.dtype,
+                    shape: x.shape.to_vec(),
+                }])
+            }
+            Op::Act(_) => {
+                let x = required(ins, 0, "X")?;
+                if !x.dtype.is_float() {
+                    op_bail!("{name} needs a float input, got {}", x.dtype);
+                }
+                Ok(vec![OutInfo {
+                    dtype: x.dtype,
+                    shape: x.shape.to_vec(),
+                }])
+            }
+            Op::Clip { .. } => {
+                let x = required(ins, 0, "input")?;
+                if x.dtype.storage() == Storage::Bool {
+                    op_bail!("Clip does not take a bool input");
+                }
+                clip_bounds_i64(op, ins)?;
+                Ok(vec![OutInfo {
+                    dtype: x.dtype,
+                    shape: x.shape.to_vec(),
+                }])
+            }
+            _ => op_bail!("{} is not a unary op, activation or Clip", op.name()),
+        }
     }
 
     fn eval(&self, op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Option<Vec<Tensor>>> {
-        elementwise::eval(op, ins)
+        let infos: Vec<Option<ValueInfo>> = ins.iter().map(|t| t.map(ValueInfo::of)).collect();
+        let x = ins
+            .first()
+            .copied()
+            .flatten()
+            .ok_or_else(|| OpError::new(format!("{}: missing input 0", op.name())))?;
+        match op {
+            Op::Unary(u) => match &x.data {
+                TensorData::F32(_) => Ok(None),
+                TensorData::I64(v) => {
+                    let d = x.dtype;
+                    let r = v
+                        .iter()
+                        .map(|&a| match u {
+                            UnaryOp::Neg => wrap_int(d, a.wrapping_neg()),
+                            UnaryOp::Abs => wrap_int(d, a.wrapping_abs()),
+                            UnaryOp::Sign => a.signum(),
+                            _ => a,
+                        })
+                        .collect();
+                    Ok(Some(vec![tensor(d, x.shape.clone(), TensorData::I64(r))]))
+                }
+                TensorData::Bool(v) => {
+                    let r = v.iter().map(|&a| !a).collect();
+                    Ok(Some(vec![tensor(
+                        x.dtype,
+                        x.shape.clone(),
+                        TensorData::Bool(r),
+                    )]))
+                }
+            },
+            Op::Act(_) | Op::BatchNormalization { .. } => match x.data {
+                TensorData::F32(_) => Ok(None),
+                _ => Err(data_mismatch("input 0", x)),
+            },
+            Op::Clip { .. } => match &x.data {
+                TensorData::F32(_) => Ok(None),
+                TensorData::I64(v) => {
+                    let (lo, hi) = clip_bounds_i64(op, &infos)?;
+                    let r = v.iter().map(|&a| a.max(lo).min(hi)).collect();
+                    Ok(Some(vec![tensor(
+                        x.dtype,
+                        x.shape.clone(),
+                        TensorData::I64(r),
+                    )]))
+                }
+                TensorData::Bool(_) => Err(data_mismatch("input 0", x)),
+            },
+            _ => op_bail!("{} is not a unary op, activation or Clip", op.name()),
+        }
     }
 
     fn lower_cpu(
@@ -56,7 +172,38 @@ impl OpDef for Unary {
         ins: &[Option<ValueInfo>],
         outs: &[OutInfo],
     ) -> OpResult<Box<dyn CpuKernel>> {
-        elementwise::lower(op, ins, outs)
+        check_runtime_float(op, ins, outs)?;
+        let out = outs
+            .first()
+            .ok_or_else(|| OpError::new(format!("{} has no output", op.name())))?;
+        match op {
+            Op::Unary(u) => {
+                let x = required(ins, 0, "X")?;
+                check_float_data(op, 0, &x)?;
+                Ok(Box::new(MapKernel {
+                    f: MapFn::Unary(*u),
+                    len: numel(&out.shape),
+                }))
+            }
+            Op::Act(a) => {
+                let x = required(ins, 0, "X")?;
+                check_float_data(op, 0, &x)?;
+                Ok(Box::new(MapKernel {
+                    f: MapFn::Act(*a),
+                    len: numel(&out.shape),
+                }))
+            }
+            Op::Clip { .. } => {
+                let x = required(ins, 0, "input")?;
+                check_float_data(op, 0, &x)?;
+                let (lo, hi) = clip_bounds_f32(op, ins)?;
+                Ok(Box::new(MapKernel {
+                    f: MapFn::Act(Activation::Clip(lo, hi)),
+                    len: numel(&out.shape),
+                }))
+            }
+            _ => op_bail!("{} is not a unary op, activation or Clip", op.name()),
+        }
     }
 
     fn lower_cuda(&self, n: &GpuNode, cx: &mut GpuCtx) -> Result<Vec<Launch>, CudaError> {

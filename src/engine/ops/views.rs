@@ -20,18 +20,32 @@
 //! allocate. Kernels' `run` is on the frame path (inference thread, work
 //! split over the kernel pool by output range) and never allocates.
 
+// The family's shared helpers and the engine's types, as globs: each op
+// file uses a different handful of them.
 use super::movement;
 #[allow(unused_imports)]
 use super::movement::*;
 use super::OpDef;
+#[allow(unused_imports)]
+use super::*;
 use super::{OutInfo, ValueInfo};
 #[allow(unused_imports)]
 use crate::cuda::lower::*;
 use crate::cuda::lower::{GpuCtx, GpuNode, Launch};
 use crate::cuda::CudaError;
+#[allow(unused_imports)]
+use crate::engine::cpu::pool::*;
+#[allow(unused_imports)]
+use crate::engine::cpu::*;
 use crate::engine::cpu::{CpuKernel, StepIo, ThreadPool};
 use crate::engine::error::OpResult;
+#[allow(unused_imports)]
+use crate::engine::error::*;
 use crate::engine::ir::Op;
+#[allow(unused_imports)]
+use crate::engine::ir::*;
+#[allow(unused_imports)]
+use crate::engine::tensor::*;
 use crate::engine::tensor::{checked_numel, numel, shape_string, Tensor};
 use crate::op_bail;
 
@@ -39,11 +53,11 @@ pub struct Views;
 
 impl OpDef for Views {
     fn infer(&self, op: &Op, ins: &[Option<ValueInfo>]) -> OpResult<Vec<OutInfo>> {
-        movement::infer(op, ins)
+        movement::infer(op, ins, plan)
     }
 
     fn eval(&self, op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Option<Vec<Tensor>>> {
-        movement::eval(op, ins)
+        movement::eval(op, ins, plan)
     }
 
     fn lower_cpu(
@@ -52,11 +66,137 @@ impl OpDef for Views {
         ins: &[Option<ValueInfo>],
         outs: &[OutInfo],
     ) -> OpResult<Box<dyn CpuKernel>> {
-        movement::lower(op, ins, outs)
+        movement::lower(op, ins, outs, plan)
     }
 
     fn lower_cuda(&self, n: &GpuNode, cx: &mut GpuCtx) -> Result<Vec<Launch>, CudaError> {
-        movement::lower_cuda_copies(n, cx)
+        movement::lower_cuda_copies(n, cx, plan)
+    }
+}
+
+/// The movement plan of this op: its output shapes and the copies that
+/// produce them (the family's shared kernels run it).
+pub(super) fn plan(op: &Op, ins: &[Option<ValueInfo>]) -> OpResult<Plan> {
+    match op {
+        Op::Identity => {
+            let x = required(ins, 0, "input")?;
+            Ok(Plan::Copy {
+                shape: x.shape.to_vec(),
+                mask: false,
+            })
+        }
+        Op::Dropout => {
+            let x = required(ins, 0, "data")?;
+            if let Some(Some(t)) = ins.get(2) {
+                match t.value {
+                    Some(v) if v.to_i64_vec().iter().all(|&b| b == 0) => {}
+                    Some(_) => {
+                        op_bail!("Dropout in training mode is not supported (inference only)")
+                    }
+                    None => op_bail!(
+                        "Dropout training_mode (input 2) must be a constant computable at boot"
+                    ),
+                }
+            }
+            Ok(Plan::Copy {
+                shape: x.shape.to_vec(),
+                mask: true,
+            })
+        }
+        Op::Reshape { allowzero } => {
+            let x = required(ins, 0, "data")?;
+            let want = const_ints(ins, 1, "shape")?
+                .ok_or_else(|| OpError::new("Reshape needs input 1 (shape)"))?;
+            Ok(Plan::Copy {
+                shape: reshape_shape(x.shape, &want, *allowzero)?,
+                mask: false,
+            })
+        }
+        Op::Flatten { axis } => {
+            let x = required(ins, 0, "input")?;
+            let r = x.shape.len() as i64;
+            let a = if *axis < 0 { axis + r } else { *axis };
+            if a < 0 || a > r {
+                op_bail!(
+                    "Flatten axis {axis} is out of range for a rank-{r} input ({})",
+                    shape_string(x.shape)
+                );
+            }
+            let a = a as usize;
+            Ok(Plan::Copy {
+                shape: vec![numel(&x.shape[..a]), numel(&x.shape[a..])],
+                mask: false,
+            })
+        }
+        Op::Squeeze { axes } => {
+            let x = required(ins, 0, "data")?;
+            let axes = match axes {
+                // Opset < 13: an empty attribute means "every 1"; an empty
+                // axes input (opset 13) squeezes nothing.
+                Some(a) if a.is_empty() => None,
+                Some(a) => Some(a.clone()),
+                None => const_ints(ins, 1, "axes")?,
+            };
+            let shape = match axes {
+                None => x.shape.iter().copied().filter(|&d| d != 1).collect(),
+                Some(axes) => {
+                    let mut drop = vec![false; x.shape.len()];
+                    for &a in &axes {
+                        let n = norm_axis(op, "axis", a, x.shape)?;
+                        if x.shape[n] != 1 {
+                            op_bail!(
+                                "Squeeze axis {a} has size {}, not 1, in {}",
+                                x.shape[n],
+                                shape_string(x.shape)
+                            );
+                        }
+                        drop[n] = true;
+                    }
+                    x.shape
+                        .iter()
+                        .zip(&drop)
+                        .filter(|(_, &d)| !d)
+                        .map(|(&n, _)| n)
+                        .collect()
+                }
+            };
+            Ok(Plan::Copy { shape, mask: false })
+        }
+        Op::Unsqueeze { axes } => {
+            let x = required(ins, 0, "data")?;
+            let axes = match axes {
+                Some(a) => a.clone(),
+                None => const_ints(ins, 1, "axes")?
+                    .ok_or_else(|| OpError::new("Unsqueeze needs axes (attribute or input 1)"))?,
+            };
+            let r = x.shape.len() + axes.len();
+            let mut ins_at = vec![false; r];
+            for &a in &axes {
+                let n = normalize_axis(a, r).ok_or_else(|| {
+                    OpError::new(format!(
+                        "Unsqueeze axis {a} is out of range for a rank-{r} output (input {})",
+                        shape_string(x.shape)
+                    ))
+                })?;
+                if ins_at[n] {
+                    op_bail!("Unsqueeze axes {axes:?} repeat axis {a}");
+                }
+                ins_at[n] = true;
+            }
+            let mut it = x.shape.iter();
+            let shape = ins_at
+                .iter()
+                .map(|&u| {
+                    if u {
+                        1
+                    } else {
+                        it.next().copied().unwrap_or(1)
+                    }
+                })
+                .collect();
+            Ok(Plan::Copy { shape, mask: false })
+        }
+        _ => op_bail!("{} is not a reshaping view", op.name()),
     }
 }
 

@@ -21,29 +21,103 @@
 //! arithmetic lives in `eval`; f32 data goes through the kernels (`eval`
 //! returns `Ok(None)`), so there is one f32 implementation of each op.
 
-use super::elementwise;
-#[allow(unused_imports)]
 use super::elementwise::*;
 use super::OpDef;
+#[allow(unused_imports)]
+// The family's shared helpers and the engine's types, as globs: each op
+// file uses a different handful of them.
+#[allow(unused_imports)]
+use super::*;
 use super::{OutInfo, ValueInfo};
 #[allow(unused_imports)]
 use crate::cuda::lower::*;
 use crate::cuda::CudaError;
+#[allow(unused_imports)]
+use crate::engine::cpu::pool::*;
 use crate::engine::cpu::pool::{buf_range, par_chunks, GRAIN};
+#[allow(unused_imports)]
+use crate::engine::cpu::*;
 use crate::engine::cpu::{Buf, CpuKernel, StepIo, ThreadPool};
 use crate::engine::error::OpResult;
+#[allow(unused_imports)]
+use crate::engine::error::*;
 use crate::engine::ir::Op;
+#[allow(unused_imports)]
+use crate::engine::ir::*;
+#[allow(unused_imports)]
+use crate::engine::tensor::*;
 use crate::engine::tensor::{Tensor, TensorData};
+use crate::op_bail;
 
 pub struct Where;
 
 impl OpDef for Where {
     fn infer(&self, op: &Op, ins: &[Option<ValueInfo>]) -> OpResult<Vec<OutInfo>> {
-        elementwise::infer(op, ins)
+        match op {
+            Op::Where => {
+                let c = required(ins, 0, "condition")?;
+                let x = required(ins, 1, "X")?;
+                let y = required(ins, 2, "Y")?;
+                if c.dtype.is_float() {
+                    op_bail!(
+                        "Where's condition must be bool (or integer), got {}",
+                        c.dtype
+                    );
+                }
+                if x.dtype.storage() != y.dtype.storage() {
+                    op_bail!(
+                        "Where's X and Y differ in type: {} and {}",
+                        x.dtype,
+                        y.dtype
+                    );
+                }
+                let xy = broadcast2(x.shape, y.shape, "Where (X, Y)")?;
+                let shape = broadcast2(c.shape, &xy, "Where (condition, X/Y)")?;
+                Ok(vec![OutInfo {
+                    dtype: x.dtype,
+                    shape,
+                }])
+            }
+            _ => op_bail!("{} is not a Where", op.name()),
+        }
     }
 
     fn eval(&self, op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Option<Vec<Tensor>>> {
-        elementwise::eval(op, ins)
+        let infos: Vec<Option<ValueInfo>> = ins.iter().map(|t| t.map(ValueInfo::of)).collect();
+        let outs = self.infer(op, &infos)?;
+        let out = &outs[0];
+        let x = ins
+            .first()
+            .copied()
+            .flatten()
+            .ok_or_else(|| OpError::new(format!("{}: missing input 0", op.name())))?;
+        match op {
+            Op::Where => {
+                let c = &cond_bools(x)?;
+                let (Some(xt), Some(yt)) = (ins[1], ins[2]) else {
+                    op_bail!("Where needs inputs X and Y");
+                };
+                let bc = Bcast::new(&[&x.shape, &xt.shape, &yt.shape], &out.shape);
+                let data = match (&xt.data, &yt.data) {
+                    (TensorData::F32(a), TensorData::F32(b)) => {
+                        TensorData::F32(eval_where(&bc, c, a, b))
+                    }
+                    (TensorData::I64(a), TensorData::I64(b)) => {
+                        TensorData::I64(eval_where(&bc, c, a, b))
+                    }
+                    (TensorData::Bool(a), TensorData::Bool(b)) => {
+                        TensorData::Bool(eval_where(&bc, c, a, b))
+                    }
+                    _ => op_bail!(
+                        "Where's X and Y differ in type: {} and {}",
+                        xt.dtype,
+                        yt.dtype
+                    ),
+                };
+                Ok(Some(vec![tensor(out.dtype, out.shape.clone(), data)]))
+            }
+            _ => op_bail!("{} is not a Where", op.name()),
+        }
     }
 
     fn lower_cpu(
@@ -52,7 +126,28 @@ impl OpDef for Where {
         ins: &[Option<ValueInfo>],
         outs: &[OutInfo],
     ) -> OpResult<Box<dyn CpuKernel>> {
-        elementwise::lower(op, ins, outs)
+        check_runtime_float(op, ins, outs)?;
+        let out = outs
+            .first()
+            .ok_or_else(|| OpError::new(format!("{} has no output", op.name())))?;
+        match op {
+            Op::Where => {
+                let c = required(ins, 0, "condition")?;
+                let Some(ct) = c.value else {
+                    op_bail!("Where condition (input 0) must be a constant computable at boot");
+                };
+                let cond = cond_bools(ct)?;
+                let x = required(ins, 1, "X")?;
+                let y = required(ins, 2, "Y")?;
+                check_float_data(op, 1, &x)?;
+                check_float_data(op, 2, &y)?;
+                Ok(Box::new(WhereKernel {
+                    cond,
+                    bc: Bcast::new(&[c.shape, x.shape, y.shape], &out.shape),
+                }))
+            }
+            _ => op_bail!("{} is not a Where", op.name()),
+        }
     }
 
     fn lower_cuda(&self, n: &GpuNode, _cx: &mut GpuCtx) -> Result<Vec<Launch>, CudaError> {

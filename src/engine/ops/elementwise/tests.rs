@@ -3,7 +3,10 @@
 use super::*;
 use crate::engine::cpu::pool::GRAIN;
 use crate::engine::cpu::{Buf, StepIo, ThreadPool};
+use crate::engine::ir::{Activation, BinaryOp, UnaryOp};
 use crate::engine::ops;
+use crate::engine::ops::{infer, lower};
+use crate::engine::tensor::DType;
 
 fn f32t(shape: &[usize], v: &[f32]) -> Tensor {
     Tensor::from_f32(shape.to_vec(), v.to_vec())

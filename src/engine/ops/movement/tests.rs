@@ -4,6 +4,7 @@ use super::*;
 use crate::engine::cpu::{Buf, StepIo, ThreadPool};
 use crate::engine::ir::PadMode;
 use crate::engine::ops;
+use crate::engine::ops::{infer, lower};
 
 fn f32t(shape: &[usize], v: &[f32]) -> Tensor {
     Tensor::from_f32(shape.to_vec(), v.to_vec())
