@@ -3,21 +3,6 @@
 //! Boot only (infer, eval, lowering); the CPU kernel's `run` is on the
 //! frame path and never allocates.
 
-//! Shape and data-movement ops: Concat, Split, Slice, Reshape, Transpose,
-//! Flatten, Squeeze, Unsqueeze, Gather, Expand, Pad, Shape, Size, Range,
-//! ConstantOfShape, Constant, Identity, Dropout.
-//!
-//! Every op is first resolved into a [`Plan`] (output shapes plus the index
-//! arithmetic: collapsed strides, concat chunks, gather and pad index
-//! tables), in one place. `infer` reads the shapes off the plan, `eval` runs
-//! it on owned tensors of any element type, and `lower` wraps it in a
-//! kernel that runs it on f32 arena slices: the data movement itself is
-//! written once, generic over the element type.
-//!
-//! `infer`, `lower` and `eval` run at boot on the engine's boot thread and
-//! allocate. Kernels' `run` is on the frame path (inference thread, work
-//! split over the kernel pool by output range) and never allocates.
-
 // The family's shared helpers and the engine's types, as globs: each op
 // file uses a different handful of them.
 use super::movement;

@@ -6,15 +6,6 @@
 //! Boot only (infer, eval, lowering); the CPU kernel's `run` is on the
 //! frame path and never allocates.
 
-//! Conv, MatMul and Gemm: the GEMM-backed ops. Shape inference and the
-//! ONNX attribute semantics live here; the arithmetic lives in
-//! `cpu::gemm` (packed SIMD GEMM, fused bias + activation epilogue) and
-//! `cpu::conv` (implicit-GEMM and direct depthwise convolution).
-//!
-//! infer/lower run at boot and may allocate (weights and constant operands
-//! are packed in `lower`); kernels' `run` is on the frame path (inference
-//! thread, fanning out to the kernel pool) and never allocates.
-
 use super::linear;
 #[allow(unused_imports)]
 use super::linear::*;

@@ -1,20 +1,10 @@
-//! Element-wise ops with numpy (multidirectional) broadcasting: arithmetic,
-//! comparisons and logic (`Binary`), `Unary`, activations (`Act`), `Clip`,
-//! `Cast`, `Where` and inference-mode `BatchNormalization`.
+//! Helpers the element-wise ops (`binary`, `unary`, `cast`, `where_op`,
+//! `batchnorm`) and other op families share: the numpy broadcast plan
+//! ([`Bcast`]), row walks, integer wrapping, and the "runtime tensors are
+//! f32" check. Each op's own semantics live in its file.
 //!
-//! Also owns the helpers the other op families share for their kernels:
-//! the broadcast plan ([`Bcast`]), splitting a flat range over the thread
-//! pool ([`par_chunks`]) and the "runtime tensors are f32" check.
-//!
-//! `infer`, `lower` and `eval` run at boot on the engine's boot thread and
-//! may allocate. Each kernel's `run` is on the frame path (inference thread,
-//! work split over the kernel pool) and never allocates: broadcast strides,
-//! per-channel BatchNorm coefficients and captured constants are all
-//! computed in `lower`.
-//!
-//! Integer and bool tensors only exist as boot-time constants, so their
-//! arithmetic lives in `eval`; f32 data goes through the kernels (`eval`
-//! returns `Ok(None)`), so there is one f32 implementation of each op.
+//! Boot-time helpers allocate; the row walks and [`Bcast`] lookups used by
+//! kernels' `run` (frame path) never allocate.
 
 use super::{OutInfo, ValueInfo};
 

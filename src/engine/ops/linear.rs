@@ -1,7 +1,6 @@
-//! Conv, MatMul and Gemm: the GEMM-backed ops. Shape inference and the
-//! ONNX attribute semantics live here; the arithmetic lives in
-//! `cpu::gemm` (packed SIMD GEMM, fused bias + activation epilogue) and
-//! `cpu::conv` (implicit-GEMM and direct depthwise convolution).
+//! Conv, MatMul and Gemm: shape inference and the CPU-lowering dispatch of
+//! the GEMM-backed ops, whose lowering and kernels live in `conv.rs` and
+//! `matmul.rs` (arithmetic in `cpu::gemm` and `cpu::conv`).
 //!
 //! infer/lower run at boot and may allocate (weights and constant operands
 //! are packed in `lower`); kernels' `run` is on the frame path (inference

@@ -1,13 +1,11 @@
-//! Shape and data-movement ops: Concat, Split, Slice, Reshape, Transpose,
-//! Flatten, Squeeze, Unsqueeze, Gather, Expand, Pad, Shape, Size, Range,
-//! ConstantOfShape, Constant, Identity, Dropout.
-//!
-//! Every op is first resolved into a [`Plan`] (output shapes plus the index
-//! arithmetic: collapsed strides, concat chunks, gather and pad index
-//! tables), in one place. `infer` reads the shapes off the plan, `eval` runs
-//! it on owned tensors of any element type, and `lower` wraps it in a
-//! kernel that runs it on f32 arena slices: the data movement itself is
-//! written once, generic over the element type.
+//! The data-movement family's shared machinery. Each movement op (files
+//! `concat`, `split`, `slice`, `views`, `transpose`, `gather`, `pad`,
+//! `shape_values`) resolves itself into a [`Plan`] (output shapes plus the
+//! index arithmetic: collapsed strides, concat chunks, gather and pad index
+//! tables) with its own `plan` function; from that plan this module infers
+//! shapes, folds constants of any element type, builds the CPU kernel and
+//! the GPU's strided copies. The data movement itself is written once,
+//! generic over the element type (`movement/strided.rs`).
 //!
 //! `infer`, `lower` and `eval` run at boot on the engine's boot thread and
 //! allocate. Kernels' `run` is on the frame path (inference thread, work

@@ -1,10 +1,10 @@
-//! Softmax, LogSoftmax and the Reduce* ops (Sum, Mean, Max, Min, Prod).
+//! The Reduce* ops (Sum, Mean, Max, Min, Prod); Softmax and LogSoftmax,
+//! which share its row layout, are in `softmax.rs`.
 //!
 //! `infer`, `lower` and `eval` run at boot on the engine's boot thread and
 //! may allocate. Kernels' `run` is on the frame path (inference thread, work
 //! split over the kernel pool) and never allocates: the reduction layout is
-//! planned in `lower`, and softmax over a non-last axis works on blocks of
-//! columns held in stack arrays.
+//! planned in `lower`.
 //!
 //! The reduction walk is written once, generic over the element type, and
 //! serves both the f32 kernel and the integer/bool constant folding.

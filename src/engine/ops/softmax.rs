@@ -4,17 +4,6 @@
 //! Boot only (infer, eval, lowering); the CPU kernel's `run` is on the
 //! frame path and never allocates.
 
-//! Softmax, LogSoftmax and the Reduce* ops (Sum, Mean, Max, Min, Prod).
-//!
-//! `infer`, `lower` and `eval` run at boot on the engine's boot thread and
-//! may allocate. Kernels' `run` is on the frame path (inference thread, work
-//! split over the kernel pool) and never allocates: the reduction layout is
-//! planned in `lower`, and softmax over a non-last axis works on blocks of
-//! columns held in stack arrays.
-//!
-//! The reduction walk is written once, generic over the element type, and
-//! serves both the f32 kernel and the integer/bool constant folding.
-
 use super::reduce;
 #[allow(unused_imports)]
 use super::reduce::*;

@@ -4,24 +4,6 @@
 //! Boot only (infer, eval, lowering); the CPU kernel's `run` is on the
 //! frame path and never allocates.
 
-//! Element-wise ops with numpy (multidirectional) broadcasting: arithmetic,
-//! comparisons and logic (`Binary`), `Unary`, activations (`Act`), `Clip`,
-//! `Cast`, `Where` and inference-mode `BatchNormalization`.
-//!
-//! Also owns the helpers the other op families share for their kernels:
-//! the broadcast plan ([`Bcast`]), splitting a flat range over the thread
-//! pool ([`par_chunks`]) and the "runtime tensors are f32" check.
-//!
-//! `infer`, `lower` and `eval` run at boot on the engine's boot thread and
-//! may allocate. Each kernel's `run` is on the frame path (inference thread,
-//! work split over the kernel pool) and never allocates: broadcast strides,
-//! per-channel BatchNorm coefficients and captured constants are all
-//! computed in `lower`.
-//!
-//! Integer and bool tensors only exist as boot-time constants, so their
-//! arithmetic lives in `eval`; f32 data goes through the kernels (`eval`
-//! returns `Ok(None)`), so there is one f32 implementation of each op.
-
 use super::elementwise::*;
 use super::OpDef;
 #[allow(unused_imports)]
