@@ -237,10 +237,10 @@ fn onnx_backend_node_tests() {
         let [(c0, c1, _), (g0, g1, g2)] = *per;
         println!("{op:<22} {n:>5} | {c0:>6} {c1:>7} | {g0:>6} {g1:>7} {g2:>7}");
         tot.0 += n;
-        for b in 0..2 {
-            tot.1[b].0 += per[b].0;
-            tot.1[b].1 += per[b].1;
-            tot.1[b].2 += per[b].2;
+        for (t, p) in tot.1.iter_mut().zip(per) {
+            t.0 += p.0;
+            t.1 += p.1;
+            t.2 += p.2;
         }
     }
     let [(c0, c1, _), (g0, g1, g2)] = tot.1;

@@ -7,7 +7,6 @@
 use super::elementwise::*;
 use super::unary::{MapFn, MapKernel};
 use super::OpDef;
-#[allow(unused_imports)]
 // The family's shared helpers and the engine's types, as globs: each op
 // file uses a different handful of them.
 #[allow(unused_imports)]

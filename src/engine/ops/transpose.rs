@@ -4,7 +4,6 @@
 //! frame path and never allocates.
 
 use super::movement::*;
-#[allow(unused_imports)]
 // The family's shared helpers and the engine's types, as globs: each op
 // file uses a different handful of them.
 #[allow(unused_imports)]
