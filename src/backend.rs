@@ -23,7 +23,7 @@ pub enum BackendError {
     #[error(transparent)]
     Cuda(#[from] crate::cuda::CudaError),
 }
-use crate::source::monotonic_ns;
+use crate::clock::monotonic_ns;
 use std::path::Path;
 
 /// What one call to [`Backend::infer`] measured (CLOCK_MONOTONIC ns).

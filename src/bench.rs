@@ -18,11 +18,12 @@
 
 use crate::backend::{Backend, BackendError, InferTiming};
 use crate::boot::{boot, BootError, Overrides};
+use crate::clock::monotonic_ns;
 use crate::config::Config;
 use crate::frame::FrameDesc;
 use crate::metrics::Stage;
 use crate::preprocess::{Letterbox, LetterboxInfo, RemapTable};
-use crate::source::{monotonic_ns, FrameStamp, Pacing, Source, SourceError};
+use crate::source::{FrameStamp, Pacing, Source, SourceError};
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;

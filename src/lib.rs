@@ -7,6 +7,7 @@ pub mod backend;
 pub mod bench;
 pub mod boot;
 pub mod calibration;
+pub mod clock;
 pub mod config;
 pub mod count_alloc;
 pub mod cuda;

@@ -10,6 +10,7 @@
 
 use super::backend::{PreParams, Tap};
 use super::lower::{Gemm, GpuPlan, Launch, Params, MAX_DIMS};
+use crate::engine::half::{f16_to_f32, f32_to_f16};
 
 // SAFETY (whole module): the addresses are host addresses of buffers the
 // emulated GPU allocated (`emu_gpu`), valid for every index the lowering
@@ -25,29 +26,7 @@ unsafe fn ld16(p: u64, i: i64) -> f32 {
     f16_to_f32(*(p as *const u16).offset(i as isize))
 }
 unsafe fn st16(p: u64, i: i64, v: f32) {
-    *(p as *mut u16).offset(i as isize) = crate::engine::onnx::f32_to_f16(v);
-}
-
-fn f16_to_f32(h: u16) -> f32 {
-    let sign = ((h as u32) & 0x8000) << 16;
-    let exp = ((h >> 10) & 0x1f) as u32;
-    let man = (h & 0x3ff) as u32;
-    let bits = match (exp, man) {
-        (0, 0) => sign,
-        (0, m) => {
-            // Subnormal: normalise.
-            let mut e = 127 - 15 + 1;
-            let mut m = m;
-            while m & 0x400 == 0 {
-                m <<= 1;
-                e -= 1;
-            }
-            sign | ((e as u32) << 23) | ((m & 0x3ff) << 13)
-        }
-        (0x1f, m) => sign | 0x7f80_0000 | (m << 13),
-        (e, m) => sign | ((e + 127 - 15) << 23) | (m << 13),
-    };
-    f32::from_bits(bits)
+    *(p as *mut u16).offset(i as isize) = f32_to_f16(v);
 }
 
 /// The CPU backend's Erf on one value (through its op evaluator: slow,

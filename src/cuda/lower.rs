@@ -11,10 +11,10 @@
 use super::driver::Device;
 use super::mem::DeviceBuf;
 use super::{check, CudaError};
-use crate::engine::ir::{Activation, BinaryOp, Graph, Op, TensorId, UnaryOp};
-use crate::engine::onnx::f32_to_f16;
-use crate::engine::ops;
-use crate::engine::tensor::{broadcast_strides, numel, shape_string, Storage, Tensor};
+use crate::engine::error::OpError;
+use crate::engine::ir::{Activation, BinaryOp, Graph, Node, Op, TensorId, UnaryOp};
+use crate::engine::ops::{self, ValueInfo};
+use crate::engine::tensor::{broadcast_strides, numel, Storage, Tensor};
 use crate::engine::{is_view, plan_arena};
 use cudarc::cublas::sys as cb;
 use cudarc::driver::sys;
@@ -352,7 +352,7 @@ pub struct GpuPlan {
     pub precision: Precision,
 }
 
-fn act_code(a: Activation) -> (i32, f32, f32) {
+pub(crate) fn act_code(a: Activation) -> (i32, f32, f32) {
     match a {
         Activation::None => (0, 0.0, 0.0),
         Activation::Relu => (1, 0.0, 0.0),
@@ -367,7 +367,7 @@ fn act_code(a: Activation) -> (i32, f32, f32) {
     }
 }
 
-fn unary_code(u: UnaryOp) -> Option<i32> {
+pub(crate) fn unary_code(u: UnaryOp) -> Option<i32> {
     Some(match u {
         UnaryOp::Sqrt => 20,
         UnaryOp::Neg => 21,
@@ -386,7 +386,7 @@ fn unary_code(u: UnaryOp) -> Option<i32> {
     })
 }
 
-fn binary_code(b: BinaryOp) -> Option<i32> {
+pub(crate) fn binary_code(b: BinaryOp) -> Option<i32> {
     Some(match b {
         BinaryOp::Add => 0,
         BinaryOp::Sub => 1,
@@ -404,7 +404,7 @@ fn grid(n: usize) -> u32 {
     (n.div_ceil(BLOCK as usize)).clamp(1, 65_535) as u32
 }
 
-fn kernel(params: Params, n: usize) -> Launch {
+pub(crate) fn kernel(params: Params, n: usize) -> Launch {
     Launch::Kernel {
         params,
         grid: grid(n),
@@ -428,7 +428,9 @@ fn strides8(v: &[isize]) -> [i64; MAX_DIMS] {
     a
 }
 
-struct Ctx<'g> {
+/// What an op's GPU lowering may use: device addresses of tensors,
+/// uploads of tables and weights, the shared scratch, the precision.
+pub struct GpuCtx<'g> {
     g: &'g Graph,
     /// Where buffers are allocated (a GPU, or the tests' emulator).
     dev: &'g Arc<Device>,
@@ -443,24 +445,42 @@ struct Ctx<'g> {
     precision: Precision,
 }
 
-impl Ctx<'_> {
-    fn is_rt(&self, t: TensorId) -> bool {
+impl<'g> GpuCtx<'g> {
+    pub fn is_rt(&self, t: TensorId) -> bool {
         self.g.tensors[t].value.is_none()
     }
 
-    fn shape(&self, t: TensorId) -> &[usize] {
+    pub fn shape(&self, t: TensorId) -> &[usize] {
         self.g.tensors[t].shape.as_deref().unwrap_or(&[])
     }
 
-    fn upload(&mut self, data: &[f32], what: &str) -> Result<u64, CudaError> {
+    pub fn upload(&mut self, data: &[f32], what: &str) -> Result<u64, CudaError> {
         self.upload_any(data, what)
+    }
+
+    /// The graph being lowered.
+    pub fn graph(&self) -> &'g Graph {
+        self.g
+    }
+
+    /// Precision of the GEMMs.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// Launch `launch` of the node being lowered reads or writes the
+    /// shared scratch (patched in once every node is lowered), which must
+    /// hold `elems` elements.
+    pub fn use_scratch(&mut self, launch: usize, elems: usize) {
+        self.scratch_users.push((usize::MAX, launch));
+        self.scratch_elems = self.scratch_elems.max(elems);
     }
 
     fn alloc(&self, bytes: usize, what: &str) -> Result<DeviceBuf, CudaError> {
         DeviceBuf::zeroed(self.dev, bytes, what)
     }
 
-    fn upload_any<T: Copy>(&mut self, data: &[T], what: &str) -> Result<u64, CudaError> {
+    pub fn upload_any<T: Copy>(&mut self, data: &[T], what: &str) -> Result<u64, CudaError> {
         let b = DeviceBuf::from_slice(self.dev, data, what)?;
         let p = b.ptr;
         self.consts.push(b);
@@ -469,7 +489,7 @@ impl Ctx<'_> {
 
     /// Device address of tensor `t`: its arena region, or its constant
     /// value uploaded once.
-    fn ptr(&mut self, t: TensorId) -> Result<u64, CudaError> {
+    pub fn ptr(&mut self, t: TensorId) -> Result<u64, CudaError> {
         if self.is_rt(t) {
             return Ok(self.arena + 4 * self.offset[self.root_of[t]] as u64);
         }
@@ -491,7 +511,9 @@ impl Ctx<'_> {
     }
 }
 
-fn unsupported(op: &Op, why: &str) -> CudaError {
+/// The GPU lowering declines this node: the model fails at boot on the
+/// CUDA backend with `why` (the CPU backend still runs it).
+pub fn refuse(op: &Op, why: &str) -> CudaError {
     CudaError::Model(format!("{}: {why}", op.name()))
 }
 
@@ -514,7 +536,7 @@ pub fn build(g: &Graph, precision: Precision, dev: &Arc<Device>) -> Result<GpuPl
     // No in-place reuse on the GPU: simpler, and memory is not the limit.
     let plan = plan_arena(g, &views, &vec![None; g.nodes.len()]);
     let arena = DeviceBuf::zeroed(dev, plan.arena_len * 4, "the activation arena")?;
-    let mut cx = Ctx {
+    let mut cx = GpuCtx {
         g,
         dev,
         arena: arena.ptr,
@@ -579,7 +601,7 @@ pub fn build(g: &Graph, precision: Precision, dev: &Arc<Device>) -> Result<GpuPl
     } else {
         None
     };
-    let port = |cx: &mut Ctx, t: TensorId| -> Result<GpuPort, CudaError> {
+    let port = |cx: &mut GpuCtx, t: TensorId| -> Result<GpuPort, CudaError> {
         let len = numel(cx.shape(t));
         Ok(GpuPort {
             name: g.tensors[t].name.clone(),
@@ -628,499 +650,61 @@ fn patch_scratch(l: &mut Launch, p: u64) {
     }
 }
 
-fn lower_node(cx: &mut Ctx, ni: usize) -> Result<Vec<Launch>, CudaError> {
-    let g = cx.g;
-    let n = &g.nodes[ni];
-    let op = &n.op;
-    let infos = crate::engine::specialize::value_infos(g, &n.inputs);
-    let oerr = |e: crate::engine::error::OpError| CudaError::Model(e.0);
-    let out0 = n.outputs[0];
-    let out_shape = cx.shape(out0).to_vec();
-    let out_len = numel(&out_shape);
-    let inp = |i: usize| n.inputs.get(i).copied().flatten();
-    let mut v = Vec::new();
-    match op {
-        Op::Conv(a) => {
-            let (Some(x), Some(w)) = (inp(0), inp(1)) else {
-                return Err(unsupported(op, "needs X and W"));
-            };
-            if !cx.is_rt(x) || cx.is_rt(w) {
-                return Err(unsupported(op, "needs a run-time X and constant W"));
-            }
-            let geo = ops::linear::conv2d_geometry(a, cx.shape(x), cx.shape(w)).map_err(oerr)?;
-            let Some((batch, c_in, c_out, group, gm)) = geo else {
-                return Err(unsupported(op, "only 2-D convolutions run on the GPU"));
-            };
-            let [h, wd, kh, kw, sh, sw, dh, dw, ph, pw, oh, ow] = gm;
-            let (act, alpha, beta) = act_code(a.activation);
-            let xp = cx.ptr(x)?;
-            let yp = cx.ptr(out0)?;
-            let bias = match inp(2) {
-                Some(b) => cx.ptr(b)?,
-                None => 0,
-            };
-            let wv = g.tensors[w].value.clone();
-            let wdata = wv.as_ref().and_then(|t| t.as_f32()).unwrap_or(&[]);
-            if group != 1 {
-                let wp = cx.ptr(w)?;
-                v.push(kernel(
-                    Params::DirectConv(DirectConvParams {
-                        x: xp,
-                        w: wp,
-                        bias,
-                        y: yp,
-                        n: out_len as i64,
-                        c: c_in as i32,
-                        h: h as i32,
-                        wd: wd as i32,
-                        cout: c_out as i32,
-                        group: group as i32,
-                        kh: kh as i32,
-                        kw: kw as i32,
-                        oh: oh as i32,
-                        ow: ow as i32,
-                        sh: sh as i32,
-                        sw: sw as i32,
-                        ph: ph as i32,
-                        pw: pw as i32,
-                        dh: dh as i32,
-                        dw: dw as i32,
-                        act,
-                        alpha,
-                        beta,
-                    }),
-                    out_len,
-                ));
-                return Ok(v);
-            }
-            let k = c_in * kh * kw;
-            let cols = oh * ow;
-            let half = cx.precision == Precision::Fp16;
-            let wp = if half {
-                let bits: Vec<u16> = wdata.iter().map(|&x| f32_to_f16(x)).collect();
-                cx.upload_any(&bits, "FP16 conv weights")?
-            } else {
-                cx.ptr(w)?
-            };
-            let pointwise = kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0;
-            let direct_b = pointwise && !half;
-            for b in 0..batch {
-                let xb = xp + (b * c_in * h * wd * 4) as u64;
-                let yb = yp + (b * c_out * cols * 4) as u64;
-                let mut bptr = xb;
-                if !direct_b {
-                    let idx = v.len();
-                    if pointwise {
-                        v.push(kernel(
-                            Params::Half(HalfParams {
-                                dst: 0,
-                                src: xb,
-                                n: (k * cols) as i64,
-                            }),
-                            k * cols,
-                        ));
-                    } else {
-                        v.push(kernel(
-                            Params::Im2col(Im2colParams {
-                                x: xb,
-                                col: 0,
-                                n: (k * cols) as i64,
-                                cin: c_in as i32,
-                                h: h as i32,
-                                w: wd as i32,
-                                kh: kh as i32,
-                                kw: kw as i32,
-                                oh: oh as i32,
-                                ow: ow as i32,
-                                sh: sh as i32,
-                                sw: sw as i32,
-                                ph: ph as i32,
-                                pw: pw as i32,
-                                dh: dh as i32,
-                                dw: dw as i32,
-                                half: half as i32,
-                            }),
-                            k * cols,
-                        ));
-                    }
-                    cx.scratch_users.push((usize::MAX, idx));
-                    cx.scratch_elems = cx.scratch_elems.max(k * cols);
-                    bptr = 0;
-                }
-                let gi = v.len();
-                v.push(Launch::Gemm(Gemm {
-                    m: c_out as i32,
-                    n: cols as i32,
-                    k: k as i32,
-                    a: wp,
-                    lda: k as i32,
-                    trans_a: false,
-                    b: bptr,
-                    ldb: cols as i32,
-                    trans_b: false,
-                    c: yb,
-                    ldc: cols as i32,
-                    alpha: 1.0,
-                    beta: 0.0,
-                    batch: 1,
-                    stride_a: 0,
-                    stride_b: 0,
-                    stride_c: 0,
-                    half,
-                }));
-                if bptr == 0 {
-                    cx.scratch_users.push((usize::MAX, gi));
-                }
-            }
-            if bias != 0 || act != 0 {
-                v.push(kernel(
-                    Params::Channel(ChannelParams {
-                        y: yp,
-                        x: yp,
-                        scale: 0,
-                        shift: bias,
-                        n: out_len as i64,
-                        inner: cols as i64,
-                        channels: c_out as i32,
-                        act,
-                        alpha,
-                        beta,
-                    }),
-                    out_len,
-                ));
-            }
-        }
-        Op::MatMul | Op::Gemm { .. } => {
-            let (Some(a), Some(b)) = (inp(0), inp(1)) else {
-                return Err(unsupported(op, "needs A and B"));
-            };
-            let (sa, sb) = (cx.shape(a).to_vec(), cx.shape(b).to_vec());
-            let (alpha, beta, ta, tb) = match op {
-                Op::Gemm {
-                    alpha,
-                    beta,
-                    trans_a,
-                    trans_b,
-                } => (*alpha, *beta, *trans_a, *trans_b),
-                _ => (1.0, 0.0, false, false),
-            };
-            if sa.len() < 2 || sb.len() < 2 {
-                return Err(unsupported(op, "1-D operands do not run on the GPU yet"));
-            }
-            let (ra, rb) = (sa.len(), sb.len());
-            let (m, ka) = if ta {
-                (sa[ra - 1], sa[ra - 2])
-            } else {
-                (sa[ra - 2], sa[ra - 1])
-            };
-            let (kb, nn) = if tb {
-                (sb[rb - 1], sb[rb - 2])
-            } else {
-                (sb[rb - 2], sb[rb - 1])
-            };
-            if ka != kb {
-                return Err(unsupported(op, "inner dimensions differ"));
-            }
-            let batch_a = numel(&sa[..ra - 2]);
-            let batch_b = numel(&sb[..rb - 2]);
-            // FP16 applies to the convolutions (the detector's GEMM time);
-            // MatMul / Gemm stay FP32.
-            let (ap, bp, cp) = (cx.ptr(a)?, cx.ptr(b)?, cx.ptr(out0)?);
-            let gm = |batch: usize, m: usize, sa_: i64, sb_: i64| Gemm {
-                m: m as i32,
-                n: nn as i32,
-                k: ka as i32,
-                a: ap,
-                lda: sa[ra - 1] as i32,
-                trans_a: ta,
-                b: bp,
-                ldb: sb[rb - 1] as i32,
-                trans_b: tb,
-                c: cp,
-                ldc: nn as i32,
-                alpha,
-                beta: 0.0,
-                batch: batch as i32,
-                stride_a: sa_,
-                stride_b: sb_,
-                stride_c: (m * nn) as i64,
-                half: false,
-            };
-            if batch_b == 1 && !ta {
-                // B shared by every batch: fold the batch into M.
-                v.push(Launch::Gemm(gm(1, batch_a * m, 0, 0)));
-            } else if batch_a == batch_b && sa[..ra - 2] == sb[..rb - 2] {
-                v.push(Launch::Gemm(gm(
-                    batch_a,
-                    m,
-                    (sa[ra - 2] * sa[ra - 1]) as i64,
-                    (sb[rb - 2] * sb[rb - 1]) as i64,
-                )));
-            } else {
-                return Err(unsupported(
-                    op,
-                    &format!(
-                        "batch shapes {} x {} do not run on the GPU yet",
-                        shape_string(&sa),
-                        shape_string(&sb)
-                    ),
-                ));
-            }
-            if let (Op::Gemm { .. }, Some(c)) = (op, inp(2)) {
-                if beta != 0.0 {
-                    let sc = cx.shape(c).to_vec();
-                    let cptr = if cx.is_rt(c) {
-                        if beta != 1.0 {
-                            return Err(unsupported(op, "a run-time C with beta != 1"));
-                        }
-                        cx.ptr(c)?
-                    } else {
-                        let cv = g.tensors[c].value.clone();
-                        let data: Vec<f32> = cv
-                            .as_ref()
-                            .and_then(|t| t.as_f32())
-                            .unwrap_or(&[])
-                            .iter()
-                            .map(|x| x * beta)
-                            .collect();
-                        cx.upload(&data, "Gemm C")?
-                    };
-                    v.push(binary(cp, cp, cptr, &out_shape, &out_shape, &sc, 0)?);
-                }
-            }
-        }
-        Op::MaxPool(a) | Op::AveragePool(a) => {
-            let x = inp(0).ok_or_else(|| unsupported(op, "needs X"))?;
-            let sx = cx.shape(x).to_vec();
-            let geo = ops::pool::axis_geometry(op, a, &sx).map_err(oerr)?;
-            if geo.len() != 2 {
-                return Err(unsupported(op, "only 2-D pooling runs on the GPU"));
-            }
-            let (gy, gx) = (geo[0], geo[1]);
-            let (xp, yp) = (cx.ptr(x)?, cx.ptr(out0)?);
-            v.push(kernel(
-                Params::Pool(PoolParams {
-                    x: xp,
-                    y: yp,
-                    n: out_len as i64,
-                    h: gy.0 as i32,
-                    w: gx.0 as i32,
-                    oh: gy.1 as i32,
-                    ow: gx.1 as i32,
-                    kh: gy.2 as i32,
-                    kw: gx.2 as i32,
-                    sh: gy.3 as i32,
-                    sw: gx.3 as i32,
-                    dh: gy.4 as i32,
-                    dw: gx.4 as i32,
-                    ph: gy.5 as i32,
-                    pw: gx.5 as i32,
-                    pad_end_h: gy.6 as i32,
-                    pad_end_w: gx.6 as i32,
-                    is_max: matches!(op, Op::MaxPool(_)) as i32,
-                    count_include_pad: a.count_include_pad as i32,
-                }),
-                out_len,
-            ));
-        }
-        Op::GlobalAveragePool | Op::GlobalMaxPool => {
-            let x = inp(0).ok_or_else(|| unsupported(op, "needs X"))?;
-            let sx = cx.shape(x).to_vec();
-            if sx.len() < 3 {
-                return Err(unsupported(op, "needs N x C x spatial"));
-            }
-            let rows = sx[0] * sx[1];
-            let (xp, yp) = (cx.ptr(x)?, cx.ptr(out0)?);
-            v.push(Launch::Kernel {
-                params: Params::GlobalPool(GlobalPoolParams {
-                    x: xp,
-                    y: yp,
-                    rows: rows as i64,
-                    len: numel(&sx[2..]) as i64,
-                    is_max: matches!(op, Op::GlobalMaxPool) as i32,
-                }),
-                grid: rows.clamp(1, 65_535) as u32,
-                block: 256,
-            });
-        }
-        Op::Resize(_) => {
-            let x = inp(0).ok_or_else(|| unsupported(op, "needs X"))?;
-            let sx = cx.shape(x).to_vec();
-            let t = ops::resize::axis_tables(op, &infos).map_err(oerr)?;
-            let r = sx.len();
-            if r < 2 || t.iter().any(|a| a.5) {
-                return Err(unsupported(op, "extrapolated or rank < 2 resizes"));
-            }
-            if t[..r - 2].iter().any(|a| a.0 != a.1) {
-                return Err(unsupported(
-                    op,
-                    "only the last two axes may be resized on the GPU",
-                ));
-            }
-            let (ty, tx) = (&t[r - 2], &t[r - 1]);
-            let yidx: Vec<i32> = ty.3.iter().map(|&i| i as i32).collect();
-            let xidx: Vec<i32> = tx.3.iter().map(|&i| i as i32).collect();
-            let (yi, yw) = (
-                cx.upload_any(&yidx, "resize rows")?,
-                cx.upload(&ty.4, "resize row weights")?,
-            );
-            let (xi, xw) = (
-                cx.upload_any(&xidx, "resize columns")?,
-                cx.upload(&tx.4, "resize column weights")?,
-            );
-            let (xp, yp) = (cx.ptr(x)?, cx.ptr(out0)?);
-            v.push(kernel(
-                Params::Resize(ResizeParams {
-                    x: xp,
-                    y: yp,
-                    yidx: yi,
-                    yw,
-                    xidx: xi,
-                    xw,
-                    n: out_len as i64,
-                    h: ty.0 as i32,
-                    w: tx.0 as i32,
-                    oh: ty.1 as i32,
-                    ow: tx.1 as i32,
-                    ytaps: ty.2 as i32,
-                    xtaps: tx.2 as i32,
-                }),
-                out_len,
-            ));
-        }
-        Op::Binary(b) => {
-            let code = binary_code(*b)
-                .ok_or_else(|| unsupported(op, "only arithmetic runs on the GPU"))?;
-            let (Some(a), Some(bb)) = (inp(0), inp(1)) else {
-                return Err(unsupported(op, "needs two inputs"));
-            };
-            let (sa, sb) = (cx.shape(a).to_vec(), cx.shape(bb).to_vec());
-            let (ap, bp, op_) = (cx.ptr(a)?, cx.ptr(bb)?, cx.ptr(out0)?);
-            v.push(binary(op_, ap, bp, &out_shape, &sa, &sb, code)?);
-        }
-        Op::Unary(_) | Op::Act(_) | Op::Clip { .. } => {
-            let (code, alpha, beta) = match op {
-                Op::Unary(u) => (
-                    unary_code(*u).ok_or_else(|| unsupported(op, "Not is boolean"))?,
-                    0.0,
-                    0.0,
-                ),
-                Op::Act(a) => act_code(*a),
-                _ => {
-                    let (lo, hi) = ops::elementwise::clip_bounds(op, &infos).map_err(oerr)?;
-                    (8, lo, hi)
-                }
-            };
-            let x = inp(0).ok_or_else(|| unsupported(op, "needs an input"))?;
-            let (xp, yp) = (cx.ptr(x)?, cx.ptr(out0)?);
-            v.push(kernel(
-                Params::Unary(UnaryParams {
-                    out: yp,
-                    x: xp,
-                    n: out_len as i64,
-                    op: code,
-                    alpha,
-                    beta,
-                }),
-                out_len,
-            ));
-        }
-        Op::BatchNormalization { epsilon } => {
-            let x = inp(0).ok_or_else(|| unsupported(op, "needs X"))?;
-            let get = |i: usize| -> Option<Vec<f32>> {
-                let t = inp(i)?;
-                g.tensors[t].value.as_ref()?.as_f32().map(|d| d.to_vec())
-            };
-            let (Some(sc), Some(bi), Some(mean), Some(var)) = (get(1), get(2), get(3), get(4))
-            else {
-                return Err(unsupported(op, "needs constant scale, bias, mean and var"));
-            };
-            let sx = cx.shape(x).to_vec();
-            if sx.len() < 2 || sc.len() != sx[1] {
-                return Err(unsupported(op, "channel count mismatch"));
-            }
-            let scale: Vec<f32> = sc
-                .iter()
-                .zip(&var)
-                .map(|(s, v)| s / (v + epsilon).sqrt())
-                .collect();
-            let shift: Vec<f32> = bi
-                .iter()
-                .zip(&mean)
-                .zip(&scale)
-                .map(|((b, m), s)| b - m * s)
-                .collect();
-            let (sp, hp) = (
-                cx.upload(&scale, "BN scale")?,
-                cx.upload(&shift, "BN shift")?,
-            );
-            let (xp, yp) = (cx.ptr(x)?, cx.ptr(out0)?);
-            v.push(kernel(
-                Params::Channel(ChannelParams {
-                    y: yp,
-                    x: xp,
-                    scale: sp,
-                    shift: hp,
-                    n: out_len as i64,
-                    inner: numel(&sx[2..]) as i64,
-                    channels: sx[1] as i32,
-                    act: 0,
-                    alpha: 0.0,
-                    beta: 0.0,
-                }),
-                out_len,
-            ));
-        }
-        Op::Softmax { .. } | Op::LogSoftmax { .. } => {
-            let x = inp(0).ok_or_else(|| unsupported(op, "needs an input"))?;
-            let (outer, len, inner) = ops::reduce::softmax_rows(op, cx.shape(x)).map_err(oerr)?;
-            let (xp, yp) = (cx.ptr(x)?, cx.ptr(out0)?);
-            v.push(kernel(
-                Params::Softmax(SoftmaxParams {
-                    x: xp,
-                    y: yp,
-                    rows: (outer * inner) as i64,
-                    len: len as i64,
-                    inner: inner as i64,
-                    log: matches!(op, Op::LogSoftmax { .. }) as i32,
-                }),
-                outer * inner,
-            ));
-        }
-        Op::Cast { to } if to.is_float() => {
-            let x = inp(0).ok_or_else(|| unsupported(op, "needs an input"))?;
-            if !g.tensors[x].dtype.is_float() {
-                return Err(unsupported(op, "casts from integers run at boot only"));
-            }
-            let (xp, yp) = (cx.ptr(x)?, cx.ptr(out0)?);
-            v.push(copy(yp, xp, &[out_len], &[1], 0, &[1], 0)?);
-        }
-        _ if op.family() == crate::engine::ir::Family::Movement => {
-            let plan = ops::movement::copy_plan(op, &infos)
-                .map_err(oerr)?
-                .ok_or_else(|| unsupported(op, "not supported by the CUDA backend yet"))?;
-            for c in plan {
-                let src = n.inputs.get(c.input).copied().flatten();
-                let src = src.ok_or_else(|| unsupported(op, "missing input"))?;
-                let sp = cx.ptr(src)?;
-                let dp = cx.ptr(n.outputs[c.output])?;
-                v.push(copy(
-                    dp,
-                    sp,
-                    &c.dims,
-                    &c.src_strides,
-                    c.src_base,
-                    &c.dst_strides,
-                    c.dst_base,
-                )?);
-            }
-        }
-        _ => return Err(unsupported(op, "not supported by the CUDA backend yet")),
-    }
-    Ok(v)
+fn lower_node(cx: &mut GpuCtx, ni: usize) -> Result<Vec<Launch>, CudaError> {
+    let n = GpuNode::new(cx.g, ni);
+    ops::def(&n.node.op).lower_cuda(&n, cx)
 }
 
-fn copy(
+/// One node as its op's [`crate::engine::ops::OpDef::lower_cuda`] sees it:
+/// the node, what is known of its inputs at boot, and its first output.
+pub struct GpuNode<'g> {
+    pub node: &'g Node,
+    pub infos: Vec<Option<ValueInfo<'g>>>,
+    /// Shape and element count of output 0.
+    pub out_shape: Vec<usize>,
+    pub out_len: usize,
+}
+
+impl<'g> GpuNode<'g> {
+    fn new(g: &'g Graph, ni: usize) -> GpuNode<'g> {
+        let node = &g.nodes[ni];
+        let infos = crate::engine::specialize::value_infos(g, &node.inputs);
+        let out_shape = g.tensors[node.outputs[0]].shape.clone().unwrap_or_default();
+        let out_len = numel(&out_shape);
+        GpuNode {
+            node,
+            infos,
+            out_shape,
+            out_len,
+        }
+    }
+
+    pub fn op(&self) -> &'g Op {
+        &self.node.op
+    }
+
+    /// Input `i`, `None` when absent.
+    pub fn input(&self, i: usize) -> Option<TensorId> {
+        self.node.inputs.get(i).copied().flatten()
+    }
+
+    /// Input `i` or a refusal naming `what`.
+    pub fn required(&self, i: usize, what: &str) -> Result<TensorId, CudaError> {
+        self.input(i)
+            .ok_or_else(|| refuse(self.op(), &format!("needs {what}")))
+    }
+
+    pub fn out0(&self) -> TensorId {
+        self.node.outputs[0]
+    }
+}
+
+/// An op error met while lowering, as the CUDA backend's error.
+pub fn op_err(e: OpError) -> CudaError {
+    CudaError::Model(e.0)
+}
+
+pub(crate) fn copy(
     dst: u64,
     src: u64,
     dims: &[usize],
@@ -1152,7 +736,7 @@ fn copy(
     ))
 }
 
-fn binary(
+pub(crate) fn binary(
     out: u64,
     a: u64,
     b: u64,
@@ -1309,21 +893,6 @@ unsafe fn gemm(gm: &Gemm, h: cb::cublasHandle_t) -> Result<(), CudaError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn half_bits_round_like_ieee() {
-        assert_eq!(f32_to_f16(0.0), 0);
-        assert_eq!(f32_to_f16(1.0), 0x3c00);
-        assert_eq!(f32_to_f16(-2.0), 0xc000);
-        assert_eq!(f32_to_f16(65504.0), 0x7bff);
-        assert_eq!(f32_to_f16(1e6), 0x7c00);
-        assert_eq!(f32_to_f16(f32::NAN) & 0x7c00, 0x7c00);
-        // Smallest subnormal half, 2^-24.
-        assert_eq!(f32_to_f16(5.960_464_5e-8), 1);
-        // 1 + 2^-11 is a tie between 1 and 1 + 2^-10: even wins.
-        assert_eq!(f32_to_f16(1.0 + 1.0 / 2048.0), 0x3c00);
-        assert_eq!(f32_to_f16(0.1), 0x2e66);
-    }
 
     #[test]
     fn param_structs_have_the_cuda_layout() {

@@ -18,9 +18,11 @@
 pub mod backend;
 pub mod check;
 pub mod driver;
-#[cfg(test)]
+/// The GPU emulator's kernels and its driver (test doubles at the GPU
+/// boundary): compiled always so that integration tests
+/// (`tests/conformance.rs`) can run lowered plans; nothing in the binary
+/// calls them.
 pub mod emu;
-#[cfg(test)]
 pub mod emu_gpu;
 pub mod lower;
 pub mod mem;

@@ -400,59 +400,6 @@ impl Op {
             Op::Pad { .. } => "Pad".into(),
         }
     }
-
-    /// Which op-family module implements this op.
-    pub fn family(&self) -> Family {
-        match self {
-            Op::Conv(_) | Op::MatMul | Op::Gemm { .. } => Family::Linear,
-            Op::MaxPool(_) | Op::AveragePool(_) | Op::GlobalAveragePool | Op::GlobalMaxPool => {
-                Family::Pool
-            }
-            Op::Resize(_) => Family::Resize,
-            Op::Binary(_)
-            | Op::Unary(_)
-            | Op::Act(_)
-            | Op::Clip { .. }
-            | Op::Cast { .. }
-            | Op::Where
-            | Op::BatchNormalization { .. } => Family::Elementwise,
-            Op::Softmax { .. } | Op::LogSoftmax { .. } | Op::Reduce { .. } => Family::Reduce,
-            Op::Concat { .. }
-            | Op::Split { .. }
-            | Op::Slice { .. }
-            | Op::Reshape { .. }
-            | Op::Transpose { .. }
-            | Op::Flatten { .. }
-            | Op::Squeeze { .. }
-            | Op::Unsqueeze { .. }
-            | Op::Identity
-            | Op::Dropout
-            | Op::Constant(_)
-            | Op::Shape { .. }
-            | Op::Size
-            | Op::Gather { .. }
-            | Op::Range
-            | Op::ConstantOfShape(_)
-            | Op::Expand
-            | Op::Pad { .. } => Family::Movement,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Family {
-    /// Conv, MatMul, Gemm (the GEMM-backed ops): `ops/linear.rs`.
-    Linear,
-    /// MaxPool, AveragePool, global pools: `ops/pool.rs`.
-    Pool,
-    /// Resize: `ops/resize.rs`.
-    Resize,
-    /// Arithmetic, comparisons, activations, Cast, Where, BatchNorm: `ops/elementwise.rs`.
-    Elementwise,
-    /// Softmax, LogSoftmax, Reduce*: `ops/reduce.rs`.
-    Reduce,
-    /// Shape and data movement: `ops/movement.rs`.
-    Movement,
 }
 
 impl Op {

@@ -7,6 +7,7 @@
 
 pub mod cpu;
 pub mod error;
+pub mod half;
 pub mod ir;
 pub mod model;
 pub mod onnx;
@@ -50,16 +51,17 @@ pub fn build_cpu_model(
     CpuModel::build(&g, threads)
 }
 
-/// Run `path` once on concrete inputs (graph-input order), the way
-/// `perceptd infer` and the conformance tests do: float inputs bind the
-/// input shapes, integer and bool inputs become boot-time constants.
-/// Returns the outputs in graph-output order with their names. Allocates.
-pub fn infer_once(
+/// Load `path` and specialise it to concrete inputs (graph-input order),
+/// the way `perceptd infer` and the conformance tests do: float inputs bind
+/// the input shapes, integer and bool inputs (and inputs used only as op
+/// parameters) become boot-time constants. Returns the optimised graph and
+/// the indexes, into `inputs`, of the run-time inputs, in the graph's
+/// run-time input order. Every backend lowers the same graph. Allocates.
+pub fn specialize_for_inputs(
     path: &Path,
     inputs: &[Tensor],
-    threads: usize,
     limits: &Limits,
-) -> Result<Vec<(String, Tensor)>, EngineError> {
+) -> Result<(ir::Graph, Vec<usize>), EngineError> {
     let mut g = onnx::load_model(path, limits)?;
     if inputs.len() != g.inputs.len() {
         let names: Vec<&str> = g
@@ -95,11 +97,11 @@ pub fn infer_once(
     let mut b = Bindings::new();
     b.max_tensor_bytes = limits.max_tensor_bytes;
     let mut runtime = Vec::new();
-    for (t, &param) in inputs.iter().zip(&param_only) {
+    for (k, (t, &param)) in inputs.iter().zip(&param_only).enumerate() {
         if t.dtype.is_float() && !param {
             b.shapes.push(Some(t.shape.clone()));
             b.values.push(None);
-            runtime.push(t);
+            runtime.push(k);
         } else {
             b.shapes.push(None);
             b.values.push(Some(t.clone()));
@@ -107,8 +109,23 @@ pub fn infer_once(
     }
     specialize::specialize(&mut g, &b)?;
     passes::optimize(&mut g);
+    Ok((g, runtime))
+}
+
+/// Run `path` once on concrete inputs (graph-input order), the way
+/// `perceptd infer` and the conformance tests do: float inputs bind the
+/// input shapes, integer and bool inputs become boot-time constants.
+/// Returns the outputs in graph-output order with their names. Allocates.
+pub fn infer_once(
+    path: &Path,
+    inputs: &[Tensor],
+    threads: usize,
+    limits: &Limits,
+) -> Result<Vec<(String, Tensor)>, EngineError> {
+    let (g, runtime) = specialize_for_inputs(path, inputs, limits)?;
     let mut m = CpuModel::build(&g, threads)?;
-    for (k, t) in runtime.iter().enumerate() {
+    for (k, &i) in runtime.iter().enumerate() {
+        let t = &inputs[i];
         let dst = m.input_mut(k);
         let src = t.as_f32().unwrap_or(&[]);
         if dst.len() != src.len() {

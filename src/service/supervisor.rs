@@ -18,8 +18,8 @@
 //! threads; never allocates (messages are formatted into stack buffers).
 
 use super::{ServiceSetup, EXIT_HARD_DEADLINE};
+use crate::clock::monotonic_ns;
 use crate::metrics::{Counters, StageClock};
-use crate::source::monotonic_ns;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;

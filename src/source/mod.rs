@@ -94,16 +94,9 @@ pub trait Source: Send {
     fn skip_frame(&mut self) -> Result<FrameStamp, SourceError>;
 }
 
-/// CLOCK_MONOTONIC in nanoseconds. Frame path: never allocates.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the valid timespec we pass.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
+/// Re-exported for the sources and the stages that stamp frames; the
+/// clock itself lives in [`crate::clock`].
+pub use crate::clock::monotonic_ns;
 
 pub mod paced;
 pub mod v4l2;

@@ -5,7 +5,8 @@
 //!
 //! Frame path: never allocates.
 
-use super::{monotonic_ns, FrameStamp, Pacing, Source, SourceError};
+use super::{FrameStamp, Pacing, Source, SourceError};
+use crate::clock::monotonic_ns;
 use crate::frame::FrameDesc;
 
 pub struct Paced<S: Source> {

@@ -27,8 +27,9 @@ mod render;
 mod scene;
 
 use crate::calibration::{self, Calibration};
+use crate::clock::monotonic_ns;
 use crate::frame::{FrameDesc, PixelFormat};
-use crate::source::{monotonic_ns, FrameStamp, Pacing, Source, SourceError};
+use crate::source::{FrameStamp, Pacing, Source, SourceError};
 use render::{ObjBuffers, View};
 use scene::{build_scene, Scene, World, MAX_OBJECTS};
 use std::path::Path;

@@ -26,8 +26,9 @@
 //! message). The reader is called by the capture thread; the writer by
 //! whoever records.
 
+use crate::clock::monotonic_ns;
 use crate::frame::{FrameDesc, PixelFormat};
-use crate::source::{monotonic_ns, FrameStamp, Pacing, Source, SourceError};
+use crate::source::{FrameStamp, Pacing, Source, SourceError};
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::Path;

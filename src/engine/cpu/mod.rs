@@ -5,9 +5,11 @@
 //! `CpuKernel::run` is on the frame path: never allocates, never blocks
 //! except on the pool's own completion barrier.
 
+pub mod activation;
 pub mod conv;
 pub mod gemm;
 pub mod pool;
+pub mod simd;
 
 pub use pool::ThreadPool;
 

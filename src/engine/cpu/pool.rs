@@ -5,7 +5,8 @@
 //! Called from one thread at a time (the inference thread); `parallel_for`
 //! returns only when every task has finished.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use super::Buf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
@@ -162,6 +163,124 @@ impl Drop for ThreadPool {
         for w in self.workers.drain(..) {
             let _ = w.join();
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Splitting work over the pool (every kernel's one way to do it)
+// ---------------------------------------------------------------------------
+
+/// Elements per task below which splitting over threads does not pay.
+pub(crate) const GRAIN: usize = 1 << 14;
+
+/// Run `f(start, end)` over contiguous pieces of `0..n` on the pool, each
+/// at least `grain` long (one piece when the pool has one thread).
+/// Frame path: never allocates.
+pub(crate) fn par_chunks(
+    pool: &ThreadPool,
+    n: usize,
+    grain: usize,
+    f: &(dyn Fn(usize, usize) + Sync),
+) {
+    if n == 0 {
+        return;
+    }
+    let tasks = if pool.threads() <= 1 {
+        1
+    } else {
+        n.div_ceil(grain.max(1)).min(pool.threads() * 4)
+    };
+    if tasks <= 1 {
+        f(0, n);
+        return;
+    }
+    let per = n.div_ceil(tasks);
+    pool.parallel_for(tasks, &|t| {
+        let s = t * per;
+        let e = (s + per).min(n);
+        if s < e {
+            f(s, e);
+        }
+    });
+}
+
+/// Mutable view of elements `[start, end)` of `buf`.
+///
+/// # Safety
+/// `start <= end <= buf.len`, `buf` valid for the lifetime used, and no
+/// other live reference may overlap the range (tasks get disjoint ranges).
+#[inline]
+pub(crate) unsafe fn buf_range<'a>(buf: Buf, start: usize, end: usize) -> &'a mut [f32] {
+    debug_assert!(start <= end && end <= buf.len);
+    std::slice::from_raw_parts_mut(buf.ptr.add(start), end - start)
+}
+
+/// Scratch regions lent to whichever tasks of one `parallel_for` run at the
+/// same time, so a job can have more tasks than threads while scratch
+/// stays sized per thread. Lives on the stack of the submitting call.
+pub(crate) struct Regions {
+    used: AtomicU64,
+    n: usize,
+}
+
+impl Regions {
+    /// `n` regions (at most 64).
+    pub(crate) fn new(n: usize) -> Regions {
+        Regions {
+            used: AtomicU64::new(0),
+            n: n.min(64),
+        }
+    }
+
+    /// A free region. The caller guarantees that at most `n` tasks hold one
+    /// at a time (a pool of at most `n` threads), so one is free; the spin
+    /// only covers the instant between another task's release and claim.
+    pub(crate) fn claim(&self) -> usize {
+        let all = if self.n == 64 {
+            u64::MAX
+        } else {
+            (1u64 << self.n) - 1
+        };
+        loop {
+            let cur = self.used.load(Ordering::Acquire);
+            let free = !cur & all;
+            if free == 0 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let i = free.trailing_zeros();
+            let bit = 1u64 << i;
+            if self
+                .used
+                .compare_exchange_weak(cur, cur | bit, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                return i as usize;
+            }
+        }
+    }
+
+    pub(crate) fn release(&self, i: usize) {
+        self.used.fetch_and(!(1u64 << i), Ordering::Release);
+    }
+}
+
+/// A raw pointer shared by the tasks of one `parallel_for`, each touching a
+/// disjoint part of what it points to.
+#[derive(Clone, Copy)]
+pub(crate) struct SyncPtr(pub(crate) *mut f32);
+
+// SAFETY: only used to hand disjoint regions to concurrent tasks (each use
+// says which).
+unsafe impl Send for SyncPtr {}
+unsafe impl Sync for SyncPtr {}
+
+impl SyncPtr {
+    /// The pointer (a method, so closures capture the Sync wrapper rather
+    /// than the raw field).
+    #[inline]
+    pub(crate) fn get(self) -> *mut f32 {
+        self.0
     }
 }
 

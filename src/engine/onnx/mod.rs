@@ -19,4 +19,3 @@ mod tensor_io;
 pub use parse::{
     decode_model, load_model, load_model_bytes, read_tensor_file, write_tensor_file, Limits,
 };
-pub use tensor_io::{f16_to_f32, f32_to_f16};

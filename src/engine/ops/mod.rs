@@ -1,29 +1,59 @@
-//! Op implementations, one file per op family (see [`Family`]). Each family
-//! provides, for its ops:
+//! Op implementations: one file per ONNX op, or per small family of ops
+//! sharing one kernel, each implementing [`OpDef`] for everything the
+//! engine does with the op:
 //!
 //! * `infer`: output dtypes and shapes from input dtypes/shapes and any
 //!   constant inputs (shape-carrying inputs must be constant at boot);
-//! * `eval`: evaluation on owned tensors, used by constant folding. A family
+//! * `eval`: evaluation on owned tensors, used by constant folding. An op
 //!   may return `Ok(None)` for f32 data, which then runs through its own CPU
 //!   kernel (one implementation of each op, not two);
-//! * `lower`: the CPU kernel for the run phase, with every parameter resolved
-//!   and weights packed at boot.
+//! * `lower_cpu`: the CPU kernel for the run phase, with every parameter
+//!   resolved and weights packed at boot;
+//! * `lower_cuda`: the GPU launches, or an explicit refusal
+//!   ([`crate::cuda::lower::refuse`]). It has no default: whether an op
+//!   runs on the GPU is decided, by the compiler's insistence, in the op's
+//!   own file.
+//!
+//! [`def`] is the registry: an exhaustive match from [`Op`] to its
+//! implementation, so a new `Op` variant does not compile until it is
+//! registered. Adding an op: its variant in `ir::Op` (and its attribute
+//! parsing in `onnx/convert.rs`), one file here implementing [`OpDef`] with
+//! its unit tests, one line in [`def`], and its ONNX node tests in
+//! `tests/fixtures/onnx-node` (see `scripts/gen_conformance.py`), which
+//! `tests/conformance.rs` runs through every backend.
 //!
 //! Everything here runs at boot and may allocate, except `CpuKernel::run`,
 //! which is on the frame path (inference thread) and never allocates.
 
-pub mod activation;
-pub mod elementwise;
-pub mod linear;
-pub mod movement;
+mod batchnorm;
+mod binary;
+mod cast;
+mod concat;
+pub mod conv;
+mod elementwise;
+mod gather;
+mod linear;
+mod matmul;
+mod movement;
+mod pad;
 pub mod pool;
-pub mod reduce;
+mod reduce;
 pub mod resize;
+mod shape_values;
+mod slice;
+mod softmax;
+mod split;
+mod transpose;
+mod unary;
+mod views;
+mod where_op;
 
 use super::cpu::{Buf, CpuKernel, StepIo, ThreadPool};
 use super::error::{OpError, OpResult};
-use super::ir::{Family, Op};
+use super::ir::Op;
 use super::tensor::{DType, Tensor, TensorData};
+use crate::cuda::lower::{GpuCtx, GpuNode, Launch};
+use crate::cuda::CudaError;
 
 /// What an op implementation knows about one of its inputs at boot.
 #[derive(Debug, Clone, Copy)]
@@ -51,41 +81,76 @@ pub struct OutInfo {
     pub shape: Vec<usize>,
 }
 
+/// Everything the engine does with one op (or a small family sharing one
+/// kernel). Implementations are unit structs registered in [`def`].
+pub trait OpDef: Sync {
+    /// Output dtypes and shapes. Boot only.
+    fn infer(&self, op: &Op, ins: &[Option<ValueInfo>]) -> OpResult<Vec<OutInfo>>;
+
+    /// Evaluation on constant inputs for folding; `Ok(None)` runs the CPU
+    /// kernel on them instead (f32 data). Boot only; allocates.
+    fn eval(&self, op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Option<Vec<Tensor>>>;
+
+    /// The run-phase CPU kernel, every parameter resolved. Boot only.
+    fn lower_cpu(
+        &self,
+        op: &Op,
+        ins: &[Option<ValueInfo>],
+        outs: &[OutInfo],
+    ) -> OpResult<Box<dyn CpuKernel>>;
+
+    /// The node's GPU launches, or a refusal
+    /// ([`crate::cuda::lower::refuse`]) saying why the GPU cannot run it.
+    /// Boot only.
+    fn lower_cuda(&self, n: &GpuNode, cx: &mut GpuCtx) -> Result<Vec<Launch>, CudaError>;
+}
+
+/// The registry: the implementation of `op`. Exhaustive on purpose.
+pub fn def(op: &Op) -> &'static dyn OpDef {
+    match op {
+        Op::Conv(_) => &conv::Conv,
+        Op::MatMul | Op::Gemm { .. } => &matmul::MatMulGemm,
+        Op::MaxPool(_) | Op::AveragePool(_) => &pool::WindowPool,
+        Op::GlobalAveragePool | Op::GlobalMaxPool => &pool::GlobalPool,
+        Op::Resize(_) => &resize::Resize,
+        Op::Binary(_) => &binary::Binary,
+        Op::Unary(_) | Op::Act(_) | Op::Clip { .. } => &unary::Unary,
+        Op::Cast { .. } => &cast::Cast,
+        Op::Where => &where_op::Where,
+        Op::BatchNormalization { .. } => &batchnorm::BatchNorm,
+        Op::Softmax { .. } | Op::LogSoftmax { .. } => &softmax::Softmax,
+        Op::Reduce { .. } => &reduce::Reduce,
+        Op::Concat { .. } => &concat::Concat,
+        Op::Split { .. } => &split::Split,
+        Op::Slice { .. } => &slice::Slice,
+        Op::Reshape { .. }
+        | Op::Flatten { .. }
+        | Op::Squeeze { .. }
+        | Op::Unsqueeze { .. }
+        | Op::Identity
+        | Op::Dropout => &views::Views,
+        Op::Transpose { .. } | Op::Expand => &transpose::Transpose,
+        Op::Gather { .. } => &gather::Gather,
+        Op::Pad { .. } => &pad::Pad,
+        Op::Constant(_) | Op::Shape { .. } | Op::Size | Op::Range | Op::ConstantOfShape(_) => {
+            &shape_values::ShapeValues
+        }
+    }
+}
+
 /// Output dtypes and shapes of `op`.
 pub fn infer(op: &Op, ins: &[Option<ValueInfo>]) -> OpResult<Vec<OutInfo>> {
-    match op.family() {
-        Family::Linear => linear::infer(op, ins),
-        Family::Pool => pool::infer(op, ins),
-        Family::Resize => resize::infer(op, ins),
-        Family::Elementwise => elementwise::infer(op, ins),
-        Family::Reduce => reduce::infer(op, ins),
-        Family::Movement => movement::infer(op, ins),
-    }
+    def(op).infer(op, ins)
 }
 
 /// The run-phase kernel for `op` with these inputs and outputs.
 pub fn lower(op: &Op, ins: &[Option<ValueInfo>], outs: &[OutInfo]) -> OpResult<Box<dyn CpuKernel>> {
-    match op.family() {
-        Family::Linear => linear::lower(op, ins, outs),
-        Family::Pool => pool::lower(op, ins, outs),
-        Family::Resize => resize::lower(op, ins, outs),
-        Family::Elementwise => elementwise::lower(op, ins, outs),
-        Family::Reduce => reduce::lower(op, ins, outs),
-        Family::Movement => movement::lower(op, ins, outs),
-    }
+    def(op).lower_cpu(op, ins, outs)
 }
 
 /// Evaluate `op` on constant inputs (constant folding). Allocates.
 pub fn eval(op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Vec<Tensor>> {
-    let direct = match op.family() {
-        Family::Linear => None,
-        Family::Pool => None,
-        Family::Resize => None,
-        Family::Elementwise => elementwise::eval(op, ins)?,
-        Family::Reduce => reduce::eval(op, ins)?,
-        Family::Movement => movement::eval(op, ins)?,
-    };
-    match direct {
+    match def(op).eval(op, ins)? {
         Some(out) => Ok(out),
         None => eval_with_kernel(op, ins),
     }

@@ -1,20 +1,36 @@
-//! Softmax, LogSoftmax and the Reduce* ops (Sum, Mean, Max, Min, Prod).
+//! The Reduce* ops (Sum, Mean, Max, Min, Prod); Softmax and LogSoftmax,
+//! which share its row layout, are in `softmax.rs`.
 //!
 //! `infer`, `lower` and `eval` run at boot on the engine's boot thread and
 //! may allocate. Kernels' `run` is on the frame path (inference thread, work
 //! split over the kernel pool) and never allocates: the reduction layout is
-//! planned in `lower`, and softmax over a non-last axis works on blocks of
-//! columns held in stack arrays.
+//! planned in `lower`.
 //!
 //! The reduction walk is written once, generic over the element type, and
 //! serves both the f32 kernel and the integer/bool constant folding.
 
-use super::elementwise::{buf_range, check_runtime_float, par_chunks, row_offset, GRAIN};
+use super::elementwise::{check_runtime_float, row_offset};
+
+use super::OpDef;
+
 use super::{required, OutInfo, ValueInfo};
+
+use crate::cuda::lower::*;
+
+use crate::cuda::CudaError;
+
+use crate::engine::cpu::pool::{buf_range, par_chunks, GRAIN};
+
 use crate::engine::cpu::{Buf, CpuKernel, StepIo, ThreadPool};
+
 use crate::engine::error::{OpError, OpResult};
+
 use crate::engine::ir::{Op, ReduceOp};
+
 use crate::engine::tensor::{normalize_axis, numel, shape_string, Storage, Tensor, TensorData};
+
+#[allow(unused_imports)]
+use super::softmax::*;
 use crate::op_bail;
 
 // ---------------------------------------------------------------------------
@@ -51,47 +67,20 @@ pub fn infer(op: &Op, ins: &[Option<ValueInfo>]) -> OpResult<Vec<OutInfo>> {
     }
 }
 
-fn check_reduce_dtype(op: &Op, r: ReduceOp, st: Storage) -> OpResult<()> {
+pub(super) fn check_reduce_dtype(op: &Op, r: ReduceOp, st: Storage) -> OpResult<()> {
     if st == Storage::Bool && !matches!(r, ReduceOp::Max | ReduceOp::Min) {
         op_bail!("{} does not take bool input", op.name());
     }
     Ok(())
 }
 
-/// `[outer, n, inner]` view of a softmax input: over `axis` (opset >= 13) or
-/// over everything from `axis` on, as one row (legacy, opset < 13).
-fn softmax_layout(op: &Op, axis: i64, shape: &[usize]) -> OpResult<(usize, usize, usize)> {
-    let legacy = matches!(
-        op,
-        Op::Softmax { legacy: true, .. } | Op::LogSoftmax { legacy: true, .. }
-    );
-    let r = shape.len();
-    if legacy {
-        // axis may equal the rank here: everything is "outer".
-        let a = if axis < 0 { axis + r as i64 } else { axis };
-        if a < 0 || a > r as i64 {
-            op_bail!(
-                "{} axis {axis} is out of range for a rank-{r} input ({})",
-                op.name(),
-                shape_string(shape)
-            );
-        }
-        let a = a as usize;
-        return Ok((numel(&shape[..a]), numel(&shape[a..]), 1));
-    }
-    let a = normalize_axis(axis, r).ok_or_else(|| {
-        OpError::new(format!(
-            "{} axis {axis} is out of range for a rank-{r} input ({})",
-            op.name(),
-            shape_string(shape)
-        ))
-    })?;
-    Ok((numel(&shape[..a]), shape[a], numel(&shape[a + 1..])))
-}
-
 /// The axes a Reduce reduces, sorted; `None` when it is the identity
 /// (empty axes with `noop_with_empty_axes`).
-fn reduce_axes(op: &Op, ins: &[Option<ValueInfo>], rank: usize) -> OpResult<Option<Vec<usize>>> {
+pub(super) fn reduce_axes(
+    op: &Op,
+    ins: &[Option<ValueInfo>],
+    rank: usize,
+) -> OpResult<Option<Vec<usize>>> {
     let Op::Reduce {
         axes,
         noop_with_empty_axes,
@@ -136,7 +125,7 @@ fn reduce_axes(op: &Op, ins: &[Option<ValueInfo>], rank: usize) -> OpResult<Opti
     Ok(Some(out))
 }
 
-fn reduced_shape(shape: &[usize], axes: &[usize], keepdims: bool) -> Vec<usize> {
+pub(super) fn reduced_shape(shape: &[usize], axes: &[usize], keepdims: bool) -> Vec<usize> {
     let mut out = Vec::with_capacity(shape.len());
     for (d, &n) in shape.iter().enumerate() {
         if axes.contains(&d) {
@@ -157,25 +146,25 @@ fn reduced_shape(shape: &[usize], axes: &[usize], keepdims: bool) -> Vec<usize> 
 /// An input walked in order as rows of its last collapsed dim, with every
 /// row's place in the output precomputed as strides (0 on reduced dims).
 #[derive(Debug, Clone)]
-struct ReducePlan {
+pub(super) struct ReducePlan {
     /// Input dims with size-1 dims dropped and runs of kept / reduced dims
     /// merged.
-    dims: Vec<usize>,
+    pub(super) dims: Vec<usize>,
     /// Output stride of each collapsed dim (0 when reduced).
-    out_strides: Vec<usize>,
-    inner: usize,
-    inner_reduced: bool,
+    pub(super) out_strides: Vec<usize>,
+    pub(super) inner: usize,
+    pub(super) inner_reduced: bool,
     /// Independent slices along the first collapsed dim when it is kept
     /// (work can be split on them), else 1.
-    groups: usize,
-    in_len: usize,
-    out_len: usize,
+    pub(super) groups: usize,
+    pub(super) in_len: usize,
+    pub(super) out_len: usize,
     /// Input elements folded into each output.
-    count: usize,
+    pub(super) count: usize,
 }
 
 impl ReducePlan {
-    fn new(shape: &[usize], axes: &[usize]) -> ReducePlan {
+    pub(super) fn new(shape: &[usize], axes: &[usize]) -> ReducePlan {
         let mut dims: Vec<usize> = Vec::new();
         let mut red: Vec<bool> = Vec::new();
         for (d, &n) in shape.iter().enumerate() {
@@ -232,7 +221,7 @@ impl ReducePlan {
 
     /// Reduce groups `[g0, g1)` of `x` into `out`, the part of the output
     /// those groups own; `finish` maps each finished sum/max/...
-    fn run<T: Copy>(
+    pub(super) fn run<T: Copy>(
         &self,
         x: &[T],
         out: &mut [T],
@@ -266,7 +255,7 @@ impl ReducePlan {
 /// Fold a row with eight independent accumulators (the ops are
 /// associative), so sums and maxima vectorise.
 #[inline]
-fn fold<T: Copy>(x: &[T], init: T, comb: impl Fn(T, T) -> T) -> T {
+pub(super) fn fold<T: Copy>(x: &[T], init: T, comb: impl Fn(T, T) -> T) -> T {
     let mut acc = [init; 8];
     let chunks = x.chunks_exact(8);
     let rem = chunks.remainder();
@@ -286,7 +275,7 @@ fn fold<T: Copy>(x: &[T], init: T, comb: impl Fn(T, T) -> T) -> T {
 }
 
 #[inline(always)]
-fn max_f32(a: f32, b: f32) -> f32 {
+pub(super) fn max_f32(a: f32, b: f32) -> f32 {
     // NaN-propagating, like numpy's maximum.
     if b > a || b.is_nan() {
         b
@@ -296,7 +285,7 @@ fn max_f32(a: f32, b: f32) -> f32 {
 }
 
 #[inline(always)]
-fn min_f32(a: f32, b: f32) -> f32 {
+pub(super) fn min_f32(a: f32, b: f32) -> f32 {
     if b < a || b.is_nan() {
         b
     } else {
@@ -339,9 +328,9 @@ pub fn lower(op: &Op, ins: &[Option<ValueInfo>], outs: &[OutInfo]) -> OpResult<B
     }
 }
 
-struct ReduceKernel {
-    op: ReduceOp,
-    plan: ReducePlan,
+pub(super) struct ReduceKernel {
+    pub(super) op: ReduceOp,
+    pub(super) plan: ReducePlan,
 }
 
 impl CpuKernel for ReduceKernel {
@@ -366,175 +355,6 @@ impl CpuKernel for ReduceKernel {
                 ReduceOp::Min => p.run(x, o, g, f32::INFINITY, min_f32, |v| v),
             }
         });
-    }
-}
-
-/// Columns of a softmax over a non-last axis handled together: their
-/// running max and sum live in stack arrays.
-const BLOCK: usize = 64;
-
-struct SoftmaxKernel {
-    outer: usize,
-    n: usize,
-    inner: usize,
-    log: bool,
-}
-
-impl CpuKernel for SoftmaxKernel {
-    fn inplace_input(&self) -> Option<usize> {
-        Some(0)
-    }
-
-    fn run(&self, io: &StepIo<'_>, _scratch: &mut [f32], pool: &ThreadPool) {
-        let x = (!io.is_inplace()).then(|| io.input(0));
-        let ob = Buf::from_slice(io.output(0));
-        let (n, inner) = (self.n, self.inner);
-        if n == 0 || inner == 0 {
-            return;
-        }
-        let log = self.log;
-        if inner == 1 {
-            // Contiguous lanes.
-            let grain = (GRAIN / n).max(1);
-            par_chunks(pool, self.outer, grain, &|l0, l1| {
-                for l in l0..l1 {
-                    // SAFETY: lane l owns [l*n, (l+1)*n), disjoint per task.
-                    let o = unsafe { buf_range(ob, l * n, (l + 1) * n) };
-                    if let Some(x) = x {
-                        o.copy_from_slice(&x[l * n..(l + 1) * n]);
-                    }
-                    softmax_lane(o, log);
-                }
-            });
-            return;
-        }
-        let blocks = inner.div_ceil(BLOCK);
-        let units = self.outer * blocks;
-        let grain = (GRAIN / (n * BLOCK.min(inner))).max(1);
-        par_chunks(pool, units, grain, &|u0, u1| {
-            for u in u0..u1 {
-                let (outer, b) = (u / blocks, u % blocks);
-                let j0 = b * BLOCK;
-                let w = BLOCK.min(inner - j0);
-                let base = outer * n * inner + j0;
-                // Row i of this block: [base + i*inner, +w), owned by this
-                // unit only.
-                let row = |i: usize| {
-                    let s = base + i * inner;
-                    // SAFETY: units own disjoint column blocks of each row.
-                    unsafe { buf_range(ob, s, s + w) }
-                };
-                if let Some(x) = x {
-                    for i in 0..n {
-                        let s = base + i * inner;
-                        row(i).copy_from_slice(&x[s..s + w]);
-                    }
-                }
-                softmax_block(n, w, &row, log);
-            }
-        });
-    }
-}
-
-/// `exp(x)` for `x <= 0` (softmax's max-shifted inputs): Cephes' `expf`
-/// range reduction and polynomial (relative error ~1e-7), written without
-/// branches or libm calls so that loops over it vectorise. Below -87 the
-/// result is flushed to 0 (the true value is under 1.7e-38).
-#[inline(always)]
-fn exp_nonpos(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer
-    const C1: f32 = 0.693_359_4;
-    const C2: f32 = -2.121_944_4e-4;
-    let xc = x.clamp(-87.0, 0.0);
-    // t holds round(xc * log2 e) in its low mantissa bits: n as an integer
-    // without a float-to-int conversion (those do not vectorise).
-    let t = xc * LOG2E + ROUND;
-    let n = t - ROUND;
-    let r = xc - n * C1 - n * C2;
-    let p = 1.987_569_1e-4;
-    let p = p * r + 1.398_199_9e-3;
-    let p = p * r + 8.333_452e-3;
-    let p = p * r + 4.166_579_6e-2;
-    let p = p * r + 1.666_666_5e-1;
-    let p = p * r + 0.5;
-    let y = p * r * r + r + 1.0;
-    let ni = t.to_bits().wrapping_sub(ROUND.to_bits());
-    let scale = f32::from_bits(ni.wrapping_add(127) << 23);
-    let v = y * scale;
-    let v = if x < -87.0 { 0.0 } else { v };
-    if x.is_nan() {
-        x
-    } else {
-        v
-    }
-}
-
-/// Softmax (or log-softmax) of one contiguous lane, in place.
-fn softmax_lane(o: &mut [f32], log: bool) {
-    let m = fold(o, f32::NEG_INFINITY, max_f32);
-    if log {
-        let mut s = 0.0;
-        for &v in o.iter() {
-            s += exp_nonpos(v - m);
-        }
-        let ls = s.ln();
-        for v in o.iter_mut() {
-            *v = (*v - m) - ls;
-        }
-    } else {
-        for v in o.iter_mut() {
-            *v = exp_nonpos(*v - m);
-        }
-        let s = fold(o, 0.0, |a, b| a + b);
-        let r = 1.0 / s;
-        for v in o.iter_mut() {
-            *v *= r;
-        }
-    }
-}
-
-/// Softmax over `n` rows of a block of `w <= BLOCK` columns, in place;
-/// `row(i)` is row i's slice of the block.
-fn softmax_block<'a>(n: usize, w: usize, row: &dyn Fn(usize) -> &'a mut [f32], log: bool) {
-    let mut m = [f32::NEG_INFINITY; BLOCK];
-    let mut s = [0.0f32; BLOCK];
-    let (m, s) = (&mut m[..w], &mut s[..w]);
-    for i in 0..n {
-        for (mv, &v) in m.iter_mut().zip(row(i).iter()) {
-            *mv = max_f32(*mv, v);
-        }
-    }
-    if log {
-        for i in 0..n {
-            for ((sv, &v), &mv) in s.iter_mut().zip(row(i).iter()).zip(m.iter()) {
-                *sv += exp_nonpos(v - mv);
-            }
-        }
-        // Subtracted below as (x - max) - ln(sum).
-        for sv in s.iter_mut() {
-            *sv = sv.ln();
-        }
-        for i in 0..n {
-            for ((v, &mv), &ls) in row(i).iter_mut().zip(m.iter()).zip(s.iter()) {
-                *v = (*v - mv) - ls;
-            }
-        }
-    } else {
-        for i in 0..n {
-            for ((v, sv), &mv) in row(i).iter_mut().zip(s.iter_mut()).zip(m.iter()) {
-                *v = exp_nonpos(*v - mv);
-                *sv += *v;
-            }
-        }
-        for sv in s.iter_mut() {
-            *sv = 1.0 / *sv;
-        }
-        for i in 0..n {
-            for (v, &r) in row(i).iter_mut().zip(s.iter()) {
-                *v *= r;
-            }
-        }
     }
 }
 
@@ -604,11 +424,28 @@ pub fn eval(op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Option<Vec<Tensor>>> {
     }]))
 }
 
-/// `[outer, n, inner]` of a Softmax / LogSoftmax for another backend.
-pub(crate) fn softmax_rows(op: &Op, shape: &[usize]) -> OpResult<(usize, usize, usize)> {
-    match op {
-        Op::Softmax { axis, .. } | Op::LogSoftmax { axis, .. } => softmax_layout(op, *axis, shape),
-        _ => Err(OpError::new(format!("{} is not a softmax", op.name()))),
+pub struct Reduce;
+
+impl OpDef for Reduce {
+    fn infer(&self, op: &Op, ins: &[Option<ValueInfo>]) -> OpResult<Vec<OutInfo>> {
+        infer(op, ins)
+    }
+
+    fn eval(&self, op: &Op, ins: &[Option<&Tensor>]) -> OpResult<Option<Vec<Tensor>>> {
+        eval(op, ins)
+    }
+
+    fn lower_cpu(
+        &self,
+        op: &Op,
+        ins: &[Option<ValueInfo>],
+        outs: &[OutInfo],
+    ) -> OpResult<Box<dyn CpuKernel>> {
+        lower(op, ins, outs)
+    }
+
+    fn lower_cuda(&self, n: &GpuNode, _cx: &mut GpuCtx) -> Result<Vec<Launch>, CudaError> {
+        Err(refuse(n.op(), "not supported by the CUDA backend yet"))
     }
 }
 

@@ -13,7 +13,7 @@
 //! Frame path: never allocates. Called from whichever thread runs the kernel
 //! (the inference thread or a kernel pool worker).
 
-use crate::engine::cpu::gemm::Isa;
+use super::simd::Isa;
 use crate::engine::ir::Activation;
 
 impl Activation {
