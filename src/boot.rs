@@ -266,6 +266,8 @@ fn load_labels(cfg: &Config, model: &Path, classes: usize) -> Result<Labels, Boo
 
 /// Build everything the frame loop needs. Boot only.
 pub fn boot(cfg: &Config, ov: &Overrides) -> Result<Pipeline, BootError> {
+    // A bad `--output` fails before the slow parts of boot.
+    let output_cfgs = outputs_with_override(&cfg.output, ov.output.as_deref())?;
     let calibration = match &cfg.calibration.path {
         Some(p) => Some(Calibration::load(p)?),
         None => None,
@@ -340,7 +342,7 @@ pub fn boot(cfg: &Config, ov: &Overrides) -> Result<Pipeline, BootError> {
         backend.describe(),
         t0.elapsed().as_secs_f64() * 1e3
     );
-    let outputs = Outputs::build(&outputs_with_override(&cfg.output, ov.output.as_deref())?)?;
+    let outputs = Outputs::build(&output_cfgs)?;
     let chain = Chain::build(
         DecodeStage::new(decoder, backend.letterbox()),
         refine_stages(calibration.as_ref(), backend.rectified_input()),

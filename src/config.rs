@@ -253,7 +253,7 @@ fn one_or_many_outputs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<OutputConf
         let o = OutputConfig::deserialize(toml::Value::Table(t)).map_err(|e| {
             let msg = e.message();
             // `target = "x": why` becomes `output[1].target = "x": why`.
-            D::Error::custom(if names_a_field(msg) {
+            D::Error::custom(if msg.split_once(" = ").is_some() && names_a_field(msg) {
                 format!("{at}.{msg}")
             } else {
                 format!("{at}: {msg}")
@@ -264,14 +264,17 @@ fn one_or_many_outputs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<OutputConf
     Ok(outputs)
 }
 
-/// Whether an error message starts with `field = ` (our own field errors
-/// do: `source.pace = "fst": expected one of fast, realtime`).
+/// Whether an error message starts with `field = ` or `field: ` (our own
+/// field errors do: `source.pace = "fst": expected one of fast, realtime`,
+/// `output[1]: unknown field ...`).
 fn names_a_field(msg: &str) -> bool {
-    msg.split_once(" = ").is_some_and(|(f, _)| {
+    let field = |f: &str| {
         !f.is_empty()
             && f.chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.[]".contains(c))
-    })
+    };
+    msg.split_once(" = ").is_some_and(|(f, _)| field(f))
+        || msg.split_once(": ").is_some_and(|(f, _)| field(f))
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -748,6 +751,136 @@ mod tests {
                 assert_eq!(path, PathBuf::from("/etc/perceptd/clip.y4m"))
             }
             _ => panic!(),
+        }
+    }
+
+    fn parse_err(text: &str) -> String {
+        Config::parse(text, "x.toml", Path::new("/etc/p"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    const MIN: &str = "[source]\nkind = \"synthetic\"\n[model]\npath = \"m.onnx\"\n";
+
+    #[test]
+    fn outputs_are_a_list_and_one_table_still_works() {
+        let c = Config::parse(MIN, "x.toml", Path::new("/etc/p")).unwrap();
+        assert!(
+            matches!(&c.output[..], [OutputConfig::Json(j)] if j.target == OutputTarget::Stdout)
+        );
+        let one = format!("{MIN}[output]\ntarget = \"out.jsonl\"\nmax_line_bytes = 2048\n");
+        let c = Config::parse(&one, "x.toml", Path::new("/etc/p")).unwrap();
+        match &c.output[..] {
+            [OutputConfig::Json(j)] => {
+                assert_eq!(j.target, OutputTarget::File("/etc/p/out.jsonl".into()));
+                assert_eq!(j.max_line_bytes, 2048);
+            }
+            o => panic!("{o:?}"),
+        }
+        let two = format!(
+            "{MIN}[[output]]\nkind = \"json\"\ntarget = \"a.jsonl\"\n\
+             [[output]]\nkind = \"json\"\ntarget = \"udp://127.0.0.1:5600\"\n"
+        );
+        let c = Config::parse(&two, "x.toml", Path::new("/etc/p")).unwrap();
+        match &c.output[..] {
+            [OutputConfig::Json(a), OutputConfig::Json(b)] => {
+                assert_eq!(a.target, OutputTarget::File("/etc/p/a.jsonl".into()));
+                assert_eq!(
+                    b.target,
+                    OutputTarget::Udp("127.0.0.1:5600".parse().unwrap())
+                );
+            }
+            o => panic!("{o:?}"),
+        }
+    }
+
+    #[test]
+    fn output_errors_name_the_table_field_and_value() {
+        let e = parse_err(&format!(
+            "{MIN}[[output]]\ntarget = \"a\"\n[[output]]\ntarget = \"udp://127.0.0.1:0\"\n"
+        ));
+        assert_eq!(
+            e,
+            "x.toml: output[1].target = \"udp://127.0.0.1:0\": port 0 is not a destination \
+             (use udp://HOST:PORT with PORT 1..=65535)"
+        );
+        let e = parse_err(&format!("{MIN}[[output]]\nkind = \"mcap\"\n"));
+        assert!(
+            e.starts_with("x.toml: output[0]: unknown variant `mcap`"),
+            "{e}"
+        );
+        let e = parse_err(&format!("{MIN}[output]\ntagret = \"a\"\n"));
+        assert!(
+            e.starts_with("x.toml: output: unknown field `tagret`"),
+            "{e}"
+        );
+        let e = parse_err(&format!("{MIN}[output]\nmax_line_bytes = 10\n"));
+        assert_eq!(
+            e,
+            "x.toml: output.max_line_bytes = 10: expected at least 1024"
+        );
+        let e = parse_err(&format!("output = []\n{MIN}"));
+        assert!(
+            e.contains("output = []: expected at least one output table"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn enumerated_values_are_one_line_with_every_accepted_spelling() {
+        for (section, line, want) in [
+            (
+                "source",
+                "pace = \"fst\"",
+                "x.toml: source.pace = \"fst\": expected one of fast, realtime",
+            ),
+            (
+                "source",
+                "format = \"bgr\"",
+                "x.toml: source.format = \"bgr\": expected one of yuyv, uyvy, nv12, grey, rgb24, i420, i422, i444",
+            ),
+            (
+                "model",
+                "decoder = \"ssd\"",
+                "x.toml: model.decoder = \"ssd\": expected one of yolov8, yolo11, yolov5u, yolov5",
+            ),
+            (
+                "pipeline",
+                "device = \"gpu\"",
+                "x.toml: pipeline.device = \"gpu\": expected one of auto, cpu, cuda",
+            ),
+            (
+                "pipeline",
+                "precision = \"int8\"",
+                "x.toml: pipeline.precision = \"int8\": expected one of fp32, fp16",
+            ),
+        ] {
+            let text = if section == "pipeline" {
+                format!("{MIN}[pipeline]\n{line}\n")
+            } else {
+                MIN.replace(&format!("[{section}]\n"), &format!("[{section}]\n{line}\n"))
+            };
+            assert_eq!(parse_err(&text), want);
+        }
+        let v4l2 = "[source]\nkind = \"v4l2\"\n[model]\npath = \"m.onnx\"\n";
+        for (line, want) in [
+            (
+                "on_adjust = \"maybe\"",
+                "x.toml: source.on_adjust = \"maybe\": expected one of adapt, refuse",
+            ),
+            (
+                "format = \"i420\"",
+                "x.toml: source.format = \"i420\": a V4L2 camera delivers one of yuyv, uyvy, nv12, grey, rgb24",
+            ),
+        ] {
+            let text = v4l2.replace("[model]", &format!("{line}\n[model]"));
+            assert_eq!(parse_err(&text), want);
+        }
+        // Every format the synthetic camera renders is accepted for it.
+        for (name, f) in PixelFormat::VALUES {
+            let text = MIN.replace("[model]", &format!("format = \"{name}\"\n[model]"));
+            let c = Config::parse(&text, "x.toml", Path::new(".")).unwrap();
+            assert!(matches!(c.source, SourceConfig::Synthetic { format, .. } if format == *f));
         }
     }
 }
