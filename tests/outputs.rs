@@ -8,13 +8,12 @@ mod common;
 
 use common::*;
 use perceptd::boot::{boot, Overrides};
-use std::io::Read;
 use std::net::UdpSocket;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const MODEL: &str = "tests/fixtures/exports/yolov8-w0125-static/model.onnx";
 
@@ -96,8 +95,9 @@ fn file_and_udp_outputs_get_the_same_lines() {
     );
 }
 
-/// Runs the binary on `cfg` for `frames` frames with stdout as given;
-/// returns the exit code and stderr. Fails if it runs over 2 minutes.
+/// Runs the binary on `cfg` for `frames` frames with stdout as given
+/// (closed right after the start with `close_stdout`); returns the exit
+/// code and stderr. Fails if it runs over 2 minutes.
 fn run_binary(cfg: &Path, frames: u32, stdout: Stdio, close_stdout: bool) -> (i32, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_perceptd"))
         .args(["run", "--frames", &frames.to_string(), "--config"])
@@ -112,25 +112,25 @@ fn run_binary(cfg: &Path, frames: u32, stdout: Stdio, close_stdout: bool) -> (i3
     if close_stdout {
         drop(child.stdout.take());
     }
-    let t0 = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
-            assert!(!err.contains("panicked"), "{err}");
-            return (status.code().expect("killed by a signal"), err);
-        }
-        if t0.elapsed() > Duration::from_secs(120) {
-            let _ = child.kill();
-            panic!("perceptd still running after 2 minutes: an output blocked it");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_bounded(child, Duration::from_secs(120))
+}
+
+/// A config in a fresh folder `name` with two JSON outputs, `first` and a
+/// file; returns the config's path and the file's.
+fn failing_and_file(name: &str, first: &str) -> (PathBuf, PathBuf) {
+    let dir = temp_dir(name);
+    let file = dir.join("ok.jsonl");
+    let cfg = dir.join("c.toml");
+    std::fs::write(
+        &cfg,
+        config_text(&format!(
+            "{}{}",
+            json_output(first),
+            json_output(&file.display().to_string())
+        )),
+    )
+    .unwrap();
+    (cfg, file)
 }
 
 fn final_line(stderr: &str) -> &str {
@@ -149,18 +149,7 @@ fn assert_every_line(path: &Path, frames: usize) {
 
 #[test]
 fn closed_stdout_output_is_counted_and_the_file_output_gets_every_line() {
-    let dir = temp_dir("outputs-epipe");
-    let file = dir.join("ok.jsonl");
-    let cfg = dir.join("c.toml");
-    std::fs::write(
-        &cfg,
-        config_text(&format!(
-            "{}{}",
-            json_output("stdout"),
-            json_output(&file.display().to_string())
-        )),
-    )
-    .unwrap();
+    let (cfg, file) = failing_and_file("outputs-epipe", "stdout");
     let (code, err) = run_binary(&cfg, 60, Stdio::piped(), true);
     assert_eq!(code, 0, "{err}");
     let line = final_line(&err);
@@ -186,18 +175,7 @@ fn closed_stdout_output_is_counted_and_the_file_output_gets_every_line() {
 
 #[test]
 fn full_disk_output_is_counted_and_the_file_output_gets_every_line() {
-    let dir = temp_dir("outputs-enospc");
-    let file = dir.join("ok.jsonl");
-    let cfg = dir.join("c.toml");
-    std::fs::write(
-        &cfg,
-        config_text(&format!(
-            "{}{}",
-            json_output("/dev/full"),
-            json_output(&file.display().to_string())
-        )),
-    )
-    .unwrap();
+    let (cfg, file) = failing_and_file("outputs-enospc", "/dev/full");
     let (code, err) = run_binary(&cfg, 40, Stdio::null(), false);
     assert_eq!(code, 0, "{err}");
     let line = final_line(&err);

@@ -26,6 +26,26 @@ use counting_alloc::{allocations, Counting};
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// Receives datagrams into a fixed buffer (no allocation), calling `seen`
+/// with each, until `idle_max` read timeouts in a row.
+fn drain(
+    mut recv: impl FnMut(&mut [u8]) -> std::io::Result<usize>,
+    idle_max: u32,
+    mut seen: impl FnMut(&[u8]),
+) {
+    let mut buf = [0u8; 65536];
+    let mut idle = 0;
+    while idle < idle_max {
+        match recv(&mut buf) {
+            Ok(n) => {
+                seen(&buf[..n]);
+                idle = 0;
+            }
+            Err(_) => idle += 1,
+        }
+    }
+}
+
 #[test]
 fn pipeline_makes_no_allocation_after_warm_up() {
     let dir = temp_dir("pipeline-alloc");
@@ -43,7 +63,6 @@ fn pipeline_makes_no_allocation_after_warm_up() {
             ),
     )
     .unwrap();
-    // The UDP receiver drains into a fixed buffer (no allocation).
     let udp_rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     udp_rx
         .set_read_timeout(Some(Duration::from_millis(500)))
@@ -52,17 +71,13 @@ fn pipeline_makes_no_allocation_after_warm_up() {
     let udp_lines = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let udp_count = Arc::clone(&udp_lines);
     let udp_drain = std::thread::spawn(move || {
-        let mut buf = [0u8; 65536];
-        let mut idle = 0;
-        while idle < 10 {
-            match udp_rx.recv(&mut buf) {
-                Ok(_) => {
-                    udp_count.fetch_add(1, Ordering::SeqCst);
-                    idle = 0;
-                }
-                Err(_) => idle += 1,
-            }
-        }
+        drain(
+            |b| udp_rx.recv(b),
+            10,
+            |_| {
+                udp_count.fetch_add(1, Ordering::SeqCst);
+            },
+        )
     });
     let cfg = config(&format!(
         "[source]\nkind = \"synthetic\"\nseed = 11\n\
@@ -91,19 +106,16 @@ fn pipeline_makes_no_allocation_after_warm_up() {
     p.service.hard_deadline_ns = 60_000_000_000;
     let pings = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let pings_rx = Arc::clone(&pings);
-    let drain = std::thread::spawn(move || {
-        let mut buf = [0u8; 512];
-        let mut idle = 0;
-        while idle < 20 {
-            match notify_rx.recv(&mut buf) {
-                Ok(n) if &buf[..n] == b"WATCHDOG=1" => {
+    let notify_drain = std::thread::spawn(move || {
+        drain(
+            |b| notify_rx.recv(b),
+            20,
+            |d| {
+                if d == b"WATCHDOG=1" {
                     pings_rx.fetch_add(1, Ordering::SeqCst);
-                    idle = 0;
                 }
-                Ok(_) => idle = 0,
-                Err(_) => idle += 1,
-            }
-        }
+            },
+        )
     });
     let counters = Arc::clone(p.metrics.counters());
     let handle = std::thread::spawn(move || p.run(Arc::new(AtomicBool::new(false))));
@@ -118,7 +130,7 @@ fn pipeline_makes_no_allocation_after_warm_up() {
     let (b, fb) = (allocations(), processed());
     let pings_in_window = pings.load(Ordering::SeqCst);
     let report = handle.join().unwrap();
-    drain.join().unwrap();
+    notify_drain.join().unwrap();
     udp_drain.join().unwrap();
     assert!(pings_in_window > 0, "the supervisor sent no WATCHDOG=1");
     assert!(fb - fa >= 1000, "window covered {} frames", fb - fa);

@@ -234,24 +234,16 @@ impl Stream {
             }
             _ => match self.write_stream(msg, 0, len, false) {
                 Ok(written) if written == len => Ok(()),
+                // Short write: keep the rest so the stream never gets
+                // half a message followed by another one.
                 Ok(written) => {
-                    // Short write: keep the rest so the stream never gets
-                    // half a message followed by another one.
-                    self.pending[..len - written].copy_from_slice(&msg[written..len]);
-                    self.pending_start = 0;
-                    self.pending_end = len - written;
-                    self.stats.deferred += 1;
-                    self.stats.bytes += written as u64;
+                    self.keep_rest(msg, written);
                     return Ok(());
                 }
+                // The fault is counted, but the message is not lost yet:
+                // its rest goes out first on the next call.
                 Err((written, _)) if written > 0 => {
-                    // The fault is counted, but the message is not lost yet:
-                    // its rest goes out first on the next call.
-                    self.pending[..len - written].copy_from_slice(&msg[written..len]);
-                    self.pending_start = 0;
-                    self.pending_end = len - written;
-                    self.stats.deferred += 1;
-                    self.stats.bytes += written as u64;
+                    self.keep_rest(msg, written);
                     return Ok(());
                 }
                 Err((_, e)) => Err(e),
@@ -268,6 +260,16 @@ impl Stream {
                 Err(e)
             }
         }
+    }
+
+    /// Keeps `msg[written..]` to send before the next message.
+    fn keep_rest(&mut self, msg: &[u8], written: usize) {
+        let rest = &msg[written..];
+        self.pending[..rest.len()].copy_from_slice(rest);
+        self.pending_start = 0;
+        self.pending_end = rest.len();
+        self.stats.deferred += 1;
+        self.stats.bytes += written as u64;
     }
 
     /// Sends the rest of a short-written message. Err: it is still pending.
