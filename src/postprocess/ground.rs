@@ -57,3 +57,45 @@ fn ground_of(cal: &Calibration, d: &Detection, rectified: bool) -> Option<[f32; 
     };
     g.map(|[x, y]| [x as f32, y as f32])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Counters;
+    use crate::postprocess::DetectionList;
+    use crate::ring::SlotMeta;
+
+    #[test]
+    fn places_boxes_on_the_ground_and_leaves_sky_boxes_without() {
+        let cal = Calibration::front_camera();
+        let (w, h) = (cal.width() as f32, cal.height() as f32);
+        let mut dets = DetectionList::with_capacity(4);
+        // Bottom centre near the image bottom: ground close ahead; a box
+        // ending high in the image looks at the sky.
+        let near = [w * 0.45, h * 0.8, w * 0.55, h];
+        let sky = [w * 0.45, 0.0, w * 0.55, h * 0.05];
+        for bbox in [near, sky] {
+            dets.push(Detection {
+                bbox,
+                ..Detection::default()
+            })
+            .unwrap();
+        }
+        let mut stage = GroundStage::new(cal.clone(), false);
+        let meta = SlotMeta::default();
+        let counters = Counters::default();
+        let mut ctx = FrameCtx {
+            output: &[],
+            meta: &meta,
+            dets: &mut dets,
+            counters: &counters,
+        };
+        stage.run(&mut ctx);
+        let d = dets.as_slice();
+        let [x, y] = d[0].ground.expect("the near box is on the ground");
+        assert!(x > 0.0 && y.abs() < 1.0, "{x} {y}");
+        assert_eq!(d[0].ground, ground_of(&cal, &d[0], false));
+        assert_eq!(d[1].ground, None);
+        assert_eq!(d[0].bbox, near, "raw boxes are not moved");
+    }
+}

@@ -241,3 +241,99 @@ impl Chain {
         self.outputs.publish(&frame, counters);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{FrameDesc, PixelFormat};
+    use crate::output::{Output, OutputError, OutputStats};
+    use std::sync::{Arc, Mutex};
+
+    /// A refine stage as the tracker will be: fills in identity and
+    /// velocity.
+    struct Tag;
+
+    impl Stage for Tag {
+        fn name(&self) -> &'static str {
+            "tag"
+        }
+        fn run(&mut self, f: &mut FrameCtx<'_>) {
+            for (i, d) in f.dets.as_mut_slice().iter_mut().enumerate() {
+                d.track_id = Some(f.meta.seq * 10 + i as u64);
+                d.velocity = Some([1.0, 0.0]);
+            }
+        }
+    }
+
+    /// Test double for an output: keeps what it was handed.
+    struct Capture(Arc<Mutex<Vec<(u64, Vec<Detection>, usize)>>>, OutputStats);
+
+    impl Output for Capture {
+        fn name(&self) -> &str {
+            "capture"
+        }
+        fn publish(&mut self, f: &crate::output::FrameView<'_>) -> Result<(), OutputError> {
+            let mut got = self.0.lock().unwrap();
+            got.push((f.record.seq, f.detections.to_vec(), f.image.bytes.len()));
+            self.1.published += 1;
+            Ok(())
+        }
+        fn stats(&self) -> &OutputStats {
+            &self.1
+        }
+    }
+
+    #[test]
+    fn chain_runs_decode_then_stages_then_every_output() {
+        // YOLOv8 head, 1 class, 2 anchors (class-major rows cx, cy, w, h, score).
+        let tensor = [50.0, 200.0, 50.0, 200.0, 20.0, 10.0, 20.0, 10.0, 0.8, 0.9];
+        let dec = Decoder::new(
+            DecoderKind::YoloV8,
+            &[1, 5, 2],
+            Some(1),
+            0.25,
+            0.45,
+            10,
+            100,
+        )
+        .unwrap();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let outputs = Outputs::new(vec![
+            Box::new(Capture(Arc::clone(&got), OutputStats::default())),
+            Box::new(Capture(Arc::clone(&got), OutputStats::default())),
+        ]);
+        let mut chain = Chain::build(
+            DecodeStage::new(dec, LetterboxInfo::identity(1000, 1000)),
+            vec![Box::new(Tag)],
+            Labels::fallback(1),
+            outputs,
+        );
+        assert_eq!(chain.describe(), "decode -> tag -> 2 output(s)");
+        let meta = SlotMeta {
+            seq: 7,
+            ..SlotMeta::default()
+        };
+        let pixels = [0u8; 6];
+        let image = Image {
+            desc: FrameDesc {
+                format: PixelFormat::Grey,
+                width: 3,
+                height: 2,
+            },
+            bytes: &pixels,
+        };
+        chain.run(&tensor, &meta, image, 0, &Counters::default());
+        let got = got.lock().unwrap();
+        assert_eq!(got.len(), 2, "both outputs got the frame");
+        assert_eq!(got[0], got[1]);
+        let (seq, dets, image_bytes) = &got[0];
+        assert_eq!((*seq, *image_bytes), (7, 6));
+        assert_eq!(dets.len(), 2);
+        // Decoded (by descending score), then tagged by the stage.
+        assert_eq!(dets[0].score, 0.9);
+        assert_eq!(dets[0].bbox, [195.0, 195.0, 205.0, 205.0]);
+        assert_eq!(dets[0].track_id, Some(70));
+        assert_eq!(dets[1].track_id, Some(71));
+        assert_eq!(dets[1].velocity, Some([1.0, 0.0]));
+    }
+}
