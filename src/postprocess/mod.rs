@@ -265,8 +265,11 @@ mod tests {
         }
     }
 
+    /// Per frame: seq, detections, bytes of the image.
+    type Seen = Arc<Mutex<Vec<(u64, Vec<Detection>, usize)>>>;
+
     /// Test double for an output: keeps what it was handed.
-    struct Capture(Arc<Mutex<Vec<(u64, Vec<Detection>, usize)>>>, OutputStats);
+    struct Capture(Seen, OutputStats);
 
     impl Output for Capture {
         fn name(&self) -> &str {
