@@ -62,9 +62,8 @@ pub fn accepted_of<'a>(names: impl Iterator<Item = &'a str>) -> String {
     s
 }
 
-/// Serde entry point: `#[serde(deserialize_with = "choice::de")]` is not
-/// needed, every [`Choice`] implements `Deserialize` through
-/// [`impl_choice!`]; this is what those impls call.
+/// What every [`Choice`]'s `Deserialize` (from [`impl_choice!`]) does:
+/// a string, one of the list, else `field = "value": expected one of ...`.
 pub fn deserialize<'de, T: Choice, D: serde::Deserializer<'de>>(d: D) -> Result<T, D::Error> {
     use serde::Deserialize;
     let s = String::deserialize(d)?;
