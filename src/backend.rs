@@ -26,6 +26,15 @@ pub enum BackendError {
 use crate::clock::monotonic_ns;
 use std::path::Path;
 
+/// Which backend runs the model (`pipeline.device`, `--device`): `Auto`
+/// takes CUDA when a driver and the GPU are there, else the CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Device {
+    Auto,
+    Cpu,
+    Cuda,
+}
+
 /// What one call to [`Backend::infer`] measured (CLOCK_MONOTONIC ns).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct InferTiming {

@@ -12,7 +12,7 @@
 //!   and serialises real detections.
 //!
 //! Everything else (ring, channels, threads, decoder, NMS, calibration,
-//! sink, metrics) is the production code. Boot allocates; the run does not.
+//! outputs, metrics) is the production code. Boot allocates; the run does not.
 //! `benches/pipeline_overhead.py` runs this next to a hand-written
 //! OpenCV/numpy loop on the same frames and outputs (`--dump`).
 
@@ -211,10 +211,10 @@ pub fn bench_pipeline(
             letterbox.set_remap(t).map_err(BackendError::from)?;
         }
     }
-    let mut list = p.decoder.new_list();
+    let mut list = p.chain.decode.decoder().new_list();
     let mut detections = 0usize;
     for o in outputs.chunks_exact(out_len) {
-        p.decoder.decode(o, &p.letterbox, &mut list)?;
+        p.chain.decode.decode(o, &mut list)?;
         detections += list.len();
     }
     if let Some(dir) = dump {

@@ -1,19 +1,20 @@
 //! Boot: turn a validated [`Config`] into a ready [`Pipeline`]: open the
 //! source, load the calibration, build the backend (model planned, weights
-//! packed, warm-up run), the decoder, labels and sink. Every failure is one
+//! packed, warm-up run) and the postprocess chain (decoder, labels, ground
+//! stage, outputs). Every failure is one
 //! clear error naming the file, field or device. Allocates; runs once.
 
-use crate::backend::{Backend, BackendError, CpuBackend};
+use crate::backend::{Backend, BackendError, CpuBackend, Device};
 use crate::calibration::{Calibration, CalibrationError};
-use crate::config::{Config, SourceConfig};
-use crate::frame::PixelFormat;
+use crate::config::{Config, OutputConfig, SourceConfig};
+use crate::output::json::{JsonConfig, DEFAULT_LINE_BYTES};
+use crate::output::{OutputError, OutputTarget, Outputs};
 use crate::pipeline::{Pipeline, ThreadPolicy};
-use crate::postprocess::{Decoder, DecoderKind, Labels, PostprocessError};
+use crate::postprocess::{refine_stages, Chain, DecodeStage, Decoder, Labels, PostprocessError};
 use crate::service::{Notifier, ServiceSetup};
-use crate::sink::{JsonSink, SinkError, SinkTarget};
 use crate::source::paced::Paced;
 use crate::source::synthetic::{SyntheticConfig, SyntheticSource};
-use crate::source::v4l2::{Absent, OnAdjust, V4l2Config, V4l2Source};
+use crate::source::v4l2::{V4l2Config, V4l2Source};
 use crate::source::y4m::{Pace, Y4mSource};
 use crate::source::{Source, SourceError};
 use std::path::{Path, PathBuf};
@@ -28,7 +29,7 @@ pub enum BootError {
     #[error(transparent)]
     Postprocess(#[from] PostprocessError),
     #[error(transparent)]
-    Sink(#[from] SinkError),
+    Output(#[from] OutputError),
     #[error(transparent)]
     Calibration(#[from] CalibrationError),
     #[error("{0}")]
@@ -41,24 +42,42 @@ pub enum BootError {
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
     pub frames: Option<u64>,
-    pub device: Option<String>,
+    pub device: Option<Device>,
     pub model: Option<PathBuf>,
+    /// `--output T`: JSON lines go to T only. The config's JSON outputs
+    /// are replaced by one to T (at the first one's place, with its line
+    /// size); outputs of other kinds stay.
     pub output: Option<String>,
 }
 
-fn pixel_format(field: &str, s: &str) -> Result<PixelFormat, BootError> {
-    Ok(match s {
-        "yuyv" => PixelFormat::Yuyv,
-        "uyvy" => PixelFormat::Uyvy,
-        "nv12" => PixelFormat::Nv12,
-        "grey" => PixelFormat::Grey,
-        "rgb24" => PixelFormat::Rgb24,
-        other => {
-            return Err(BootError::Config(format!(
-                "{field} = \"{other}\": unknown pixel format"
-            )))
+/// The outputs to build: the config's, with `--output` applied.
+fn outputs_with_override(
+    cfg: &[OutputConfig],
+    output: Option<&str>,
+) -> Result<Vec<OutputConfig>, BootError> {
+    let Some(t) = output else {
+        return Ok(cfg.to_vec());
+    };
+    let target: OutputTarget = t.parse()?;
+    let mut json = Some(JsonConfig {
+        target,
+        max_line_bytes: DEFAULT_LINE_BYTES,
+    });
+    let mut out = Vec::with_capacity(cfg.len() + 1);
+    for o in cfg {
+        match o {
+            OutputConfig::Json(j) => {
+                if let Some(mut first) = json.take() {
+                    first.max_line_bytes = j.max_line_bytes;
+                    out.push(OutputConfig::Json(first));
+                }
+            }
         }
-    })
+    }
+    if let Some(j) = json {
+        out.insert(0, OutputConfig::Json(j));
+    }
+    Ok(out)
 }
 
 /// Open the configured source. `calibration` drives the synthetic camera.
@@ -99,26 +118,18 @@ fn open_source_notifying(
                 seed: *seed,
                 width: *width,
                 height: *height,
-                format: pixel_format("source.format", format)?,
+                format: *format,
                 fps: *fps,
                 ..SyntheticConfig::front_camera(*seed)
             };
             let cfg = SyntheticConfig { calibration, ..cfg };
             let s = SyntheticSource::new(cfg)?;
-            if pace == "realtime" {
-                Box::new(Paced::new(s, *fps))
-            } else {
-                Box::new(s)
+            match pace {
+                Pace::Realtime => Box::new(Paced::new(s, *fps)),
+                Pace::Fast => Box::new(s),
             }
         }
-        SourceConfig::Y4m { path, pace } => Box::new(Y4mSource::open(
-            path,
-            if pace == "realtime" {
-                Pace::Realtime
-            } else {
-                Pace::Fast
-            },
-        )?),
+        SourceConfig::Y4m { path, pace } => Box::new(Y4mSource::open(path, *pace)?),
         SourceConfig::V4l2 {
             device,
             format,
@@ -133,22 +144,14 @@ fn open_source_notifying(
         } => {
             let cfg = V4l2Config {
                 device: device.clone(),
-                format: pixel_format("source.format", format)?,
+                format: *format,
                 width: *width,
                 height: *height,
                 fps: fps.round() as u32,
                 buffers: *buffers as u32,
                 timeout_ms: (*timeout_ms).min(u32::MAX as u64) as u32,
-                on_adjust: if on_adjust == "refuse" {
-                    OnAdjust::Refuse
-                } else {
-                    OnAdjust::Adapt
-                },
-                absent: if absent == "wait" {
-                    Absent::Wait
-                } else {
-                    Absent::Fail
-                },
+                on_adjust: *on_adjust,
+                absent: *absent,
                 reconnect_max_ms: (*reconnect_max_ms).min(u32::MAX as u64) as u32,
             };
             let status = format!("waiting for camera {}", device.display());
@@ -159,31 +162,28 @@ fn open_source_notifying(
     })
 }
 
-/// Pick the backend per `device` ("auto", "cpu", "cuda") and GPU
-/// `cuda_device`: auto takes CUDA when a driver and that GPU are there and
-/// logs which and why; "cuda" without CUDA is an error saying why.
-pub fn choose_device(device: &str, cuda_device: usize) -> Result<&'static str, BootError> {
+/// Pick the backend per `device` and GPU `cuda_device`: auto takes CUDA
+/// when a driver and that GPU are there and logs which and why; cuda
+/// without CUDA is an error saying why. Returns Cpu or Cuda.
+pub fn choose_device(device: Device, cuda_device: usize) -> Result<Device, BootError> {
     match device {
-        "cpu" => Ok("cpu"),
-        "auto" => match crate::cuda::probe(cuda_device) {
+        Device::Cpu => Ok(Device::Cpu),
+        Device::Auto => match crate::cuda::probe(cuda_device) {
             Ok(d) => {
                 log::info!("device auto: using CUDA on {}", d.describe());
-                Ok("cuda")
+                Ok(Device::Cuda)
             }
             Err(e) => {
                 log::info!("device auto: using the CPU backend ({e})");
-                Ok("cpu")
+                Ok(Device::Cpu)
             }
         },
-        "cuda" => match crate::cuda::probe(cuda_device) {
-            Ok(_) => Ok("cuda"),
+        Device::Cuda => match crate::cuda::probe(cuda_device) {
+            Ok(_) => Ok(Device::Cuda),
             Err(e) => Err(BootError::Device(format!(
                 "device cuda: {e}; use --device cpu or auto"
             ))),
         },
-        other => Err(BootError::Device(format!(
-            "device \"{other}\": expected auto, cpu or cuda"
-        ))),
     }
 }
 
@@ -219,14 +219,9 @@ pub fn start_cuda(
     desc: crate::frame::FrameDesc,
     undistort: Option<&Calibration>,
 ) -> Result<crate::cuda::CudaBackend, BootError> {
-    let precision = cfg
-        .pipeline
-        .precision
-        .parse()
-        .map_err(|e: String| BootError::Config(format!("pipeline.{e}")))?;
     let opts = crate::cuda::backend::CudaOptions {
         ordinal: cfg.pipeline.cuda_device,
-        precision,
+        precision: cfg.pipeline.precision,
         cache_dir: cfg.pipeline.kernel_cache.clone(),
     };
     let mut b = crate::cuda::CudaBackend::new_on(gpu, model, desc, cfg.model.input_size, &opts)?;
@@ -297,6 +292,8 @@ fn load_labels(cfg: &Config, model: &Path, classes: usize) -> Result<Labels, Boo
 
 /// Build everything the frame loop needs. Boot only.
 pub fn boot(cfg: &Config, ov: &Overrides) -> Result<Pipeline, BootError> {
+    // A bad `--output` fails before the slow parts of boot.
+    let output_cfgs = outputs_with_override(&cfg.output, ov.output.as_deref())?;
     let calibration = match &cfg.calibration.path {
         Some(p) => Some(Calibration::load(p)?),
         None => None,
@@ -305,7 +302,7 @@ pub fn boot(cfg: &Config, ov: &Overrides) -> Result<Pipeline, BootError> {
     let source = open_source_notifying(&cfg.source, calibration.as_ref(), &notifier)?;
     let desc = source.desc();
     log::info!("source: {}", source.describe());
-    let requested = ov.device.as_deref().unwrap_or(&cfg.pipeline.device);
+    let requested = ov.device.unwrap_or(cfg.pipeline.device);
     let device = choose_device(requested, cfg.pipeline.cuda_device)?;
     let model = ov.model.clone().unwrap_or_else(|| cfg.model.path.clone());
     let t0 = std::time::Instant::now();
@@ -324,9 +321,9 @@ pub fn boot(cfg: &Config, ov: &Overrides) -> Result<Pipeline, BootError> {
         None => None,
     };
     let undistort = calibration.as_ref().filter(|_| cfg.calibration.undistort);
-    let (mut backend, prepared) = if device == "cuda" {
+    let (mut backend, prepared) = if device == Device::Cuda {
         let gpu = &crate::cuda::driver::CUDA;
-        cuda_or_cpu(gpu, cfg, &model, desc, requested == "auto", undistort)?
+        cuda_or_cpu(gpu, cfg, &model, desc, requested == Device::Auto, undistort)?
     } else {
         (cpu_backend(cfg, &model, desc, undistort)?, false)
     };
@@ -337,9 +334,8 @@ pub fn boot(cfg: &Config, ov: &Overrides) -> Result<Pipeline, BootError> {
             cal.distortion_model().ros_name()
         );
     }
-    let kind: DecoderKind = cfg.model.decoder.parse()?;
     let decoder = Decoder::new(
-        kind,
+        cfg.model.decoder,
         backend.output_shape(),
         None,
         cfg.model.conf_threshold as f64,
@@ -371,18 +367,20 @@ pub fn boot(cfg: &Config, ov: &Overrides) -> Result<Pipeline, BootError> {
         backend.describe(),
         t0.elapsed().as_secs_f64() * 1e3
     );
-    let target: SinkTarget = ov.output.as_deref().unwrap_or(&cfg.output.target).parse()?;
-    let sink = JsonSink::open(target, cfg.output.max_line_bytes)?;
-    let letterbox = backend.letterbox();
+    let outputs = Outputs::build(&output_cfgs)?;
+    let chain = Chain::build(
+        DecodeStage::new(decoder, backend.letterbox()),
+        refine_stages(calibration.as_ref(), backend.rectified_input()),
+        labels,
+        outputs,
+    );
+    log::info!("postprocess: {}", chain.describe());
     let t = &cfg.threads;
     Ok(Pipeline {
         source,
         backend,
-        decoder,
-        labels,
-        sink,
+        chain,
         calibration,
-        letterbox,
         ring_slots: cfg.pipeline.ring_slots,
         frames: ov.frames,
         metrics_interval_s: cfg.metrics.interval_s,

@@ -4,9 +4,25 @@
 //! resolved against the config file's folder (the current folder for the
 //! embedded default).
 //!
+//! Every enumerated value is a typed enum read through [`choice`] (one
+//! list of accepted spellings per field); outputs are a list (`[[output]]`
+//! tables, or one `[output]` table).
+//!
 //! Boot only; allocates.
 
-use serde::Deserialize;
+mod choice;
+
+pub use choice::{accepted_of, Choice, ChoiceParser};
+
+use crate::backend::Device;
+use crate::cuda::lower::Precision;
+use crate::frame::PixelFormat;
+use crate::output::json::JsonConfig;
+use crate::output::OutputTarget;
+use crate::postprocess::DecoderKind;
+use crate::source::v4l2::{Absent, OnAdjust};
+use crate::source::y4m::Pace;
+use serde::{Deserialize, Deserializer};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
@@ -41,8 +57,9 @@ pub struct Config {
     pub calibration: CalibrationConfig,
     #[serde(default)]
     pub pipeline: PipelineConfig,
-    #[serde(default)]
-    pub output: OutputConfig,
+    /// `[[output]]` tables (or one `[output]` table), in publishing order.
+    #[serde(default = "d_outputs", deserialize_with = "one_or_many_outputs")]
+    pub output: Vec<OutputConfig>,
     #[serde(default)]
     pub metrics: MetricsConfig,
     #[serde(default)]
@@ -67,16 +84,17 @@ pub enum SourceConfig {
         #[serde(default = "d_fps")]
         fps: f64,
         #[serde(default = "d_synth_format")]
-        format: String,
-        /// "fast" (lockstep) or "realtime" (paced at fps, live semantics).
+        format: PixelFormat,
+        /// Fast (lockstep) or realtime (paced at fps, live semantics).
         #[serde(default = "d_fast")]
-        pace: String,
+        pace: Pace,
     },
     V4l2 {
         #[serde(default = "d_device")]
         device: PathBuf,
+        /// One with a V4L2 fourcc (`source::v4l2::fourcc`).
         #[serde(default = "d_v4l2_format")]
-        format: String,
+        format: PixelFormat,
         #[serde(default = "d_width")]
         width: usize,
         #[serde(default = "d_height")]
@@ -87,13 +105,13 @@ pub enum SourceConfig {
         buffers: usize,
         #[serde(default = "d_timeout_ms")]
         timeout_ms: u64,
-        /// "adapt" or "refuse" when the driver adjusts the format.
+        /// When the driver adjusts the format: adapt or refuse.
         #[serde(default = "d_adapt")]
-        on_adjust: String,
-        /// Camera missing at boot: "fail" (exit 1) or "wait" (retry with
+        on_adjust: OnAdjust,
+        /// Camera missing at boot: fail (exit 1) or wait (retry with
         /// backoff until it appears).
         #[serde(default = "d_fail")]
-        absent: String,
+        absent: Absent,
         /// Longest pause between reconnection attempts after the camera is
         /// lost or stalls (the backoff doubles from 50 ms up to this).
         #[serde(default = "d_reconnect_max_ms")]
@@ -101,9 +119,8 @@ pub enum SourceConfig {
     },
     Y4m {
         path: PathBuf,
-        /// "fast" (lockstep) or "realtime".
         #[serde(default = "d_fast")]
-        pace: String,
+        pace: Pace,
     },
 }
 
@@ -115,9 +132,9 @@ pub struct ModelConfig {
     /// the model.
     #[serde(default)]
     pub labels: Option<PathBuf>,
-    /// "yolov8" (also YOLO11, YOLOv5u) or "yolov5".
+    /// The output head (yolov8, yolo11 and yolov5u share one).
     #[serde(default = "d_decoder")]
-    pub decoder: String,
+    pub decoder: DecoderKind,
     /// `[width, height]` for models with symbolic input dims.
     #[serde(default)]
     pub input_size: Option<[usize; 2]>,
@@ -164,15 +181,14 @@ pub struct PipelineConfig {
     /// Frame slots in the ring, all allocated at boot.
     #[serde(default = "d_slots")]
     pub ring_slots: usize,
-    /// "auto", "cpu" or "cuda".
     #[serde(default = "d_auto")]
-    pub device: String,
+    pub device: Device,
     #[serde(default)]
     pub cuda_device: usize,
-    /// CUDA backend GEMM precision: "fp32", or "fp16" (tensor cores, FP32
+    /// CUDA backend GEMM precision: fp32, or fp16 (tensor cores, FP32
     /// accumulate).
     #[serde(default = "d_precision")]
-    pub precision: String,
+    pub precision: Precision,
     /// Where the CUDA backend caches compiled kernels (default:
     /// `$CACHE_DIRECTORY`, `$XDG_CACHE_HOME/perceptd`, `~/.cache/perceptd`).
     #[serde(default)]
@@ -190,15 +206,75 @@ pub struct PipelineConfig {
     pub hard_deadline_ms: u64,
 }
 
+/// One output: its `kind` selects the variant (and its fields, owned by
+/// the output's own file under `src/output/`). A table without `kind` is
+/// JSON lines, so a pre-`[[output]]` `[output]` table keeps working.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OutputConfig {
-    /// "stdout", a file path, or "udp://HOST:PORT".
-    #[serde(default = "d_stdout")]
-    pub target: String,
-    /// Bytes reserved at boot for one JSON line.
-    #[serde(default = "d_line_bytes")]
-    pub max_line_bytes: usize,
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum OutputConfig {
+    /// JSON lines to stdout, a file or a UDP peer.
+    Json(JsonConfig),
+}
+
+/// The kind an output table gets without `kind = ...`.
+const DEFAULT_OUTPUT_KIND: &str = "json";
+
+fn d_outputs() -> Vec<OutputConfig> {
+    vec![OutputConfig::Json(JsonConfig::default())]
+}
+
+/// `output` is one table (`[output]`) or an array of tables
+/// (`[[output]]`); each table's `kind` defaults to json. Errors name the
+/// table (`output[1].target = ...`).
+fn one_or_many_outputs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<OutputConfig>, D::Error> {
+    use serde::de::Error as _;
+    let (tables, indexed) = match toml::Value::deserialize(d)? {
+        toml::Value::Table(t) => (vec![toml::Value::Table(t)], false),
+        toml::Value::Array(a) => (a, true),
+        other => {
+            return Err(D::Error::custom(format!(
+                "output: expected a table ([output]) or tables ([[output]]), got a {}",
+                other.type_str()
+            )))
+        }
+    };
+    let mut outputs = Vec::with_capacity(tables.len());
+    for (i, t) in tables.into_iter().enumerate() {
+        let at = if indexed {
+            format!("output[{i}]")
+        } else {
+            "output".into()
+        };
+        let toml::Value::Table(mut t) = t else {
+            return Err(D::Error::custom(format!("{at}: expected a table")));
+        };
+        t.entry("kind")
+            .or_insert_with(|| DEFAULT_OUTPUT_KIND.into());
+        let o = OutputConfig::deserialize(toml::Value::Table(t)).map_err(|e| {
+            let msg = e.message();
+            // `target = "x": why` becomes `output[1].target = "x": why`.
+            D::Error::custom(if msg.split_once(" = ").is_some() && names_a_field(msg) {
+                format!("{at}.{msg}")
+            } else {
+                format!("{at}: {msg}")
+            })
+        })?;
+        outputs.push(o);
+    }
+    Ok(outputs)
+}
+
+/// Whether an error message starts with `field = ` or `field: ` (our own
+/// field errors do: `source.pace = "fst": expected one of fast, realtime`,
+/// `output[1]: unknown field ...`).
+fn names_a_field(msg: &str) -> bool {
+    let field = |f: &str| {
+        !f.is_empty()
+            && f.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.[]".contains(c))
+    };
+    msg.split_once(" = ").is_some_and(|(f, _)| field(f))
+        || msg.split_once(": ").is_some_and(|(f, _)| field(f))
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -241,14 +317,14 @@ fn d_height() -> usize {
 fn d_fps() -> f64 {
     30.0
 }
-fn d_synth_format() -> String {
-    "rgb24".into()
+fn d_synth_format() -> PixelFormat {
+    PixelFormat::Rgb24
 }
-fn d_v4l2_format() -> String {
-    "yuyv".into()
+fn d_v4l2_format() -> PixelFormat {
+    PixelFormat::Yuyv
 }
-fn d_fast() -> String {
-    "fast".into()
+fn d_fast() -> Pace {
+    Pace::Fast
 }
 fn d_device() -> PathBuf {
     "/dev/video0".into()
@@ -259,17 +335,17 @@ fn d_buffers() -> usize {
 fn d_timeout_ms() -> u64 {
     1000
 }
-fn d_adapt() -> String {
-    "adapt".into()
+fn d_adapt() -> OnAdjust {
+    OnAdjust::Adapt
 }
-fn d_fail() -> String {
-    "fail".into()
+fn d_fail() -> Absent {
+    Absent::Fail
 }
 fn d_reconnect_max_ms() -> u64 {
     5000
 }
-fn d_decoder() -> String {
-    "yolov8".into()
+fn d_decoder() -> DecoderKind {
+    DecoderKind::YoloV8
 }
 fn d_conf() -> f32 {
     0.25
@@ -286,20 +362,14 @@ fn d_model_threads() -> usize {
 fn d_slots() -> usize {
     6
 }
-fn d_auto() -> String {
-    "auto".into()
+fn d_auto() -> Device {
+    Device::Auto
 }
-fn d_precision() -> String {
-    "fp32".into()
+fn d_precision() -> Precision {
+    Precision::Fp32
 }
 fn d_warmup() -> usize {
     2
-}
-fn d_stdout() -> String {
-    "stdout".into()
-}
-fn d_line_bytes() -> usize {
-    64 * 1024
 }
 fn d_interval() -> f64 {
     5.0
@@ -319,14 +389,6 @@ impl Default for PipelineConfig {
         }
     }
 }
-impl Default for OutputConfig {
-    fn default() -> Self {
-        OutputConfig {
-            target: d_stdout(),
-            max_line_bytes: d_line_bytes(),
-        }
-    }
-}
 impl Default for MetricsConfig {
     fn default() -> Self {
         MetricsConfig {
@@ -341,7 +403,13 @@ impl Config {
     pub fn parse(text: &str, origin: &str, base: &Path) -> Result<Config, ConfigError> {
         let mut c: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: origin.to_string(),
-            msg: one_line(&e.to_string()),
+            // Our own field errors name field, value and the accepted
+            // values already; toml's others need its snippet for context.
+            msg: if names_a_field(e.message()) {
+                e.message().to_string()
+            } else {
+                one_line(&e.to_string())
+            },
         })?;
         c.origin = origin.to_string();
         c.resolve_paths(base);
@@ -386,12 +454,14 @@ impl Config {
         if let Some(k) = &mut self.pipeline.kernel_cache {
             fix(k);
         }
-        if !matches!(self.output.target.as_str(), "stdout" | "-")
-            && !self.output.target.starts_with("udp://")
-        {
-            let mut p = PathBuf::from(&self.output.target);
-            fix(&mut p);
-            self.output.target = p.display().to_string();
+        for o in &mut self.output {
+            match o {
+                OutputConfig::Json(j) => {
+                    if let OutputTarget::File(p) = &mut j.target {
+                        fix(p);
+                    }
+                }
+            }
         }
     }
 
@@ -405,30 +475,12 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let one_of = |field: &str, v: &str, allowed: &[&str]| -> Result<(), ConfigError> {
-            if allowed.contains(&v) {
-                Ok(())
-            } else {
-                Err(self.invalid(
-                    field,
-                    format!("\"{v}\""),
-                    &format!("expected one of {}", allowed.join(", ")),
-                ))
-            }
-        };
         match &self.source {
             SourceConfig::Synthetic {
-                width,
-                height,
-                fps,
-                format,
-                pace,
-                ..
+                width, height, fps, ..
             } => {
                 self.check_size("source", *width, *height)?;
                 self.check_fps(*fps)?;
-                one_of("source.format", format, &["rgb24", "yuyv"])?;
-                one_of("source.pace", pace, &["fast", "realtime"])?;
             }
             SourceConfig::V4l2 {
                 width,
@@ -437,26 +489,28 @@ impl Config {
                 format,
                 buffers,
                 timeout_ms,
-                on_adjust,
-                absent,
                 reconnect_max_ms,
                 ..
             } => {
                 self.check_size("source", *width, *height)?;
                 self.check_fps(*fps)?;
-                one_of(
-                    "source.format",
-                    format,
-                    &["yuyv", "uyvy", "nv12", "grey", "rgb24"],
-                )?;
-                one_of("source.on_adjust", on_adjust, &["adapt", "refuse"])?;
+                if crate::source::v4l2::fourcc(*format).is_none() {
+                    let camera = PixelFormat::VALUES
+                        .iter()
+                        .filter(|(_, f)| crate::source::v4l2::fourcc(*f).is_some())
+                        .map(|(n, _)| *n);
+                    return Err(self.invalid(
+                        "source.format",
+                        format!("\"{format}\""),
+                        &format!("a V4L2 camera delivers one of {}", accepted_of(camera)),
+                    ));
+                }
                 if !(2..=32).contains(buffers) {
                     return Err(self.invalid("source.buffers", buffers, "expected 2..=32"));
                 }
                 if *timeout_ms == 0 {
                     return Err(self.invalid("source.timeout_ms", timeout_ms, "must be positive"));
                 }
-                one_of("source.absent", absent, &["fail", "wait"])?;
                 if !(50..=600_000).contains(reconnect_max_ms) {
                     return Err(self.invalid(
                         "source.reconnect_max_ms",
@@ -465,13 +519,8 @@ impl Config {
                     ));
                 }
             }
-            SourceConfig::Y4m { pace, .. } => one_of("source.pace", pace, &["fast", "realtime"])?,
+            SourceConfig::Y4m { .. } => {}
         }
-        one_of(
-            "model.decoder",
-            &self.model.decoder,
-            &["yolov8", "yolo11", "yolov5u", "yolov5"],
-        )?;
         if !(0.0..=1.0).contains(&self.model.conf_threshold) {
             return Err(self.invalid(
                 "model.conf_threshold",
@@ -512,11 +561,6 @@ impl Config {
                 "expected 2..=64",
             ));
         }
-        one_of(
-            "pipeline.device",
-            &self.pipeline.device,
-            &["auto", "cpu", "cuda"],
-        )?;
         let (stage, hard) = (
             self.pipeline.stage_deadline_ms,
             self.pipeline.hard_deadline_ms,
@@ -542,11 +586,6 @@ impl Config {
                 "expected 0..=1024 (threads have 2 MiB stacks)",
             ));
         }
-        one_of(
-            "pipeline.precision",
-            &self.pipeline.precision,
-            &["fp32", "fp16"],
-        )?;
         if self.pipeline.cuda_device > 64 {
             return Err(self.invalid(
                 "pipeline.cuda_device",
@@ -554,12 +593,28 @@ impl Config {
                 "expected 0..=64",
             ));
         }
-        if self.output.max_line_bytes < 1024 {
-            return Err(self.invalid(
-                "output.max_line_bytes",
-                self.output.max_line_bytes,
-                "expected at least 1024",
-            ));
+        if self.output.is_empty() {
+            return Err(self.invalid("output", "[]", "expected at least one output table"));
+        }
+        for (i, o) in self.output.iter().enumerate() {
+            let at = |field: &str| {
+                if self.output.len() == 1 {
+                    format!("output.{field}")
+                } else {
+                    format!("output[{i}].{field}")
+                }
+            };
+            match o {
+                OutputConfig::Json(j) => {
+                    if j.max_line_bytes < 1024 {
+                        return Err(self.invalid(
+                            &at("max_line_bytes"),
+                            j.max_line_bytes,
+                            "expected at least 1024",
+                        ));
+                    }
+                }
+            }
         }
         if !(self.metrics.interval_s >= 0.0 && self.metrics.interval_s.is_finite()) {
             return Err(self.invalid(
@@ -647,9 +702,14 @@ mod tests {
     fn service_fields_are_validated() {
         let base = "[source]\nkind = \"v4l2\"\n[model]\npath = \"m.onnx\"\n";
         let c = Config::parse(base, "x.toml", Path::new(".")).unwrap();
-        assert!(
-            matches!(&c.source, SourceConfig::V4l2 { absent, reconnect_max_ms: 5000, .. } if absent == "fail")
-        );
+        assert!(matches!(
+            &c.source,
+            SourceConfig::V4l2 {
+                absent: Absent::Fail,
+                reconnect_max_ms: 5000,
+                ..
+            }
+        ));
         assert_eq!(
             (c.pipeline.stage_deadline_ms, c.pipeline.hard_deadline_ms),
             (0, 0)
@@ -691,6 +751,136 @@ mod tests {
                 assert_eq!(path, PathBuf::from("/etc/perceptd/clip.y4m"))
             }
             _ => panic!(),
+        }
+    }
+
+    fn parse_err(text: &str) -> String {
+        Config::parse(text, "x.toml", Path::new("/etc/p"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    const MIN: &str = "[source]\nkind = \"synthetic\"\n[model]\npath = \"m.onnx\"\n";
+
+    #[test]
+    fn outputs_are_a_list_and_one_table_still_works() {
+        let c = Config::parse(MIN, "x.toml", Path::new("/etc/p")).unwrap();
+        assert!(
+            matches!(&c.output[..], [OutputConfig::Json(j)] if j.target == OutputTarget::Stdout)
+        );
+        let one = format!("{MIN}[output]\ntarget = \"out.jsonl\"\nmax_line_bytes = 2048\n");
+        let c = Config::parse(&one, "x.toml", Path::new("/etc/p")).unwrap();
+        match &c.output[..] {
+            [OutputConfig::Json(j)] => {
+                assert_eq!(j.target, OutputTarget::File("/etc/p/out.jsonl".into()));
+                assert_eq!(j.max_line_bytes, 2048);
+            }
+            o => panic!("{o:?}"),
+        }
+        let two = format!(
+            "{MIN}[[output]]\nkind = \"json\"\ntarget = \"a.jsonl\"\n\
+             [[output]]\nkind = \"json\"\ntarget = \"udp://127.0.0.1:5600\"\n"
+        );
+        let c = Config::parse(&two, "x.toml", Path::new("/etc/p")).unwrap();
+        match &c.output[..] {
+            [OutputConfig::Json(a), OutputConfig::Json(b)] => {
+                assert_eq!(a.target, OutputTarget::File("/etc/p/a.jsonl".into()));
+                assert_eq!(
+                    b.target,
+                    OutputTarget::Udp("127.0.0.1:5600".parse().unwrap())
+                );
+            }
+            o => panic!("{o:?}"),
+        }
+    }
+
+    #[test]
+    fn output_errors_name_the_table_field_and_value() {
+        let e = parse_err(&format!(
+            "{MIN}[[output]]\ntarget = \"a\"\n[[output]]\ntarget = \"udp://127.0.0.1:0\"\n"
+        ));
+        assert_eq!(
+            e,
+            "x.toml: output[1].target = \"udp://127.0.0.1:0\": port 0 is not a destination \
+             (use udp://HOST:PORT with PORT 1..=65535)"
+        );
+        let e = parse_err(&format!("{MIN}[[output]]\nkind = \"mcap\"\n"));
+        assert!(
+            e.starts_with("x.toml: output[0]: unknown variant `mcap`"),
+            "{e}"
+        );
+        let e = parse_err(&format!("{MIN}[output]\ntagret = \"a\"\n"));
+        assert!(
+            e.starts_with("x.toml: output: unknown field `tagret`"),
+            "{e}"
+        );
+        let e = parse_err(&format!("{MIN}[output]\nmax_line_bytes = 10\n"));
+        assert_eq!(
+            e,
+            "x.toml: output.max_line_bytes = 10: expected at least 1024"
+        );
+        let e = parse_err(&format!("output = []\n{MIN}"));
+        assert!(
+            e.contains("output = []: expected at least one output table"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn enumerated_values_are_one_line_with_every_accepted_spelling() {
+        for (section, line, want) in [
+            (
+                "source",
+                "pace = \"fst\"",
+                "x.toml: source.pace = \"fst\": expected one of fast, realtime",
+            ),
+            (
+                "source",
+                "format = \"bgr\"",
+                "x.toml: source.format = \"bgr\": expected one of yuyv, uyvy, nv12, grey, rgb24, i420, i422, i444",
+            ),
+            (
+                "model",
+                "decoder = \"ssd\"",
+                "x.toml: model.decoder = \"ssd\": expected one of yolov8, yolo11, yolov5u, yolov5",
+            ),
+            (
+                "pipeline",
+                "device = \"gpu\"",
+                "x.toml: pipeline.device = \"gpu\": expected one of auto, cpu, cuda",
+            ),
+            (
+                "pipeline",
+                "precision = \"int8\"",
+                "x.toml: pipeline.precision = \"int8\": expected one of fp32, fp16",
+            ),
+        ] {
+            let text = if section == "pipeline" {
+                format!("{MIN}[pipeline]\n{line}\n")
+            } else {
+                MIN.replace(&format!("[{section}]\n"), &format!("[{section}]\n{line}\n"))
+            };
+            assert_eq!(parse_err(&text), want);
+        }
+        let v4l2 = "[source]\nkind = \"v4l2\"\n[model]\npath = \"m.onnx\"\n";
+        for (line, want) in [
+            (
+                "on_adjust = \"maybe\"",
+                "x.toml: source.on_adjust = \"maybe\": expected one of adapt, refuse",
+            ),
+            (
+                "format = \"i420\"",
+                "x.toml: source.format = \"i420\": a V4L2 camera delivers one of yuyv, uyvy, nv12, grey, rgb24",
+            ),
+        ] {
+            let text = v4l2.replace("[model]", &format!("{line}\n[model]"));
+            assert_eq!(parse_err(&text), want);
+        }
+        // Every format the synthetic camera renders is accepted for it.
+        for (name, f) in PixelFormat::VALUES {
+            let text = MIN.replace("[model]", &format!("format = \"{name}\"\n[model]"));
+            let c = Config::parse(&text, "x.toml", Path::new(".")).unwrap();
+            assert!(matches!(c.source, SourceConfig::Synthetic { format, .. } if format == *f));
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Frame formats and per-frame records shared by every pipeline stage:
 //! the pixel formats sources deliver, frame geometry and byte sizes, and the
-//! detection record postprocess produces and sinks publish.
+//! detection record postprocess produces and the outputs publish.
 //!
 //! Plain data; nothing here allocates after construction.
 
@@ -68,7 +68,9 @@ impl FrameDesc {
     }
 }
 
-/// One detection, boxes in source pixels.
+/// One detection, boxes in source pixels. Filled in by the postprocess
+/// stages in turn: decode (class, score, box), ground (position), a
+/// tracking stage (identity, velocity).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Detection {
     pub class_id: u32,
@@ -78,4 +80,28 @@ pub struct Detection {
     /// Position on the ground in the vehicle frame (metres), if the ray
     /// through the box's bottom centre hits the ground ahead.
     pub ground: Option<[f32; 2]>,
+    /// Identity of the track this detection belongs to, stable across
+    /// frames; `None` until a tracking stage sets it.
+    pub track_id: Option<u64>,
+    /// Ground velocity `[vx, vy]` in m/s in the vehicle frame, from the
+    /// track; `None` until a tracking stage sets it.
+    pub velocity: Option<[f32; 2]>,
+}
+
+/// One frame's metadata as the outputs publish it (the detections travel
+/// beside it, see `output::FrameView`).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct FrameRecord {
+    pub seq: u64,
+    /// CLOCK_MONOTONIC nanoseconds at capture (`FrameStamp::capture_ns`).
+    pub capture_ns: u64,
+    /// The source's own timestamp (`FrameStamp::source_ns`).
+    pub source_ns: Option<u64>,
+    pub queue_ms: f32,
+    pub preprocess_ms: f32,
+    pub inference_ms: f32,
+    pub postprocess_ms: f32,
+    pub e2e_ms: f32,
+    /// Frames dropped by the pipeline so far.
+    pub dropped_total: u64,
 }

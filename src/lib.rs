@@ -2,6 +2,12 @@
 //! synthetic scene) feeds a ring of frame buffers allocated at boot; fixed
 //! threads run an ONNX detector on each frame and publish detections placed
 //! on the ground in the vehicle frame.
+//!
+//! Where to add a pixel format, an output, a postprocess stage or an ONNX
+//! op: README.md, "Architecture". In short: `frame` + `config::choice` +
+//! `preprocess` for a format; one file in `output/` for an output; one file
+//! in `postprocess/` plus a line in `postprocess::refine_stages` for a
+//! stage; `engine/ops/` for an op.
 
 pub mod backend;
 pub mod bench;
@@ -14,11 +20,12 @@ pub mod cuda;
 pub mod engine;
 pub mod frame;
 pub mod metrics;
+pub mod output;
 pub mod pipeline;
 pub mod postprocess;
 pub mod preprocess;
 pub mod ring;
 pub mod rt;
 pub mod service;
-pub mod sink;
 pub mod source;
+pub mod text;

@@ -7,9 +7,12 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use perceptd::backend::Device;
 use perceptd::boot::{boot, Overrides};
-use perceptd::config::{Config, SourceConfig};
+use perceptd::config::{ChoiceParser, Config, SourceConfig};
 use perceptd::engine::{self, onnx, Bindings, CpuModel, Limits, Tensor};
+use perceptd::frame::PixelFormat;
+use perceptd::source::y4m::Pace;
 use perceptd::source::{Source, SourceError};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,9 +48,9 @@ enum Cmd {
         /// Stop after this many frames and exit 0.
         #[arg(long)]
         frames: Option<u64>,
-        /// Override the config's device: auto, cpu or cuda.
-        #[arg(long)]
-        device: Option<String>,
+        /// Override the config's device.
+        #[arg(long, value_parser = ChoiceParser::<Device>::new())]
+        device: Option<Device>,
         /// Override the config's model.
         #[arg(long)]
         model: Option<PathBuf>,
@@ -60,8 +63,8 @@ enum Cmd {
         file: PathBuf,
         /// realtime: at the file's frame rate, dropping frames when slow;
         /// fast: lockstep, nothing dropped, deterministic.
-        #[arg(long, default_value = "fast")]
-        pace: String,
+        #[arg(long, default_value = "fast", value_parser = ChoiceParser::<Pace>::new())]
+        pace: Pace,
         #[arg(long)]
         model: Option<PathBuf>,
         #[arg(long)]
@@ -69,8 +72,8 @@ enum Cmd {
         /// Config for everything but the source (default: embedded).
         #[arg(long)]
         config: Option<PathBuf>,
-        #[arg(long)]
-        device: Option<String>,
+        #[arg(long, value_parser = ChoiceParser::<Device>::new())]
+        device: Option<Device>,
         #[arg(long)]
         output: Option<String>,
     },
@@ -83,9 +86,9 @@ enum Cmd {
         out: PathBuf,
         #[arg(long)]
         frames: Option<u64>,
-        /// yuyv, uyvy, nv12 or grey.
-        #[arg(long, default_value = "yuyv")]
-        format: String,
+        /// A camera format (Y4M cannot hold rgb24).
+        #[arg(long, default_value = "yuyv", value_parser = ChoiceParser::<PixelFormat>::new())]
+        format: PixelFormat,
         #[arg(long, default_value_t = 640)]
         width: usize,
         #[arg(long, default_value_t = 480)]
@@ -156,10 +159,9 @@ enum Cmd {
         config: Option<PathBuf>,
         #[arg(long)]
         model: Option<PathBuf>,
-        /// Camera pixel format of the synthetic frames: yuyv, uyvy, nv12,
-        /// grey, rgb24, i420.
-        #[arg(long, default_value = "yuyv")]
-        format: String,
+        /// Pixel format of the synthetic frames.
+        #[arg(long, default_value = "yuyv", value_parser = ChoiceParser::<PixelFormat>::new())]
+        format: PixelFormat,
         #[arg(long, default_value_t = 640)]
         width: usize,
         #[arg(long, default_value_t = 480)]
@@ -279,9 +281,6 @@ fn run(cli: Cli) -> Result<i32> {
             device,
             output,
         } => {
-            if pace != "fast" && pace != "realtime" {
-                bail!("--pace {pace}: expected realtime or fast");
-            }
             let mut cfg = match config {
                 Some(p) => Config::load(&p)?,
                 None => Config::default_embedded()?,
@@ -305,7 +304,7 @@ fn run(cli: Cli) -> Result<i32> {
             width,
             height,
             fps,
-        } => record(device, &out, frames, &format, width, height, fps),
+        } => record(device, &out, frames, format, width, height, fps),
         Cmd::SynthDataset {
             out,
             seed,
@@ -371,7 +370,7 @@ fn run(cli: Cli) -> Result<i32> {
                     *f = format;
                     *w = width;
                     *h = height;
-                    *pace = "fast".into();
+                    *pace = Pace::Fast;
                 }
                 _ => bail!("bench-pipeline: the config's [source] must be synthetic"),
             }
@@ -738,13 +737,23 @@ fn run_pipeline(cfg: &Config, ov: &Overrides) -> Result<i32> {
     log::info!("running ({} ring slots)", pipeline.ring_slots);
     let report = pipeline.run(stop);
     let mut buf = vec![0u8; 1024];
-    let line = report.metrics.write_summary(&mut buf, report.elapsed_s);
+    let mut line = report
+        .metrics
+        .write_summary(&mut buf, report.elapsed_s)
+        .to_string();
+    for o in &report.outputs {
+        let mut b = [0u8; 512];
+        let mut w = perceptd::text::SliceWriter::new(&mut b);
+        let _ = o.stats.write(&mut w, &Default::default());
+        line.push_str(&format!("; output {} {}", o.name, w.into_str()));
+    }
     eprintln!("[perceptd] final: {line}");
-    if report.sink_errors > 0 {
-        let k = &report.sink_stats;
+    for o in report.outputs.iter().filter(|o| o.stats.dropped > 0) {
+        let k = &o.stats;
         log::warn!(
-            "output: {} lines could not be written (broken pipe {}, connection refused {}, no space {}, would block {}, too long {}, other {})",
-            report.sink_errors,
+            "output {}: {} frames could not be published (broken pipe {}, connection refused {}, no space {}, would block {}, too long {}, other {})",
+            o.name,
+            k.dropped,
             k.broken_pipe,
             k.conn_refused,
             k.no_space,
@@ -770,21 +779,13 @@ fn record(
     device: PathBuf,
     out: &Path,
     frames: Option<u64>,
-    format: &str,
+    format: PixelFormat,
     width: usize,
     height: usize,
     fps: u32,
 ) -> Result<i32> {
-    use perceptd::frame::PixelFormat;
     use perceptd::source::v4l2::{OnAdjust, V4l2Config, V4l2Source};
     use perceptd::source::y4m::{FrameRate, Y4mWriter};
-    let format = match format {
-        "yuyv" => PixelFormat::Yuyv,
-        "uyvy" => PixelFormat::Uyvy,
-        "nv12" => PixelFormat::Nv12,
-        "grey" => PixelFormat::Grey,
-        other => bail!("--format {other}: expected yuyv, uyvy, nv12 or grey"),
-    };
     let cfg = V4l2Config {
         device,
         format,

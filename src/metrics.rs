@@ -15,7 +15,7 @@
 //! other method never allocates (histograms are fixed arrays, summaries are
 //! written into a caller's byte buffer).
 
-use crate::sink::SliceWriter;
+use crate::text::SliceWriter;
 use std::fmt::{self, Write as _};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -17,14 +17,15 @@
 
 use crate::backend::Backend;
 use crate::calibration::Calibration;
-use crate::frame::Detection;
+use crate::frame::FrameDesc;
 use crate::metrics::{Counters, Metrics, Stage, StageClock};
-use crate::postprocess::{Decoder, DetectionList, Labels, LetterboxInfo};
+use crate::output::{Image, OutputReport};
+use crate::postprocess::Chain;
 use crate::ring::{Ring, SlotMeta, SlotToken};
 use crate::service::supervisor::{supervise, Watched};
 use crate::service::ServiceSetup;
-use crate::sink::{FrameRecord, JsonSink, SinkStats};
 use crate::source::{monotonic_ns, Pacing, Source, SourceError};
+use crate::text::SliceWriter;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,11 +46,10 @@ pub struct ThreadPolicy {
 pub struct Pipeline {
     pub source: Box<dyn Source>,
     pub backend: Box<dyn Backend>,
-    pub decoder: Decoder,
-    pub labels: Labels,
-    pub sink: JsonSink,
+    /// Decode -> ground -> ... -> outputs, run on the postprocess thread.
+    pub chain: Chain,
+    /// The calibration the chain and the backend were built with.
     pub calibration: Option<Calibration>,
-    pub letterbox: LetterboxInfo,
     pub ring_slots: usize,
     /// Stop after this many frames have entered the ring.
     pub frames: Option<u64>,
@@ -71,9 +71,11 @@ pub struct RunReport {
     /// The source's last error if it ended the run abnormally (truncated
     /// replay, unplugged camera); `None` for a clean end or a stop request.
     pub source_end: Option<SourceError>,
+    /// Frames not published, summed over the outputs.
     pub sink_errors: u64,
-    /// The sink's faults by kind (broken pipe, refused, disk full, ...).
-    pub sink_stats: SinkStats,
+    /// Each output's counts, faults by kind (broken pipe, refused, disk
+    /// full, ...), in config order.
+    pub outputs: Vec<OutputReport>,
     /// Ring slots back in the free queue after the threads ended (all of
     /// them, unless a thread died holding one).
     pub slots_free_at_end: usize,
@@ -86,11 +88,8 @@ impl Pipeline {
         let Pipeline {
             mut source,
             mut backend,
-            mut decoder,
-            labels,
-            mut sink,
-            calibration,
-            letterbox,
+            mut chain,
+            calibration: _,
             ring_slots,
             frames,
             metrics_interval_s,
@@ -98,7 +97,8 @@ impl Pipeline {
             mut metrics,
             service,
         } = self;
-        let frame_bytes = source.desc().bytes();
+        let desc = source.desc();
+        let frame_bytes = desc.bytes();
         let out_len: usize = backend.output_shape().iter().product();
         let slot_bufs = backend.take_slot_buffers();
         let (mut ring, tokens) = Ring::with_buffers(ring_slots, frame_bytes, out_len, slot_bufs);
@@ -118,8 +118,6 @@ impl Pipeline {
         let counters = Arc::clone(metrics.counters());
         source.attach_counters(&counters);
         let live = source.pacing() == Pacing::Live;
-        let rectified = backend.rectified_input();
-        let mut dets = decoder.new_list();
         let t0 = monotonic_ns();
 
         // Each thread blocks once on its (still empty) input channel before
@@ -129,7 +127,7 @@ impl Pipeline {
         let warm = &warm;
         let free_fill = free_tx.clone();
         let free_rx_end = free_rx.clone();
-        let (source_end, metrics, sink_stats) = std::thread::scope(|s| {
+        let (source_end, metrics, outputs) = std::thread::scope(|s| {
             let c = Arc::clone(&counters);
             let stop_s = Arc::clone(&stop);
             std::thread::Builder::new()
@@ -196,16 +194,11 @@ impl Pipeline {
                     crate::rt::apply_thread_policy("postprocess", policies[2], stack_kib);
                     warm_up(&done_rx, warm);
                     let mut pp = Post {
-                        decoder: &mut decoder,
-                        labels: &labels,
-                        sink: &mut sink,
-                        calibration: calibration.as_ref(),
-                        letterbox,
-                        rectified,
-                        dets: &mut dets,
+                        chain: &mut chain,
+                        desc,
                         counters: Arc::clone(metrics.counters()),
                         metrics: &mut metrics,
-                        summary: vec![0u8; 1024],
+                        summary: vec![0u8; SUMMARY_BYTES],
                         interval_ns: (metrics_interval_s * 1e9) as u64,
                         last_summary_ns: t0,
                         watch: StageWatch {
@@ -214,8 +207,9 @@ impl Pipeline {
                         },
                     };
                     postprocess_loop(&mut pp, ring, done_rx, free_tx);
-                    let sink_stats = *pp.sink.stats();
-                    (metrics, sink_stats)
+                    // The run is over: the outputs may flush and allocate.
+                    let outputs = chain.outputs.finish();
+                    (metrics, outputs)
                 })
                 .expect("spawning the postprocess thread");
             warm.wait();
@@ -225,18 +219,16 @@ impl Pipeline {
             }
             drop(free_fill);
             let source_end = capture.join().unwrap_or(None);
-            let (metrics, sink_stats) = post
-                .join()
-                .unwrap_or_else(|_| (Metrics::new(), SinkStats::default()));
+            let (metrics, outputs) = post.join().unwrap_or_else(|_| (Metrics::new(), Vec::new()));
             finished.store(true, Ordering::Release);
-            (source_end, metrics, sink_stats)
+            (source_end, metrics, outputs)
         });
         RunReport {
             metrics,
             elapsed_s: (monotonic_ns() - t0) as f64 * 1e-9,
             source_end,
-            sink_errors: sink_stats.errors(),
-            sink_stats,
+            sink_errors: outputs.iter().map(|o| o.stats.dropped).sum(),
+            outputs,
             slots_free_at_end: free_rx_end.len(),
         }
     }
@@ -420,15 +412,13 @@ fn inference_loop(
     }
 }
 
+/// Bytes of the periodic summary line (metrics, then one part per output).
+const SUMMARY_BYTES: usize = 4096;
+
 struct Post<'a> {
-    decoder: &'a mut Decoder,
-    labels: &'a Labels,
-    sink: &'a mut JsonSink,
-    calibration: Option<&'a Calibration>,
-    letterbox: LetterboxInfo,
-    /// The model saw the undistorted image: boxes come out rectified.
-    rectified: bool,
-    dets: &'a mut DetectionList,
+    chain: &'a mut Chain,
+    /// The slot frames' format and size (what the outputs see).
+    desc: FrameDesc,
     metrics: &'a mut Metrics,
     /// The metrics' shared counters (also bumped by the other threads).
     counters: Arc<Counters>,
@@ -458,7 +448,8 @@ fn postprocess_loop(
             let start = monotonic_ns();
             slot.meta.t_post_start_ns = start;
             StageClock::enter(&pp.watch.clock.postprocess_since_ns, start);
-            pp.frame(&slot.output, &slot.meta);
+            let slot = &*slot;
+            pp.frame(&slot.output, &slot.frame, &slot.meta);
             StageClock::leave(&pp.watch.clock.postprocess_since_ns);
         }
         let _ = free_tx.send(token);
@@ -467,46 +458,16 @@ fn postprocess_loop(
 }
 
 impl Post<'_> {
-    /// Decode, place on the ground, publish, measure. Frame path: never
-    /// allocates.
-    fn frame(&mut self, output: &[f32], m: &SlotMeta) {
+    /// Runs the postprocess chain (decode, ground, ..., outputs) and
+    /// measures. Frame path: never allocates.
+    fn frame(&mut self, output: &[f32], frame: &[u8], m: &SlotMeta) {
         let counters = &*self.counters;
-        if self
-            .decoder
-            .decode(output, &self.letterbox, self.dets)
-            .is_err()
-        {
-            self.dets.clear();
-        }
-        if let Some(cal) = self.calibration {
-            for d in self.dets.as_mut_slice() {
-                d.ground = ground_of(cal, d, self.rectified);
-                if self.rectified {
-                    d.bbox = cal.rectified_box_to_source(d.bbox);
-                }
-            }
-        }
-        let now = monotonic_ns();
-        let ms = |a: u64, b: u64| b.saturating_sub(a) as f32 * 1e-6;
-        let values = counters.values();
-        let rec = FrameRecord {
-            seq: m.seq,
-            capture_ns: m.stamp.capture_ns,
-            source_ns: m.stamp.source_ns,
-            queue_ms: ms(m.t_ready_ns, m.t_infer_start_ns),
-            preprocess_ms: ms(m.t_infer_start_ns, m.t_pre_done_ns),
-            inference_ms: ms(m.t_pre_done_ns, m.t_infer_done_ns),
-            postprocess_ms: ms(m.t_post_start_ns, now),
-            e2e_ms: ms(m.stamp.capture_ns, now),
-            dropped_total: values.dropped(),
+        let image = Image {
+            desc: self.desc,
+            bytes: frame,
         };
-        if self
-            .sink
-            .write_frame(&rec, self.dets.as_slice(), self.labels)
-            .is_err()
-        {
-            Counters::bump(&counters.sink_errors);
-        }
+        self.chain
+            .run(output, m, image, m.t_post_start_ns, counters);
         let end = monotonic_ns();
         let ns = |a: u64, b: u64| b.saturating_sub(a);
         self.metrics
@@ -538,28 +499,16 @@ impl Post<'_> {
             return;
         }
         self.last_summary_ns = now;
-        let line = self
+        let n = self
             .metrics
-            .write_interval_summary(&mut self.summary, since as f64 * 1e-9);
+            .write_interval_summary(&mut self.summary, since as f64 * 1e-9)
+            .len();
+        let mut w = SliceWriter::new(&mut self.summary[n..]);
+        let _ = self.chain.outputs.write_summary(&mut w, true);
+        let n = n + w.len();
         let mut err = std::io::stderr().lock();
         let _ = err.write_all(b"[perceptd] ");
-        let _ = err.write_all(line.as_bytes());
+        let _ = err.write_all(&self.summary[..n]);
         let _ = err.write_all(b"\n");
     }
-}
-
-/// Ground position of a detection: the ray through the undistorted bottom
-/// centre of its box, intersected with the ground plane. A box from the
-/// rectified image is already undistorted; a raw one is undistorted here.
-/// Boxes span `[0, width]` (pixel centres at +0.5), calibration pixels are
-/// OpenCV's (centres at integers), hence the half pixel.
-fn ground_of(cal: &Calibration, d: &Detection, rectified: bool) -> Option<[f32; 2]> {
-    let u = 0.5 * f64::from(d.bbox[0] + d.bbox[2]) - 0.5;
-    let v = f64::from(d.bbox[3]) - 0.5;
-    let g = if rectified {
-        cal.rectified_pixel_ray_ground(u, v)
-    } else {
-        cal.pixel_ray_ground(u, v)
-    };
-    g.map(|[x, y]| [x as f32, y as f32])
 }

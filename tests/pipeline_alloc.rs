@@ -1,7 +1,8 @@
 //! Zero allocations after boot, across every thread of the pipeline: a
 //! counting global allocator sees all of them. After 100 warm-up frames,
-//! 1000 frames through capture, inference, postprocess, the JSON sink and
-//! the periodic metrics line (every 50 ms here) must allocate nothing; nor
+//! 1000 frames through capture, inference, postprocess, two outputs (JSON
+//! lines to a file and to a UDP receiver on 127.0.0.1) and the periodic
+//! metrics line (every 50 ms here) must allocate nothing; nor
 //! may the supervisor thread, here sending `WATCHDOG=1` every 50 ms and
 //! `STATUS=` lines to a notify socket, nor the stage-deadline bookkeeping
 //! (a 1 ns deadline makes every frame a miss). The calibration distorts
@@ -23,6 +24,26 @@ use perceptd::count_alloc::{allocations, Counting};
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// Receives datagrams into a fixed buffer (no allocation), calling `seen`
+/// with each, until `idle_max` read timeouts in a row.
+fn drain(
+    mut recv: impl FnMut(&mut [u8]) -> std::io::Result<usize>,
+    idle_max: u32,
+    mut seen: impl FnMut(&[u8]),
+) {
+    let mut buf = [0u8; 65536];
+    let mut idle = 0;
+    while idle < idle_max {
+        match recv(&mut buf) {
+            Ok(n) => {
+                seen(&buf[..n]);
+                idle = 0;
+            }
+            Err(_) => idle += 1,
+        }
+    }
+}
+
 #[test]
 fn pipeline_makes_no_allocation_after_warm_up() {
     let dir = temp_dir("pipeline-alloc");
@@ -40,16 +61,34 @@ fn pipeline_makes_no_allocation_after_warm_up() {
             ),
     )
     .unwrap();
+    let udp_rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp_rx
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let udp_port = udp_rx.local_addr().unwrap().port();
+    let udp_lines = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let udp_count = Arc::clone(&udp_lines);
+    let udp_drain = std::thread::spawn(move || {
+        drain(
+            |b| udp_rx.recv(b),
+            10,
+            |_| {
+                udp_count.fetch_add(1, Ordering::SeqCst);
+            },
+        )
+    });
     let cfg = config(&format!(
         "[source]\nkind = \"synthetic\"\nseed = 11\n\
          [model]\npath = \"tests/fixtures/exports/yolov8-w0125-static/model.onnx\"\nthreads = 2\nconf_threshold = 0.05\n\
          [calibration]\npath = \"{}\"\n\
-         [metrics]\ninterval_s = 0.05\n",
-        cal.display()
+         [metrics]\ninterval_s = 0.05\n\
+         [[output]]\nkind = \"json\"\ntarget = \"{}\"\n\
+         [[output]]\nkind = \"json\"\ntarget = \"udp://127.0.0.1:{udp_port}\"\n",
+        cal.display(),
+        dir.join("out.jsonl").display()
     ));
     let ov = Overrides {
         frames: Some(1300),
-        output: Some(dir.join("out.jsonl").display().to_string()),
         ..Default::default()
     };
     let mut p = boot(&cfg, &ov).unwrap();
@@ -65,19 +104,16 @@ fn pipeline_makes_no_allocation_after_warm_up() {
     p.service.hard_deadline_ns = 60_000_000_000;
     let pings = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let pings_rx = Arc::clone(&pings);
-    let drain = std::thread::spawn(move || {
-        let mut buf = [0u8; 512];
-        let mut idle = 0;
-        while idle < 20 {
-            match notify_rx.recv(&mut buf) {
-                Ok(n) if &buf[..n] == b"WATCHDOG=1" => {
+    let notify_drain = std::thread::spawn(move || {
+        drain(
+            |b| notify_rx.recv(b),
+            20,
+            |d| {
+                if d == b"WATCHDOG=1" {
                     pings_rx.fetch_add(1, Ordering::SeqCst);
-                    idle = 0;
                 }
-                Ok(_) => idle = 0,
-                Err(_) => idle += 1,
-            }
-        }
+            },
+        )
     });
     let counters = Arc::clone(p.metrics.counters());
     let handle = std::thread::spawn(move || p.run(Arc::new(AtomicBool::new(false))));
@@ -92,7 +128,8 @@ fn pipeline_makes_no_allocation_after_warm_up() {
     let (b, fb) = (allocations(), processed());
     let pings_in_window = pings.load(Ordering::SeqCst);
     let report = handle.join().unwrap();
-    drain.join().unwrap();
+    notify_drain.join().unwrap();
+    udp_drain.join().unwrap();
     assert!(pings_in_window > 0, "the supervisor sent no WATCHDOG=1");
     assert!(fb - fa >= 1000, "window covered {} frames", fb - fa);
     assert_eq!(
@@ -115,6 +152,11 @@ fn pipeline_makes_no_allocation_after_warm_up() {
             .any(|d| d.ground.is_some()),
         "detections have ground positions"
     );
+    assert_eq!(report.outputs.len(), 2, "two outputs");
+    for o in &report.outputs {
+        assert_eq!(o.stats.published, 1300, "{o:?}");
+    }
+    assert_eq!(udp_lines.load(Ordering::SeqCst), 1300, "UDP lines received");
     assert_eq!(report.metrics.counters().values().processed, 1300);
     assert!(report.metrics.counters().values().deadline_misses >= 1300);
 }

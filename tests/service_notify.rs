@@ -333,7 +333,13 @@ fn installed_service_config_parses() {
         .unwrap()
         .replace("@SHARE@", &root().display().to_string());
     let c = Config::parse(&text, "systemd/default.toml", &root()).unwrap_or_else(|e| panic!("{e}"));
-    assert!(matches!(&c.source, SourceConfig::V4l2 { absent, .. } if absent == "wait"));
+    assert!(matches!(
+        &c.source,
+        SourceConfig::V4l2 {
+            absent: perceptd::source::v4l2::Absent::Wait,
+            ..
+        }
+    ));
     assert!(c.rt.mlockall);
     assert!(c.pipeline.hard_deadline_ms > c.pipeline.stage_deadline_ms);
     assert!(root().join("models/perceptd-synth.onnx").exists());

@@ -7,9 +7,8 @@
 mod common;
 
 use common::*;
-use std::io::Read;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const MODEL: &str = "tests/fixtures/exports/yolov8-w0125-static/model.onnx";
 
@@ -21,29 +20,6 @@ fn perceptd(frames: u32, output: &str) -> Command {
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null());
     c
-}
-
-/// Waits for `child` at most `limit`; kills it and fails past that.
-fn wait_bounded(mut child: std::process::Child, limit: Duration) -> (i32, String) {
-    let t0 = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                e.read_to_string(&mut err).unwrap();
-            }
-            assert!(!err.contains("panicked"), "{err}");
-            let code = status
-                .code()
-                .unwrap_or_else(|| panic!("killed by a signal: {status:?}; {err}"));
-            return (code, err);
-        }
-        if t0.elapsed() > limit {
-            let _ = child.kill();
-            panic!("perceptd still running after {limit:?}: a sink fault blocked it");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn final_line(stderr: &str) -> &str {

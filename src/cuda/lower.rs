@@ -309,23 +309,13 @@ pub struct NodeSteps {
     pub launches: Vec<Launch>,
 }
 
-/// Precision of the GEMMs (convolutions, MatMul, Gemm).
+/// Precision of the GEMMs (convolutions, MatMul, Gemm). Config spellings:
+/// `config::choice`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Precision {
     Fp32,
     /// FP16 inputs on tensor cores, FP32 accumulate and output.
     Fp16,
-}
-
-impl std::str::FromStr for Precision {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "fp32" => Ok(Precision::Fp32),
-            "fp16" => Ok(Precision::Fp16),
-            o => Err(format!("precision \"{o}\": expected fp32 or fp16")),
-        }
-    }
 }
 
 /// A graph input or output: where it lives in the arena.

@@ -13,7 +13,7 @@
 //! lookups never allocate. Read by the postprocess thread.
 
 use super::PostprocessError;
-use crate::sink::json_escape;
+use crate::text::json_escape;
 use std::path::Path;
 
 #[derive(Debug, Clone, PartialEq)]

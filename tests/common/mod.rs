@@ -125,3 +125,26 @@ pub fn match_to_truth(
         })
         .collect()
 }
+
+/// Waits for `child` at most `limit`; kills it and fails past that.
+pub fn wait_bounded(mut child: std::process::Child, limit: std::time::Duration) -> (i32, String) {
+    let t0 = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                std::io::Read::read_to_string(&mut e, &mut err).unwrap();
+            }
+            assert!(!err.contains("panicked"), "{err}");
+            let code = status
+                .code()
+                .unwrap_or_else(|| panic!("killed by a signal: {status:?}; {err}"));
+            return (code, err);
+        }
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            panic!("perceptd still running after {limit:?}: an output fault blocked it");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
