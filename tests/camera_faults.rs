@@ -146,7 +146,7 @@ impl CaptureDevice for FakeCam {
         Ok(Some((fps, 1)))
     }
 
-    fn start(&mut self, n: u32) -> io::Result<u32> {
+    fn map_buffers(&mut self, n: u32) -> io::Result<u32> {
         let mut g = self.world.lock().unwrap();
         let n = g.grant.unwrap_or(n);
         let size = self.fmt.map_or(0, |f| f.sizeimage as usize);
@@ -154,6 +154,10 @@ impl CaptureDevice for FakeCam {
         self.queued = vec![true; n as usize];
         g.devices[self.id].buffers = n as usize;
         Ok(n)
+    }
+
+    fn stream_on(&mut self) -> io::Result<()> {
+        Ok(())
     }
 
     fn dequeue(&mut self, timeout_ms: u32) -> Result<Dequeued, DqError> {
@@ -188,6 +192,7 @@ impl CaptureDevice for FakeCam {
         Ok(Dequeued {
             index,
             bytesused: if short { len - 1 } else { len },
+            data_offset: 0,
             flags,
             timestamp_ns: 1_000_000 + seq as u64,
             sequence: seq,
