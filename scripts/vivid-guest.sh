@@ -85,6 +85,7 @@ final() {
     bad) echo "$l" | sed -n 's/.*bad \([0-9]*\)).*/\1/p' ;;
     lost) echo "$l" | sed -n 's/.*camera lost \([0-9]*\).*/\1/p' ;;
     stalls) echo "$l" | sed -n 's/.*stalls \([0-9]*\).*/\1/p' ;;
+    infer_max) echo "$l" | sed -n 's/.*infer p50 [^;]* max \([0-9.]*\) ms.*/\1/p' ;;
     reconnects) echo "$l" | sed -n 's/.*reconnects \([0-9]*\).*/\1/p' ;;
     esac
 }
@@ -140,7 +141,8 @@ fi
 for i in 1 2 3 4 5 6 7 8 9 10; do [ -e /dev/video1 ] && break; sleep 1; done
 result load-vivid "$([ -e /dev/video0 ] && [ -e /dev/video1 ] && echo 0 || echo 1)" \
     "$(cat /sys/class/video4linux/video0/name), $(cat /sys/class/video4linux/video1/name)"
-if want explore; then
+# Opt-in only: the controls and the multiplanar node's state.
+if case " $VIVID_CASES " in *" explore "*) true ;; *) false ;; esac then
     v4l2-ctl -d /dev/video0 -L | sed 's/^/INFO /'
     v4l2-ctl -d /dev/video1 --all | sed 's/^/INFO /' | head -n 40
 fi
@@ -171,11 +173,11 @@ for size in 640x480 1280x720; do
             fi
         fi
         if want "run-$f-$size"; then
-            cfg $W/c.toml /dev/video0 $f $w $h 30
+            cfg $W/c.toml /dev/video0 $f $w $h 25
             run $W/c.toml --frames 8
             set -- $(jstats)
             [ $RC = 0 ] && [ "$1" = 8 ] && [ "$5" = 0 ]
-            result "run-$f-$size" $? "rc $RC, $1 lines in $T ms, e2e p50 $2 ms, e2e<stages $5, $(grep -m1 'source:' $W/err | sed 's/.*source: //')"
+            result "run-$f-$size" $? "rc $RC, $1 lines in $T ms, e2e p50 $2 ms, e2e<stages $5, $(grep -m1 'boot\] source:' $W/err | sed 's/.*source: //')"
         fi
     done
 done
@@ -199,7 +201,7 @@ for f in nv12 yuyv; do
         run $W/c.toml --frames 8
         set -- $(jstats)
         [ $RC = 0 ] && [ "$1" = 8 ] && [ "$5" = 0 ]
-        result "mplane-run-$f-640x480" $? "rc $RC, $1 lines, e2e p50 $2 ms, $(grep -m1 'source:' $W/err | sed 's/.*source: //')"
+        result "mplane-run-$f-640x480" $? "rc $RC, $1 lines, e2e p50 $2 ms, $(grep -m1 'boot\] source:' $W/err | sed 's/.*source: //')"
     fi
 done
 
@@ -224,17 +226,20 @@ if want boot-backlog; then
     cfg $W/c.toml /dev/video0 yuyv 640 480 30 "buffers = 32"
     run $W/c.toml --frames 20
     set -- $(jstats)
-    [ $RC = 0 ] && [ "$1" = 20 ] && [ "${3%.*}" -lt 500 ]
-    result boot-backlog $? "buffers 32 --frames 20: rc $RC, $1 lines, first e2e $3 ms, max e2e $4 ms, final frames $(final frames) dropped $(final dropped)"
+    # The first frame must not carry the boot (model load, warm-up): its
+    # e2e is like the others' (under emulation one inference is ~0.7 s).
+    [ $RC = 0 ] && [ "$1" = 20 ] && [ "${3%.*}" -le $((${2%.*} * 3 / 2 + 100)) ]
+    result boot-backlog $? "buffers 32 --frames 20: rc $RC, $1 lines, first e2e $3 ms, e2e p50 $2 ms, max $4 ms, final frames $(final frames) dropped $(final dropped); $(grep -m1 -o 'ready in [0-9]* ms' $W/err)"
 fi
 
-# 3: --frames N counts processed frames (a pipeline slower than the camera).
+# 3: --frames N counts processed frames (here the pipeline, ~1 fps under
+# emulation, is slower than the camera, 25 fps: most frames are dropped).
 if want frames-count; then
-    cfg $W/c.toml /dev/video0 yuyv 1280 720 60
-    run $W/c.toml --frames 20
+    cfg $W/c.toml /dev/video0 yuyv 640 480 25
+    run $W/c.toml --frames 10
     set -- $(jstats)
-    [ $RC = 0 ] && [ "$1" = 20 ]
-    result frames-count $? "--frames 20 at 1280x720@60: rc $RC, $1 lines, final frames $(final frames) dropped $(final dropped)"
+    [ $RC = 0 ] && [ "$1" = 10 ]
+    result frames-count $? "--frames 10 at 640x480@25: rc $RC, $1 lines, final frames $(final frames) dropped $(final dropped)"
 fi
 
 # 4: 1 fps with the default timeout_ms = 1000: no false stalls.
@@ -253,8 +258,12 @@ if want sigterm; then
     waitlines 5 60
     term
     n=$(grep -c '^{' $W/out)
-    [ $RC = 0 ] && [ $TERM_MS -lt 1500 ] && grep -q 'final:' $W/err
-    result sigterm $? "rc $RC, exited $TERM_MS ms after SIGTERM, $n lines, final frames $(final frames)"
+    # The frames in flight are drained first: at most two inferences (the
+    # one running and the newest ready frame), ~0.7 s each under emulation.
+    im=$(final infer_max)
+    im=${im%.*}
+    [ $RC = 0 ] && [ $TERM_MS -le $((1000 + 2 * ${im:-0})) ] && grep -q 'final:' $W/err
+    result sigterm $? "rc $RC, exited $TERM_MS ms after SIGTERM (inference max ${im:-?} ms), $n lines, final frames $(final frames)"
 fi
 
 if want disconnect; then
