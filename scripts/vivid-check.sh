@@ -175,11 +175,14 @@ choose=$ACCEL
 if [ "$ACCEL" = auto ]; then
     choose=tcg
     if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
-        if timeout 25 bash -c "$(declare -f qemu); $(declare -p VMLINUZ INITRD); qemu ${KVM[*]} -- vivid.probe=1" </dev/null 2>&1 |
-            grep -q VIVID-GUEST-UP; then
+        # Here (nested virtualisation) KVM with -cpu max aborts at once
+        # ("failed to set MSR") and the default CPU model hangs after
+        # "Probing EDD": either way the probe fails and TCG is used.
+        probe=$(timeout 25 bash -c "$(declare -f qemu); $(declare -p VMLINUZ INITRD); qemu ${KVM[*]} -- vivid.probe=1" </dev/null 2>&1 | tr -d '\r')
+        if grep -q VIVID-GUEST-UP <<<"$probe"; then
             choose=kvm
         else
-            log "KVM did not boot the kernel within 25 s; using software emulation (TCG)"
+            log "KVM did not boot the kernel ($(tail -n 1 <<<"$probe" | cut -c1-120)); using software emulation (TCG)"
         fi
     fi
 fi

@@ -248,7 +248,7 @@ if want slow-camera; then
     run $W/c.toml --frames 6
     set -- $(jstats)
     [ $RC = 0 ] && [ "$1" = 6 ] && [ "$(final stalls)" = 0 ]
-    result slow-camera $? "1 fps, timeout_ms 1000: rc $RC, $1 lines in $T ms, stalls $(final stalls), reconnects $(final reconnects)$(grep -q 'three frame intervals' $W/err && echo ', warned')"
+    result slow-camera $? "1 fps, timeout_ms 1000: rc $RC, $1 lines in $T ms, e2e p50 $2 ms, e2e<stages $5, stalls $(final stalls), reconnects $(final reconnects)$(grep -q 'three frame intervals' $W/err && echo ', warned')"
 fi
 
 # ---- faults -------------------------------------------------------------------
