@@ -2,7 +2,10 @@
 //! the driver changes the format), mmap streaming, per-frame checks and the
 //! mapping of device faults to [`SourceError`]s. The device itself sits
 //! behind [`dev::CaptureDevice`] so tests drive this logic with a scripted
-//! fake; [`dev::V4lDevice`] is the real one.
+//! fake; [`dev::V4lDevice`] is the real one. Single-planar and multiplanar
+//! (`VIDEO_CAPTURE_MPLANE`) nodes alike: a frame is one buffer whose payload
+//! starts at its `data_offset` (vivid's multiplanar YUYV puts 128 bytes
+//! first).
 //!
 //! Boot (`open`/`with_device`, allocates): set the format, the frame rate,
 //! map the buffers. Streaming starts on the first `next_frame`/`skip_frame`
