@@ -178,7 +178,7 @@ if [ "$ACCEL" = auto ]; then
         # Here (nested virtualisation) KVM with -cpu max aborts at once
         # ("failed to set MSR") and the default CPU model hangs after
         # "Probing EDD": either way the probe fails and TCG is used.
-        probe=$(timeout 25 bash -c "$(declare -f qemu); $(declare -p VMLINUZ INITRD); qemu ${KVM[*]} -- vivid.probe=1" </dev/null 2>&1 | tr -d '\r')
+        probe=$(timeout 25 bash -c "$(declare -f qemu); $(declare -p VMLINUZ INITRD); qemu ${KVM[*]} -- vivid.probe=1" </dev/null 2>&1 | tr -d '\r' || true)
         if grep -q VIVID-GUEST-UP <<<"$probe"; then
             choose=kvm
         else
