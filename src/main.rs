@@ -437,8 +437,13 @@ fn run(cli: Cli) -> Result<i32> {
             if let Some(p) = &calibration {
                 check_calibration(p, cfg.as_ref())?;
             }
+            // As `run` binds it: symbolic dims take model.input_size.
+            let cfg_shape = cfg
+                .as_ref()
+                .and_then(|c| c.model.input_size)
+                .map(|[w, h]| format!("1x3x{h}x{w}"));
             match model.or_else(|| cfg.map(|c| c.model.path)) {
-                Some(m) => check(&m, input_shape.as_deref()),
+                Some(m) => check(&m, input_shape.as_deref().or(cfg_shape.as_deref())),
                 None => Ok(0),
             }
         }

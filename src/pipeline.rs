@@ -51,7 +51,8 @@ pub struct Pipeline {
     /// The calibration the chain and the backend were built with.
     pub calibration: Option<Calibration>,
     pub ring_slots: usize,
-    /// Stop after this many frames have entered the ring.
+    /// Stop after this many frames have been processed (published);
+    /// frames dropped on the way do not count.
     pub frames: Option<u64>,
     /// Seconds between periodic summary lines on stderr (0 = none).
     pub metrics_interval_s: f64,
@@ -82,7 +83,7 @@ pub struct RunReport {
 }
 
 impl Pipeline {
-    /// Run until the source ends, `frames` have been captured, or `stop` is
+    /// Run until the source ends, `frames` have been processed, or `stop` is
     /// set; then drain what is in flight and return the metrics.
     pub fn run(self, stop: Arc<AtomicBool>) -> RunReport {
         let Pipeline {
@@ -206,7 +207,7 @@ impl Pipeline {
                             deadline_ns: stage_deadline_ns,
                         },
                     };
-                    postprocess_loop(&mut pp, ring, done_rx, free_tx);
+                    postprocess_loop(&mut pp, ring, done_rx, free_tx, frames);
                     // The run is over: the outputs may flush and allocate.
                     let outputs = chain.outputs.finish();
                     (metrics, outputs)
@@ -263,7 +264,16 @@ fn capture_loop(
     let mut seq = 0u64;
     let mut timed_out = false;
     loop {
-        if stop.load(Ordering::Relaxed) || frames.is_some_and(|n| seq >= n) {
+        // Lockstep: every frame entering the ring is processed, so `seq`
+        // counts; live: drops are not frames the user asked for.
+        let enough = |n| {
+            if live {
+                c.processed.load(Ordering::Relaxed) >= n
+            } else {
+                seq >= n
+            }
+        };
+        if stop.load(Ordering::Relaxed) || frames.is_some_and(enough) {
             return None;
         }
         let token = if live {
@@ -433,6 +443,7 @@ fn postprocess_loop(
     ring: &Ring,
     done_rx: Receiver<SlotToken>,
     free_tx: Sender<SlotToken>,
+    frames: Option<u64>,
 ) {
     loop {
         let mut token = match done_rx.recv_timeout(POLL) {
@@ -443,6 +454,11 @@ fn postprocess_loop(
             }
             Err(RecvTimeoutError::Disconnected) => return,
         };
+        // Frames still in flight once `frames` were published are not.
+        if frames.is_some_and(|n| pp.counters.processed.load(Ordering::Relaxed) >= n) {
+            let _ = free_tx.send(token);
+            continue;
+        }
         {
             let mut slot = ring.slot(&mut token);
             let start = monotonic_ns();

@@ -191,3 +191,28 @@ fn infer_with_a_garbage_input_tensor_is_named() {
     let out = perceptd(&["infer", FIXTURE_MODEL, "--input", &f]);
     assert_clean_failure(&out, &["input_0.pb"]);
 }
+
+#[test]
+fn check_config_binds_symbolic_dims_from_model_input_size() {
+    let d = temp_dir("cli-check-input-size");
+    let model = root().join("tests/fixtures/exports/yolov8-w0125-dynamic/model.onnx");
+    let body = format!(
+        "[source]\nkind = \"synthetic\"\n\n[model]\npath = \"{}\"\ninput_size = [160, 128]\n",
+        model.display()
+    );
+    let cfg = write(&d.join("dynamic.toml"), body.as_bytes());
+    let out = perceptd(&["check", "--config", &cfg]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("1x3x128x160"), "{stdout}");
+    // Without input_size the symbolic dims are still refused, naming them.
+    let cfg = write(
+        &d.join("no-size.toml"),
+        body.replace("input_size = [160, 128]\n", "").as_bytes(),
+    );
+    assert_clean_failure(&perceptd(&["check", "--config", &cfg]), &["symbolic"]);
+}

@@ -108,11 +108,12 @@ fn slow_inference_drops_frames_and_latency_stays_bounded() {
     let dir = temp_dir("bounded-latency");
     let cfg = config(&synthetic_config(FIXTURE_MODEL, 3, "realtime"));
     let ov = Overrides {
-        frames: Some(150),
+        frames: Some(80),
         output: Some(dir.join("out.jsonl").display().to_string()),
         ..Default::default()
     };
     let mut p = boot(&cfg, &ov).unwrap();
+    let slots = p.ring_slots as u64;
     let delay = std::time::Duration::from_millis(60);
     p.backend = Box::new(SlowBackend {
         inner: p.backend,
@@ -137,9 +138,13 @@ fn slow_inference_drops_frames_and_latency_stays_bounded() {
         c.dropped() > 0,
         "a source faster than inference must drop frames"
     );
-    assert_eq!(
-        c.processed + c.dropped(),
-        c.frames_in,
+    // --frames counts processed frames, drops aside.
+    assert_eq!(c.processed, 80);
+    // Every frame is processed or counted as dropped, but those still in
+    // flight when the 80th was published (at most one per ring slot).
+    assert!(
+        c.processed + c.dropped() <= c.frames_in
+            && c.frames_in <= c.processed + c.dropped() + slots,
         "every frame is processed or counted as dropped"
     );
     assert!(

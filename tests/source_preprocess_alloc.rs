@@ -50,11 +50,14 @@ impl CaptureDevice for Endless {
     fn set_frame_rate(&mut self, fps: u32) -> io::Result<Option<(u32, u32)>> {
         Ok(Some((fps, 1)))
     }
-    fn start(&mut self, n: u32) -> io::Result<u32> {
+    fn map_buffers(&mut self, n: u32) -> io::Result<u32> {
         self.bufs = (0..n)
             .map(|i| vec![i as u8; self.fmt.sizeimage as usize])
             .collect();
         Ok(n)
+    }
+    fn stream_on(&mut self) -> io::Result<()> {
+        Ok(())
     }
     fn dequeue(&mut self, _timeout_ms: u32) -> Result<Dequeued, DqError> {
         let index = self.next % self.bufs.len();
@@ -63,6 +66,7 @@ impl CaptureDevice for Endless {
         Ok(Dequeued {
             index,
             bytesused: self.fmt.sizeimage,
+            data_offset: 0,
             flags: BUF_FLAG_TIMESTAMP_MONOTONIC,
             timestamp_ns: self.seq as u64 * 1000,
             sequence: self.seq,

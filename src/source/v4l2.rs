@@ -2,14 +2,30 @@
 //! the driver changes the format), mmap streaming, per-frame checks and the
 //! mapping of device faults to [`SourceError`]s. The device itself sits
 //! behind [`dev::CaptureDevice`] so tests drive this logic with a scripted
-//! fake; [`dev::V4lDevice`] is the real one.
+//! fake; [`dev::V4lDevice`] is the real one. Single-planar and multiplanar
+//! (`VIDEO_CAPTURE_MPLANE`) nodes alike: a frame is one buffer whose payload
+//! starts at its `data_offset` (vivid's multiplanar YUYV puts 128 bytes
+//! first).
 //!
 //! Boot (`open`/`with_device`, allocates): set the format, the frame rate,
-//! map and queue the buffers, start streaming. Frame path (capture thread,
+//! map the buffers. Streaming starts on the first `next_frame`/`skip_frame`
+//! (the capture thread, once the model is loaded and warmed up), so no
+//! frame sits in the driver's queue through the boot and the first frames'
+//! latency is the pipeline's, not the boot's. Frame path (capture thread,
 //! `next_frame`/`skip_frame`, never allocate on success): poll with the
-//! configured timeout, dequeue one buffer, check it, copy it out (next_frame
+//! stall timeout, dequeue one buffer, check it, copy it out (next_frame
 //! only, removing any row padding the driver added) and queue it again at
 //! once, so the driver always holds every buffer but the one being copied.
+//!
+//! Timestamps: a buffer's CLOCK_MONOTONIC timestamp is the capture time,
+//! but never later than the dequeue: drivers stamping "End of Frame" from
+//! a schedule (vivid) put it up to a frame period in the future, which
+//! would make end-to-end latency read low. Such stamps are clamped to the
+//! dequeue time and counted ([`V4l2Source::stamps_ahead`]).
+//!
+//! Stall timeout: `timeout_ms`, raised (with a warning) to three frame
+//! intervals of the negotiated rate when that is longer, so a slow camera
+//! (1 fps) is not taken for a stalled one.
 //!
 //! Faults, per frame: a buffer flagged `V4L2_BUF_FLAG_ERROR`, shorter than
 //! a frame, or a DQBUF EIO -> `BadFrame` (the buffer is re-queued, the
@@ -29,7 +45,8 @@
 //! Every state change is one log line; each fault kind has a counter
 //! ([`CameraFaults`], and the pipeline's shared counters once attached).
 //! A camera missing at boot is an error, or with [`Absent::Wait`] is waited
-//! for with the same backoff.
+//! for with the same backoff. After a loss the first re-open is immediate;
+//! the pauses after failed ones are 50, 100, 200, ... ms.
 //! Without a re-opener (`with_device`), a lost camera is `Disconnected` and
 //! a stall is `Timeout`, as the caller decides.
 //!
@@ -79,7 +96,8 @@ pub struct V4l2Config {
     pub fps: u32,
     /// mmap buffers to request (the driver may grant a different number).
     pub buffers: u32,
-    /// Longest wait for one frame: a stall after that.
+    /// Longest wait for one frame: a stall after that (at least three
+    /// frame intervals of the negotiated rate are used).
     pub timeout_ms: u32,
     pub on_adjust: OnAdjust,
     /// Camera missing at boot: fail or wait.
@@ -129,6 +147,20 @@ struct Negotiated {
     contiguous: bool,
     rate: Option<(u32, u32)>,
     buffers: u32,
+    /// The stall timeout: `timeout_ms`, or three frame intervals if longer.
+    timeout_ms: u32,
+}
+
+/// Stall timeout for a camera at `rate` (frames, seconds): `asked`, or
+/// three frame intervals when that is longer.
+fn stall_timeout_ms(asked: u32, rate: Option<(u32, u32)>) -> u32 {
+    match rate {
+        Some((frames, secs)) if frames > 0 => {
+            let three = (3 * secs as u64 * 1000).div_ceil(frames as u64);
+            asked.max(three.min(600_000) as u32)
+        }
+        _ => asked,
+    }
 }
 
 /// The V4L2 fourcc of each pixel format a camera can deliver to us.
@@ -246,8 +278,15 @@ pub struct V4l2Source<D: CaptureDevice = V4lDevice> {
     timeout_ms: u32,
     rate: Option<(u32, u32)>,
     buffers: u32,
+    /// The device's buffers are queued and it streams (see the module
+    /// doc: streaming starts on the first frame asked for).
+    streaming: bool,
     last_sequence: Option<u32>,
     driver_drops: u64,
+    /// Buffers whose timestamp was later than their dequeue, and by how
+    /// much at most (ns).
+    stamps_ahead: u64,
+    max_ahead_ns: u64,
 }
 
 impl V4l2Source<V4lDevice> {
@@ -374,9 +413,18 @@ fn negotiate<D: CaptureDevice>(
             }
         };
 
-        let buffers = dev.start(cfg.buffers).map_err(|e| {
+        let timeout_ms = stall_timeout_ms(cfg.timeout_ms, rate);
+        if timeout_ms != cfg.timeout_ms {
+            log::warn!(
+                "{name}: timeout_ms = {} is under three frame intervals at the camera's rate; \
+                 a stall is declared after {timeout_ms} ms instead",
+                cfg.timeout_ms
+            );
+        }
+
+        let buffers = dev.map_buffers(cfg.buffers).map_err(|e| {
             SourceError::Config(format!(
-                "{name}: cannot start streaming with {} mmap buffers: {e}",
+                "{name}: cannot map {} mmap buffers: {e}",
                 cfg.buffers
             ))
         })?;
@@ -406,6 +454,7 @@ fn negotiate<D: CaptureDevice>(
             contiguous,
             rate,
             buffers,
+            timeout_ms,
         })
     }
 }
@@ -484,12 +533,27 @@ impl<D: CaptureDevice> V4l2Source<D> {
             planes: n.planes,
             need: n.need,
             contiguous: n.contiguous,
-            timeout_ms: cfg.timeout_ms,
+            timeout_ms: n.timeout_ms,
             rate: n.rate,
             buffers: n.buffers,
+            streaming: false,
             last_sequence: None,
             driver_drops: 0,
+            stamps_ahead: 0,
+            max_ahead_ns: 0,
         }
+    }
+
+    /// Buffers whose driver timestamp was later than their dequeue (and
+    /// was clamped to it), and the largest lead in nanoseconds.
+    pub fn stamps_ahead(&self) -> (u64, u64) {
+        (self.stamps_ahead, self.max_ahead_ns)
+    }
+
+    /// The stall timeout in use (ms): `timeout_ms` or three frame
+    /// intervals, whichever is longer.
+    pub fn stall_timeout_ms(&self) -> u32 {
+        self.timeout_ms
     }
 
     /// Frames the driver says it dropped (gaps in buffer sequence numbers).
@@ -624,7 +688,9 @@ impl<D: CaptureDevice> V4l2Source<D> {
                     |f| &mut f.reconnect_failures,
                     |c| &c.camera_reconnect_failures,
                 );
-                let wait = backoff_ms(attempt + 1, self.cfg.reconnect_max_ms);
+                // `attempt` failed attempts before this one: the first
+                // failure waits BACKOFF_MIN_MS.
+                let wait = backoff_ms(attempt, self.cfg.reconnect_max_ms);
                 log::warn!(
                     "{}: reconnect attempt {} failed: {e}; next in {wait} ms",
                     self.name,
@@ -679,15 +745,27 @@ impl<D: CaptureDevice> V4l2Source<D> {
         self.contiguous = n.contiguous;
         self.rate = n.rate;
         self.buffers = n.buffers;
+        self.timeout_ms = n.timeout_ms;
         self.last_sequence = None;
         self.dev = Some(dev);
+        self.streaming = false;
         Ok(())
     }
 
     /// Dequeue one buffer and check it; a bad one is re-queued. EINTR and
     /// EAGAIN are retried within the poll timeout.
-    fn dequeue_checked(&mut self) -> Result<Dequeued, SourceError> {
+    fn dequeue_checked(&mut self) -> Result<(Dequeued, u64), SourceError> {
         self.ensure_up()?;
+        if !self.streaming {
+            let res = match self.dev.as_mut() {
+                Some(dev) => dev.stream_on(),
+                None => return Err(self.reconnecting()),
+            };
+            if let Err(e) = res {
+                return Err(self.went_down(false, format!("VIDIOC_STREAMON failed: {e}")));
+            }
+            self.streaming = true;
+        }
         let deadline = monotonic_ns().saturating_add(self.timeout_ms as u64 * 1_000_000);
         let mut wait_ms = self.timeout_ms;
         let d = loop {
@@ -695,7 +773,7 @@ impl<D: CaptureDevice> V4l2Source<D> {
                 return Err(self.reconnecting());
             };
             match dev.dequeue(wait_ms) {
-                Ok(d) => break d,
+                Ok(d) => break (d, monotonic_ns()),
                 Err(DqError::Timeout) => {
                     let reason = format!("no frame within {} ms", self.timeout_ms);
                     return Err(self.went_down(true, reason));
@@ -727,6 +805,7 @@ impl<D: CaptureDevice> V4l2Source<D> {
                 }
             }
         };
+        let (d, dequeued_ns) = d;
         if let Some(last) = self.last_sequence {
             self.driver_drops += d.sequence.wrapping_sub(last).saturating_sub(1) as u64;
         }
@@ -735,7 +814,7 @@ impl<D: CaptureDevice> V4l2Source<D> {
             Some("driver returned an unknown buffer index")
         } else if d.flags & dev::BUF_FLAG_ERROR != 0 {
             Some("driver flagged the buffer (V4L2_BUF_FLAG_ERROR)")
-        } else if (d.bytesused as usize) < self.need {
+        } else if (d.bytesused as usize) < self.need + d.data_offset as usize {
             Some("buffer holds fewer bytes than a frame")
         } else {
             None
@@ -746,7 +825,7 @@ impl<D: CaptureDevice> V4l2Source<D> {
             }
             return Err(self.bad(reason));
         }
-        Ok(d)
+        Ok((d, dequeued_ns))
     }
 
     fn requeue(&mut self, index: usize) -> Result<(), SourceError> {
@@ -765,12 +844,18 @@ impl<D: CaptureDevice> V4l2Source<D> {
         }
     }
 
-    fn stamp(d: &Dequeued) -> FrameStamp {
+    /// The frame's stamps: the driver's monotonic timestamp, but never
+    /// later than `dequeued_ns` (see the module doc). Never allocates.
+    fn stamp(&mut self, d: &Dequeued, dequeued_ns: u64) -> FrameStamp {
         let monotonic = d.flags & dev::BUF_FLAG_TIMESTAMP_MASK == dev::BUF_FLAG_TIMESTAMP_MONOTONIC;
         let capture_ns = if monotonic && d.timestamp_ns != 0 {
-            d.timestamp_ns
+            if d.timestamp_ns > dequeued_ns {
+                self.stamps_ahead += 1;
+                self.max_ahead_ns = self.max_ahead_ns.max(d.timestamp_ns - dequeued_ns);
+            }
+            d.timestamp_ns.min(dequeued_ns)
         } else {
-            monotonic_ns()
+            dequeued_ns
         };
         FrameStamp {
             capture_ns,
@@ -820,12 +905,13 @@ impl<D: CaptureDevice> Source for V4l2Source<D> {
             None => String::new(),
         };
         format!(
-            "{} {} {}x{}{rate} ({} mmap buffers)",
+            "{} {} {}x{}{rate} ({} mmap buffers, stall after {} ms)",
             self.name,
             self.desc.format.name(),
             self.desc.width,
             self.desc.height,
-            self.buffers
+            self.buffers,
+            self.timeout_ms
         )
     }
 
@@ -843,10 +929,11 @@ impl<D: CaptureDevice> Source for V4l2Source<D> {
                 dst.len()
             )));
         }
-        let d = self.dequeue_checked()?;
+        let (d, dequeued_ns) = self.dequeue_checked()?;
         let short = match self.dev.as_ref() {
             Some(dev) => {
                 let src = dev.buffer(d.index);
+                let src = src.get(d.data_offset as usize..).unwrap_or(&[]);
                 if src.len() < self.need {
                     true
                 } else {
@@ -860,19 +947,28 @@ impl<D: CaptureDevice> Source for V4l2Source<D> {
         if short {
             return Err(self.bad("mapped buffer is smaller than a frame"));
         }
-        Ok(Self::stamp(&d))
+        Ok(self.stamp(&d, dequeued_ns))
     }
 
     /// Frame path: never allocates on success.
     fn skip_frame(&mut self) -> Result<FrameStamp, SourceError> {
-        let d = self.dequeue_checked()?;
+        let (d, dequeued_ns) = self.dequeue_checked()?;
         self.requeue(d.index)?;
-        Ok(Self::stamp(&d))
+        Ok(self.stamp(&d, dequeued_ns))
     }
 }
 
 impl<D: CaptureDevice> Drop for V4l2Source<D> {
     fn drop(&mut self) {
+        if self.stamps_ahead > 0 {
+            log::info!(
+                "{}: {} buffer timestamps were later than their dequeue (by up to {:.1} ms: \
+                 the driver stamps ahead of time); capture time was clamped to the dequeue",
+                self.name,
+                self.stamps_ahead,
+                self.max_ahead_ns as f64 * 1e-6
+            );
+        }
         if let Some(dev) = self.dev.as_mut() {
             if let Err(e) = dev.stop() {
                 log::warn!("{}: stopping the stream failed: {e}", self.name);
@@ -882,488 +978,4 @@ impl<D: CaptureDevice> Drop for V4l2Source<D> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::VecDeque;
-    use std::io;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
-
-    enum Step {
-        Frame {
-            fill: u8,
-            bytesused: Option<u32>,
-            flags: u32,
-            ts: u64,
-            seq: u32,
-        },
-        Timeout,
-        PollErr,
-        Os(i32),
-    }
-
-    fn frame(fill: u8, seq: u32) -> Step {
-        Step::Frame {
-            fill,
-            bytesused: None,
-            flags: dev::BUF_FLAG_TIMESTAMP_MONOTONIC,
-            ts: 1000 + seq as u64,
-            seq,
-        }
-    }
-
-    /// A scripted camera: `set_format` answers `adjust(want)`, each dequeue
-    /// plays the next step (a frame fills the next free buffer with a byte
-    /// pattern that encodes `fill` and the position).
-    struct Fake {
-        adjust: fn(DevFormat) -> DevFormat,
-        fmt: Option<DevFormat>,
-        grant: Option<u32>,
-        script: VecDeque<Step>,
-        bufs: Vec<Vec<u8>>,
-        queued: Vec<bool>,
-        stopped: Arc<AtomicBool>,
-        timeouts_asked: Vec<u32>,
-    }
-
-    fn fake(script: Vec<Step>) -> Fake {
-        Fake {
-            adjust: |f| f,
-            fmt: None,
-            grant: None,
-            script: script.into(),
-            bufs: Vec::new(),
-            queued: Vec::new(),
-            stopped: Arc::new(AtomicBool::new(false)),
-            timeouts_asked: Vec::new(),
-        }
-    }
-
-    fn byte(fill: u8, i: usize) -> u8 {
-        fill.wrapping_add((i * 7 % 251) as u8)
-    }
-
-    impl CaptureDevice for Fake {
-        fn set_format(&mut self, want: DevFormat) -> io::Result<DevFormat> {
-            let mut got = (self.adjust)(want);
-            if got.bytesperline == 0 {
-                let p = planes(
-                    from_fourcc(got.fourcc).unwrap_or(PixelFormat::Grey),
-                    got.width as usize,
-                    got.height as usize,
-                    0,
-                )
-                .map_err(io::Error::other)?;
-                got.bytesperline = p[0].map_or(0, |p| p.stride) as u32;
-            }
-            let rows = if &got.fourcc == b"NV12" {
-                got.height + got.height.div_ceil(2)
-            } else {
-                got.height
-            };
-            got.sizeimage = got.bytesperline * rows;
-            self.fmt = Some(got);
-            Ok(got)
-        }
-
-        fn set_frame_rate(&mut self, fps: u32) -> io::Result<Option<(u32, u32)>> {
-            Ok(Some((fps, 1)))
-        }
-
-        fn start(&mut self, n: u32) -> io::Result<u32> {
-            let n = self.grant.unwrap_or(n);
-            let size = self.fmt.map_or(0, |f| f.sizeimage as usize);
-            self.bufs = vec![vec![0; size]; n as usize];
-            self.queued = vec![true; n as usize];
-            Ok(n)
-        }
-
-        fn dequeue(&mut self, timeout_ms: u32) -> Result<Dequeued, DqError> {
-            self.timeouts_asked.push(timeout_ms);
-            match self.script.pop_front() {
-                None | Some(Step::Timeout) => Err(DqError::Timeout),
-                Some(Step::PollErr) => Err(DqError::PollErr),
-                Some(Step::Os(e)) => Err(DqError::Os(e)),
-                Some(Step::Frame {
-                    fill,
-                    bytesused,
-                    flags,
-                    ts,
-                    seq,
-                }) => {
-                    let index = self
-                        .queued
-                        .iter()
-                        .position(|&q| q)
-                        .ok_or(DqError::PollErr)?;
-                    self.queued[index] = false;
-                    for (i, b) in self.bufs[index].iter_mut().enumerate() {
-                        *b = byte(fill, i);
-                    }
-                    let bytesused = bytesused.unwrap_or(self.bufs[index].len() as u32);
-                    Ok(Dequeued {
-                        index,
-                        bytesused,
-                        flags,
-                        timestamp_ns: ts,
-                        sequence: seq,
-                    })
-                }
-            }
-        }
-
-        fn buffer(&self, index: usize) -> &[u8] {
-            self.bufs.get(index).map_or(&[], |b| b)
-        }
-
-        fn queue(&mut self, index: usize) -> io::Result<()> {
-            match self.queued.get_mut(index) {
-                Some(q) if !*q => {
-                    *q = true;
-                    Ok(())
-                }
-                _ => Err(io::Error::from_raw_os_error(libc::EINVAL)),
-            }
-        }
-
-        fn stop(&mut self) -> io::Result<()> {
-            self.stopped.store(true, Ordering::SeqCst);
-            Ok(())
-        }
-    }
-
-    fn cfg(format: PixelFormat, width: usize, height: usize) -> V4l2Config {
-        V4l2Config {
-            device: "/dev/video-fake".into(),
-            format,
-            width,
-            height,
-            fps: 30,
-            buffers: 4,
-            timeout_ms: 250,
-            on_adjust: OnAdjust::Adapt,
-            absent: Absent::Fail,
-            reconnect_max_ms: 200,
-        }
-    }
-
-    #[test]
-    fn scripted_frames_are_copied_stamped_and_requeued() {
-        let c = cfg(PixelFormat::Yuyv, 8, 4);
-        let mut src =
-            V4l2Source::with_device(&c, fake(vec![frame(1, 0), frame(2, 1), frame(3, 5)])).unwrap();
-        assert_eq!(
-            src.desc(),
-            FrameDesc {
-                format: PixelFormat::Yuyv,
-                width: 8,
-                height: 4
-            }
-        );
-        assert_eq!(src.pacing(), Pacing::Live);
-        assert!(src.describe().contains("YUYV 8x4@30"), "{}", src.describe());
-        let mut dst = vec![0u8; src.desc().bytes()];
-        let st = src.next_frame(&mut dst).unwrap();
-        assert_eq!(
-            st,
-            FrameStamp {
-                capture_ns: 1000,
-                source_ns: Some(1000)
-            }
-        );
-        assert!(dst.iter().enumerate().all(|(i, &b)| b == byte(1, i)));
-        assert!(
-            src.device().unwrap().queued.iter().all(|&q| q),
-            "buffer not re-queued"
-        );
-        let st = src.skip_frame().unwrap();
-        assert_eq!(st.source_ns, Some(1001));
-        assert!(
-            dst.iter().enumerate().all(|(i, &b)| b == byte(1, i)),
-            "skip wrote into dst"
-        );
-        src.next_frame(&mut dst).unwrap();
-        assert!(dst.iter().enumerate().all(|(i, &b)| b == byte(3, i)));
-        assert_eq!(src.driver_drops(), 3);
-        assert!(src.device().unwrap().queued.iter().all(|&q| q));
-        assert_eq!(src.device().unwrap().timeouts_asked, [250, 250, 250]);
-    }
-
-    #[test]
-    fn non_monotonic_timestamps_are_restamped() {
-        let c = cfg(PixelFormat::Grey, 4, 2);
-        let step = Step::Frame {
-            fill: 0,
-            bytesused: None,
-            flags: 0,
-            ts: 5,
-            seq: 0,
-        };
-        let mut src = V4l2Source::with_device(&c, fake(vec![step])).unwrap();
-        let before = monotonic_ns();
-        let st = src.skip_frame().unwrap();
-        assert!(st.capture_ns >= before);
-        assert_eq!(st.source_ns, Some(5));
-    }
-
-    #[test]
-    fn adjusted_format_adapts_or_refuses() {
-        let mut f = fake(vec![frame(9, 0)]);
-        f.adjust = |w| DevFormat {
-            width: 640,
-            height: 480,
-            ..w
-        };
-        let c = cfg(PixelFormat::Yuyv, 1920, 1080);
-        let mut src = V4l2Source::with_device(&c, f).unwrap();
-        assert_eq!(
-            src.desc(),
-            FrameDesc {
-                format: PixelFormat::Yuyv,
-                width: 640,
-                height: 480
-            }
-        );
-        let mut dst = vec![0; 640 * 480 * 2];
-        src.next_frame(&mut dst).unwrap();
-
-        let mut f = fake(vec![]);
-        f.adjust = |w| DevFormat {
-            fourcc: *b"UYVY",
-            ..w
-        };
-        let src = V4l2Source::with_device(&cfg(PixelFormat::Yuyv, 64, 48), f).unwrap();
-        assert_eq!(src.desc().format, PixelFormat::Uyvy);
-
-        let mut f = fake(vec![]);
-        f.adjust = |w| DevFormat {
-            width: 640,
-            height: 480,
-            ..w
-        };
-        let c = V4l2Config {
-            on_adjust: OnAdjust::Refuse,
-            ..cfg(PixelFormat::Yuyv, 1920, 1080)
-        };
-        let e = V4l2Source::with_device(&c, f).err().unwrap().to_string();
-        assert!(
-            e.contains("YUYV 1920x1080")
-                && e.contains("YUYV 640x480")
-                && e.contains("/dev/video-fake"),
-            "{e}"
-        );
-
-        let mut f = fake(vec![]);
-        f.adjust = |w| DevFormat {
-            fourcc: *b"MJPG",
-            ..w
-        };
-        let e = V4l2Source::with_device(&cfg(PixelFormat::Yuyv, 64, 48), f)
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(e.contains("MJPG") && e.contains("cannot read"), "{e}");
-    }
-
-    #[test]
-    fn padded_rows_are_removed() {
-        for (fmt, w, h) in [
-            (PixelFormat::Yuyv, 6, 3),
-            (PixelFormat::Nv12, 6, 5),
-            (PixelFormat::Rgb24, 5, 2),
-        ] {
-            let mut f = fake(vec![frame(4, 0)]);
-            f.adjust = |w| DevFormat {
-                bytesperline: 32,
-                ..w
-            };
-            let mut src = V4l2Source::with_device(&cfg(fmt, w, h), f).unwrap();
-            let mut dst = vec![0; src.desc().bytes()];
-            src.next_frame(&mut dst).unwrap();
-            let p = planes(fmt, w, h, 32).unwrap();
-            let mut want = Vec::new();
-            for p in p.iter().flatten() {
-                for r in 0..p.rows {
-                    want.extend((0..p.row_bytes).map(|i| byte(4, p.offset + r * 32 + i)));
-                }
-            }
-            assert_eq!(dst, want, "{fmt:?}");
-        }
-    }
-
-    #[test]
-    fn stride_smaller_than_a_row_is_refused() {
-        let mut f = fake(vec![]);
-        f.adjust = |w| DevFormat {
-            bytesperline: 10,
-            ..w
-        };
-        let e = V4l2Source::with_device(&cfg(PixelFormat::Yuyv, 8, 2), f)
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(
-            e.contains("bytesperline 10") && e.contains("16 bytes"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn flagged_and_short_buffers_are_bad_frames_and_requeued() {
-        let c = cfg(PixelFormat::Grey, 8, 8);
-        let script = vec![
-            Step::Frame {
-                fill: 0,
-                bytesused: None,
-                flags: dev::BUF_FLAG_ERROR,
-                ts: 1,
-                seq: 0,
-            },
-            Step::Frame {
-                fill: 0,
-                bytesused: Some(63),
-                flags: 0,
-                ts: 2,
-                seq: 1,
-            },
-            Step::Frame {
-                fill: 0,
-                bytesused: Some(63),
-                flags: 0,
-                ts: 3,
-                seq: 2,
-            },
-            Step::Os(libc::EIO),
-            frame(7, 3),
-        ];
-        let mut src = V4l2Source::with_device(&c, fake(script)).unwrap();
-        let mut dst = vec![0; 64];
-        for (i, want) in ["V4L2_BUF_FLAG_ERROR", "fewer bytes", "fewer bytes", "EIO"]
-            .iter()
-            .enumerate()
-        {
-            let res = if i == 2 {
-                src.skip_frame()
-            } else {
-                src.next_frame(&mut dst)
-            };
-            match res {
-                Err(SourceError::BadFrame { device, reason }) => {
-                    assert_eq!(device, "/dev/video-fake");
-                    assert!(reason.contains(want), "{reason}");
-                }
-                other => panic!("step {i}: {other:?}"),
-            }
-            assert!(
-                src.device().unwrap().queued.iter().all(|&q| q),
-                "step {i}: buffer not re-queued"
-            );
-        }
-        src.next_frame(&mut dst).unwrap();
-        assert!(dst.iter().enumerate().all(|(i, &b)| b == byte(7, i)));
-    }
-
-    #[test]
-    fn timeout_and_disconnects() {
-        let c = cfg(PixelFormat::Grey, 4, 4);
-        let mut src = V4l2Source::with_device(
-            &c,
-            fake(vec![
-                Step::Timeout,
-                Step::Os(libc::ENODEV),
-                Step::PollErr,
-                Step::Os(libc::EBADF),
-            ]),
-        )
-        .unwrap();
-        let mut dst = vec![0; 16];
-        match src.next_frame(&mut dst) {
-            Err(SourceError::Timeout { device, timeout_ms }) => {
-                assert_eq!((device.as_str(), timeout_ms), ("/dev/video-fake", 250));
-            }
-            other => panic!("{other:?}"),
-        }
-        let e = src.next_frame(&mut dst).unwrap_err();
-        assert!(
-            matches!(&e, SourceError::Disconnected { reason, .. } if reason.contains("ENODEV")),
-            "{e}"
-        );
-        let e = src.skip_frame().unwrap_err();
-        assert!(
-            matches!(&e, SourceError::Disconnected { reason, .. } if reason.contains("POLLERR")),
-            "{e}"
-        );
-        let e = src.next_frame(&mut dst).unwrap_err();
-        assert!(matches!(e, SourceError::Disconnected { .. }), "{e}");
-        drop(src);
-    }
-
-    #[test]
-    fn bad_configs_are_refused_at_boot() {
-        let e = V4l2Source::with_device(&cfg(PixelFormat::I420, 8, 8), fake(vec![]))
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(e.contains("I420") && e.contains("/dev/video-fake"), "{e}");
-        let e = V4l2Source::with_device(&cfg(PixelFormat::Grey, 0, 8), fake(vec![]))
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(e.contains("width is 0"), "{e}");
-        let c = V4l2Config {
-            buffers: 0,
-            ..cfg(PixelFormat::Grey, 8, 8)
-        };
-        let e = V4l2Source::with_device(&c, fake(vec![]))
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(e.contains("buffers is 0"), "{e}");
-        let mut f = fake(vec![]);
-        f.grant = Some(0);
-        let e = V4l2Source::with_device(&cfg(PixelFormat::Grey, 8, 8), f)
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(e.contains("no mmap buffers"), "{e}");
-        let mut f = fake(vec![frame(1, 0)]);
-        f.grant = Some(2);
-        let mut src = V4l2Source::with_device(&cfg(PixelFormat::Grey, 8, 8), f).unwrap();
-        assert!(src.describe().contains("2 mmap buffers"));
-        let e = src.next_frame(&mut [0; 10]).unwrap_err().to_string();
-        assert!(e.contains("10 bytes"), "{e}");
-    }
-
-    #[test]
-    fn drop_stops_the_device() {
-        let f = fake(vec![]);
-        let stopped = f.stopped.clone();
-        let src = V4l2Source::with_device(&cfg(PixelFormat::Grey, 2, 2), f).unwrap();
-        assert!(!stopped.load(Ordering::SeqCst));
-        drop(src);
-        assert!(stopped.load(Ordering::SeqCst));
-    }
-
-    #[test]
-    fn missing_device_names_the_device() {
-        let c = V4l2Config {
-            device: "/dev/video-perceptd-missing".into(),
-            ..cfg(PixelFormat::Yuyv, 640, 480)
-        };
-        let e = V4l2Source::open(&c).err().unwrap().to_string();
-        assert!(
-            e.contains("/dev/video-perceptd-missing") && e.contains("No such file"),
-            "{e}"
-        );
-        // A node that exists but is no camera.
-        let c = V4l2Config {
-            device: "/dev/null".into(),
-            ..c
-        };
-        let e = V4l2Source::open(&c).err().unwrap().to_string();
-        assert!(
-            e.contains("/dev/null") && e.contains("cannot open V4L2 camera"),
-            "{e}"
-        );
-    }
-}
+mod tests;

@@ -1,7 +1,12 @@
 //! The thin V4L2 device layer under [`super::V4l2Source`]: the
 //! [`CaptureDevice`] trait (the few operations mmap streaming needs) and
 //! [`V4lDevice`], its implementation on a real `/dev/video*` node through the
-//! `v4l` crate's ioctl wrappers and kernel structs.
+//! `v4l` crate's ioctl wrappers and kernel structs. Single-planar
+//! (`V4L2_BUF_TYPE_VIDEO_CAPTURE`) and multiplanar
+//! (`V4L2_BUF_TYPE_VIDEO_CAPTURE_MPLANE`, as on many SoC cameras) nodes are
+//! both driven; a multiplanar node must deliver the frame in one buffer
+//! (`num_planes` 1: YUYV, NV12, ..., not NV12M), whose payload may start at
+//! the plane's `data_offset`.
 //!
 //! The `v4l` crate's `MmapStream` is not used: it hides the buffer array
 //! behind `next()` (we need dequeue / look / queue as separate steps), its
@@ -9,9 +14,11 @@
 //! panics on any STREAMOFF error but ENODEV.
 //!
 //! State machine of a device: opened -> `set_format` / `set_frame_rate`
-//! (boot, any number of times) -> `start` (boot, once) -> `dequeue` /
-//! `buffer` / `queue` (capture thread) -> `stop` (also done on drop).
-//! `dequeue`, `buffer` and `queue` never allocate; the rest is boot.
+//! (boot, any number of times) -> `map_buffers` (boot, once) ->
+//! `stream_on` (capture thread, once, when the pipeline wants frames) ->
+//! `dequeue` / `buffer` / `queue` (capture thread) -> `stop` (also done on
+//! drop). `stream_on`, `dequeue`, `buffer` and `queue` never allocate; the
+//! rest is boot.
 
 use crate::source::monotonic_ns;
 use std::io;
@@ -27,8 +34,18 @@ pub const BUF_FLAG_ERROR: u32 = v4l_sys::V4L2_BUF_FLAG_ERROR;
 pub const BUF_FLAG_TIMESTAMP_MASK: u32 = v4l_sys::V4L2_BUF_FLAG_TIMESTAMP_MASK;
 /// The buffer timestamp is CLOCK_MONOTONIC (the usual case).
 pub const BUF_FLAG_TIMESTAMP_MONOTONIC: u32 = v4l_sys::V4L2_BUF_FLAG_TIMESTAMP_MONOTONIC;
+/// Mask of the timestamp-source bits: End of Frame (0) or Start of
+/// Exposure ([`BUF_FLAG_TSTAMP_SRC_SOE`]).
+pub const BUF_FLAG_TSTAMP_SRC_MASK: u32 = v4l_sys::V4L2_BUF_FLAG_TSTAMP_SRC_MASK;
+/// The timestamp was taken at the start of exposure.
+pub const BUF_FLAG_TSTAMP_SRC_SOE: u32 = v4l_sys::V4L2_BUF_FLAG_TSTAMP_SRC_SOE;
 
-/// A single-planar capture format as `VIDIOC_S_FMT` sees it.
+const CAPTURE: u32 = v4l_sys::v4l2_buf_type_V4L2_BUF_TYPE_VIDEO_CAPTURE;
+const CAPTURE_MPLANE: u32 = v4l_sys::v4l2_buf_type_V4L2_BUF_TYPE_VIDEO_CAPTURE_MPLANE;
+const MAX_PLANES: usize = v4l_sys::VIDEO_MAX_PLANES as usize;
+
+/// A capture format as `VIDIOC_S_FMT` sees it (of the one plane of a
+/// multiplanar format).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DevFormat {
     pub fourcc: [u8; 4],
@@ -44,7 +61,12 @@ pub struct DevFormat {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dequeued {
     pub index: usize,
+    /// Bytes the driver filled, counted from the start of the buffer
+    /// (so including `data_offset`).
     pub bytesused: u32,
+    /// Where the frame starts in the buffer (multiplanar drivers may put
+    /// a header first; 0 for single-planar).
+    pub data_offset: u32,
     pub flags: u32,
     /// The buffer timestamp in nanoseconds (clock given by `flags`).
     pub timestamp_ns: u64,
@@ -74,9 +96,14 @@ pub trait CaptureDevice: Send {
     /// `(frames, seconds)`, or `None` when the driver cannot set it. Boot only.
     fn set_frame_rate(&mut self, fps: u32) -> io::Result<Option<(u32, u32)>>;
 
-    /// Request `n_buffers` mmap buffers, map and queue them all, and start
-    /// streaming. Returns how many buffers the driver granted. Boot only.
-    fn start(&mut self, n_buffers: u32) -> io::Result<u32>;
+    /// Request `n_buffers` mmap buffers and map them. Returns how many
+    /// buffers the driver granted. Boot only.
+    fn map_buffers(&mut self, n_buffers: u32) -> io::Result<u32>;
+
+    /// Queue every mapped buffer and start streaming. Called once the
+    /// pipeline is ready for frames (so no frame waits through the boot).
+    /// Never allocates.
+    fn stream_on(&mut self) -> io::Result<()>;
 
     /// Wait up to `timeout_ms` for a filled buffer and dequeue it.
     /// Never allocates.
@@ -105,6 +132,8 @@ pub struct V4lDevice {
     fd: c_int,
     bufs: Vec<Mapped>,
     streaming: bool,
+    /// `V4L2_BUF_TYPE_VIDEO_CAPTURE` or `..._CAPTURE_MPLANE`.
+    buf_type: u32,
 }
 
 // SAFETY: the raw pointers are mmap'ed regions owned exclusively by this
@@ -132,28 +161,48 @@ impl V4lDevice {
         } else {
             cap.capabilities
         };
-        let need = v4l_sys::V4L2_CAP_VIDEO_CAPTURE | v4l_sys::V4L2_CAP_STREAMING;
-        if caps & need != need {
+        let streaming = caps & v4l_sys::V4L2_CAP_STREAMING != 0;
+        let buf_type = if streaming && caps & v4l_sys::V4L2_CAP_VIDEO_CAPTURE != 0 {
+            CAPTURE
+        } else if streaming && caps & v4l_sys::V4L2_CAP_VIDEO_CAPTURE_MPLANE != 0 {
+            CAPTURE_MPLANE
+        } else {
             let card = String::from_utf8_lossy(&cap.card);
             return Err(io::Error::other(format!(
-                "'{}' is not a streaming single-planar video capture device (capabilities {caps:#x})",
+                "'{}' is not a streaming video capture device (capabilities {caps:#x})",
                 card.trim_end_matches('\0')
             )));
-        }
+        };
         Ok(V4lDevice {
             _dev: dev,
             fd,
             bufs: Vec::new(),
             streaming: false,
+            buf_type,
         })
     }
 
-    fn buffer_desc(&self, index: u32) -> v4l_sys::v4l2_buffer {
+    /// True for a multiplanar node (`V4L2_BUF_TYPE_VIDEO_CAPTURE_MPLANE`).
+    pub fn is_multiplanar(&self) -> bool {
+        self.buf_type == CAPTURE_MPLANE
+    }
+
+    /// A buffer descriptor for `index`; for a multiplanar node it points
+    /// at `planes`, which must outlive the ioctl it is passed to.
+    fn buffer_desc(
+        &self,
+        index: u32,
+        planes: &mut [v4l_sys::v4l2_plane; MAX_PLANES],
+    ) -> v4l_sys::v4l2_buffer {
         // SAFETY: v4l2_buffer is plain data; all-zero is a valid value.
         let mut b: v4l_sys::v4l2_buffer = unsafe { std::mem::zeroed() };
         b.index = index;
-        b.type_ = v4l_sys::v4l2_buf_type_V4L2_BUF_TYPE_VIDEO_CAPTURE;
+        b.type_ = self.buf_type;
         b.memory = v4l_sys::v4l2_memory_V4L2_MEMORY_MMAP;
+        if self.is_multiplanar() {
+            b.m.planes = planes.as_mut_ptr();
+            b.length = MAX_PLANES as u32;
+        }
         b
     }
 
@@ -168,7 +217,7 @@ impl V4lDevice {
         }
         // SAFETY: plain data; all-zero is valid.
         let mut req: v4l_sys::v4l2_requestbuffers = unsafe { std::mem::zeroed() };
-        req.type_ = v4l_sys::v4l2_buf_type_V4L2_BUF_TYPE_VIDEO_CAPTURE;
+        req.type_ = self.buf_type;
         req.memory = v4l_sys::v4l2_memory_V4L2_MEMORY_MMAP;
         if let Err(e) = ioctl(self.fd, vidioc::VIDIOC_REQBUFS, &mut req) {
             first_err.get_or_insert(e);
@@ -181,7 +230,36 @@ impl CaptureDevice for V4lDevice {
     fn set_format(&mut self, want: DevFormat) -> io::Result<DevFormat> {
         // SAFETY: plain data; all-zero is valid.
         let mut f: v4l_sys::v4l2_format = unsafe { std::mem::zeroed() };
-        f.type_ = v4l_sys::v4l2_buf_type_V4L2_BUF_TYPE_VIDEO_CAPTURE;
+        f.type_ = self.buf_type;
+        if self.is_multiplanar() {
+            // SAFETY: writing the `pix_mp` member of the zeroed union, the
+            // one VIDEO_CAPTURE_MPLANE uses.
+            let mp = unsafe { &mut f.fmt.pix_mp };
+            mp.width = want.width;
+            mp.height = want.height;
+            mp.pixelformat = u32::from_le_bytes(want.fourcc);
+            mp.field = v4l_sys::v4l2_field_V4L2_FIELD_NONE;
+            mp.num_planes = 1;
+            mp.plane_fmt[0].bytesperline = want.bytesperline;
+            ioctl(self.fd, vidioc::VIDIOC_S_FMT, &mut f)?;
+            // SAFETY: the driver filled `pix_mp` for a VIDEO_CAPTURE_MPLANE
+            // format.
+            let got = unsafe { f.fmt.pix_mp };
+            if got.num_planes != 1 {
+                return Err(io::Error::other(format!(
+                    "the driver set {} with {} planes; perceptd reads formats held in one buffer",
+                    String::from_utf8_lossy(&got.pixelformat.to_le_bytes()),
+                    got.num_planes
+                )));
+            }
+            return Ok(DevFormat {
+                fourcc: got.pixelformat.to_le_bytes(),
+                width: got.width,
+                height: got.height,
+                bytesperline: got.plane_fmt[0].bytesperline,
+                sizeimage: got.plane_fmt[0].sizeimage,
+            });
+        }
         // SAFETY: writing the `pix` member of the zeroed union, the one
         // VIDEO_CAPTURE uses.
         let pix = unsafe { &mut f.fmt.pix };
@@ -205,9 +283,10 @@ impl CaptureDevice for V4lDevice {
     fn set_frame_rate(&mut self, fps: u32) -> io::Result<Option<(u32, u32)>> {
         // SAFETY: plain data; all-zero is valid.
         let mut p: v4l_sys::v4l2_streamparm = unsafe { std::mem::zeroed() };
-        p.type_ = v4l_sys::v4l2_buf_type_V4L2_BUF_TYPE_VIDEO_CAPTURE;
+        p.type_ = self.buf_type;
         ioctl(self.fd, vidioc::VIDIOC_G_PARM, &mut p)?;
-        // SAFETY: G_PARM filled the `capture` member for VIDEO_CAPTURE.
+        // SAFETY: G_PARM filled the `capture` member (VIDEO_CAPTURE and
+        // VIDEO_CAPTURE_MPLANE both use it).
         let cap = unsafe { &mut p.parm.capture };
         if cap.capability & v4l_sys::V4L2_CAP_TIMEPERFRAME == 0 {
             return Ok(None);
@@ -222,24 +301,31 @@ impl CaptureDevice for V4lDevice {
         Ok((t.numerator != 0).then_some((t.denominator, t.numerator)))
     }
 
-    fn start(&mut self, n_buffers: u32) -> io::Result<u32> {
+    fn map_buffers(&mut self, n_buffers: u32) -> io::Result<u32> {
         if !self.bufs.is_empty() || self.streaming {
             self.stop()?;
         }
         // SAFETY: plain data; all-zero is valid.
         let mut req: v4l_sys::v4l2_requestbuffers = unsafe { std::mem::zeroed() };
         req.count = n_buffers;
-        req.type_ = v4l_sys::v4l2_buf_type_V4L2_BUF_TYPE_VIDEO_CAPTURE;
+        req.type_ = self.buf_type;
         req.memory = v4l_sys::v4l2_memory_V4L2_MEMORY_MMAP;
         ioctl(self.fd, vidioc::VIDIOC_REQBUFS, &mut req)?;
         self.bufs.reserve_exact(req.count as usize);
         for index in 0..req.count {
-            let mut b = self.buffer_desc(index);
+            // SAFETY: v4l2_plane is plain data; all-zero is valid.
+            let mut planes: [v4l_sys::v4l2_plane; MAX_PLANES] = unsafe { std::mem::zeroed() };
+            let mut b = self.buffer_desc(index, &mut planes);
             ioctl(self.fd, vidioc::VIDIOC_QUERYBUF, &mut b)?;
-            let len = b.length as usize;
-            // SAFETY: QUERYBUF succeeded for an MMAP buffer, so `m.offset`
-            // is the offset to map.
-            let offset = unsafe { b.m.offset };
+            let (len, offset) = if self.is_multiplanar() {
+                // SAFETY: QUERYBUF filled `planes[0]` of an MMAP buffer, so
+                // `mem_offset` is the offset to map.
+                (planes[0].length as usize, unsafe { planes[0].m.mem_offset })
+            } else {
+                // SAFETY: QUERYBUF succeeded for an MMAP buffer, so
+                // `m.offset` is the offset to map.
+                (b.length as usize, unsafe { b.m.offset })
+            };
             // SAFETY: mapping `len` bytes of the device at the offset the
             // driver gave; the result is checked by the wrapper.
             let ptr = unsafe {
@@ -257,13 +343,17 @@ impl CaptureDevice for V4lDevice {
                 len,
             });
         }
-        for index in 0..req.count {
-            self.queue(index as usize)?;
+        Ok(req.count)
+    }
+
+    fn stream_on(&mut self) -> io::Result<()> {
+        for index in 0..self.bufs.len() {
+            self.queue(index)?;
         }
-        let mut typ = v4l_sys::v4l2_buf_type_V4L2_BUF_TYPE_VIDEO_CAPTURE;
+        let mut typ = self.buf_type;
         ioctl(self.fd, vidioc::VIDIOC_STREAMON, &mut typ)?;
         self.streaming = true;
-        Ok(req.count)
+        Ok(())
     }
 
     fn dequeue(&mut self, timeout_ms: u32) -> Result<Dequeued, DqError> {
@@ -290,13 +380,21 @@ impl CaptureDevice for V4lDevice {
             if pfd.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
                 return Err(DqError::PollErr);
             }
-            let mut b = self.buffer_desc(0);
+            // SAFETY: v4l2_plane is plain data; all-zero is valid.
+            let mut planes: [v4l_sys::v4l2_plane; MAX_PLANES] = unsafe { std::mem::zeroed() };
+            let mut b = self.buffer_desc(0, &mut planes);
             match ioctl(self.fd, vidioc::VIDIOC_DQBUF, &mut b) {
                 Ok(()) => {
                     let ts = b.timestamp;
+                    let (bytesused, data_offset) = if self.is_multiplanar() {
+                        (planes[0].bytesused, planes[0].data_offset)
+                    } else {
+                        (b.bytesused, 0)
+                    };
                     return Ok(Dequeued {
                         index: b.index as usize,
-                        bytesused: b.bytesused,
+                        bytesused,
+                        data_offset,
                         flags: b.flags,
                         timestamp_ns: (ts.tv_sec.max(0) as u64)
                             .saturating_mul(1_000_000_000)
@@ -327,7 +425,9 @@ impl CaptureDevice for V4lDevice {
     }
 
     fn queue(&mut self, index: usize) -> io::Result<()> {
-        let mut b = self.buffer_desc(index as u32);
+        // SAFETY: v4l2_plane is plain data; all-zero is valid.
+        let mut planes: [v4l_sys::v4l2_plane; MAX_PLANES] = unsafe { std::mem::zeroed() };
+        let mut b = self.buffer_desc(index as u32, &mut planes);
         ioctl(self.fd, vidioc::VIDIOC_QBUF, &mut b)
     }
 
@@ -335,7 +435,7 @@ impl CaptureDevice for V4lDevice {
         let mut res = Ok(());
         if self.streaming {
             self.streaming = false;
-            let mut typ = v4l_sys::v4l2_buf_type_V4L2_BUF_TYPE_VIDEO_CAPTURE;
+            let mut typ = self.buf_type;
             if let Err(e) = ioctl(self.fd, vidioc::VIDIOC_STREAMOFF, &mut typ) {
                 if e.raw_os_error() != Some(libc::ENODEV) {
                     res = Err(e);
