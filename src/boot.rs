@@ -8,6 +8,7 @@ use crate::calibration::{Calibration, CalibrationError};
 use crate::config::{Config, SourceConfig};
 use crate::frame::PixelFormat;
 use crate::pipeline::{Pipeline, ThreadPolicy};
+use crate::postprocess::track::{Geometry, Tracker};
 use crate::postprocess::{Decoder, DecoderKind, Labels, PostprocessError};
 use crate::service::{Notifier, ServiceSetup};
 use crate::sink::{JsonSink, SinkError, SinkTarget};
@@ -349,6 +350,23 @@ pub fn boot(cfg: &Config, ov: &Overrides) -> Result<Pipeline, BootError> {
     let target: SinkTarget = ov.output.as_deref().unwrap_or(&cfg.output.target).parse()?;
     let sink = JsonSink::open(target, cfg.output.max_line_bytes)?;
     let letterbox = backend.letterbox();
+    let tracker = if cfg.tracking.enabled {
+        let geometry = calibration.as_ref().map(|c| Geometry {
+            focal_px: c.camera_matrix()[(0, 0)],
+            camera_height_m: c.translation().z,
+        });
+        Some(
+            Tracker::new(
+                &cfg.tracking,
+                cfg.model.max_detections,
+                decoder.num_classes(),
+                geometry,
+            )
+            .map_err(|e| BootError::Config(e.to_string()))?,
+        )
+    } else {
+        None
+    };
     let t = &cfg.threads;
     Ok(Pipeline {
         source,
@@ -357,6 +375,7 @@ pub fn boot(cfg: &Config, ov: &Overrides) -> Result<Pipeline, BootError> {
         labels,
         sink,
         calibration,
+        tracker,
         letterbox,
         ring_slots: cfg.pipeline.ring_slots,
         frames: ov.frames,

@@ -78,4 +78,22 @@ pub struct Detection {
     /// Position on the ground in the vehicle frame (metres), if the ray
     /// through the box's bottom centre hits the ground ahead.
     pub ground: Option<[f32; 2]>,
+    /// The confirmed track this detection belongs to (tracking stage);
+    /// `None` when tracking is off or its track is not confirmed yet.
+    pub track: Option<TrackInfo>,
+}
+
+/// What the tracker knows about a detection's object.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct TrackInfo {
+    /// Stable identity while the object is tracked; never reused in a run.
+    pub id: u64,
+    /// Frames since the track was started (1 on its first frame).
+    pub age_frames: u32,
+    /// `[vx, vy]` m/s in the vehicle frame, relative to the vehicle; `None`
+    /// without a ground position or while the estimate is too uncertain.
+    pub velocity: Option<[f32; 2]>,
+    /// Time to collision (s) of an object closing in inside the ego
+    /// corridor; `None` otherwise.
+    pub ttc_s: Option<f32>,
 }

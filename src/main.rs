@@ -739,6 +739,12 @@ fn run_pipeline(cfg: &Config, ov: &Overrides) -> Result<i32> {
     let mut buf = vec![0u8; 1024];
     let line = report.metrics.write_summary(&mut buf, report.elapsed_s);
     eprintln!("[perceptd] final: {line}");
+    if let Some(t) = report.tracker.filter(|t| t.full > 0) {
+        log::warn!(
+            "tracking: {} new tracks not started because [tracking] max_tracks were held",
+            t.full
+        );
+    }
     if report.sink_errors > 0 {
         let k = &report.sink_stats;
         log::warn!(

@@ -19,6 +19,7 @@ use crate::backend::Backend;
 use crate::calibration::Calibration;
 use crate::frame::Detection;
 use crate::metrics::{Counters, Metrics, Stage, StageClock};
+use crate::postprocess::track::{Tracker, TrackerStats};
 use crate::postprocess::{Decoder, DetectionList, Labels, LetterboxInfo};
 use crate::ring::{Ring, SlotMeta, SlotToken};
 use crate::service::supervisor::{supervise, Watched};
@@ -49,6 +50,8 @@ pub struct Pipeline {
     pub labels: Labels,
     pub sink: JsonSink,
     pub calibration: Option<Calibration>,
+    /// The tracking stage (`[tracking] enabled`).
+    pub tracker: Option<Tracker>,
     pub letterbox: LetterboxInfo,
     pub ring_slots: usize,
     /// Stop after this many frames have entered the ring.
@@ -77,6 +80,8 @@ pub struct RunReport {
     /// Ring slots back in the free queue after the threads ended (all of
     /// them, unless a thread died holding one).
     pub slots_free_at_end: usize,
+    /// The tracker's counters, when tracking ran.
+    pub tracker: Option<TrackerStats>,
 }
 
 impl Pipeline {
@@ -90,6 +95,7 @@ impl Pipeline {
             labels,
             mut sink,
             calibration,
+            mut tracker,
             letterbox,
             ring_slots,
             frames,
@@ -129,6 +135,7 @@ impl Pipeline {
         let warm = &warm;
         let free_fill = free_tx.clone();
         let free_rx_end = free_rx.clone();
+        let tracker_ref = &mut tracker;
         let (source_end, metrics, sink_stats) = std::thread::scope(|s| {
             let c = Arc::clone(&counters);
             let stop_s = Arc::clone(&stop);
@@ -200,6 +207,7 @@ impl Pipeline {
                         labels: &labels,
                         sink: &mut sink,
                         calibration: calibration.as_ref(),
+                        tracker: tracker_ref.as_mut(),
                         letterbox,
                         rectified,
                         dets: &mut dets,
@@ -238,6 +246,7 @@ impl Pipeline {
             sink_errors: sink_stats.errors(),
             sink_stats,
             slots_free_at_end: free_rx_end.len(),
+            tracker: tracker.as_ref().map(Tracker::stats),
         }
     }
 }
@@ -425,6 +434,7 @@ struct Post<'a> {
     labels: &'a Labels,
     sink: &'a mut JsonSink,
     calibration: Option<&'a Calibration>,
+    tracker: Option<&'a mut Tracker>,
     letterbox: LetterboxInfo,
     /// The model saw the undistorted image: boxes come out rectified.
     rectified: bool,
@@ -486,6 +496,12 @@ impl Post<'_> {
                 }
             }
         }
+        if let Some(t) = self.tracker.as_deref_mut() {
+            t.run(
+                m.stamp.source_ns.unwrap_or(m.stamp.capture_ns),
+                self.dets.as_mut_slice(),
+            );
+        }
         let now = monotonic_ns();
         let ms = |a: u64, b: u64| b.saturating_sub(a) as f32 * 1e-6;
         let values = counters.values();
@@ -499,6 +515,7 @@ impl Post<'_> {
             postprocess_ms: ms(m.t_post_start_ns, now),
             e2e_ms: ms(m.stamp.capture_ns, now),
             dropped_total: values.dropped(),
+            tracked: self.tracker.is_some(),
         };
         if self
             .sink

@@ -18,6 +18,7 @@
 //! never allocate. Called from the postprocess thread.
 
 mod labels;
+pub mod track;
 
 pub use labels::Labels;
 
@@ -373,6 +374,7 @@ impl Decoder {
                 score: a.score,
                 bbox: [x1, y1, x2, y2],
                 ground: None,
+                track: None,
             };
             if out.push(det).is_err() {
                 stats.overflow += 1;

@@ -29,6 +29,15 @@
 //!   decimals, or `null`; `range_m` = |ground| (2 decimals) and
 //!   `bearing_deg` = atan2(y, x) in degrees, positive to the left (1
 //!   decimal), both `null` when `ground` is.
+//! * With tracking on (`[tracking] enabled`, the default) each detection
+//!   also has `track_id` (stable per object), `age_frames` (frames since
+//!   the track started), `velocity` `[vx, vy]` m/s in the vehicle frame
+//!   relative to the vehicle (2 decimals), `speed_mps` = |velocity|, and
+//!   `ttc_s` (time to collision, s, 2 decimals; only for objects closing in
+//!   within the ego corridor); all `null` for a detection without a
+//!   confirmed track, `velocity`/`speed_mps` `null` without a ground
+//!   position or while the estimate is too uncertain. With tracking off the
+//!   keys are absent.
 //! * Any non-finite number is written as `null`.
 //!
 //! A UDP target gets one datagram per line (with its `\n`); lines longer
@@ -148,6 +157,8 @@ pub struct FrameRecord {
     pub e2e_ms: f32,
     /// Frames dropped by the pipeline so far.
     pub dropped_total: u64,
+    /// The tracking stage ran: every detection gets the track keys.
+    pub tracked: bool,
 }
 
 /// Per-kind fault counts and totals since open.
@@ -647,9 +658,42 @@ fn write_line(
             }
             None => w.write_str("null,\"range_m\":null,\"bearing_deg\":null")?,
         }
+        if rec.tracked {
+            write_track(w, d)?;
+        }
         w.write_str("}")?;
     }
     w.write_str("]}\n")
+}
+
+/// The track keys of one detection (all `null` without a confirmed track).
+fn write_track(w: &mut SliceWriter<'_>, d: &Detection) -> fmt::Result {
+    let Some(t) = d.track else {
+        return w.write_str(
+            ",\"track_id\":null,\"age_frames\":null,\"velocity\":null,\"speed_mps\":null,\"ttc_s\":null",
+        );
+    };
+    write!(
+        w,
+        ",\"track_id\":{},\"age_frames\":{},\"velocity\":",
+        t.id, t.age_frames
+    )?;
+    match t.velocity {
+        Some([vx, vy]) => {
+            w.write_str("[")?;
+            num(w, vx, 2)?;
+            w.write_str(",")?;
+            num(w, vy, 2)?;
+            w.write_str("],\"speed_mps\":")?;
+            num(w, vx.hypot(vy), 2)?;
+        }
+        None => w.write_str("null,\"speed_mps\":null")?,
+    }
+    w.write_str(",\"ttc_s\":")?;
+    match t.ttc_s {
+        Some(s) => num(w, s, 2),
+        None => w.write_str("null"),
+    }
 }
 
 #[cfg(test)]
@@ -672,6 +716,7 @@ mod tests {
             postprocess_ms: 0.2,
             e2e_ms: 9.55,
             dropped_total: 3,
+            tracked: false,
         }
     }
 
@@ -682,12 +727,14 @@ mod tests {
                 score: 0.9134,
                 bbox: [10.0, 20.25, 30.5, 40.0],
                 ground: Some([12.5, -1.2]),
+                track: None,
             },
             Detection {
                 class_id: 0,
                 score: 0.5,
                 bbox: [0.0, 0.0, 640.0, 480.0],
                 ground: None,
+                track: None,
             },
         ]
     }
@@ -715,6 +762,31 @@ mod tests {
     }
 
     #[test]
+    fn tracked_lines_carry_the_track_keys() {
+        let mut rec = record();
+        rec.tracked = true;
+        let mut dets = two_dets();
+        dets[0].track = Some(crate::frame::TrackInfo {
+            id: 7,
+            age_frames: 31,
+            velocity: Some([-3.0, 4.0]),
+            ttc_s: Some(4.166),
+        });
+        let want = GOLDEN
+            .replace(
+                r#""bearing_deg":-5.5}"#,
+                r#""bearing_deg":-5.5,"track_id":7,"age_frames":31,"velocity":[-3.00,4.00],"speed_mps":5.00,"ttc_s":4.17}"#,
+            )
+            .replace(
+                r#""bearing_deg":null}"#,
+                r#""bearing_deg":null,"track_id":null,"age_frames":null,"velocity":null,"speed_mps":null,"ttc_s":null}"#,
+            );
+        assert_eq!(line(&rec, &dets, &labels()), want);
+        // Without the stage the same detections give today's line.
+        assert_eq!(line(&record(), &dets, &labels()), GOLDEN);
+    }
+
+    #[test]
     fn empty_frame_null_source_and_non_finite() {
         let mut rec = record();
         rec.source_ns = None;
@@ -732,6 +804,7 @@ mod tests {
             score: f32::NAN,
             bbox: [f32::NEG_INFINITY, 0.0, 1.0, 2.0],
             ground: Some([f32::NAN, 1.0]),
+            track: None,
         };
         let l = line(&rec, &[d], &labels());
         assert!(
