@@ -103,6 +103,11 @@ enum Cmd {
         /// Keep every Nth frame.
         #[arg(long, default_value_t = 1)]
         every: u64,
+        /// Also write tracking ground truth for every frame: OUT/gt/gt.txt
+        /// (MOTChallenge) and OUT/gt/ground.csv (ground position and
+        /// velocity).
+        #[arg(long)]
+        mot: bool,
     },
     /// Run a model once on inputs stored as serialized onnx.TensorProto files
     /// (the ONNX backend-test layout) and write output_N.pb files.
@@ -310,8 +315,12 @@ fn run(cli: Cli) -> Result<i32> {
             seed,
             frames,
             every,
+            mot,
         } => {
             perceptd::source::synthetic::write_dataset(&out, seed, frames, every)?;
+            if mot {
+                perceptd::source::synthetic::write_mot(&out, seed, frames)?;
+            }
             println!(
                 "wrote {} frames of seed {seed} to {}",
                 frames.div_ceil(every.max(1)),
