@@ -19,7 +19,8 @@
 //! 3. the remaining confident detections against tentative tracks.
 //!
 //! Life of a track: tentative on its first detection (score at least
-//! `new_track_score`), confirmed after `confirm_hits` hits, tentative
+//! `new_track_score`, and not a duplicate of a detection already on a
+//! track this frame), confirmed after `confirm_hits` hits, tentative
 //! tracks die on their first miss; a confirmed track missed becomes lost,
 //! and a lost track is removed after `max_misses` misses in a row. On the
 //! very first frame new tracks are confirmed at once (as in ByteTrack).
@@ -47,6 +48,20 @@ const INFEASIBLE: f64 = 1e6;
 /// Squared Mahalanobis gate on the ground (chi² with 2 degrees of
 /// freedom, 99.9 %).
 const GROUND_GATE: f64 = 13.8;
+/// The ground point (bottom centre of the face nearest the camera) can
+/// move across an object's footprint from one frame to the next (a car
+/// turning its side to the camera, a pedestrian's feet): the gate allows
+/// for this much extra spread (m, standard deviation).
+const FOOTPRINT_SIGMA_M: f64 = 1.0;
+/// A ground measurement further than this (squared Mahalanobis distance)
+/// from the prediction is folded in with its covariance scaled up to this
+/// distance, so that one jump of the ground point does not throw the
+/// velocity off (a Huber-style robust update).
+const ROBUST_D2: f64 = 9.0;
+/// A detection overlapping a detection already on a track this much (IoU)
+/// starts no track of its own: it is the same object seen twice, e.g. boxes
+/// of two classes that class-aware NMS kept on one pedestrian.
+const DUPLICATE_IOU: f64 = 0.6;
 /// Most bytes the cost matrix may take.
 const COST_BUDGET_BYTES: usize = 64 << 20;
 /// Image filter: measurement noise per axis as a fraction of box height
@@ -514,7 +529,14 @@ impl Tracker {
         t.image.update(&m.img, &image_noise(&m.img));
         if let Some((z, r)) = &m.ground {
             match &mut t.ground {
-                Some(g) => g.update(z, r),
+                Some(g) => {
+                    let d2 = g.mahalanobis2(z, r);
+                    if d2 > ROBUST_D2 && d2.is_finite() {
+                        g.update(z, &(r * (d2 / ROBUST_D2)));
+                    } else {
+                        g.update(z, r);
+                    }
+                }
                 None => t.ground = Some(Kalman::new(z, r, &[GROUND_RATE0; 2])),
             }
         }
@@ -566,6 +588,13 @@ impl Tracker {
         let nc = self.num_classes;
         for (j, d) in dets.iter().enumerate() {
             if self.meas[j].matched.is_some() || d.score < self.cfg.new_track_score {
+                continue;
+            }
+            let img = self.meas[j].img;
+            let duplicate = self.meas[..dets.len()]
+                .iter()
+                .any(|o| o.matched.is_some() && iou(&o.img, &img) > DUPLICATE_IOU);
+            if duplicate {
                 continue;
             }
             let Some(slot) = self.slots.iter().position(|s| s.is_none()) else {
@@ -634,9 +663,10 @@ impl Tracker {
 }
 
 /// Association cost of track `t` and detection `m`: `1 - IoU` of the
-/// predicted box; with `ground_match`, for boxes of similar size the cost
-/// may instead come from the ground distance (`0.5 .. 1` inside the gate);
-/// pairs outside the ground gate are infeasible.
+/// predicted box; with `ground_match`, for a lost track and a box of
+/// similar size the cost may instead come from the ground distance
+/// (`0.5 .. 1` inside the gate); pairs outside the ground gate are
+/// infeasible.
 fn pair_cost(t: &Track, m: &Meas, ground_match: bool) -> f64 {
     let pred = Vector4::new(
         t.image.pos(0),
@@ -646,12 +676,13 @@ fn pair_cost(t: &Track, m: &Meas, ground_match: bool) -> f64 {
     );
     let mut cost = 1.0 - iou(&pred, &m.img);
     if let (Some(g), Some((z, r))) = (&t.ground, &m.ground) {
-        let d2 = g.mahalanobis2(z, r);
+        let spread = Matrix2::identity() * (FOOTPRINT_SIGMA_M * FOOTPRINT_SIGMA_M);
+        let d2 = g.mahalanobis2(z, &(r + spread));
         if !(d2 <= GROUND_GATE) {
             return INFEASIBLE;
         }
         let ratio = m.img[3] / pred[3].max(1.0);
-        if ground_match && (0.7..=1.0 / 0.7).contains(&ratio) {
+        if ground_match && t.state == State::Lost && (0.7..=1.0 / 0.7).contains(&ratio) {
             cost = cost.min(0.5 + 0.5 * d2 / GROUND_GATE);
         }
     }
