@@ -149,6 +149,22 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Benchmark the tracker alone: cost per frame on a generated scene of
+    /// N moving objects. `benches/tracking_vs_bytetrack.py` runs ByteTrack
+    /// on the same detections (`--dump`).
+    BenchTracking {
+        /// Objects in the generated scene.
+        #[arg(long, default_value_t = 10)]
+        objects: usize,
+        #[arg(long, default_value_t = 2000)]
+        frames: usize,
+        /// Write the scene's detections here (JSON lines) for a peer.
+        #[arg(long)]
+        dump: Option<PathBuf>,
+        /// End stdout with one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Benchmark what the pipeline costs per frame apart from the network:
     /// the real pipeline on synthetic frames held in memory, with the
     /// network replaced by the outputs it gave for them at boot.
@@ -353,6 +369,31 @@ fn run(cli: Cli) -> Result<i32> {
             input_shape,
             json,
         } => bench_model(&model, threads, iters, warmup, input_shape.as_deref(), json),
+        Cmd::BenchTracking {
+            objects,
+            frames,
+            dump,
+            json,
+        } => {
+            use perceptd::postprocess::track::bench;
+            if objects == 0 || objects > 500 || frames < 11 || frames > 1_000_000 {
+                bail!("bench-tracking: --objects must be 1..=500 and --frames 11..=1000000 (got {objects}, {frames})");
+            }
+            let scene = bench::scene(objects, frames);
+            if let Some(p) = dump {
+                std::fs::write(&p, bench::dump(&scene))
+                    .with_context(|| format!("writing {}", p.display()))?;
+            }
+            let r = bench::run(&scene, objects);
+            println!(
+                "tracker, {} objects, {} frames: median {:.1} us, p99 {:.1} us, mean {:.1} us per frame",
+                r.objects, r.frames, r.median_us, r.p99_us, r.mean_us
+            );
+            if json {
+                println!("{}", r.json());
+            }
+            Ok(0)
+        }
         Cmd::BenchPipeline {
             config,
             model,

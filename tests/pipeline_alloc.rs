@@ -4,7 +4,8 @@
 //! the periodic metrics line (every 50 ms here) must allocate nothing; nor
 //! may the supervisor thread, here sending `WATCHDOG=1` every 50 ms and
 //! `STATUS=` lines to a notify socket, nor the stage-deadline bookkeeping
-//! (a 1 ns deadline makes every frame a miss). The calibration distorts
+//! (a 1 ns deadline makes every frame a miss), nor the tracking stage (on by
+//! default: Kalman filters, assignment). The calibration distorts
 //! strongly (undistortion remap in preprocessing, box mapping and ground
 //! positions in postprocessing).
 //!
@@ -116,6 +117,13 @@ fn pipeline_makes_no_allocation_after_warm_up() {
             .flat_map(|l| &l.dets)
             .any(|d| d.ground.is_some()),
         "detections have ground positions"
+    );
+    assert!(
+        lines
+            .iter()
+            .flat_map(|l| &l.dets)
+            .any(|d| d.track_id.is_some()),
+        "tracking (on by default) ran: detections have track ids"
     );
     assert_eq!(report.metrics.counters().values().processed, 1300);
     assert!(report.metrics.counters().values().deadline_misses >= 1300);

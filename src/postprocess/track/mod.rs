@@ -34,6 +34,7 @@
 //! never allocates. Called on the postprocess thread.
 
 mod assign;
+pub mod bench;
 mod kalman;
 
 use crate::frame::{Detection, TrackInfo};
@@ -320,6 +321,9 @@ pub struct Tracker {
     cols: Vec<usize>,
     cost: Box<[f64]>,
     row_to_col: Box<[Option<usize>]>,
+    /// Per candidate track / detection of a round: has a feasible partner.
+    row_live: Box<[bool]>,
+    col_live: Box<[bool]>,
     /// Per slot: matched this frame.
     hit: Box<[bool]>,
     assigner: Assigner,
@@ -364,6 +368,8 @@ impl Tracker {
             cols: Vec::with_capacity(max_dets),
             cost: vec![0.0; n * max_dets].into_boxed_slice(),
             row_to_col: vec![None; side].into_boxed_slice(),
+            row_live: vec![false; n].into_boxed_slice(),
+            col_live: vec![false; max_dets].into_boxed_slice(),
             hit: vec![false; n].into_boxed_slice(),
             assigner: Assigner::new(side),
             frame: 0,
@@ -492,12 +498,48 @@ impl Tracker {
         if nr == 0 || nc == 0 {
             return;
         }
+        self.row_live[..nr].fill(false);
+        self.col_live[..nc].fill(false);
         for (r, &slot) in self.rows.iter().enumerate() {
             let Some(t) = &self.slots[slot] else { continue };
             for (c, &j) in self.cols.iter().enumerate() {
                 let cost = pair_cost(t, &self.meas[j], ground_match);
-                self.cost[r * nc + c] = if cost <= max_cost { cost } else { INFEASIBLE };
+                let ok = cost <= max_cost;
+                self.cost[r * nc + c] = if ok { cost } else { INFEASIBLE };
+                self.row_live[r] |= ok;
+                self.col_live[c] |= ok;
             }
+        }
+        // Tracks and detections without a feasible partner cannot be
+        // matched: leave them out of the assignment, whose cost grows with
+        // the cube of its size. Compacting in place is safe: every entry
+        // moves to an index no larger than its own.
+        let nc2 = self.col_live[..nc].iter().filter(|l| **l).count();
+        let mut nr2 = 0;
+        for r in 0..nr {
+            if !self.row_live[r] {
+                continue;
+            }
+            let mut c2 = 0;
+            for c in 0..nc {
+                if self.col_live[c] {
+                    self.cost[nr2 * nc2 + c2] = self.cost[r * nc + c];
+                    c2 += 1;
+                }
+            }
+            self.rows[nr2] = self.rows[r];
+            nr2 += 1;
+        }
+        let mut c2 = 0;
+        for c in 0..nc {
+            if self.col_live[c] {
+                self.cols[c2] = self.cols[c];
+                c2 += 1;
+            }
+        }
+        let (nr, nc) = (nr2, nc2);
+        if nr == 0 || nc == 0 {
+            return;
         }
         if !self
             .assigner
