@@ -111,7 +111,8 @@ pub struct TrackingConfig {
     /// Unmatched detections at or above this score start a track.
     #[serde(default = "d_new")]
     pub new_track_score: f32,
-    /// Least IoU of a match in the first round (ByteTrack: 0.2).
+    /// Least IoU x score of a match in the first round (ByteTrack:
+    /// `match_thresh` 0.8, i.e. 0.2).
     #[serde(default = "d_match_iou")]
     pub match_iou: f32,
     /// Hits that confirm a tentative track (N).
@@ -409,6 +410,7 @@ impl Tracker {
             |s| s >= high,
             1.0 - f64::from(self.cfg.match_iou),
             true,
+            true,
         );
         // Round 2: weak detections vs confirmed tracks still unmatched.
         self.round(
@@ -416,6 +418,7 @@ impl Tracker {
             |t| t.state == State::Confirmed,
             |s| s >= low && s < high,
             0.5,
+            false,
             false,
         );
         // Round 3: confident detections vs tentative tracks.
@@ -425,6 +428,7 @@ impl Tracker {
             |s| s >= high,
             0.7,
             false,
+            true,
         );
         self.age_unmatched();
         self.start_tracks(dets);
@@ -471,7 +475,9 @@ impl Tracker {
 
     /// One association round between the unmatched tracks `track_ok`
     /// accepts and the unmatched detections whose score `det_ok` accepts;
-    /// pairs costing more than `max_cost` are not matched.
+    /// pairs costing more than `max_cost` are not matched. With
+    /// `fuse_score` the cost is `1 - (1 - cost) * score` (ByteTrack's
+    /// fusion: a weaker detection needs a better overlap).
     fn round(
         &mut self,
         dets: &[Detection],
@@ -479,6 +485,7 @@ impl Tracker {
         det_ok: impl Fn(f32) -> bool,
         max_cost: f64,
         ground_match: bool,
+        fuse_score: bool,
     ) {
         self.rows.clear();
         self.cols.clear();
@@ -503,7 +510,11 @@ impl Tracker {
         for (r, &slot) in self.rows.iter().enumerate() {
             let Some(t) = &self.slots[slot] else { continue };
             for (c, &j) in self.cols.iter().enumerate() {
-                let cost = pair_cost(t, &self.meas[j], ground_match);
+                let mut cost = pair_cost(t, &self.meas[j], ground_match);
+                if fuse_score && cost < INFEASIBLE {
+                    // ByteTrack's score fusion: similarity IoU x score.
+                    cost = 1.0 - (1.0 - cost) * f64::from(dets[j].score);
+                }
                 let ok = cost <= max_cost;
                 self.cost[r * nc + c] = if ok { cost } else { INFEASIBLE };
                 self.row_live[r] |= ok;
