@@ -376,7 +376,7 @@ fn run(cli: Cli) -> Result<i32> {
             json,
         } => {
             use perceptd::postprocess::track::bench;
-            if objects == 0 || objects > 500 || frames < 11 || frames > 1_000_000 {
+            if !(1..=500).contains(&objects) || !(11..=1_000_000).contains(&frames) {
                 bail!("bench-tracking: --objects must be 1..=500 and --frames 11..=1000000 (got {objects}, {frames})");
             }
             let scene = bench::scene(objects, frames);

@@ -12,8 +12,11 @@ const BASE: &str = "[source]\nkind = \"synthetic\"\nseed = 1000\npace = \"fast\"
     [calibration]\npath = \"calibration/front_camera.yaml\"\n\
     [metrics]\ninterval_s = 0\n";
 
+/// One line's sequence number and its detections' track ids and boxes.
+type Tracked = (u64, Vec<(Option<u64>, [f32; 4])>);
+
 /// (seq, [(track id, box)]) of every line.
-fn tracks(lines: &[Line]) -> Vec<(u64, Vec<(Option<u64>, [f32; 4])>)> {
+fn tracks(lines: &[Line]) -> Vec<Tracked> {
     lines
         .iter()
         .map(|l| (l.seq, l.dets.iter().map(|d| (d.track_id, d.bbox)).collect()))

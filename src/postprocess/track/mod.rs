@@ -731,7 +731,7 @@ fn pair_cost(t: &Track, m: &Meas, ground_match: bool) -> f64 {
     if let (Some(g), Some((z, r))) = (&t.ground, &m.ground) {
         let spread = Matrix2::identity() * (FOOTPRINT_SIGMA_M * FOOTPRINT_SIGMA_M);
         let d2 = g.mahalanobis2(z, &(r + spread));
-        if !(d2 <= GROUND_GATE) {
+        if d2.is_nan() || d2 > GROUND_GATE {
             return INFEASIBLE;
         }
         let ratio = m.img[3] / pred[3].max(1.0);
