@@ -10,6 +10,7 @@ use crate::config::{Config, OutputConfig, SourceConfig};
 use crate::output::json::{JsonConfig, DEFAULT_LINE_BYTES};
 use crate::output::{OutputError, OutputTarget, Outputs};
 use crate::pipeline::{Pipeline, ThreadPolicy};
+use crate::postprocess::track::{Geometry, Tracker};
 use crate::postprocess::{refine_stages, Chain, DecodeStage, Decoder, Labels, PostprocessError};
 use crate::service::{Notifier, ServiceSetup};
 use crate::source::paced::Paced;
@@ -367,10 +368,26 @@ pub fn boot(cfg: &Config, ov: &Overrides) -> Result<Pipeline, BootError> {
         backend.describe(),
         t0.elapsed().as_secs_f64() * 1e3
     );
+    let tracker = if cfg.tracking.enabled {
+        let geometry = calibration.as_ref().map(|c| Geometry {
+            focal_px: c.camera_matrix()[(0, 0)],
+            camera_height_m: c.translation().z,
+        });
+        let t = Tracker::new(
+            &cfg.tracking,
+            cfg.model.max_detections,
+            decoder.num_classes(),
+            geometry,
+        )
+        .map_err(|e| BootError::Config(e.to_string()))?;
+        Some(t)
+    } else {
+        None
+    };
     let outputs = Outputs::build(&output_cfgs)?;
     let chain = Chain::build(
         DecodeStage::new(decoder, backend.letterbox()),
-        refine_stages(calibration.as_ref(), backend.rectified_input()),
+        refine_stages(calibration.as_ref(), backend.rectified_input(), tracker),
         labels,
         outputs,
     );

@@ -66,6 +66,8 @@ pub struct Config {
     pub threads: ThreadsConfig,
     #[serde(default)]
     pub rt: crate::rt::RtConfig,
+    #[serde(default)]
+    pub tracking: crate::postprocess::track::TrackingConfig,
     /// Where the config came from (for messages and relative paths).
     #[serde(skip)]
     pub origin: String,
@@ -639,6 +641,11 @@ impl Config {
                     return Err(self.invalid(f, p, "SCHED_FIFO priorities are 1..=99"));
                 }
             }
+        }
+        if let Err(crate::postprocess::track::TrackError::Config { field, value, msg }) =
+            self.tracking.check()
+        {
+            return Err(self.invalid(&format!("tracking.{field}"), value, msg));
         }
         Ok(())
     }

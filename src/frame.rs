@@ -70,7 +70,7 @@ impl FrameDesc {
 
 /// One detection, boxes in source pixels. Filled in by the postprocess
 /// stages in turn: decode (class, score, box), ground (position), a
-/// tracking stage (identity, velocity).
+/// tracking stage (identity, age, velocity, time to collision).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Detection {
     pub class_id: u32,
@@ -80,12 +80,24 @@ pub struct Detection {
     /// Position on the ground in the vehicle frame (metres), if the ray
     /// through the box's bottom centre hits the ground ahead.
     pub ground: Option<[f32; 2]>,
-    /// Identity of the track this detection belongs to, stable across
-    /// frames; `None` until a tracking stage sets it.
-    pub track_id: Option<u64>,
-    /// Ground velocity `[vx, vy]` in m/s in the vehicle frame, from the
-    /// track; `None` until a tracking stage sets it.
+    /// The confirmed track this detection belongs to (tracking stage);
+    /// `None` when tracking is off or its track is not confirmed yet.
+    pub track: Option<TrackInfo>,
+}
+
+/// What the tracker knows about a detection's object.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct TrackInfo {
+    /// Stable identity while the object is tracked; never reused in a run.
+    pub id: u64,
+    /// Frames since the track was started (1 on its first frame).
+    pub age_frames: u32,
+    /// `[vx, vy]` m/s in the vehicle frame, relative to the vehicle; `None`
+    /// without a ground position or while the estimate is too uncertain.
     pub velocity: Option<[f32; 2]>,
+    /// Time to collision (s) of an object closing in inside the ego
+    /// corridor; `None` otherwise.
+    pub ttc_s: Option<f32>,
 }
 
 /// One frame's metadata as the outputs publish it (the detections travel
@@ -104,4 +116,7 @@ pub struct FrameRecord {
     pub e2e_ms: f32,
     /// Frames dropped by the pipeline so far.
     pub dropped_total: u64,
+    /// A tracking stage ran: the outputs write the track keys of every
+    /// detection (null where it has no confirmed track).
+    pub tracked: bool,
 }

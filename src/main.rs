@@ -107,6 +107,11 @@ enum Cmd {
         /// Keep every Nth frame.
         #[arg(long, default_value_t = 1)]
         every: u64,
+        /// Also write tracking ground truth for every frame: OUT/gt/gt.txt
+        /// (MOTChallenge) and OUT/gt/ground.csv (ground position and
+        /// velocity).
+        #[arg(long)]
+        mot: bool,
     },
     /// Run a model once on inputs stored as serialized onnx.TensorProto files
     /// (the ONNX backend-test layout) and write output_N.pb files.
@@ -145,6 +150,22 @@ enum Cmd {
         #[arg(long)]
         input_shape: Option<String>,
         /// End with one JSON object on the last line of stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Benchmark the tracker alone: cost per frame on a generated scene of
+    /// N moving objects. `benches/tracking_vs_bytetrack.py` runs ByteTrack
+    /// on the same detections (`--dump`).
+    BenchTracking {
+        /// Objects in the generated scene.
+        #[arg(long, default_value_t = 10)]
+        objects: usize,
+        #[arg(long, default_value_t = 2000)]
+        frames: usize,
+        /// Write the scene's detections here (JSON lines) for a peer.
+        #[arg(long)]
+        dump: Option<PathBuf>,
+        /// End stdout with one JSON object.
         #[arg(long)]
         json: bool,
     },
@@ -310,8 +331,12 @@ fn run(cli: Cli) -> Result<i32> {
             seed,
             frames,
             every,
+            mot,
         } => {
             perceptd::source::synthetic::write_dataset(&out, seed, frames, every)?;
+            if mot {
+                perceptd::source::synthetic::write_mot(&out, seed, frames)?;
+            }
             println!(
                 "wrote {} frames of seed {seed} to {}",
                 frames.div_ceil(every.max(1)),
@@ -344,6 +369,31 @@ fn run(cli: Cli) -> Result<i32> {
             input_shape,
             json,
         } => bench_model(&model, threads, iters, warmup, input_shape.as_deref(), json),
+        Cmd::BenchTracking {
+            objects,
+            frames,
+            dump,
+            json,
+        } => {
+            use perceptd::postprocess::track::bench;
+            if !(1..=500).contains(&objects) || !(11..=1_000_000).contains(&frames) {
+                bail!("bench-tracking: --objects must be 1..=500 and --frames 11..=1000000 (got {objects}, {frames})");
+            }
+            let scene = bench::scene(objects, frames);
+            if let Some(p) = dump {
+                std::fs::write(&p, bench::dump(&scene))
+                    .with_context(|| format!("writing {}", p.display()))?;
+            }
+            let r = bench::run(&scene, objects);
+            println!(
+                "tracker, {} objects, {} frames: median {:.1} us, p99 {:.1} us, mean {:.1} us per frame",
+                r.objects, r.frames, r.median_us, r.p99_us, r.mean_us
+            );
+            if json {
+                println!("{}", r.json());
+            }
+            Ok(0)
+        }
         Cmd::BenchPipeline {
             config,
             model,
@@ -753,6 +803,9 @@ fn run_pipeline(cfg: &Config, ov: &Overrides) -> Result<i32> {
         line.push_str(&format!("; output {} {}", o.name, w.into_str()));
     }
     eprintln!("[perceptd] final: {line}");
+    for w in &report.stage_warnings {
+        log::warn!("{w}");
+    }
     for o in report.outputs.iter().filter(|o| o.stats.dropped > 0) {
         let k = &o.stats;
         log::warn!(

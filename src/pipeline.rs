@@ -80,6 +80,9 @@ pub struct RunReport {
     /// Ring slots back in the free queue after the threads ended (all of
     /// them, unless a thread died holding one).
     pub slots_free_at_end: usize,
+    /// What the postprocess stages had to say at the end (the tracker's
+    /// full track table, ...), one line each.
+    pub stage_warnings: Vec<String>,
 }
 
 impl Pipeline {
@@ -128,7 +131,7 @@ impl Pipeline {
         let warm = &warm;
         let free_fill = free_tx.clone();
         let free_rx_end = free_rx.clone();
-        let (source_end, metrics, outputs) = std::thread::scope(|s| {
+        let (source_end, metrics, outputs, stage_warnings) = std::thread::scope(|s| {
             let c = Arc::clone(&counters);
             let stop_s = Arc::clone(&stop);
             std::thread::Builder::new()
@@ -210,7 +213,7 @@ impl Pipeline {
                     postprocess_loop(&mut pp, ring, done_rx, free_tx, frames);
                     // The run is over: the outputs may flush and allocate.
                     let outputs = chain.outputs.finish();
-                    (metrics, outputs)
+                    (metrics, outputs, chain.end_warnings())
                 })
                 .expect("spawning the postprocess thread");
             warm.wait();
@@ -220,9 +223,11 @@ impl Pipeline {
             }
             drop(free_fill);
             let source_end = capture.join().unwrap_or(None);
-            let (metrics, outputs) = post.join().unwrap_or_else(|_| (Metrics::new(), Vec::new()));
+            let (metrics, outputs, warnings) = post
+                .join()
+                .unwrap_or_else(|_| (Metrics::new(), Vec::new(), Vec::new()));
             finished.store(true, Ordering::Release);
-            (source_end, metrics, outputs)
+            (source_end, metrics, outputs, warnings)
         });
         RunReport {
             metrics,
@@ -231,6 +236,7 @@ impl Pipeline {
             sink_errors: outputs.iter().map(|o| o.stats.dropped).sum(),
             outputs,
             slots_free_at_end: free_rx_end.len(),
+            stage_warnings,
         }
     }
 }

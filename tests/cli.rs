@@ -109,6 +109,36 @@ fn bad_config_value_is_named() {
 }
 
 #[test]
+fn bad_tracking_config_is_named() {
+    let d = temp_dir("cli-tracking");
+    for (i, (extra, needles)) in [
+        ("max_tracks = 0", ["tracking.max_tracks", "0"]),
+        ("high_score = -0.2", ["tracking.high_score", "-0.2"]),
+        ("max_misses = -3", ["max_misses", "-3"]),
+        (
+            "corridor_width_m = -1.5",
+            ["tracking.corridor_width_m", "-1.5"],
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let cfg = write(
+            &d.join(format!("t{i}.toml")),
+            format!(
+                "[source]\nkind = \"synthetic\"\n[model]\npath = \"m.onnx\"\n[tracking]\n{extra}\n"
+            )
+            .as_bytes(),
+        );
+        let out = perceptd(&["run", "--config", &cfg]);
+        let mut want = vec![format!("t{i}.toml")];
+        want.extend(needles.iter().map(|s| s.to_string()));
+        let want: Vec<&str> = want.iter().map(String::as_str).collect();
+        assert_clean_failure(&out, &want);
+    }
+}
+
+#[test]
 fn missing_camera_is_named() {
     let d = temp_dir("cli-camera");
     let cfg = write(

@@ -5,7 +5,8 @@
 //! metrics line (every 50 ms here) must allocate nothing; nor
 //! may the supervisor thread, here sending `WATCHDOG=1` every 50 ms and
 //! `STATUS=` lines to a notify socket, nor the stage-deadline bookkeeping
-//! (a 1 ns deadline makes every frame a miss). The calibration distorts
+//! (a 1 ns deadline makes every frame a miss), nor the tracking stage (on by
+//! default: Kalman filters, assignment). The calibration distorts
 //! strongly (undistortion remap in preprocessing, box mapping and ground
 //! positions in postprocessing).
 //!
@@ -157,6 +158,13 @@ fn pipeline_makes_no_allocation_after_warm_up() {
         assert_eq!(o.stats.published, 1300, "{o:?}");
     }
     assert_eq!(udp_lines.load(Ordering::SeqCst), 1300, "UDP lines received");
+    assert!(
+        lines
+            .iter()
+            .flat_map(|l| &l.dets)
+            .any(|d| d.track_id.is_some()),
+        "tracking (on by default) ran: detections have track ids"
+    );
     assert_eq!(report.metrics.counters().values().processed, 1300);
     assert!(report.metrics.counters().values().deadline_misses >= 1300);
 }

@@ -28,9 +28,15 @@
 //!   decimals, or `null`; `range_m` = |ground| (2 decimals) and
 //!   `bearing_deg` = atan2(y, x) in degrees, positive to the left (1
 //!   decimal), both `null` when `ground` is.
-//! * `track_id` (integer) and `velocity` (`[vx, vy]` m/s in the vehicle
-//!   frame, 2 decimals) follow `bearing_deg` only when a tracking stage
-//!   set them; without one they are absent.
+//! * With tracking on (`[tracking] enabled`, the default) each detection
+//!   also has `track_id` (stable per object), `age_frames` (frames since
+//!   the track started), `velocity` `[vx, vy]` m/s in the vehicle frame
+//!   relative to the vehicle (2 decimals), `speed_mps` = |velocity|, and
+//!   `ttc_s` (time to collision, s, 2 decimals; only for objects closing in
+//!   within the ego corridor); all `null` for a detection without a
+//!   confirmed track, `velocity`/`speed_mps` `null` without a ground
+//!   position or while the estimate is too uncertain. With tracking off the
+//!   keys are absent.
 //! * Any non-finite number is written as `null`.
 //!
 //! A UDP target gets one datagram per line (with its `\n`); lines longer
@@ -227,19 +233,42 @@ fn write_line(
             }
             None => w.write_str("null,\"range_m\":null,\"bearing_deg\":null")?,
         }
-        if let Some(id) = d.track_id {
-            write!(w, ",\"track_id\":{id}")?;
-        }
-        if let Some([vx, vy]) = d.velocity {
-            w.write_str(",\"velocity\":[")?;
-            num(w, vx, 2)?;
-            w.write_str(",")?;
-            num(w, vy, 2)?;
-            w.write_str("]")?;
+        if rec.tracked {
+            write_track(w, d)?;
         }
         w.write_str("}")?;
     }
     w.write_str("]}\n")
+}
+
+/// The track keys of one detection (all `null` without a confirmed track).
+fn write_track(w: &mut SliceWriter<'_>, d: &Detection) -> fmt::Result {
+    let Some(t) = d.track else {
+        return w.write_str(
+            ",\"track_id\":null,\"age_frames\":null,\"velocity\":null,\"speed_mps\":null,\"ttc_s\":null",
+        );
+    };
+    write!(
+        w,
+        ",\"track_id\":{},\"age_frames\":{},\"velocity\":",
+        t.id, t.age_frames
+    )?;
+    match t.velocity {
+        Some([vx, vy]) => {
+            w.write_str("[")?;
+            num(w, vx, 2)?;
+            w.write_str(",")?;
+            num(w, vy, 2)?;
+            w.write_str("],\"speed_mps\":")?;
+            num(w, vx.hypot(vy), 2)?;
+        }
+        None => w.write_str("null,\"speed_mps\":null")?,
+    }
+    w.write_str(",\"ttc_s\":")?;
+    match t.ttc_s {
+        Some(s) => num(w, s, 2),
+        None => w.write_str("null"),
+    }
 }
 
 #[cfg(test)]
@@ -272,6 +301,7 @@ mod tests {
             postprocess_ms: 0.2,
             e2e_ms: 9.55,
             dropped_total: 3,
+            tracked: false,
         }
     }
 
@@ -344,18 +374,28 @@ mod tests {
     }
 
     #[test]
-    fn track_id_and_velocity_only_when_set() {
-        assert!(!GOLDEN.contains("track_id") && !GOLDEN.contains("velocity"));
-        let d = Detection {
-            track_id: Some(42),
-            velocity: Some([1.234, -0.5]),
-            ..two_dets()[0]
-        };
-        let l = line(&record(), &[d], &labels());
-        assert!(
-            l.contains(r#""bearing_deg":-5.5,"track_id":42,"velocity":[1.23,-0.50]}]"#),
-            "{l}"
-        );
+    fn tracked_lines_carry_the_track_keys() {
+        let mut rec = record();
+        rec.tracked = true;
+        let mut dets = two_dets().to_vec();
+        dets[0].track = Some(crate::frame::TrackInfo {
+            id: 7,
+            age_frames: 31,
+            velocity: Some([-3.0, 4.0]),
+            ttc_s: Some(4.166),
+        });
+        let want = GOLDEN
+            .replace(
+                r#""bearing_deg":-5.5}"#,
+                r#""bearing_deg":-5.5,"track_id":7,"age_frames":31,"velocity":[-3.00,4.00],"speed_mps":5.00,"ttc_s":4.17}"#,
+            )
+            .replace(
+                r#""bearing_deg":null}"#,
+                r#""bearing_deg":null,"track_id":null,"age_frames":null,"velocity":null,"speed_mps":null,"ttc_s":null}"#,
+            );
+        assert_eq!(line(&rec, &dets, &labels()), want);
+        // Without the stage the same detections give the untracked line.
+        assert_eq!(line(&record(), &dets, &labels()), GOLDEN);
     }
 
     #[test]

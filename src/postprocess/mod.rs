@@ -21,10 +21,12 @@
 mod decode;
 mod ground;
 mod labels;
+pub mod track;
 
 pub use decode::{DecodeStage, DecodeStats, Decoder, DecoderKind};
 pub use ground::GroundStage;
 pub use labels::Labels;
+pub use track::Tracker;
 
 use crate::calibration::Calibration;
 use crate::frame::{Detection, FrameRecord};
@@ -140,14 +142,34 @@ pub trait Stage: Send {
 
     /// Frame path: never allocates, never blocks.
     fn run(&mut self, frame: &mut FrameCtx<'_>);
+
+    /// The stage fills in [`Detection::track`]: the outputs then write the
+    /// track keys of every detection.
+    fn tracks(&self) -> bool {
+        false
+    }
+
+    /// A line for the end of the run, if something needs saying (called
+    /// after the run; may allocate).
+    fn end_warning(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The stages between decode and the outputs, in order. Registration
 /// point: a new stage is one line here.
-pub fn refine_stages(calibration: Option<&Calibration>, rectified: bool) -> Vec<Box<dyn Stage>> {
+/// The tracker runs after ground positions, which it uses for velocity.
+pub fn refine_stages(
+    calibration: Option<&Calibration>,
+    rectified: bool,
+    tracker: Option<Tracker>,
+) -> Vec<Box<dyn Stage>> {
     let mut stages: Vec<Box<dyn Stage>> = Vec::new();
     if let Some(cal) = calibration {
         stages.push(Box::new(GroundStage::new(cal.clone(), rectified)));
+    }
+    if let Some(t) = tracker {
+        stages.push(Box::new(t));
     }
     stages
 }
@@ -162,6 +184,8 @@ pub struct Chain {
     pub outputs: Outputs,
     labels: Labels,
     dets: DetectionList,
+    /// A stage fills in tracks.
+    tracked: bool,
 }
 
 impl Chain {
@@ -173,13 +197,21 @@ impl Chain {
         outputs: Outputs,
     ) -> Chain {
         let dets = decode.decoder().new_list();
+        let tracked = stages.iter().any(|s| s.tracks());
         Chain {
             decode,
             stages,
             outputs,
             labels,
             dets,
+            tracked,
         }
+    }
+
+    /// What the stages have to say at the end of a run (after it: may
+    /// allocate).
+    pub fn end_warnings(&self) -> Vec<String> {
+        self.stages.iter().filter_map(|s| s.end_warning()).collect()
     }
 
     pub fn labels(&self) -> &Labels {
@@ -231,6 +263,7 @@ impl Chain {
             postprocess_ms: ms(post_start_ns, now),
             e2e_ms: ms(m.stamp.capture_ns, now),
             dropped_total: counters.values().dropped(),
+            tracked: self.tracked,
         };
         let frame = FrameView {
             record: &record,
@@ -245,11 +278,11 @@ impl Chain {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::{FrameDesc, PixelFormat};
+    use crate::frame::{FrameDesc, PixelFormat, TrackInfo};
     use crate::output::{Output, OutputError, OutputStats};
     use std::sync::{Arc, Mutex};
 
-    /// A refine stage as the tracker will be: fills in identity and
+    /// A refine stage shaped like the tracker: fills in identity and
     /// velocity.
     struct Tag;
 
@@ -259,8 +292,11 @@ mod tests {
         }
         fn run(&mut self, f: &mut FrameCtx<'_>) {
             for (i, d) in f.dets.as_mut_slice().iter_mut().enumerate() {
-                d.track_id = Some(f.meta.seq * 10 + i as u64);
-                d.velocity = Some([1.0, 0.0]);
+                d.track = Some(TrackInfo {
+                    id: f.meta.seq * 10 + i as u64,
+                    velocity: Some([1.0, 0.0]),
+                    ..TrackInfo::default()
+                });
             }
         }
     }
@@ -335,8 +371,9 @@ mod tests {
         // Decoded (by descending score), then tagged by the stage.
         assert_eq!(dets[0].score, 0.9);
         assert_eq!(dets[0].bbox, [195.0, 195.0, 205.0, 205.0]);
-        assert_eq!(dets[0].track_id, Some(70));
-        assert_eq!(dets[1].track_id, Some(71));
-        assert_eq!(dets[1].velocity, Some([1.0, 0.0]));
+        let track = |i: usize| dets[i].track.unwrap();
+        assert_eq!(track(0).id, 70);
+        assert_eq!(track(1).id, 71);
+        assert_eq!(track(1).velocity, Some([1.0, 0.0]));
     }
 }

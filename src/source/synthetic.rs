@@ -109,6 +109,9 @@ pub struct GtObject {
     pub visibility: f32,
     /// Stable id of the object while it stays in the scene.
     pub track_id: u64,
+    /// Velocity of the object (and of `ground`) relative to the vehicle,
+    /// m/s in the vehicle frame.
+    pub velocity: [f32; 2],
 }
 
 /// The synthetic scene as a frame source.
@@ -289,6 +292,7 @@ impl SyntheticSource {
                 range: calibration::range(g) as f32,
                 visibility: visibility.min(1.0),
                 track_id: obj.track_id,
+                velocity: [obj.vel[0] as f32, obj.vel[1] as f32],
             });
         }
         out
@@ -551,6 +555,63 @@ pub fn write_dataset(dir: &Path, seed: u64, frames: u64, every: u64) -> Result<(
         std::fs::write(&lbl, text).map_err(|e| io(&lbl, e))?;
         k = k.saturating_add(every);
     }
+    Ok(())
+}
+
+/// Write multi-object tracking ground truth for frames `0..frames` of
+/// `seed` from the default front camera (the frames `perceptd run` renders
+/// with the embedded default config and `source.seed = seed`):
+/// * `dir/gt/gt.txt`, MOTChallenge format: `frame, id, left, top, width,
+///   height, 1, class, visibility` with `frame` = frame index + 1, `id`
+///   numbered 1, 2, ... in order of first appearance, the box in perceptd's
+///   output coordinates (pixel edges, `[0, width] x [0, height]`, as the
+///   JSON lines' `box`), `class` = class id + 1 (1 vehicle, 2 pedestrian,
+///   3 cyclist) and `visibility` 0..1;
+/// * `dir/gt/ground.csv`, with a header: `frame, id, x, y, vx, vy`, the
+///   ground position (m) and velocity relative to the vehicle (m/s) in the
+///   vehicle frame, same `frame` and `id`.
+///
+/// Objects as in [`SyntheticSource::ground_truth`]. Allocates.
+pub fn write_mot(dir: &Path, seed: u64, frames: u64) -> Result<(), SourceError> {
+    use std::fmt::Write as _;
+    let gt = dir.join("gt");
+    let io = |path: &Path, e: std::io::Error| SourceError::Io {
+        path: path.display().to_string(),
+        msg: e.to_string(),
+    };
+    std::fs::create_dir_all(&gt).map_err(|e| io(&gt, e))?;
+    let src = SyntheticSource::new(SyntheticConfig::front_camera(seed))?;
+    let mut ids = std::collections::HashMap::new();
+    let mut mot = String::new();
+    let mut ground = String::from("frame,id,x,y,vx,vy\n");
+    for k in 0..frames {
+        for g in src.ground_truth(k) {
+            let next = ids.len() + 1;
+            let id = *ids.entry(g.track_id).or_insert(next);
+            let [x0, y0, x1, y1] = g.bbox;
+            let _ = writeln!(
+                mot,
+                "{},{id},{x0},{y0},{},{},1,{},{:.3}",
+                k + 1,
+                x1 - x0,
+                y1 - y0,
+                g.class_id + 1,
+                g.visibility
+            );
+            let _ = writeln!(
+                ground,
+                "{},{id},{:.3},{:.3},{:.3},{:.3}",
+                k + 1,
+                g.ground[0],
+                g.ground[1],
+                g.velocity[0],
+                g.velocity[1]
+            );
+        }
+    }
+    let (p, q) = (gt.join("gt.txt"), gt.join("ground.csv"));
+    std::fs::write(&p, mot).map_err(|e| io(&p, e))?;
+    std::fs::write(&q, ground).map_err(|e| io(&q, e))?;
     Ok(())
 }
 
@@ -824,6 +885,66 @@ mod tests {
         assert_eq!(src.frame_index(), 1);
         assert_eq!(src.pacing(), Pacing::Lockstep);
         assert_eq!(src.describe(), "synthetic seed 0 YUYV 640x480@30");
+    }
+
+    #[test]
+    fn mot_ground_truth_has_stable_ids_and_true_velocities() {
+        let dir = std::env::temp_dir().join(format!("perceptd-mot-{}", std::process::id()));
+        write_mot(&dir, 3, 60).unwrap();
+        let gt = std::fs::read_to_string(dir.join("gt/gt.txt")).unwrap();
+        let ground = std::fs::read_to_string(dir.join("gt/ground.csv")).unwrap();
+        let src = SyntheticSource::new(SyntheticConfig::front_camera(3)).unwrap();
+        let rows: Vec<Vec<f64>> = gt
+            .lines()
+            .map(|l| l.split(',').map(|x| x.parse().unwrap()).collect())
+            .collect();
+        let g: Vec<Vec<f64>> = ground
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').map(|x| x.parse().unwrap()).collect())
+            .collect();
+        assert_eq!(ground.lines().next(), Some("frame,id,x,y,vx,vy"));
+        assert_eq!(rows.len(), g.len());
+        assert!(rows.len() > 60, "{} boxes in 60 frames", rows.len());
+        // The same object keeps its id; ids map one to one to track ids.
+        let mut by_id = std::collections::HashMap::new();
+        let mut k = 0;
+        for frame in 0..60u64 {
+            for obj in src.ground_truth(frame) {
+                let r = &rows[k];
+                assert_eq!(r.len(), 9);
+                assert_eq!(r[0], (frame + 1) as f64);
+                assert_eq!(
+                    *by_id.entry(r[1] as u64).or_insert(obj.track_id),
+                    obj.track_id
+                );
+                assert_eq!([r[2], r[3]], [obj.bbox[0] as f64, obj.bbox[1] as f64]);
+                assert_eq!(r[7], f64::from(obj.class_id + 1));
+                assert_eq!((g[k][0], g[k][1]), (r[0], r[1]));
+                k += 1;
+            }
+        }
+        assert_eq!(k, rows.len());
+        // A vehicle's velocity = displacement of its ground point per
+        // second, except where the face nearest the camera changes. (The
+        // feet of walking pedestrians and cyclists move the ground point
+        // back and forth about the body, whose velocity this is.)
+        let mut agree = 0;
+        let mut pairs = 0;
+        for (a, r) in g.iter().zip(&rows) {
+            if r[7] != 1.0 {
+                continue;
+            }
+            if let Some(b) = g.iter().find(|b| b[0] == a[0] + 1.0 && b[1] == a[1]) {
+                pairs += 1;
+                let v = [(b[2] - a[2]) * 30.0, (b[3] - a[3]) * 30.0];
+                if (v[0] - a[4]).abs() < 0.2 && (v[1] - a[5]).abs() < 0.2 {
+                    agree += 1;
+                }
+            }
+        }
+        assert!(pairs > 20 && agree * 10 >= pairs * 9, "{agree} of {pairs}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -43,6 +43,10 @@ pub struct Det {
     pub score: f32,
     pub bbox: [f32; 4],
     pub ground: Option<[f32; 2]>,
+    /// `None` when the key is absent (tracking off) or null.
+    pub track_id: Option<u64>,
+    /// Whether the line has the track keys at all.
+    pub has_track_keys: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -77,6 +81,8 @@ pub fn read_lines(path: &Path) -> Vec<Line> {
                         score: d["score"].as_f64().unwrap() as f32,
                         bbox: [b[0], b[1], b[2], b[3]],
                         ground,
+                        track_id: d["track_id"].as_u64(),
+                        has_track_keys: d.get("track_id").is_some(),
                     }
                 })
                 .collect();

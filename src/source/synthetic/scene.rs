@@ -348,6 +348,9 @@ pub(crate) struct Object {
     pub track_id: u64,
     /// Footprint centre, vehicle frame.
     pub pos: [f64; 2],
+    /// Velocity relative to the ego vehicle (m/s), vehicle frame; constant
+    /// over a life.
+    pub vel: [f64; 2],
     /// Heading (rad) of local +x, counter-clockwise from vehicle +x.
     pub yaw: f64,
     pub prims: [Prim; MAX_PRIMS],
@@ -366,6 +369,7 @@ impl Object {
             class: 0,
             track_id: 0,
             pos: [0.0; 2],
+            vel: [0.0; 2],
             yaw: 0.0,
             prims: [EMPTY_PRIM; MAX_PRIMS],
             n_prims: 0,
@@ -626,6 +630,7 @@ pub(crate) fn build_scene(
         obj.class = class;
         obj.track_id = ((slot as u64) << 40) | (life & 0xFF_FFFF_FFFF);
         obj.pos = [x, y];
+        obj.vel = [m.vx, m.vy];
         obj.yaw = m.yaw;
         obj.noise_key = (r.next_u64() >> 32) as u32;
         // Animation phase from the distance walked/ridden in this life.
