@@ -160,7 +160,7 @@ for size in 640x480 1280x720; do
             rc=$?
             if [ $f = rgb24 ]; then
                 # Y4M holds no RGB: the refusal must be one clear error.
-                grep -q "rgb24" $W/err && [ $rc != 0 ]
+                grep -qi "rgb24" $W/err && [ $rc != 0 ]
                 result "record-$f-$size" $? "refused (Y4M holds no RGB): rc $rc, $(grep -m1 error $W/err)"
             else
                 bytes=$(wc -c <$W/rec.y4m 2>/dev/null || echo 0)
