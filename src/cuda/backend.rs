@@ -70,6 +70,36 @@ pub struct PreParams {
     pub pad: f32,
 }
 
+impl PreParams {
+    /// The kernel's parameters for letterboxing a `src` frame into the
+    /// `lb` geometry: `xs`/`ys` are the device addresses of the column and
+    /// row taps ([`linear_taps`]), `src`/`dst` the frame and the tensor
+    /// (0 where they are patched in per slot), no remap table.
+    pub fn letterbox(lb: &Letterbox, src: u64, dst: u64, xs: u64, ys: u64) -> PreParams {
+        let desc = lb.src();
+        let info = lb.info();
+        let (dst_w, dst_h) = lb.dst_size();
+        let (new_w, new_h) = lb.resized();
+        PreParams {
+            src,
+            dst,
+            remap: 0,
+            xs,
+            ys,
+            format: format_code(desc.format),
+            src_w: desc.width as i32,
+            src_h: desc.height as i32,
+            dst_w: dst_w as i32,
+            dst_h: dst_h as i32,
+            new_w: new_w as i32,
+            new_h: new_h as i32,
+            top: info.pad_y as i32,
+            left: info.pad_x as i32,
+            pad: PAD_VALUE as f32 / 255.0,
+        }
+    }
+}
+
 /// The `FMT_*` code of preprocess.cu.
 pub fn format_code(f: PixelFormat) -> i32 {
     match f {
@@ -252,23 +282,7 @@ impl CudaBackend {
         let (new_w, new_h) = lb.resized();
         let xs = DeviceBuf::from_slice(&dev, &linear_taps(src.width, new_w), "letterbox columns")?;
         let ys = DeviceBuf::from_slice(&dev, &linear_taps(src.height, new_h), "letterbox rows")?;
-        let pre = PreParams {
-            src: 0,
-            dst: plan.inputs[0].ptr,
-            remap: 0,
-            xs: xs.ptr,
-            ys: ys.ptr,
-            format: format_code(src.format),
-            src_w: src.width as i32,
-            src_h: src.height as i32,
-            dst_w: w as i32,
-            dst_h: h as i32,
-            new_w: new_w as i32,
-            new_h: new_h as i32,
-            top: info_lb.pad_y as i32,
-            left: info_lb.pad_x as i32,
-            pad: PAD_VALUE as f32 / 255.0,
-        };
+        let pre = PreParams::letterbox(&lb, 0, plan.inputs[0].ptr, xs.ptr, ys.ptr);
         let mut be = CudaBackend {
             info,
             plan,

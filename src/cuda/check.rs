@@ -9,7 +9,7 @@
 //! Runs once, on the main thread, through [`Gpu`] (the driver; the tests
 //! run it on the emulator); allocates freely outside the timed loop.
 
-use super::backend::{format_code, linear_taps, CudaBackend, CudaOptions, PreParams};
+use super::backend::{linear_taps, CudaBackend, CudaOptions, PreParams};
 use super::driver::Gpu;
 use super::lower::Precision;
 use super::mem::{read_at, write_at, DeviceBuf};
@@ -18,7 +18,7 @@ use crate::backend::{Backend, CpuBackend};
 use crate::count_alloc;
 use crate::engine::tensor::Tensor;
 use crate::frame::{FrameDesc, PixelFormat};
-use crate::preprocess::{Letterbox, PAD_VALUE};
+use crate::preprocess::Letterbox;
 use std::io::Write;
 use std::path::Path;
 
@@ -400,24 +400,7 @@ fn preprocess_vs_cpu(
     let ys = DeviceBuf::from_slice(dev, &linear_taps(d.height, nh), "taps")?;
     let sb = DeviceBuf::from_slice(dev, &src, "frame")?;
     let db = DeviceBuf::zeroed(dev, want.len() * 4, "tensor")?;
-    let i = lb.info();
-    let p = PreParams {
-        src: sb.ptr,
-        dst: db.ptr,
-        remap: 0,
-        xs: xs.ptr,
-        ys: ys.ptr,
-        format: format_code(d.format),
-        src_w: d.width as i32,
-        src_h: d.height as i32,
-        dst_w: w as i32,
-        dst_h: h as i32,
-        new_w: nw as i32,
-        new_h: nh as i32,
-        top: i.pad_y as i32,
-        left: i.pad_x as i32,
-        pad: PAD_VALUE as f32 / 255.0,
-    };
+    let p = PreParams::letterbox(&lb, sb.ptr, db.ptr, xs.ptr, ys.ptr);
     let grid = (w * h).div_ceil(256).clamp(1, 65_535) as u32;
     // SAFETY: context current (from_slice); every pointer is a live
     // device buffer of the size the kernel uses.

@@ -279,6 +279,11 @@ impl Letterbox {
     }
 
     /// The resized image's size inside the input, `(new_w, new_h)`.
+    /// The model input's `(width, height)`.
+    pub fn dst_size(&self) -> (usize, usize) {
+        (self.dst_w, self.dst_h)
+    }
+
     pub fn resized(&self) -> (usize, usize) {
         (self.new_w, self.new_h)
     }
