@@ -143,11 +143,23 @@ impl Stream {
                 if path.is_dir() {
                     return Err(open_err("is a directory".into()));
                 }
+                // O_NONBLOCK: a no-op for a regular file; for a FIFO the
+                // open does not wait for a reader (ENXIO instead), and a
+                // slow reader makes writes fail with EAGAIN (counted as
+                // would-block) instead of stalling the postprocess thread,
+                // as on a piped stdout.
+                use std::os::unix::fs::OpenOptionsExt;
                 let f = OpenOptions::new()
                     .append(true)
                     .create(true)
+                    .custom_flags(libc::O_NONBLOCK)
                     .open(path)
-                    .map_err(|e| open_err(e.to_string()))?;
+                    .map_err(|e| match e.raw_os_error() {
+                        Some(libc::ENXIO) => {
+                            open_err("is a FIFO with no reader; start the reader first".into())
+                        }
+                        _ => open_err(e.to_string()),
+                    })?;
                 Transport::Owned(f)
             }
             OutputTarget::Udp(addr) => {
@@ -471,6 +483,39 @@ mod tests {
             "output target \"udp://127.0.0.1:0\": port 0 is not a destination \
              (use udp://HOST:PORT with PORT 1..=65535)"
         );
+    }
+
+    #[test]
+    fn a_fifo_without_a_reader_is_refused_at_once_and_with_one_never_blocks() {
+        let dir = std::env::temp_dir().join(format!("perceptd-fifo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("out");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let target = OutputTarget::File(fifo.clone());
+        let e = Stream::open(target.clone(), 4096).err().expect("refused");
+        assert!(e.to_string().contains("FIFO with no reader"), "{e}");
+        // With a reader that never reads: the pipe fills, then writes fail
+        // with would-block instead of waiting.
+        use std::os::unix::fs::OpenOptionsExt;
+        let _reader = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .unwrap();
+        let mut s = Stream::open(target, 4096).unwrap();
+        let line = [b'x'; 4095];
+        let mut blocked = false;
+        for _ in 0..1000 {
+            let r = s.ready().and_then(|()| s.send(&line));
+            if matches!(r, Err(OutputError::WouldBlock)) {
+                blocked = true;
+                break;
+            }
+        }
+        assert!(blocked, "a full FIFO reports would-block");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
