@@ -168,6 +168,9 @@ impl BenchReport {
     }
 }
 
+/// The most memory the frames and outputs held for cycling may take.
+const MAX_HELD_BYTES: usize = 2 << 30;
+
 /// Boot `cfg`, render `distinct` frames from its source and run the real
 /// network on each, then run `frames` frames through the pipeline with the
 /// benchmark doubles. With `dump`, write the frames, the outputs and a
@@ -192,6 +195,22 @@ pub fn bench_pipeline(
     let desc = p.source.desc();
     let source = p.source.describe();
     let out_len: usize = p.backend.output_shape().iter().product();
+    // The held frames and outputs are checked before they are allocated:
+    // an overflowing or huge product is one error line, not an abort.
+    let held = desc
+        .bytes()
+        .checked_mul(distinct)
+        .zip(out_len.checked_mul(distinct * 4))
+        .and_then(|(a, b)| a.checked_add(b))
+        .filter(|&n| n <= MAX_HELD_BYTES);
+    if held.is_none() {
+        return Err(BootError::Config(format!(
+            "bench-pipeline: {distinct} distinct {}x{} frames and their network outputs need more than {} MiB; use fewer --distinct or smaller frames",
+            desc.width,
+            desc.height,
+            MAX_HELD_BYTES >> 20
+        )));
+    }
     let mut raw = vec![0u8; desc.bytes() * distinct];
     let mut outputs = vec![0f32; out_len * distinct];
     for (f, o) in raw

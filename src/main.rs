@@ -19,11 +19,48 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+/// A line of a command's result on stdout. A failed write (the reader went
+/// away: `| head -1`; a full disk) ends the command through
+/// [`StdoutFailed`] instead of panicking like `println!`.
+macro_rules! outln {
+    ($($t:tt)*) => {
+        stdout_line(format_args!($($t)*))?
+    };
+}
+
+/// A line on stderr, best effort: with stderr closed or full there is no
+/// one left to tell, and the exit code still says how the command ended.
+macro_rules! errln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
+/// Writing stdout failed; `main` maps it to a quiet exit (EPIPE: 0) or
+/// exit 1 with one line (ENOSPC and the rest).
+#[derive(Debug, thiserror::Error)]
+#[error("stdout: {0}")]
+struct StdoutFailed(std::io::Error);
+
+fn stdout_line(args: std::fmt::Arguments<'_>) -> Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    out.write_fmt(args)
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush())
+        .map_err(|e| StdoutFailed(e).into())
+}
+
 /// The binary opts into counting heap allocations (one relaxed atomic add
 /// each) so that `perceptd gpu-check` can show the frame loop allocates
 /// nothing on the machine that runs it.
 #[global_allocator]
 static ALLOC: perceptd::count_alloc::Counting = perceptd::count_alloc::Counting;
+
+/// The pipeline's stop flag, set by SIGINT/SIGTERM (see `perceptd::stop`).
+static STOP: std::sync::LazyLock<Arc<AtomicBool>> =
+    std::sync::LazyLock::new(|| Arc::new(AtomicBool::new(false)));
 
 #[derive(Parser)]
 #[command(
@@ -132,22 +169,24 @@ enum Cmd {
         rtol: f32,
         #[arg(long, default_value_t = 1e-5)]
         atol: f32,
-        /// Kernel threads.
-        #[arg(long, default_value_t = 1)]
+        /// Kernel threads (1..=256).
+        #[arg(long, default_value_t = 1, value_parser = bounded::<1, 256>)]
         threads: usize,
     },
     /// Benchmark a model on random input: boot time, memory plan, latency.
     BenchModel {
         model: PathBuf,
-        #[arg(long, default_value_t = 1)]
+        /// Kernel threads (1..=256).
+        #[arg(long, default_value_t = 1, value_parser = bounded::<1, 256>)]
         threads: usize,
-        /// Timed inferences after warm-up.
-        #[arg(long, default_value_t = 50)]
+        /// Timed inferences after warm-up (1..=1000000).
+        #[arg(long, default_value_t = 50, value_parser = bounded::<1, 1_000_000>)]
         iters: usize,
-        #[arg(long, default_value_t = 5)]
+        /// Untimed inferences first (0..=100000).
+        #[arg(long, default_value_t = 5, value_parser = bounded::<0, 100_000>)]
         warmup: usize,
         /// Input shape for models with symbolic dims, e.g. 1x3x640x640.
-        #[arg(long)]
+        #[arg(long, value_parser = shape_arg)]
         input_shape: Option<String>,
         /// End with one JSON object on the last line of stdout.
         #[arg(long)]
@@ -183,15 +222,18 @@ enum Cmd {
         /// Pixel format of the synthetic frames.
         #[arg(long, default_value = "yuyv", value_parser = ChoiceParser::<PixelFormat>::new())]
         format: PixelFormat,
-        #[arg(long, default_value_t = 640)]
+        /// 1..=16384, as `source.width` (the memory they take is checked
+        /// before allocating).
+        #[arg(long, default_value_t = 640, value_parser = bounded::<1, 16384>)]
         width: usize,
-        #[arg(long, default_value_t = 480)]
+        #[arg(long, default_value_t = 480, value_parser = bounded::<1, 16384>)]
         height: usize,
         /// Frames through the pipeline.
         #[arg(long, default_value_t = 3000)]
         frames: u64,
-        /// Distinct frames rendered (and inferred) at boot, then cycled.
-        #[arg(long, default_value_t = 32)]
+        /// Distinct frames rendered (and inferred) at boot, then cycled
+        /// (1..=1024).
+        #[arg(long, default_value_t = 32, value_parser = bounded::<1, 1024>)]
         distinct: usize,
         /// Write the frames, the network outputs and meta.json here.
         #[arg(long)]
@@ -219,7 +261,7 @@ enum Cmd {
         #[arg(long)]
         model: Option<PathBuf>,
         /// Input shape for models with symbolic dims, e.g. 1x3x640x640.
-        #[arg(long)]
+        #[arg(long, value_parser = shape_arg)]
         input_shape: Option<String>,
         /// A config: its calibration, source size and model are checked.
         #[arg(long)]
@@ -247,12 +289,27 @@ enum Cmd {
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
+    if matches!(
+        cli.cmd,
+        Cmd::Run { .. } | Cmd::Replay { .. } | Cmd::Record { .. }
+    ) {
+        // Before boot: a signal during boot (model load, warm-up, waiting
+        // for a camera or a FIFO's writer) is a clean exit, not a death by
+        // the signal.
+        if let Err(e) = perceptd::stop::install(Arc::clone(&STOP)) {
+            errln!("error: installing the SIGINT/SIGTERM handler: {e}");
+            std::process::exit(1);
+        }
+    }
     let code = match run(cli) {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            exit_code_of(&e)
-        }
+        Err(e) => match e.downcast_ref::<StdoutFailed>() {
+            Some(StdoutFailed(io)) if io.kind() == std::io::ErrorKind::BrokenPipe => 0,
+            _ => {
+                errln!("error: {e:#}");
+                exit_code_of(&e)
+            }
+        },
     };
     std::process::exit(code);
 }
@@ -337,7 +394,7 @@ fn run(cli: Cli) -> Result<i32> {
             if mot {
                 perceptd::source::synthetic::write_mot(&out, seed, frames)?;
             }
-            println!(
+            outln!(
                 "wrote {} frames of seed {seed} to {}",
                 frames.div_ceil(every.max(1)),
                 out.display()
@@ -385,12 +442,12 @@ fn run(cli: Cli) -> Result<i32> {
                     .with_context(|| format!("writing {}", p.display()))?;
             }
             let r = bench::run(&scene, objects);
-            println!(
+            outln!(
                 "tracker, {} objects, {} frames: median {:.1} us, p99 {:.1} us, mean {:.1} us per frame",
                 r.objects, r.frames, r.median_us, r.p99_us, r.mean_us
             );
             if json {
-                println!("{}", r.json());
+                outln!("{}", r.json());
             }
             Ok(0)
         }
@@ -428,25 +485,25 @@ fn run(cli: Cli) -> Result<i32> {
                 cfg.model.path = m;
             }
             let r = perceptd::bench::bench_pipeline(&cfg, frames, distinct, dump.as_deref())?;
-            println!(
+            outln!(
                 "{} frames ({} distinct) from {}, model input {}x{}, {:.1} detections/frame, network excluded:",
                 r.frames, r.distinct_frames, r.source, r.model_input[0], r.model_input[1], r.detections_per_frame
             );
-            println!("  wall per frame {:.3} ms (pipelined: capture, preprocess, postprocess+sink on their own threads)", r.wall_ms_per_frame);
-            println!(
+            outln!("  wall per frame {:.3} ms (pipelined: capture, preprocess, postprocess+sink on their own threads)", r.wall_ms_per_frame);
+            outln!(
                 "  preprocess     p50 {:.3} ms  p99 {:.3} ms",
                 r.pre_p50, r.pre_p99
             );
-            println!(
+            outln!(
                 "  postprocess    p50 {:.3} ms  p99 {:.3} ms (decode, NMS, ground, JSON, write)",
                 r.post_p50, r.post_p99
             );
-            println!(
+            outln!(
                 "  capture->sink  p50 {:.3} ms  p99 {:.3} ms",
                 r.e2e_p50, r.e2e_p99
             );
             if json {
-                println!("{}", r.json());
+                outln!("{}", r.json());
             }
             Ok(0)
         }
@@ -458,11 +515,11 @@ fn run(cli: Cli) -> Result<i32> {
             let mut out = std::io::stdout();
             match perceptd::cuda::check::run(&model, cuda_device, frames, &mut out) {
                 Ok(true) => {
-                    println!("\ngpu-check: all checks passed");
+                    outln!("\ngpu-check: all checks passed");
                     Ok(0)
                 }
                 Ok(false) => {
-                    println!("\ngpu-check: FAILED (see above)");
+                    outln!("\ngpu-check: FAILED (see above)");
                     Ok(3)
                 }
                 Err(e) => bail!("gpu-check: {e}"),
@@ -475,7 +532,7 @@ fn run(cli: Cli) -> Result<i32> {
             calibration,
         } => {
             if model.is_none() && config.is_none() && calibration.is_none() {
-                eprintln!("error: check needs --model, --config or --calibration");
+                errln!("error: check needs --model, --config or --calibration");
                 return Ok(2);
             }
             let cfg = config.as_deref().map(Config::load).transpose()?;
@@ -523,7 +580,7 @@ fn check_calibration(path: &Path, cfg: Option<&Config>) -> Result<()> {
         };
         cal.check_image_size(w, h)?;
     }
-    println!(
+    outln!(
         "calibration {}: camera '{}' {}x{}, {} {:?}, ok",
         path.display(),
         cal.camera_name(),
@@ -542,7 +599,7 @@ fn geometry(path: &Path, pixels: &[String], json: bool) -> Result<i32> {
         match perceptd::calibration::parse_pixel(p) {
             Ok(px) => parsed.push(px),
             Err(e) => {
-                eprintln!("error: {e}");
+                errln!("error: {e}");
                 return Ok(2);
             }
         }
@@ -550,9 +607,25 @@ fn geometry(path: &Path, pixels: &[String], json: bool) -> Result<i32> {
     let cal = perceptd::calibration::Calibration::load(path)?;
     for [u, v] in parsed {
         let g = cal.pixel_geometry(u, v);
-        println!("{}", if json { g.to_json() } else { g.to_text() });
+        outln!("{}", if json { g.to_json() } else { g.to_text() });
     }
     Ok(0)
+}
+
+/// A whole number in `LO..=HI` on the command line; anything else is a
+/// usage error (exit 2) naming the range, before anything is allocated.
+fn bounded<const LO: usize, const HI: usize>(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(v) if (LO..=HI).contains(&v) => Ok(v),
+        _ => Err(format!("expected a whole number in {LO}..={HI}")),
+    }
+}
+
+/// `--input-shape`: checked while parsing the command line, so a bad shape
+/// is a usage error (exit 2), not a boot error.
+fn shape_arg(s: &str) -> Result<String, String> {
+    parse_shape(s).map_err(|e| e.to_string())?;
+    Ok(s.to_string())
 }
 
 fn parse_shape(s: &str) -> Result<Vec<usize>> {
@@ -594,7 +667,7 @@ fn infer(
         for (i, (name, t)) in outs.iter().enumerate() {
             onnx::write_tensor_file(&dir.join(format!("output_{i}.pb")), name, t)?;
         }
-        println!("wrote {} outputs to {}", outs.len(), dir.display());
+        outln!("wrote {} outputs to {}", outs.len(), dir.display());
     }
     let mut code = 0;
     if let Some(dir) = compare_dir {
@@ -612,7 +685,7 @@ fn infer(
             };
             match c {
                 Ok(s) => {
-                    println!(
+                    outln!(
                         "output {i} '{name}' {}: max abs err {:.3e}, max rel err {:.3e}: {verdict}",
                         engine::tensor::shape_string(&got.shape),
                         s.max_abs,
@@ -623,7 +696,7 @@ fn infer(
                     }
                 }
                 Err(_) => {
-                    println!("output {i} '{name}': {verdict}");
+                    outln!("output {i} '{name}': {verdict}");
                     code = 3;
                 }
             }
@@ -708,24 +781,24 @@ fn bench_model(
     times.sort_by(f64::total_cmp);
     let pct = |p: f64| times[((times.len() as f64 - 1.0) * p).round() as usize];
     let st = m.stats().clone();
-    println!("model       {}", model.display());
-    println!("threads     {}", m.threads());
-    println!("boot        {boot_ms:.1} ms (load + specialise + plan + pack)");
-    println!(
+    outln!("model       {}", model.display());
+    outln!("threads     {}", m.threads());
+    outln!("boot        {boot_ms:.1} ms (load + specialise + plan + pack)");
+    outln!(
         "arena       {:.2} MiB (sum of all run-phase tensors {:.2} MiB, {:.1}x reuse), scratch {:.2} MiB",
         mib(st.arena_bytes),
         mib(st.tensor_bytes),
         st.tensor_bytes as f64 / st.arena_bytes.max(1) as f64,
         mib(st.scratch_bytes)
     );
-    println!(
+    outln!(
         "latency     min {:.2} ms, median {:.2} ms, p99 {:.2} ms over {iters} runs after {warmup} warm-up",
         times[0],
         pct(0.5),
         pct(0.99)
     );
     if json {
-        println!(
+        outln!(
             "{{\"model\":\"{}\",\"threads\":{},\"boot_ms\":{:.3},\"arena_bytes\":{},\"tensor_bytes\":{},\"scratch_bytes\":{},\"iters\":{},\"min_ms\":{:.4},\"median_ms\":{:.4},\"p99_ms\":{:.4}}}",
             model.display().to_string().replace('\\', "\\\\").replace('"', "\\\""),
             m.threads(),
@@ -748,30 +821,30 @@ fn mib(b: usize) -> f64 {
 
 fn check(model: &Path, shape: Option<&str>) -> Result<i32> {
     let (m, boot_ms) = boot_model(model, shape, 1)?;
-    println!("model {} (booted in {boot_ms:.1} ms)", model.display());
+    outln!("model {} (booted in {boot_ms:.1} ms)", model.display());
     for p in m.inputs() {
-        println!(
+        outln!(
             "  input  {:<20} {}",
             p.name,
             engine::tensor::shape_string(&p.shape)
         );
     }
     for p in m.outputs() {
-        println!(
+        outln!(
             "  output {:<20} {}",
             p.name,
             engine::tensor::shape_string(&p.shape)
         );
     }
     let st = m.stats();
-    println!(
+    outln!(
         "plan: {} steps ({} views aliased, {} in place)",
         st.steps, st.views, st.inplace
     );
     for (op, n) in &st.op_counts {
-        println!("  {op:<24} {n}");
+        outln!("  {op:<24} {n}");
     }
-    println!(
+    outln!(
         "arena {} bytes ({:.2} MiB) for {} bytes of run-phase tensors ({:.1}x reuse); scratch {} bytes; constants {} bytes",
         st.arena_bytes,
         mib(st.arena_bytes),
@@ -785,12 +858,10 @@ fn check(model: &Path, shape: Option<&str>) -> Result<i32> {
 
 fn run_pipeline(cfg: &Config, ov: &Overrides) -> Result<i32> {
     let pipeline = boot(cfg, ov)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let s = Arc::clone(&stop);
-    ctrlc::set_handler(move || s.store(true, Ordering::SeqCst))
-        .context("installing the Ctrl-C/SIGTERM handler")?;
+    // From here a signal drains the pipeline and prints the summary.
+    perceptd::stop::set_phase(perceptd::stop::Phase::Running);
     log::info!("running ({} ring slots)", pipeline.ring_slots);
-    let report = pipeline.run(stop);
+    let report = pipeline.run(Arc::clone(&STOP));
     let mut buf = vec![0u8; 1024];
     let mut line = report
         .metrics
@@ -802,7 +873,7 @@ fn run_pipeline(cfg: &Config, ov: &Overrides) -> Result<i32> {
         let _ = o.stats.write(&mut w, &Default::default());
         line.push_str(&format!("; output {} {}", o.name, w.into_str()));
     }
-    eprintln!("[perceptd] final: {line}");
+    errln!("[perceptd] final: {line}");
     for w in &report.stage_warnings {
         log::warn!("{w}");
     }
@@ -827,7 +898,7 @@ fn run_pipeline(cfg: &Config, ov: &Overrides) -> Result<i32> {
             Ok(0)
         }
         Some(e) => {
-            eprintln!("error: {e}");
+            errln!("error: {e}");
             Ok(4)
         }
     }
@@ -860,10 +931,9 @@ fn record(
     let desc = cam.desc();
     let (num, den) = cam.frame_rate().unwrap_or((fps, 1));
     let mut w = Y4mWriter::create(out, desc, FrameRate { num, den })?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let s = Arc::clone(&stop);
-    ctrlc::set_handler(move || s.store(true, Ordering::SeqCst))
-        .context("installing the Ctrl-C handler")?;
+    // The handler (installed in `main`) now sets STOP; the Y4M is finished.
+    perceptd::stop::set_phase(perceptd::stop::Phase::Running);
+    let stop = Arc::clone(&STOP);
     let mut buf = vec![0u8; desc.bytes()];
     let mut n = 0u64;
     while !stop.load(Ordering::SeqCst) && frames.is_none_or(|f| n < f) {
@@ -879,7 +949,7 @@ fn record(
         }
     }
     let written = w.finish()?;
-    eprintln!(
+    errln!(
         "recorded {written} frames from {} to {}",
         cam.describe(),
         out.display()

@@ -279,7 +279,7 @@ fn capture_loop(
                 seq >= n
             }
         };
-        if stop.load(Ordering::Relaxed) || frames.is_some_and(enough) {
+        if stopping(stop) || frames.is_some_and(enough) {
             return None;
         }
         let token = if live {
@@ -299,6 +299,8 @@ fn capture_loop(
                     Counters::bump(&c.dropped_no_slot);
                     seq += 1;
                 }
+                // A read or wait given up for a stop request: a clean end.
+                Err(_) if stopping(stop) => return None,
                 Err(e) => match source_fault(e, c, &mut timed_out) {
                     Some(end) => return end,
                     None => continue,
@@ -332,6 +334,9 @@ fn capture_loop(
             }
             Err(e) => {
                 let _ = free_tx.send(token);
+                if stopping(stop) {
+                    return None;
+                }
                 if let Some(end) = source_fault(e, c, &mut timed_out) {
                     return end;
                 }
@@ -342,6 +347,12 @@ fn capture_loop(
 
 /// Counts a per-frame source fault; `Some(end)` when the run must end
 /// (`Some(None)` for a clean end of stream).
+/// The pipeline's stop flag or a process-wide stop request (a signal: the
+/// sources' waits look at the latter). Never allocates.
+fn stopping(stop: &AtomicBool) -> bool {
+    stop.load(Ordering::Relaxed) || crate::stop::requested()
+}
+
 fn source_fault(e: SourceError, c: &Counters, timed_out: &mut bool) -> Option<Option<SourceError>> {
     match e {
         SourceError::End => Some(None),

@@ -29,7 +29,8 @@ impl<S: Source> Paced<S> {
         let now = monotonic_ns();
         let due = *self.next_due_ns.get_or_insert(now);
         if due > now {
-            std::thread::sleep(std::time::Duration::from_nanos(due - now));
+            // Wakes early on a stop request (fps = 0.05 is a 20 s wait).
+            crate::stop::sleep_until(due);
         }
         // A late consumer does not get a burst of catch-up frames: the
         // next frame is due one period after this one was delivered.

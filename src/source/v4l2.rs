@@ -500,7 +500,7 @@ impl<D: CaptureDevice> V4l2Source<D> {
                         log::debug!("{name}: still absent ({e}); next try in {wait} ms");
                     }
                     waiting(wait);
-                    std::thread::sleep(std::time::Duration::from_millis(wait));
+                    crate::stop::sleep(std::time::Duration::from_millis(wait));
                     attempt = attempt.saturating_add(1);
                 }
             }
@@ -665,7 +665,7 @@ impl<D: CaptureDevice> V4l2Source<D> {
         let now = monotonic_ns();
         if now < next_try_ns {
             let wait = (next_try_ns - now).min(self.timeout_ms as u64 * 1_000_000);
-            std::thread::sleep(std::time::Duration::from_nanos(wait));
+            crate::stop::sleep(std::time::Duration::from_nanos(wait));
             if monotonic_ns() < next_try_ns {
                 return Err(self.reconnecting());
             }
@@ -772,8 +772,17 @@ impl<D: CaptureDevice> V4l2Source<D> {
             let Some(dev) = self.dev.as_mut() else {
                 return Err(self.reconnecting());
             };
-            match dev.dequeue(wait_ms) {
+            // Polled in slices so that a stop request is seen within one.
+            let slice_ms = crate::stop::SLICE.as_millis() as u32;
+            match dev.dequeue(wait_ms.min(slice_ms)) {
                 Ok(d) => break (d, monotonic_ns()),
+                Err(DqError::Timeout) if crate::stop::requested() => {
+                    return Err(SourceError::End);
+                }
+                Err(DqError::Timeout) if monotonic_ns() < deadline => {
+                    let left = deadline.saturating_sub(monotonic_ns());
+                    wait_ms = left.div_ceil(1_000_000).min(u32::MAX as u64) as u32;
+                }
                 Err(DqError::Timeout) => {
                     let reason = format!("no frame within {} ms", self.timeout_ms);
                     return Err(self.went_down(true, reason));

@@ -28,6 +28,7 @@
 
 use crate::clock::monotonic_ns;
 use crate::frame::{FrameDesc, PixelFormat};
+use crate::fsio::{open_stream, StreamReader};
 use crate::source::{FrameStamp, Pacing, Source, SourceError};
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
@@ -232,7 +233,7 @@ fn parse_ratio(s: &[u8]) -> Option<(u32, u32)> {
 /// Replays a Y4M file. See the module doc for the format and pacing.
 pub struct Y4mSource {
     path: String,
-    reader: BufReader<File>,
+    reader: BufReader<StreamReader>,
     header: Y4mHeader,
     frame_bytes: usize,
     pace: Pace,
@@ -253,7 +254,9 @@ impl Y4mSource {
             path: path_s.clone(),
             msg: e.to_string(),
         };
-        let file = File::open(path.as_ref()).map_err(io_err)?;
+        // `-` is stdin; a FIFO opens without waiting for its writer, and
+        // every read on a pipe gives up on a stop request.
+        let file = open_stream(path.as_ref()).map_err(io_err)?;
         let mut reader = BufReader::with_capacity(IO_BUFFER, file);
         let mut line = Vec::with_capacity(256);
         (&mut reader)
@@ -439,7 +442,13 @@ impl Y4mSource {
             match self.start_ns {
                 None => self.start_ns = Some(monotonic_ns()),
                 Some(start) => {
-                    sleep_until(start.saturating_add(self.header.rate.offset_ns(self.frames)))
+                    {
+                    // Wakes early on a stop request: the capture loop then
+                    // sees the flag (F1:3600 would otherwise wait an hour).
+                    crate::stop::sleep_until(
+                        start.saturating_add(self.header.rate.offset_ns(self.frames)),
+                    );
+                }
                 }
             }
         }
@@ -457,29 +466,6 @@ fn is_frame_prefix(line: &[u8]) -> bool {
         return FRAME.starts_with(line);
     }
     line.starts_with(FRAME) && matches!(line[FRAME.len()], b' ' | b'\n')
-}
-
-/// Sleep until CLOCK_MONOTONIC reaches `deadline_ns`. Never allocates.
-fn sleep_until(deadline_ns: u64) {
-    let ts = libc::timespec {
-        tv_sec: (deadline_ns / 1_000_000_000) as libc::time_t,
-        tv_nsec: (deadline_ns % 1_000_000_000) as libc::c_long,
-    };
-    loop {
-        // SAFETY: `ts` is a valid timespec; the remainder pointer may be null
-        // with TIMER_ABSTIME.
-        let rc = unsafe {
-            libc::clock_nanosleep(
-                libc::CLOCK_MONOTONIC,
-                libc::TIMER_ABSTIME,
-                &ts,
-                std::ptr::null_mut(),
-            )
-        };
-        if rc != libc::EINTR {
-            return;
-        }
-    }
 }
 
 impl Source for Y4mSource {

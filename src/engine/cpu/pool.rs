@@ -59,15 +59,25 @@ impl ThreadPool {
             next: AtomicUsize::new(0),
             active: AtomicUsize::new(0),
         });
-        let workers = (1..threads)
-            .map(|i| {
-                let shared = Arc::clone(&shared);
-                std::thread::Builder::new()
-                    .name(format!("kernel-{i}"))
-                    .spawn(move || worker(&shared))
-                    .expect("spawning a kernel worker thread at boot")
-            })
-            .collect();
+        let mut workers = Vec::with_capacity((threads - 1).min(256));
+        for i in 1..threads {
+            let sh = Arc::clone(&shared);
+            match std::thread::Builder::new()
+                .name(format!("kernel-{i}"))
+                .spawn(move || worker(&sh))
+            {
+                Ok(h) => workers.push(h),
+                // Out of threads (ulimit -u, memory): run on those we have
+                // rather than abort at boot; the work is split per call.
+                Err(e) => {
+                    log::warn!(
+                        "kernel thread pool: {threads} threads asked, only {i} started ({e})"
+                    );
+                    break;
+                }
+            }
+        }
+        let threads = workers.len() + 1;
         ThreadPool {
             shared,
             workers,

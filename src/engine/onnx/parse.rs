@@ -11,7 +11,6 @@ use crate::engine::error::EngineError;
 use crate::engine::ir::Graph;
 use crate::engine::tensor::Tensor;
 use prost::Message;
-use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
@@ -49,13 +48,14 @@ fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>, EngineError> {
         path: shown.clone(),
         msg,
     };
-    let file = File::open(path).map_err(|e| io(format!("cannot open: {e}")))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| io(format!("cannot stat: {e}")))?;
-    if !meta.is_file() {
-        return Err(io("not a regular file".to_string()));
-    }
+    // Non-blocking open: a FIFO here is refused, not waited on forever.
+    let (file, meta) = crate::fsio::open_regular(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::InvalidInput {
+            io(e.to_string())
+        } else {
+            io(format!("cannot open: {e}"))
+        }
+    })?;
     let too_big = |size: u64| EngineError::InvalidModel {
         path: shown.clone(),
         msg: format!(

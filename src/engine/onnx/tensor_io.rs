@@ -14,7 +14,6 @@ use super::Limits;
 use crate::engine::error::EngineError;
 use crate::engine::half::{f16_to_f32, f32_to_f16};
 use crate::engine::tensor::{DType, Storage, Tensor, TensorData};
-use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Component, Path, PathBuf};
 
@@ -342,11 +341,20 @@ fn read_external(
             canon_base.display()
         )));
     }
-    let mut file = File::open(&canon)
-        .map_err(|e| ctx.io(&canon, format!("cannot open external data of {what}: {e}")))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| ctx.io(&canon, format!("cannot stat external data of {what}: {e}")))?;
+    let (mut file, meta) = match crate::fsio::open_regular(&canon) {
+        Ok(fm) => fm,
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+            return Err(ctx.invalid(format!(
+                "{what}: external data location '{location}' is not a regular file"
+            )))
+        }
+        Err(e) => {
+            return Err(ctx.io(
+                &canon,
+                format!("cannot open external data of {what}: {e}"),
+            ))
+        }
+    };
     if !meta.is_file() {
         return Err(ctx.invalid(format!(
             "{what}: external data location '{location}' is not a regular file"
