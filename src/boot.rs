@@ -291,10 +291,71 @@ fn load_labels(cfg: &Config, model: &Path, classes: usize) -> Result<Labels, Boo
     Ok(Labels::fallback(classes))
 }
 
+/// An output that is one of the input files (`--output model.onnx`, a
+/// config writing into its own calibration, stdout redirected onto the Y4M)
+/// would append detections to it and corrupt it: refused at boot, in one
+/// line naming both. Files are compared by device and inode, so links and
+/// other spellings of the same path are caught; an output that does not
+/// exist yet cannot be an input.
+fn refuse_outputs_onto_inputs(
+    cfg: &Config,
+    ov: &Overrides,
+    outputs: &[OutputConfig],
+) -> Result<(), BootError> {
+    use std::os::unix::fs::MetadataExt;
+    let id = |m: &std::fs::Metadata| (m.is_file()).then_some((m.dev(), m.ino()));
+    let model = ov.model.clone().unwrap_or_else(|| cfg.model.path.clone());
+    let mut inputs: Vec<(&str, PathBuf)> = vec![("model", model.clone())];
+    if cfg.origin != crate::config::EMBEDDED_ORIGIN {
+        inputs.push(("config", PathBuf::from(&cfg.origin)));
+    }
+    if let Some(p) = &cfg.calibration.path {
+        inputs.push(("calibration", p.clone()));
+    }
+    if let SourceConfig::Y4m { path, .. } = &cfg.source {
+        inputs.push(("recording", path.clone()));
+    }
+    match &cfg.model.labels {
+        Some(p) => inputs.push(("labels file", p.clone())),
+        None => {
+            inputs.push(("labels file", model.with_extension("labels")));
+            inputs.push(("labels file", model.with_file_name("labels.txt")));
+        }
+    }
+    let inputs: Vec<_> = inputs
+        .into_iter()
+        .filter_map(|(what, p)| {
+            let m = std::fs::metadata(&p).ok()?;
+            Some((what, p, id(&m)?))
+        })
+        .collect();
+    for o in outputs {
+        let OutputConfig::Json(j) = o;
+        let out = match &j.target {
+            OutputTarget::File(p) => std::fs::metadata(p).ok(),
+            // `> input` in the shell: stdout is the input file itself.
+            OutputTarget::Stdout => std::fs::metadata("/proc/self/fd/1").ok(),
+            OutputTarget::Udp(_) => None,
+        };
+        let Some(out) = out.as_ref().and_then(id) else {
+            continue;
+        };
+        if let Some((what, p, _)) = inputs.iter().find(|(_, _, i)| *i == out) {
+            return Err(BootError::Config(format!(
+                "output {}: is the {what} {} (an input); refusing to write detections into it",
+                j.target,
+                p.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Build everything the frame loop needs. Boot only.
 pub fn boot(cfg: &Config, ov: &Overrides) -> Result<Pipeline, BootError> {
     // A bad `--output` fails before the slow parts of boot.
     let output_cfgs = outputs_with_override(&cfg.output, ov.output.as_deref())?;
+    refuse_outputs_onto_inputs(cfg, ov, &output_cfgs)?;
     let calibration = match &cfg.calibration.path {
         Some(p) => Some(Calibration::load(p)?),
         None => None,
