@@ -419,6 +419,15 @@ fn inference_loop(
                 token = newer;
             }
         }
+        if crate::stop::requested() {
+            // A signal: the process has a second to end, and a queue of
+            // frames each one inference long would take longer. The frame
+            // being inferred is finished and published; the ones still
+            // queued are counted as superseded (by the stop).
+            let _ = free_tx.send(token);
+            Counters::bump(&c.dropped_superseded);
+            continue;
+        }
         {
             let index = token.index();
             let mut slot = ring.slot(&mut token);
