@@ -492,15 +492,18 @@ fn run(cli: Cli) -> Result<i32> {
             outln!("  wall per frame {:.3} ms (pipelined: capture, preprocess, postprocess+sink on their own threads)", r.wall_ms_per_frame);
             outln!(
                 "  preprocess     p50 {:.3} ms  p99 {:.3} ms",
-                r.pre_p50, r.pre_p99
+                r.pre_p50,
+                r.pre_p99
             );
             outln!(
                 "  postprocess    p50 {:.3} ms  p99 {:.3} ms (decode, NMS, ground, JSON, write)",
-                r.post_p50, r.post_p99
+                r.post_p50,
+                r.post_p99
             );
             outln!(
                 "  capture->sink  p50 {:.3} ms  p99 {:.3} ms",
-                r.e2e_p50, r.e2e_p99
+                r.e2e_p50,
+                r.e2e_p99
             );
             if json {
                 outln!("{}", r.json());
@@ -839,7 +842,9 @@ fn check(model: &Path, shape: Option<&str>) -> Result<i32> {
     let st = m.stats();
     outln!(
         "plan: {} steps ({} views aliased, {} in place)",
-        st.steps, st.views, st.inplace
+        st.steps,
+        st.views,
+        st.inplace
     );
     for (op, n) in &st.op_counts {
         outln!("  {op:<24} {n}");

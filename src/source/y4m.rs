@@ -443,12 +443,12 @@ impl Y4mSource {
                 None => self.start_ns = Some(monotonic_ns()),
                 Some(start) => {
                     {
-                    // Wakes early on a stop request: the capture loop then
-                    // sees the flag (F1:3600 would otherwise wait an hour).
-                    crate::stop::sleep_until(
-                        start.saturating_add(self.header.rate.offset_ns(self.frames)),
-                    );
-                }
+                        // Wakes early on a stop request: the capture loop then
+                        // sees the flag (F1:3600 would otherwise wait an hour).
+                        crate::stop::sleep_until(
+                            start.saturating_add(self.header.rate.offset_ns(self.frames)),
+                        );
+                    }
                 }
             }
         }

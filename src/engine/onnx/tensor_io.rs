@@ -348,12 +348,7 @@ fn read_external(
                 "{what}: external data location '{location}' is not a regular file"
             )))
         }
-        Err(e) => {
-            return Err(ctx.io(
-                &canon,
-                format!("cannot open external data of {what}: {e}"),
-            ))
-        }
+        Err(e) => return Err(ctx.io(&canon, format!("cannot open external data of {what}: {e}"))),
     };
     if !meta.is_file() {
         return Err(ctx.invalid(format!(
