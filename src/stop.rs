@@ -81,14 +81,25 @@ pub fn install(also: Arc<AtomicBool>) -> Result<(), ctrlc::Error> {
     })
 }
 
-/// One line on stderr (best effort: stderr may be closed or full) and
+/// One line on stderr (best effort: stderr may be closed, full, or a pipe
+/// nobody reads, so the line is written only if that cannot block) and
 /// `_exit(code)`: other threads may be inside a blocking call or a driver,
 /// so no destructors and no atexit handlers run.
 pub fn quiet_exit(line: &[u8], code: i32) -> ! {
-    // SAFETY: writing a valid buffer to fd 2; the result is ignored on
-    // purpose (stderr may be gone). `_exit` never returns.
+    let mut p = libc::pollfd {
+        fd: 2,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd; a zero timeout never blocks.
+    let writable = unsafe { libc::poll(&mut p, 1, 0) } == 1 && p.revents & libc::POLLOUT != 0;
+    // SAFETY: writing a valid buffer (shorter than PIPE_BUF, so it fits the
+    // room POLLOUT promises) to fd 2; the result is ignored on purpose.
+    // `_exit` never returns.
     unsafe {
-        let _ = libc::write(2, line.as_ptr().cast(), line.len());
+        if writable {
+            let _ = libc::write(2, line.as_ptr().cast(), line.len());
+        }
         libc::_exit(code)
     }
 }

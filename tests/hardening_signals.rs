@@ -305,6 +305,17 @@ fn sigterm_ends_a_replay_blocked_on_a_silent_fifo() {
         worst = worst.max(e.latency);
     }
     report("blocked FIFO read", worst, trials());
+
+    // No writer at all: boot waits for the header; a signal ends the wait.
+    let p = spawn(
+        &["replay", fifo.to_str().unwrap(), "--output", "/dev/null"],
+        Stdio::null(),
+        Stdio::null(),
+    );
+    std::thread::sleep(Duration::from_millis(700));
+    let e = p.term();
+    stopped_cleanly(&e, "FIFO without a writer", false);
+    assert!(e.stderr.contains("stopped during boot"), "{}", e.stderr);
 }
 
 /// `replay -` from a pipe that went silent after the header.
@@ -394,7 +405,7 @@ fn sigterm_ends_a_run_behind_a_sink_that_never_reads() {
 fn y4m_at(dir: &Path, name: &str, rate: &str) -> PathBuf {
     let p = dir.join(name);
     let mut f = std::fs::File::create(&p).unwrap();
-    write!(f, "YUV4MPEG2 W64 H48 F{rate} C420jpeg\n").unwrap();
+    writeln!(f, "YUV4MPEG2 W64 H48 F{rate} C420jpeg").unwrap();
     for _ in 0..3 {
         f.write_all(b"FRAME\n").unwrap();
         f.write_all(&[16u8; 64 * 48 * 3 / 2]).unwrap();

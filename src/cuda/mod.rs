@@ -110,12 +110,18 @@ pub fn fault_if(r: sys::CUresult, what: &'static str) {
 
 #[cold]
 pub fn gpu_fault(e: CudaError) -> ! {
+    use std::io::Write as _;
     let kind = if e.is_sticky() {
         "sticky GPU error"
     } else {
         "GPU error"
     };
-    eprintln!("error: {e}: {kind} in the frame loop, exiting with code {EXIT_GPU_FAULT} (GPU fault, restart me)");
+    // Best effort: with stderr closed or full, eprintln! would panic here
+    // and the thread would die instead of the process exiting with 6.
+    let _ = writeln!(
+        std::io::stderr(),
+        "error: {e}: {kind} in the frame loop, exiting with code {EXIT_GPU_FAULT} (GPU fault, restart me)"
+    );
     std::process::exit(EXIT_GPU_FAULT)
 }
 

@@ -144,7 +144,10 @@ fn hard_deadline_exit(setup: &ServiceSetup, stage: &str, held_ns: u64) -> ! {
         200 - w.len()
     };
     setup.notifier.send(&buf[..len]);
-    eprintln!(
+    // Best effort: eprintln! panics on a closed or full stderr, and the
+    // process must still exit with the documented code.
+    let _ = writeln!(
+        std::io::stderr(),
         "error: the {stage} stage held one frame for {:.0} ms, past pipeline.hard_deadline_ms = {}; exiting with code {EXIT_HARD_DEADLINE}",
         held_ns as f64 * 1e-6,
         setup.hard_deadline_ns / MS
