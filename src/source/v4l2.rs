@@ -772,16 +772,12 @@ impl<D: CaptureDevice> V4l2Source<D> {
             let Some(dev) = self.dev.as_mut() else {
                 return Err(self.reconnecting());
             };
-            // Polled in slices so that a stop request is seen within one.
-            let slice_ms = crate::stop::SLICE.as_millis() as u32;
-            match dev.dequeue(wait_ms.min(slice_ms)) {
+            match dev.dequeue(wait_ms) {
                 Ok(d) => break (d, monotonic_ns()),
+                // The device's wait gave up for a stop request (it polls in
+                // slices): not a stall.
                 Err(DqError::Timeout) if crate::stop::requested() => {
                     return Err(SourceError::End);
-                }
-                Err(DqError::Timeout) if monotonic_ns() < deadline => {
-                    let left = deadline.saturating_sub(monotonic_ns());
-                    wait_ms = left.div_ceil(1_000_000).min(u32::MAX as u64) as u32;
                 }
                 Err(DqError::Timeout) => {
                     let reason = format!("no frame within {} ms", self.timeout_ms);

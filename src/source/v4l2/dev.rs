@@ -365,8 +365,10 @@ impl CaptureDevice for V4lDevice {
                 events: libc::POLLIN,
                 revents: 0,
             };
+            // In slices, so that a stop request (SIGTERM) is seen within one.
+            let slice_ms = left_ms.min(crate::stop::SLICE.as_millis() as u64);
             // SAFETY: one valid pollfd for the duration of the call.
-            let n = unsafe { libc::poll(&mut pfd, 1, left_ms.min(i32::MAX as u64) as c_int) };
+            let n = unsafe { libc::poll(&mut pfd, 1, slice_ms as c_int) };
             if n < 0 {
                 let errno = io::Error::last_os_error().raw_os_error().unwrap_or(0);
                 if errno == libc::EINTR {
@@ -375,7 +377,10 @@ impl CaptureDevice for V4lDevice {
                 return Err(DqError::Os(errno));
             }
             if n == 0 {
-                return Err(DqError::Timeout);
+                if crate::stop::requested() || monotonic_ns() >= deadline {
+                    return Err(DqError::Timeout);
+                }
+                continue;
             }
             if pfd.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0 {
                 return Err(DqError::PollErr);
