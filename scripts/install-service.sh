@@ -178,6 +178,8 @@ fi
 
 # -------------------------------------------------------------------- install
 as_root "$@"
+# The staging root itself is the caller's: made if missing, never removed.
+[ -n "$DESTDIR" ] && install -d -m755 "$DESTDIR"
 m="$DESTDIR$manifest"
 new=$(mktemp)
 dirs=$(mktemp)
@@ -188,7 +190,7 @@ trap 'rm -f "$new" "$dirs"' EXIT
 # Records every folder on the way to $1 that does not exist yet.
 make_dirs() {
     local d=$1 missing=()
-    while [ ! -d "$DESTDIR$d" ]; do
+    while [ "$d" != / ] && [ "$d" != . ] && [ ! -d "$DESTDIR$d" ]; do
         missing+=("$d")
         d=$(dirname "$d")
     done
