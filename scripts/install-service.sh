@@ -104,7 +104,7 @@ if [ "$mode" = uninstall ]; then
             if [ "$purge" = 1 ] || [ "$(sha256sum <"$f" | cut -d' ' -f1)" = "$sum" ]; then
                 rm -f "$f" && echo "removed $f"
             else
-                echo "kept $f: edited since the install (--uninstall --purge removes it)"
+                echo "kept $f: edited since the install; delete it by hand if unwanted (--uninstall --purge removes it with the rest)"
             fi
             ;;
         esac
