@@ -837,7 +837,6 @@ mod tests {
 
     #[test]
     fn output_errors_name_the_table_field_and_value() {
-
         let e = parse_err(&format!(
             "{MIN}[[output]]\ntarget = \"a\"\n[[output]]\ntarget = \"udp://127.0.0.1:0\"\n"
         ));

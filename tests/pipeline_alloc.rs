@@ -172,7 +172,11 @@ fn pipeline_makes_no_allocation_after_warm_up() {
     let newest = read_lines(&dir.join("rotated.jsonl"));
     for k in 1..=3 {
         let f = dir.join(format!("rotated.jsonl.{k}"));
-        assert!(std::fs::metadata(&f).unwrap().len() <= 65536, "{}", f.display());
+        assert!(
+            std::fs::metadata(&f).unwrap().len() <= 65536,
+            "{}",
+            f.display()
+        );
     }
     assert!(!dir.join("rotated.jsonl.4").exists(), "keep = 3");
     assert_eq!(

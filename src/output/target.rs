@@ -193,7 +193,11 @@ impl Rotation {
         let fd = unsafe {
             libc::open(
                 self.paths[0].as_ptr(),
-                libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_NONBLOCK | libc::O_CLOEXEC,
+                libc::O_WRONLY
+                    | libc::O_APPEND
+                    | libc::O_CREAT
+                    | libc::O_NONBLOCK
+                    | libc::O_CLOEXEC,
                 0o666 as libc::c_uint,
             )
         };
@@ -383,7 +387,7 @@ impl Stream {
                         self.keep_rest(msg, written);
                         return Ok(());
                     }
-                        Err((_, e)) => Err(e),
+                    Err((_, e)) => Err(e),
                 }
             }
         };
@@ -712,7 +716,8 @@ mod tests {
             max_bytes: 1000,
             keep: 2,
         };
-        let mut s = Stream::open_with(OutputTarget::File(path.clone()), 4096, Some(rotate)).unwrap();
+        let mut s =
+            Stream::open_with(OutputTarget::File(path.clone()), 4096, Some(rotate)).unwrap();
         for i in 0..100 {
             let line = format!("{i:099}\n");
             s.ready().unwrap();
