@@ -65,7 +65,9 @@ def _bootstrap():
         pass
     venv = os.environ.get("PERCEPTD_CALIB_VENV", os.path.join(ROOT, "target", "calib-venv"))
     py = os.path.join(venv, "bin", "python")
-    if os.path.realpath(sys.executable) == os.path.realpath(py) or os.environ.get("PERCEPTD_CALIB_BOOTSTRAPPED"):
+    # sys.prefix, not sys.executable: a venv's python is a link to the
+    # system one.
+    if os.path.realpath(sys.prefix) == os.path.realpath(venv) or os.environ.get("PERCEPTD_CALIB_BOOTSTRAPPED"):
         sys.exit(f"error: {venv} lacks OpenCV/numpy/PyYAML; delete it and run again")
     if not os.path.exists(py):
         print(f"creating {venv} (OpenCV from pip, once)", file=sys.stderr)
@@ -678,14 +680,14 @@ def cmd_intrinsics(a):
     t0 = time.time()
     cam, rms, used, seen = calibrate(a.inputs, board, a.square, a.model, a.every, a.max_views)
     cam.name = a.camera_name
-    print(f"board {board[0]}x{board[1]} found in {used} of {seen} frames; {time.time() - t0:.1f} s")
+    print(f"board {board[0]}x{board[1]} used in {used} of {seen} frames; {time.time() - t0:.1f} s")
     print(f"RMS reprojection error: {rms:.4f} px")
     K = cam.K
     print(f"fx {K[0, 0]:.3f}  fy {K[1, 1]:.3f}  cx {K[0, 2]:.3f}  cy {K[1, 2]:.3f}")
     print(f"{cam.model}: {fmt_list(cam.dist)}")
     cov = coverage(cam)
     print(f"board corners cover {100 * cov.mean():.0f}% of the image (their convex hull)")
-    if cov.mean() < 0.85:
+    if cov.mean() < 0.7:
         print("warning: the views leave parts of the image (its corners?) uncovered: the lens model is "
               "extrapolated there; add views with the board in those parts", file=sys.stderr)
     if rms > 1.0:
@@ -907,7 +909,17 @@ def main(argv):
     s.add_argument("--work-dir", default=os.path.join(ROOT, "target", "calib-selftest"))
     s.add_argument("--perceptd", help="also load the written YAML with this perceptd binary")
     s.set_defaults(func=cmd_selftest)
-    a = p.parse_args(argv)
+    # A pixel left of the image starts with '-' (--point -0.8,413,...),
+    # which argparse would take for an option.
+    joined, i = [], 0
+    while i < len(argv):
+        if argv[i] == "--point" and i + 1 < len(argv):
+            joined.append(f"--point={argv[i + 1]}")
+            i += 2
+        else:
+            joined.append(argv[i])
+            i += 1
+    a = p.parse_args(joined)
     try:
         return a.func(a)
     except Fail as e:
