@@ -186,7 +186,12 @@ impl Rotation {
         }
         // SAFETY: as above.
         if unsafe { libc::rename(self.paths[0].as_ptr(), self.paths[1].as_ptr()) } != 0 {
-            return Err(errno());
+            let e = errno();
+            // No PATH: an earlier rotation renamed it but could not open a
+            // new one (we still write to PATH.1); go on to the open.
+            if e != libc::ENOENT {
+                return Err(e);
+            }
         }
         // SAFETY: a valid NUL-terminated path; the flags and mode are
         // plain integers. Non-blocking, as the first open.
