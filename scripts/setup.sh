@@ -16,6 +16,16 @@ if ! ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/llvm-*/lib/libclang-[0-9]*.so*
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq libclang-dev >/dev/null
 fi
 
+# python3 with venv: scripts/calibrate.py (run by scripts/test.sh) keeps
+# OpenCV from pip in its own venv, target/calib-venv.
+if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    echo "installing python3-venv (for scripts/calibrate.py)" >&2
+    $sudo apt-get update -qq || true
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-venv >/dev/null || true
+fi
+
 # NVRTC (no GPU needed) so tests/nvrtc_kernels.rs really compiles every CUDA
 # kernel: pip's nvidia-cuda-nvrtc-cu12 wheel, installed with --target into
 # target/nvrtc (no venv, no system site-packages touched). The library's

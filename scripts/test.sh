@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs build prerequisites, then builds and runs every
-# test (unit, conformance, exports, allocation, pipeline) on the CPU. NVRTC
+# test (unit, conformance, exports, allocation, pipeline) on the CPU, then
+# the calibration tool's self-test. NVRTC
 # (installed by setup.sh) lets tests/nvrtc_kernels.rs compile the CUDA
 # kernels without a GPU.
 set -euo pipefail
@@ -11,3 +12,10 @@ if [ -z "${PERCEPTD_NVRTC_PATH:-}" ] && [ -f target/nvrtc/path ]; then
     export PERCEPTD_NVRTC_PATH
 fi
 cargo test --release --locked "$@"
+# The calibration tool on checkerboards rendered through known lenses, its
+# YAML loaded by the binary just built (scripts/calibrate.py selftest; the
+# script puts OpenCV from pip into target/calib-venv on first use). Skipped
+# when arguments select some cargo tests only.
+if [ "$#" -eq 0 ]; then
+    python3 scripts/calibrate.py selftest --perceptd target/release/perceptd
+fi

@@ -60,9 +60,12 @@ fn outputs_with_override(
         return Ok(cfg.to_vec());
     };
     let target: OutputTarget = t.parse()?;
+    // The override's target replaces the first table's, rotation included
+    // (it belongs to that table's file).
     let mut json = Some(JsonConfig {
         target,
         max_line_bytes: DEFAULT_LINE_BYTES,
+        ..JsonConfig::default()
     });
     let mut out = Vec::with_capacity(cfg.len() + 1);
     for o in cfg {

@@ -608,12 +608,8 @@ impl Config {
             };
             match o {
                 OutputConfig::Json(j) => {
-                    if j.max_line_bytes < 1024 {
-                        return Err(self.invalid(
-                            &at("max_line_bytes"),
-                            j.max_line_bytes,
-                            "expected at least 1024",
-                        ));
+                    if let Some((field, value, why)) = j.problem() {
+                        return Err(self.invalid(&at(field), value, &why));
                     }
                 }
             }
@@ -798,6 +794,44 @@ mod tests {
                 );
             }
             o => panic!("{o:?}"),
+        }
+    }
+
+    #[test]
+    fn rotation_fields_are_checked_with_table_field_and_value() {
+        let text =
+            format!("{MIN}[[output]]\ntarget = \"a.jsonl\"\nmax_bytes = 1048576\nkeep = 3\n");
+        let c = Config::parse(&text, "x.toml", Path::new("/etc/p")).unwrap();
+        match &c.output[..] {
+            [OutputConfig::Json(j)] => assert_eq!(
+                j.rotate(),
+                Some(crate::output::Rotate {
+                    max_bytes: 1 << 20,
+                    keep: 3
+                })
+            ),
+            o => panic!("{o:?}"),
+        }
+        for (table, want) in [
+            (
+                "max_bytes = 1048576\n",
+                "x.toml: output.max_bytes = 1048576: rotation needs a file target, but target is \"stdout\"",
+            ),
+            (
+                "target = \"a.jsonl\"\nkeep = 3\n",
+                "x.toml: output.keep = 3: needs max_bytes (rotation by size) in the same table",
+            ),
+            (
+                "target = \"a.jsonl\"\nmax_bytes = 1048576\nkeep = 0\n",
+                "x.toml: output.keep = 0: expected 1..=100",
+            ),
+            (
+                "target = \"a.jsonl\"\nmax_bytes = 100\n",
+                "x.toml: output.max_bytes = 100: expected at least max_line_bytes (65536): one line must fit a file",
+            ),
+        ] {
+            let e = parse_err(&format!("{MIN}[[output]]\n{table}"));
+            assert!(e.starts_with(want), "{e}");
         }
     }
 

@@ -1,7 +1,8 @@
 //! Zero allocations after boot, across every thread of the pipeline: a
 //! counting global allocator sees all of them. After 100 warm-up frames,
-//! 1000 frames through capture, inference, postprocess, two outputs (JSON
-//! lines to a file and to a UDP receiver on 127.0.0.1) and the periodic
+//! 1000 frames through capture, inference, postprocess, three outputs (JSON
+//! lines to a file, to a file rotated by size every 64 KiB, and to a UDP
+//! receiver on 127.0.0.1) and the periodic
 //! metrics line (every 50 ms here) must allocate nothing; nor
 //! may the supervisor thread, here sending `WATCHDOG=1` every 50 ms and
 //! `STATUS=` lines to a notify socket, nor the stage-deadline bookkeeping
@@ -84,9 +85,11 @@ fn pipeline_makes_no_allocation_after_warm_up() {
          [calibration]\npath = \"{}\"\n\
          [metrics]\ninterval_s = 0.05\n\
          [[output]]\nkind = \"json\"\ntarget = \"{}\"\n\
+         [[output]]\nkind = \"json\"\ntarget = \"{}\"\nmax_bytes = 65536\nkeep = 3\n\
          [[output]]\nkind = \"json\"\ntarget = \"udp://127.0.0.1:{udp_port}\"\n",
         cal.display(),
-        dir.join("out.jsonl").display()
+        dir.join("out.jsonl").display(),
+        dir.join("rotated.jsonl").display()
     ));
     let ov = Overrides {
         frames: Some(1300),
@@ -153,10 +156,34 @@ fn pipeline_makes_no_allocation_after_warm_up() {
             .any(|d| d.ground.is_some()),
         "detections have ground positions"
     );
-    assert_eq!(report.outputs.len(), 2, "two outputs");
+    assert_eq!(report.outputs.len(), 3, "three outputs");
     for o in &report.outputs {
         assert_eq!(o.stats.published, 1300, "{o:?}");
     }
+    // The rotating file rotated all along (so inside the measured window
+    // too), kept 3 old files of at most 64 KiB, and its current file ends
+    // with the same line as the plain file.
+    let rotations = report.outputs[1].stats.rotations;
+    let total = std::fs::metadata(dir.join("out.jsonl")).unwrap().len();
+    assert!(
+        rotations >= 10 && rotations >= total / 65536 - 1,
+        "{rotations} rotations for {total} bytes"
+    );
+    let newest = read_lines(&dir.join("rotated.jsonl"));
+    for k in 1..=3 {
+        let f = dir.join(format!("rotated.jsonl.{k}"));
+        assert!(
+            std::fs::metadata(&f).unwrap().len() <= 65536,
+            "{}",
+            f.display()
+        );
+    }
+    assert!(!dir.join("rotated.jsonl.4").exists(), "keep = 3");
+    assert_eq!(
+        newest.last().map(|l| l.seq),
+        lines.last().map(|l| l.seq),
+        "the current file ends with the last frame"
+    );
     assert_eq!(udp_lines.load(Ordering::SeqCst), 1300, "UDP lines received");
     assert!(
         lines

@@ -43,7 +43,7 @@
 //! than 65507 bytes are not sent (counted as oversize, never truncated into
 //! invalid JSON).
 
-use super::target::{OutputTarget, Stream};
+use super::target::{OutputTarget, Rotate, Stream, MAX_KEEP};
 use super::{FrameView, Output, OutputError, OutputStats};
 use crate::frame::{Detection, FrameRecord};
 use crate::postprocess::Labels;
@@ -61,6 +61,73 @@ pub struct JsonConfig {
     /// Bytes reserved at boot for one line.
     #[serde(default = "d_line_bytes")]
     pub max_line_bytes: usize,
+    /// File targets: rotate the file before it would grow past this many
+    /// bytes (none: never rotate).
+    #[serde(default)]
+    pub max_bytes: Option<u64>,
+    /// Rotated files kept (`PATH.1` .. `PATH.keep`); with `max_bytes` only.
+    #[serde(default)]
+    pub keep: Option<u32>,
+}
+
+/// Old files kept when `max_bytes` is set without `keep`.
+pub const DEFAULT_KEEP: u32 = 5;
+
+impl JsonConfig {
+    /// The rotation this table asks for, if any.
+    pub fn rotate(&self) -> Option<Rotate> {
+        self.max_bytes.map(|max_bytes| Rotate {
+            max_bytes,
+            keep: self.keep.unwrap_or(DEFAULT_KEEP),
+        })
+    }
+
+    /// What is wrong with the table, as (field, value, why), for the
+    /// config's error message.
+    pub fn problem(&self) -> Option<(&'static str, String, String)> {
+        if self.max_line_bytes < 1024 {
+            return Some((
+                "max_line_bytes",
+                self.max_line_bytes.to_string(),
+                "expected at least 1024".into(),
+            ));
+        }
+        if let Some(keep) = self.keep {
+            if self.max_bytes.is_none() {
+                return Some((
+                    "keep",
+                    keep.to_string(),
+                    "needs max_bytes (rotation by size) in the same table".into(),
+                ));
+            }
+            if keep == 0 || keep > MAX_KEEP {
+                return Some(("keep", keep.to_string(), format!("expected 1..={MAX_KEEP}")));
+            }
+        }
+        if let Some(max) = self.max_bytes {
+            if !matches!(self.target, OutputTarget::File(_)) {
+                return Some((
+                    "max_bytes",
+                    max.to_string(),
+                    format!(
+                        "rotation needs a file target, but target is \"{}\"",
+                        self.target
+                    ),
+                ));
+            }
+            if max < self.max_line_bytes as u64 {
+                return Some((
+                    "max_bytes",
+                    max.to_string(),
+                    format!(
+                        "expected at least max_line_bytes ({}): one line must fit a file",
+                        self.max_line_bytes
+                    ),
+                ));
+            }
+        }
+        None
+    }
 }
 
 fn d_stdout() -> OutputTarget {
@@ -79,6 +146,8 @@ impl Default for JsonConfig {
         JsonConfig {
             target: d_stdout(),
             max_line_bytes: DEFAULT_LINE_BYTES,
+            max_bytes: None,
+            keep: None,
         }
     }
 }
@@ -97,7 +166,7 @@ impl JsonOutput {
     /// `max_line_bytes` (a frame whose line does not fit is dropped and
     /// counted).
     pub fn open(cfg: &JsonConfig) -> Result<JsonOutput, OutputError> {
-        let stream = Stream::open(cfg.target.clone(), cfg.max_line_bytes)?;
+        let stream = Stream::open_with(cfg.target.clone(), cfg.max_line_bytes, cfg.rotate())?;
         Ok(JsonOutput::over(stream, cfg.max_line_bytes))
     }
 
@@ -283,6 +352,7 @@ mod tests {
         JsonOutput::open(&JsonConfig {
             target,
             max_line_bytes,
+            ..JsonConfig::default()
         })
     }
 

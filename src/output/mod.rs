@@ -29,7 +29,7 @@
 pub mod json;
 pub mod target;
 
-pub use target::{OutputTarget, Stream, MAX_DATAGRAM};
+pub use target::{OutputTarget, Rotate, Stream, MAX_DATAGRAM};
 
 use crate::config::OutputConfig;
 use crate::frame::{Detection, FrameDesc, FrameRecord};
@@ -119,6 +119,8 @@ pub struct OutputStats {
     pub other: u64,
     /// errno of the last `other` fault.
     pub last_errno: i32,
+    /// Size rotations of a file target (not a fault).
+    pub rotations: u64,
 }
 
 impl OutputStats {

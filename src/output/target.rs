@@ -8,15 +8,28 @@
 //! Faults are counted by kind in [`OutputStats`] and returned as an
 //! [`OutputError`] value, never a panic.
 //!
+//! A file target may rotate by size ([`Rotate`]: `max_bytes`, `keep`):
+//! before a message that would take the file past `max_bytes`, `PATH.N-1`
+//! becomes `PATH.N`, ..., `PATH` becomes `PATH.1` and a new `PATH` is
+//! opened (non-blocking, like the first open); at most `keep` old files
+//! exist, the oldest is overwritten. Rotation happens between messages,
+//! never inside one. Every path it renames or opens is formatted once at
+//! boot, so rotating allocates nothing either. A rename or reopen that
+//! fails is counted as an `other` fault (with its errno); the stream keeps
+//! writing to the file it has and tries again after another `max_bytes`.
+//!
 //! Boot: [`OutputTarget`] parsing and [`Stream::open`] allocate. Frame
-//! path (postprocess thread): [`Stream::send`] never allocates.
+//! path (postprocess thread): [`Stream::send`], rotation included, never
+//! allocates.
 
 use super::{OutputError, OutputStats};
+use std::ffi::CString;
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
-use std::os::fd::{AsRawFd, RawFd};
-use std::path::PathBuf;
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 /// Largest UDP payload over IPv4.
@@ -112,12 +125,104 @@ enum Transport {
     Udp(UdpSocket),
 }
 
+/// Size rotation of a file target (config `max_bytes`, `keep`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotate {
+    /// A message that would take the file past this size goes to a new file.
+    pub max_bytes: u64,
+    /// Old files kept (`PATH.1` newest .. `PATH.keep` oldest), 1..=[`MAX_KEEP`].
+    pub keep: u32,
+}
+
+/// Most old files a rotating target keeps.
+pub const MAX_KEEP: u32 = 100;
+
+/// A rotating file's state; every path formatted at open.
+#[derive(Debug)]
+struct Rotation {
+    max_bytes: u64,
+    /// Bytes in the current file (its size at open, then what we wrote).
+    size: u64,
+    /// `paths[0]` is the target path, `paths[i]` is `PATH.i` (1..=keep).
+    paths: Box<[CString]>,
+}
+
+impl Rotation {
+    fn new(path: &Path, rotate: Rotate, size: u64) -> Result<Rotation, String> {
+        if rotate.keep == 0 || rotate.keep > MAX_KEEP {
+            return Err(format!("keep = {} (expected 1..={MAX_KEEP})", rotate.keep));
+        }
+        let base = path.as_os_str().as_bytes();
+        let mut paths = Vec::with_capacity(rotate.keep as usize + 1);
+        for i in 0..=rotate.keep {
+            let mut p = base.to_vec();
+            if i > 0 {
+                p.extend_from_slice(format!(".{i}").as_bytes());
+            }
+            paths.push(CString::new(p).map_err(|_| "path contains a NUL byte".to_string())?);
+        }
+        Ok(Rotation {
+            max_bytes: rotate.max_bytes,
+            size,
+            paths: paths.into_boxed_slice(),
+        })
+    }
+
+    /// Shifts the old files up by one and renames the current one to
+    /// `PATH.1`; then opens a new `PATH`. Err(errno) of the first step that
+    /// failed (the caller keeps its descriptor, now `PATH.1` or still
+    /// `PATH`). Never allocates.
+    fn rotate(&mut self) -> Result<File, i32> {
+        let errno = || std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+        for i in (1..self.paths.len() - 1).rev() {
+            // SAFETY: both are valid NUL-terminated paths owned by self.
+            if unsafe { libc::rename(self.paths[i].as_ptr(), self.paths[i + 1].as_ptr()) } != 0 {
+                let e = errno();
+                // A gap (fewer old files than `keep` so far) is normal.
+                if e != libc::ENOENT {
+                    return Err(e);
+                }
+            }
+        }
+        // SAFETY: as above.
+        if unsafe { libc::rename(self.paths[0].as_ptr(), self.paths[1].as_ptr()) } != 0 {
+            let e = errno();
+            // No PATH: an earlier rotation renamed it but could not open a
+            // new one (we still write to PATH.1); go on to the open.
+            if e != libc::ENOENT {
+                return Err(e);
+            }
+        }
+        // SAFETY: a valid NUL-terminated path; the flags and mode are
+        // plain integers. Non-blocking, as the first open.
+        let fd = unsafe {
+            libc::open(
+                self.paths[0].as_ptr(),
+                libc::O_WRONLY
+                    | libc::O_APPEND
+                    | libc::O_CREAT
+                    | libc::O_NONBLOCK
+                    | libc::O_CLOEXEC,
+                0o666 as libc::c_uint,
+            )
+        };
+        if fd < 0 {
+            return Err(errno());
+        }
+        self.size = 0;
+        // SAFETY: `fd` was just opened by us and is owned by nothing else.
+        Ok(unsafe { File::from_raw_fd(fd) })
+    }
+}
+
 /// An open target with the buffer for a short write's rest, allocated at
 /// open, and the fault counts.
 #[derive(Debug)]
 pub struct Stream {
     target: OutputTarget,
     out: Transport,
+    /// File targets with `max_bytes` only.
+    rotation: Option<Rotation>,
     /// Unsent tail of a message after a short write on a stream target.
     pending: Box<[u8]>,
     pending_start: usize,
@@ -128,6 +233,16 @@ pub struct Stream {
 impl Stream {
     /// Boot: opens `target` for messages of at most `capacity_bytes`.
     pub fn open(target: OutputTarget, capacity_bytes: usize) -> Result<Stream, OutputError> {
+        Stream::open_with(target, capacity_bytes, None)
+    }
+
+    /// Boot: like [`Stream::open`]; with `rotate`, the target must be a
+    /// regular file (or a path where one can be created), rotated by size.
+    pub fn open_with(
+        target: OutputTarget,
+        capacity_bytes: usize,
+        rotate: Option<Rotate>,
+    ) -> Result<Stream, OutputError> {
         let open_err = |msg: String| OutputError::Open {
             target: target.to_string(),
             msg,
@@ -137,6 +252,12 @@ impl Stream {
                 "line buffer of {capacity_bytes} bytes is too small (at least 64)"
             )));
         }
+        if rotate.is_some() && !matches!(target, OutputTarget::File(_)) {
+            return Err(open_err(
+                "rotation (max_bytes) needs a file target, not stdout or UDP".into(),
+            ));
+        }
+        let mut rotation = None;
         let out = match &target {
             OutputTarget::Stdout => open_stdout(),
             OutputTarget::File(path) => {
@@ -160,6 +281,15 @@ impl Stream {
                         }
                         _ => open_err(e.to_string()),
                     })?;
+                if let Some(r) = rotate {
+                    let meta = f.metadata().map_err(|e| open_err(e.to_string()))?;
+                    if !meta.is_file() {
+                        return Err(open_err(
+                            "is not a regular file; rotation (max_bytes) needs one".into(),
+                        ));
+                    }
+                    rotation = Some(Rotation::new(path, r, meta.len()).map_err(open_err)?);
+                }
                 Transport::Owned(f)
             }
             OutputTarget::Udp(addr) => {
@@ -179,6 +309,7 @@ impl Stream {
         Ok(Stream {
             target,
             out,
+            rotation,
             pending: vec![0; capacity_bytes].into_boxed_slice(),
             pending_start: 0,
             pending_end: 0,
@@ -193,6 +324,7 @@ impl Stream {
         Stream {
             target: OutputTarget::Stdout,
             out: Transport::Owned(file),
+            rotation: None,
             pending: vec![0; capacity_bytes].into_boxed_slice(),
             pending_start: 0,
             pending_end: 0,
@@ -244,22 +376,25 @@ impl Stream {
                     }
                 }
             }
-            _ => match self.write_stream(msg, 0, len, false) {
-                Ok(written) if written == len => Ok(()),
-                // Short write: keep the rest so the stream never gets
-                // half a message followed by another one.
-                Ok(written) => {
-                    self.keep_rest(msg, written);
-                    return Ok(());
+            _ => {
+                self.rotate_before(len);
+                match self.write_stream(msg, 0, len, false) {
+                    Ok(written) if written == len => Ok(()),
+                    // Short write: keep the rest so the stream never gets
+                    // half a message followed by another one.
+                    Ok(written) => {
+                        self.keep_rest(msg, written);
+                        return Ok(());
+                    }
+                    // The fault is counted, but the message is not lost yet:
+                    // its rest goes out first on the next call.
+                    Err((written, _)) if written > 0 => {
+                        self.keep_rest(msg, written);
+                        return Ok(());
+                    }
+                    Err((_, e)) => Err(e),
                 }
-                // The fault is counted, but the message is not lost yet:
-                // its rest goes out first on the next call.
-                Err((written, _)) if written > 0 => {
-                    self.keep_rest(msg, written);
-                    return Ok(());
-                }
-                Err((_, e)) => Err(e),
-            },
+            }
         };
         match res {
             Ok(()) => {
@@ -270,6 +405,31 @@ impl Stream {
             Err(e) => {
                 self.stats.dropped += 1;
                 Err(e)
+            }
+        }
+    }
+
+    /// A rotating file: starts a new file if a message of `len` bytes
+    /// would take this one past `max_bytes` (not when a message's rest is
+    /// still pending: a message never spans two files). Never allocates.
+    fn rotate_before(&mut self, len: usize) {
+        let Some(rot) = &mut self.rotation else {
+            return;
+        };
+        if self.pending_end > 0 || rot.size == 0 || rot.size + len as u64 <= rot.max_bytes {
+            return;
+        }
+        match rot.rotate() {
+            Ok(f) => {
+                self.out = Transport::Owned(f);
+                self.stats.rotations += 1;
+            }
+            Err(e) => {
+                // Keep writing where we are; try again after another
+                // max_bytes instead of on every message.
+                rot.size = 0;
+                self.stats.other += 1;
+                self.stats.last_errno = e;
             }
         }
     }
@@ -314,6 +474,22 @@ impl Stream {
     /// n < len means the target would block. Err((n, e)): n bytes written
     /// before fault e (already counted).
     fn write_stream(
+        &mut self,
+        msg: &[u8],
+        start: usize,
+        end: usize,
+        from_pending: bool,
+    ) -> Result<usize, (usize, OutputError)> {
+        let res = self.write_stream_raw(msg, start, end, from_pending);
+        if let Some(rot) = &mut self.rotation {
+            rot.size += match &res {
+                Ok(n) | Err((n, _)) => *n as u64,
+            };
+        }
+        res
+    }
+
+    fn write_stream_raw(
         &mut self,
         msg: &[u8],
         start: usize,
@@ -530,6 +706,76 @@ mod tests {
             e.to_string()
                 .starts_with("output /nonexistent/dir/x.jsonl: "),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn a_rotating_file_keeps_whole_lines_in_at_most_keep_old_files() {
+        let dir = std::env::temp_dir().join(format!("perceptd-rotate-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("out.jsonl");
+        // A file from an earlier run counts towards the first rotation.
+        std::fs::write(&path, "old line\n").unwrap();
+        let rotate = Rotate {
+            max_bytes: 1000,
+            keep: 2,
+        };
+        let mut s =
+            Stream::open_with(OutputTarget::File(path.clone()), 4096, Some(rotate)).unwrap();
+        for i in 0..100 {
+            let line = format!("{i:099}\n");
+            s.ready().unwrap();
+            s.send(line.as_bytes()).unwrap();
+        }
+        assert!(s.stats().rotations >= 9, "{:?}", s.stats());
+        assert_eq!(s.stats().errors(), 0);
+        let mut names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["out.jsonl", "out.jsonl.1", "out.jsonl.2"]);
+        // Newest last: .2, .1, current hold consecutive whole lines ending
+        // with the last one written.
+        let mut seen = Vec::new();
+        for name in ["out.jsonl.2", "out.jsonl.1", "out.jsonl"] {
+            let text = std::fs::read_to_string(dir.join(name)).unwrap();
+            assert!(text.len() <= 1000, "{name}: {} bytes", text.len());
+            for l in text.lines() {
+                assert_eq!(l.len(), 99, "{name}: torn line {l:?}");
+                seen.push(l.parse::<u32>().unwrap());
+            }
+        }
+        assert_eq!(seen.last(), Some(&99));
+        assert!(seen.windows(2).all(|w| w[1] == w[0] + 1), "{seen:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn rotation_needs_a_regular_file() {
+        let e = Stream::open_with(
+            OutputTarget::Stdout,
+            4096,
+            Some(Rotate {
+                max_bytes: 1 << 20,
+                keep: 3,
+            }),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("needs a file target"), "{e}");
+        let e = Stream::open_with(
+            OutputTarget::File("/dev/null".into()),
+            4096,
+            Some(Rotate {
+                max_bytes: 1 << 20,
+                keep: 3,
+            }),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "output /dev/null: is not a regular file; rotation (max_bytes) needs one"
         );
     }
 }
