@@ -277,8 +277,21 @@ fn one_or_many_outputs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<OutputConf
         };
         t.entry("kind")
             .or_insert_with(|| DEFAULT_OUTPUT_KIND.into());
-        let o = OutputConfig::deserialize(toml::Value::Table(t)).map_err(|e| {
+        let o = OutputConfig::deserialize(toml::Value::Table(t.clone())).map_err(|e| {
             let msg = e.message();
+            // serde lost the key inside the tagged table: find it.
+            if !names_a_field(msg) {
+                if let Some((key, value)) = culprit_key(&t, msg, |t| {
+                    OutputConfig::deserialize(toml::Value::Table(t))
+                        .err()
+                        .map(|e| e.message().to_string())
+                }) {
+                    return D::Error::custom(format!(
+                        "{at}.{key} = {}: {msg}",
+                        crate::input::clip(&value)
+                    ));
+                }
+            }
             // `target = "x": why` becomes `output[1].target = "x": why`.
             D::Error::custom(if msg.split_once(" = ").is_some() && names_a_field(msg) {
                 format!("{at}.{msg}")
@@ -588,14 +601,14 @@ impl Config {
         if !(0.0..=1.0).contains(&self.model.conf_threshold) {
             return Err(self.invalid(
                 "model.conf_threshold",
-                self.model.conf_threshold,
+                crate::input::num(self.model.conf_threshold.into()),
                 "expected 0..1",
             ));
         }
         if !(0.0..=1.0).contains(&self.model.iou_threshold) {
             return Err(self.invalid(
                 "model.iou_threshold",
-                self.model.iou_threshold,
+                crate::input::num(self.model.iou_threshold.into()),
                 "expected 0..1",
             ));
         }
@@ -704,7 +717,7 @@ impl Config {
         if !(0.0..=86_400.0).contains(&self.metrics.interval_s) {
             return Err(self.invalid(
                 "metrics.interval_s",
-                self.metrics.interval_s,
+                crate::input::num(self.metrics.interval_s),
                 "expected 0..=86400 seconds",
             ));
         }
@@ -806,7 +819,11 @@ impl Config {
 
     fn check_fps(&self, fps: f64) -> Result<(), ConfigError> {
         if !(fps > 0.0 && fps <= 1000.0) {
-            return Err(self.invalid("source.fps", fps, "expected 0 < fps <= 1000"));
+            return Err(self.invalid(
+                "source.fps",
+                crate::input::num(fps),
+                "expected 0 < fps <= 1000",
+            ));
         }
         Ok(())
     }
@@ -899,25 +916,40 @@ fn find_field_by_elimination(text: &str, section: &str, msg: &str) -> Option<(St
         let Some(toml::Value::Table(t)) = doc.get(&sec) else {
             continue;
         };
-        if t.len() > MAX_ELIMINATION_KEYS {
-            continue;
-        }
-        for (key, value) in t {
+        let found = culprit_key(t, msg, |t| {
             let mut d = doc.clone();
-            if let Some(toml::Value::Table(dt)) = d.get_mut(&sec) {
-                dt.remove(key);
-            }
-            let still = match toml::Value::Table(d).try_into::<Config>() {
-                Ok(_) => None,
-                Err(e) => Some(e.message().to_string()),
-            };
-            let gone = match &still {
-                None => true,
-                Some(m) => m != msg && !m.contains(&format!("`{key}`")),
-            };
-            if gone {
-                return Some((format!("{sec}.{key}"), value.to_string()));
-            }
+            d.insert(sec.clone(), toml::Value::Table(t));
+            toml::Value::Table(d)
+                .try_into::<Config>()
+                .err()
+                .map(|e| e.message().to_string())
+        });
+        if let Some((key, value)) = found {
+            return Some((format!("{sec}.{key}"), value));
+        }
+    }
+    None
+}
+
+/// The key of `t` whose removal makes `error_of` stop reporting `msg`
+/// (and not report the key's own absence instead), with its value.
+fn culprit_key(
+    t: &toml::Table,
+    msg: &str,
+    error_of: impl Fn(toml::Table) -> Option<String>,
+) -> Option<(String, String)> {
+    if t.len() > MAX_ELIMINATION_KEYS {
+        return None;
+    }
+    for (key, value) in t {
+        let mut without = t.clone();
+        without.remove(key);
+        let gone = match error_of(without) {
+            None => true,
+            Some(m) => m != msg && !m.contains(&format!("`{key}`")),
+        };
+        if gone {
+            return Some((key.clone(), value.to_string()));
         }
     }
     None

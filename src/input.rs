@@ -202,6 +202,17 @@ pub fn clip(s: &str) -> String {
     out
 }
 
+/// A number as echoed in an error message: plain where that is short
+/// (`1500`, `0.25`), in exponent form where it is not (`1e300`, `1e-9`).
+pub fn num(v: f64) -> String {
+    let a = v.abs();
+    if v.is_finite() && a != 0.0 && !(1e-4..1e6).contains(&a) {
+        format!("{v:e}")
+    } else {
+        v.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,6 +254,15 @@ mod tests {
             check_nesting(&deep, 32),
             Err(ReadError::TooDeep { line: 1, .. })
         ));
+    }
+
+    #[test]
+    fn numbers_are_echoed_short() {
+        assert_eq!(num(1e300), "1e300");
+        assert_eq!(num(1e-9), "1e-9");
+        assert_eq!(num(1500.0), "1500");
+        assert_eq!(num(0.25), "0.25");
+        assert_eq!(num(f64::NAN), "NaN");
     }
 
     #[test]

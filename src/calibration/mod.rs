@@ -87,7 +87,8 @@ pub enum CalibrationError {
     OutOfRange {
         path: String,
         field: String,
-        value: f64,
+        /// As [`crate::input::num`] writes it.
+        value: String,
         expected: String,
     },
     /// Any other inconsistency, described in `msg`.
@@ -213,7 +214,7 @@ impl Calibration {
                 return Err(CalibrationError::OutOfRange {
                     path: path(),
                     field: field.to_string(),
-                    value: value as f64,
+                    value: value.to_string(),
                     expected: format!("1..={MAX_IMAGE_DIM} (the largest frame a source delivers)"),
                 });
             }
@@ -782,7 +783,7 @@ fn check_physical(c: &PhysicalCheck, origin: &str) -> Result<(), CalibrationErro
         Err(CalibrationError::OutOfRange {
             path: origin.to_string(),
             field,
-            value,
+            value: crate::input::num(value),
             expected,
         })
     };
