@@ -119,13 +119,19 @@ pub fn read_text(path: &Path) -> Result<String, ReadError> {
     Ok(text)
 }
 
-/// Refuses text nested deeper than `max`: flow brackets (`[`, `{`, outside
-/// quotes and `#` comments) and, for YAML, block nesting (a line's leading
-/// spaces and `- ` items count one level per two columns). A linear scan,
-/// so that a parser never sees what would take it seconds or its stack.
+/// Refuses text nested deeper than `max`: flow brackets (`[`, `{`) and,
+/// for YAML, block nesting (a line's leading spaces and `- ` items count one
+/// level per two columns). A linear scan, so that a parser never sees what
+/// would take it seconds or its stack.
+///
+/// Brackets inside quoted strings and comments are not counted. Quotes and
+/// `#` count only where they start a token (line start, after whitespace or
+/// `:,=[{`), as in YAML and TOML, so that `a#[[[` or `5"[[[` cannot hide
+/// brackets; and every string ends with its line, so that an unclosed quote
+/// cannot hide the lines after it (brackets inside a multi-line string are
+/// counted: stricter, never looser).
 pub fn check_nesting(text: &str, max: usize) -> Result<(), ReadError> {
     let mut depth = 0usize;
-    let mut quote: Option<char> = None;
     for (n, line) in text.lines().enumerate() {
         let too_deep = |depth| ReadError::TooDeep {
             depth,
@@ -140,36 +146,34 @@ pub fn check_nesting(text: &str, max: usize) -> Result<(), ReadError> {
         if prefix / 2 > max {
             return Err(too_deep(prefix / 2));
         }
+        let mut quote: Option<char> = None;
         let mut escaped = false;
+        let mut token_start = true;
         for c in line.chars() {
-            match quote {
-                Some(q) => {
-                    if escaped {
-                        escaped = false;
-                    } else if c == '\\' && q == '"' {
-                        escaped = true;
-                    } else if c == q {
-                        quote = None;
+            if let Some(q) = quote {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' && q == '"' {
+                    escaped = true;
+                } else if c == q {
+                    quote = None;
+                }
+                token_start = false;
+                continue;
+            }
+            match c {
+                '#' if token_start => break,
+                '"' | '\'' if token_start => quote = Some(c),
+                '[' | '{' => {
+                    depth += 1;
+                    if depth > max {
+                        return Err(too_deep(depth));
                     }
                 }
-                None => match c {
-                    '#' => break,
-                    '"' | '\'' => quote = Some(c),
-                    '[' | '{' => {
-                        depth += 1;
-                        if depth > max {
-                            return Err(too_deep(depth));
-                        }
-                    }
-                    ']' | '}' => depth = depth.saturating_sub(1),
-                    _ => {}
-                },
+                ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
             }
-        }
-        // TOML and YAML single-quoted strings do not span lines; a stray
-        // quote must not hide the brackets after it.
-        if quote == Some('\'') {
-            quote = None;
+            token_start = c.is_whitespace() || matches!(c, ':' | ',' | '=' | '[' | '{');
         }
     }
     Ok(())
@@ -249,6 +253,10 @@ mod tests {
         assert!(check_nesting("a: [[1, 2], {b: 3}]\n", 3).is_ok());
         assert!(check_nesting(&"[".repeat(40), 32).is_err());
         assert!(check_nesting("a = \"[[[[[[\" # [[[[[[\n", 2).is_ok());
+        // Quotes and comments that do not start a token hide nothing.
+        assert!(check_nesting("x: [a#[[[[[[\n", 3).is_err());
+        assert!(check_nesting("x: 5\"\n[[[[[[\n", 3).is_err());
+        assert!(check_nesting("x: 'it''s' [[[\n", 3).is_ok());
         let deep = format!("{}x\n", "- ".repeat(40));
         assert!(matches!(
             check_nesting(&deep, 32),

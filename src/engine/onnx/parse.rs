@@ -43,7 +43,11 @@ impl Default for Limits {
 /// [`crate::input::read_capped`]: special files refused before `open`).
 fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>, EngineError> {
     use crate::input::ReadError;
-    let shown = path.display().to_string();
+    let shown = if path.as_os_str().is_empty() {
+        "\"\" (empty path)".to_string()
+    } else {
+        path.display().to_string()
+    };
     crate::input::read_capped(path, max).map_err(|e| match e {
         ReadError::TooBig { size, max } => EngineError::InvalidModel {
             path: shown,
