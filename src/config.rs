@@ -1102,7 +1102,7 @@ mod tests {
         );
         let e = parse_err(&format!("{MIN}[output]\ntagret = \"a\"\n"));
         assert!(
-            e.starts_with("x.toml: output: unknown field `tagret`"),
+            e.starts_with("x.toml: output.tagret = \"a\": unknown field `tagret`"),
             "{e}"
         );
         let e = parse_err(&format!("{MIN}[output]\nmax_line_bytes = 10\n"));
