@@ -75,6 +75,12 @@ pub trait Backend: Send {
         None
     }
 
+    /// Host memory the planned model holds (arena, scratch, constants),
+    /// for the memory budget; 0 where it lives on the device.
+    fn model_bytes(&self) -> u64 {
+        0
+    }
+
     /// Whether the model sees the undistorted (rectified) image, so its
     /// boxes must be mapped back to raw pixels (see `preprocess::remap`).
     fn rectified_input(&self) -> bool {
@@ -178,6 +184,14 @@ impl Backend for CpuBackend {
 
     fn rectified_input(&self) -> bool {
         self.letterbox.remap().is_some()
+    }
+
+    fn model_bytes(&self) -> u64 {
+        let st = self.model.stats();
+        [st.arena_bytes, st.scratch_bytes, st.constant_bytes]
+            .iter()
+            .map(|&b| b as u64)
+            .fold(0, u64::saturating_add)
     }
 
     fn infer(&mut self, _slot: usize, frame: &[u8], out: &mut [f32]) -> InferTiming {

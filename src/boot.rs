@@ -5,6 +5,7 @@
 //! clear error naming the file, field or device. Allocates; runs once.
 
 use crate::backend::{Backend, BackendError, CpuBackend, Device};
+use crate::budget::{MemoryBudget, ModelMemory};
 use crate::calibration::{Calibration, CalibrationError};
 use crate::config::{Config, OutputConfig, SourceConfig};
 use crate::output::json::{JsonConfig, DEFAULT_LINE_BYTES};
@@ -33,8 +34,14 @@ pub enum BootError {
     Output(#[from] OutputError),
     #[error(transparent)]
     Calibration(#[from] CalibrationError),
+    #[error(transparent)]
+    Budget(#[from] crate::budget::BudgetError),
     #[error("{0}")]
     Device(String),
+    /// The source's frames cannot be preprocessed for the model; `what`
+    /// names the frames and the file or device they come from.
+    #[error("{what}: {msg}")]
+    Frames { what: String, msg: String },
     #[error("{0}")]
     Config(String),
 }
@@ -367,6 +374,20 @@ pub fn boot(cfg: &Config, ov: &Overrides) -> Result<Pipeline, BootError> {
     let source = open_source_notifying(&cfg.source, calibration.as_ref(), &notifier)?;
     let desc = source.desc();
     log::info!("source: {}", source.describe());
+    // Before the model, the ring or the warm-up frame is allocated: the
+    // frame size may come from a file's header.
+    let what = format!(
+        "{}x{} {} frames from {}",
+        desc.width,
+        desc.height,
+        desc.format,
+        source.describe()
+    );
+    MemoryBudget::estimate(cfg, desc, ModelMemory::default()).check(
+        cfg.pipeline.max_memory_mb,
+        &cfg.origin,
+        &what,
+    )?;
     let requested = ov.device.unwrap_or(cfg.pipeline.device);
     let device = choose_device(requested, cfg.pipeline.cuda_device)?;
     let model = ov.model.clone().unwrap_or_else(|| cfg.model.path.clone());
@@ -386,11 +407,22 @@ pub fn boot(cfg: &Config, ov: &Overrides) -> Result<Pipeline, BootError> {
         None => None,
     };
     let undistort = calibration.as_ref().filter(|_| cfg.calibration.undistort);
+    let name_frames = |e: BootError| match e {
+        BootError::Backend(BackendError::Preprocess(p)) => BootError::Frames {
+            what: what.clone(),
+            msg: p.to_string(),
+        },
+        e => e,
+    };
     let (mut backend, prepared) = if device == Device::Cuda {
         let gpu = &crate::cuda::driver::CUDA;
-        cuda_or_cpu(gpu, cfg, &model, desc, requested == Device::Auto, undistort)?
+        cuda_or_cpu(gpu, cfg, &model, desc, requested == Device::Auto, undistort)
+            .map_err(name_frames)?
     } else {
-        (cpu_backend(cfg, &model, desc, undistort)?, false)
+        (
+            cpu_backend(cfg, &model, desc, undistort).map_err(name_frames)?,
+            false,
+        )
     };
     if let (Some(cal), true) = (undistort, backend.rectified_input()) {
         log::info!(
@@ -399,6 +431,22 @@ pub fn boot(cfg: &Config, ov: &Overrides) -> Result<Pipeline, BootError> {
             cal.distortion_model().ros_name()
         );
     }
+    // Again with the planned model, before the warm-up and the ring.
+    let budget = MemoryBudget::estimate(
+        cfg,
+        desc,
+        ModelMemory {
+            input: Some(backend.input_size()),
+            output_len: backend.output_shape().iter().product(),
+            bytes: backend.model_bytes(),
+        },
+    );
+    budget.check(cfg.pipeline.max_memory_mb, &cfg.origin, &what)?;
+    log::info!(
+        "memory budget: {} (limit {} MiB)",
+        budget.describe(),
+        cfg.pipeline.max_memory_mb
+    );
     let decoder = Decoder::new(
         cfg.model.decoder,
         backend.output_shape(),
@@ -443,7 +491,7 @@ pub fn boot(cfg: &Config, ov: &Overrides) -> Result<Pipeline, BootError> {
             decoder.num_classes(),
             geometry,
         )
-        .map_err(|e| BootError::Config(e.to_string()))?;
+        .map_err(|e| BootError::Config(format!("{}: {e}", cfg.origin)))?;
         Some(t)
     } else {
         None

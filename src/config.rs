@@ -44,8 +44,28 @@ pub enum ConfigError {
         value: String,
         msg: String,
     },
-    #[error("{path}: cannot read: {msg}")]
+    #[error("{path}: {msg}")]
     Io { path: String, msg: String },
+    /// The memory budget is exceeded (the message names the file).
+    #[error("{0}")]
+    Budget(String),
+}
+
+/// Most warm-up frames (`pipeline.warmup_frames`).
+pub const MAX_WARMUP_FRAMES: usize = 100;
+/// Largest output line (`output.max_line_bytes`).
+pub const MAX_LINE_BYTES: usize = 16 << 20;
+
+/// CPUs configured on this machine (the valid `threads.*_cpu` are below
+/// it), at least 1.
+pub fn cpus_present() -> usize {
+    // SAFETY: sysconf reads a system constant; no memory is passed.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) };
+    if n < 1 {
+        1
+    } else {
+        n as usize
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -206,6 +226,11 @@ pub struct PipelineConfig {
     /// exit code 5; 0 = off.
     #[serde(default)]
     pub hard_deadline_ms: u64,
+    /// Memory the pipeline may allocate at boot (ring, warm-up, source and
+    /// preprocessing buffers, model, output lines), checked before it
+    /// allocates them (see `budget`).
+    #[serde(default = "d_max_memory_mb")]
+    pub max_memory_mb: u64,
 }
 
 /// One output: its `kind` selects the variant (and its fields, owned by
@@ -252,8 +277,21 @@ fn one_or_many_outputs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<OutputConf
         };
         t.entry("kind")
             .or_insert_with(|| DEFAULT_OUTPUT_KIND.into());
-        let o = OutputConfig::deserialize(toml::Value::Table(t)).map_err(|e| {
+        let o = OutputConfig::deserialize(toml::Value::Table(t.clone())).map_err(|e| {
             let msg = e.message();
+            // serde lost the key inside the tagged table: find it.
+            if !names_a_field(msg) {
+                if let Some((key, value)) = culprit_key(&t, msg, |t| {
+                    OutputConfig::deserialize(toml::Value::Table(t))
+                        .err()
+                        .map(|e| e.message().to_string())
+                }) {
+                    return D::Error::custom(format!(
+                        "{at}.{key} = {}: {msg}",
+                        crate::input::clip(&value)
+                    ));
+                }
+            }
             // `target = "x": why` becomes `output[1].target = "x": why`.
             D::Error::custom(if msg.split_once(" = ").is_some() && names_a_field(msg) {
                 format!("{at}.{msg}")
@@ -373,6 +411,9 @@ fn d_precision() -> Precision {
 fn d_warmup() -> usize {
     2
 }
+fn d_max_memory_mb() -> u64 {
+    crate::budget::DEFAULT_MAX_MEMORY_MB
+}
 fn d_interval() -> f64 {
     5.0
 }
@@ -388,6 +429,7 @@ impl Default for PipelineConfig {
             warmup_frames: d_warmup(),
             stage_deadline_ms: 0,
             hard_deadline_ms: 0,
+            max_memory_mb: d_max_memory_mb(),
         }
     }
 }
@@ -402,16 +444,26 @@ impl Default for MetricsConfig {
 impl Config {
     /// Parse and validate `text`; `origin` names it in errors and its folder
     /// anchors relative paths.
+    /// Text over [`crate::input::MAX_TEXT_BYTES`] or nested deeper than
+    /// [`crate::input::MAX_NESTING`] is refused before the TOML parser
+    /// sees it.
     pub fn parse(text: &str, origin: &str, base: &Path) -> Result<Config, ConfigError> {
+        let io = |msg: String| ConfigError::Io {
+            path: origin.to_string(),
+            msg,
+        };
+        if text.len() as u64 > crate::input::MAX_TEXT_BYTES {
+            return Err(io(crate::input::ReadError::TooBig {
+                size: text.len() as u64,
+                max: crate::input::MAX_TEXT_BYTES,
+            }
+            .to_string()));
+        }
+        crate::input::check_nesting(text, crate::input::MAX_NESTING)
+            .map_err(|e| io(e.to_string()))?;
         let mut c: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: origin.to_string(),
-            // Our own field errors name field, value and the accepted
-            // values already; toml's others need its snippet for context.
-            msg: if names_a_field(e.message()) {
-                e.message().to_string()
-            } else {
-                one_line(&e.to_string())
-            },
+            msg: describe_toml_error(text, &e),
         })?;
         c.origin = origin.to_string();
         c.resolve_paths(base);
@@ -420,7 +472,7 @@ impl Config {
     }
 
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
+        let text = crate::input::read_text(path).map_err(|e| ConfigError::Io {
             path: path.display().to_string(),
             msg: e.to_string(),
         })?;
@@ -510,8 +562,12 @@ impl Config {
                 if !(2..=32).contains(buffers) {
                     return Err(self.invalid("source.buffers", buffers, "expected 2..=32"));
                 }
-                if *timeout_ms == 0 {
-                    return Err(self.invalid("source.timeout_ms", timeout_ms, "must be positive"));
+                if !(1..=600_000).contains(timeout_ms) {
+                    return Err(self.invalid(
+                        "source.timeout_ms",
+                        timeout_ms,
+                        "expected 1..=600000",
+                    ));
                 }
                 if !(50..=600_000).contains(reconnect_max_ms) {
                     return Err(self.invalid(
@@ -521,19 +577,38 @@ impl Config {
                     ));
                 }
             }
-            SourceConfig::Y4m { .. } => {}
+            SourceConfig::Y4m { path, .. } => {
+                if path.as_os_str().is_empty() {
+                    return Err(self.invalid("source.path", "\"\"", "expected a Y4M file"));
+                }
+            }
+        }
+        if self.model.path.as_os_str().is_empty() {
+            return Err(self.invalid("model.path", "\"\"", "expected an ONNX model file"));
+        }
+        if self
+            .model
+            .labels
+            .as_ref()
+            .is_some_and(|l| l.as_os_str().is_empty())
+        {
+            return Err(self.invalid(
+                "model.labels",
+                "\"\"",
+                "expected a labels file (or leave it unset)",
+            ));
         }
         if !(0.0..=1.0).contains(&self.model.conf_threshold) {
             return Err(self.invalid(
                 "model.conf_threshold",
-                self.model.conf_threshold,
+                crate::input::num(self.model.conf_threshold.into()),
                 "expected 0..1",
             ));
         }
         if !(0.0..=1.0).contains(&self.model.iou_threshold) {
             return Err(self.invalid(
                 "model.iou_threshold",
-                self.model.iou_threshold,
+                crate::input::num(self.model.iou_threshold.into()),
                 "expected 0..1",
             ));
         }
@@ -581,6 +656,20 @@ impl Config {
                 "expected 0 (off), or more than pipeline.stage_deadline_ms and at most 3600000",
             ));
         }
+        if self.pipeline.warmup_frames > MAX_WARMUP_FRAMES {
+            return Err(self.invalid(
+                "pipeline.warmup_frames",
+                self.pipeline.warmup_frames,
+                &format!("expected 0..={MAX_WARMUP_FRAMES} (two touch every page)"),
+            ));
+        }
+        if !(16..=crate::budget::MAX_MAX_MEMORY_MB).contains(&self.pipeline.max_memory_mb) {
+            return Err(self.invalid(
+                "pipeline.max_memory_mb",
+                self.pipeline.max_memory_mb,
+                &format!("expected 16..={}", crate::budget::MAX_MAX_MEMORY_MB),
+            ));
+        }
         if self.rt.prefault_stack_kib > crate::rt::MAX_PREFAULT_STACK_KIB {
             return Err(self.invalid(
                 "rt.prefault_stack_kib",
@@ -611,15 +700,38 @@ impl Config {
                     if let Some((field, value, why)) = j.problem() {
                         return Err(self.invalid(&at(field), value, &why));
                     }
+                    if j.max_line_bytes > MAX_LINE_BYTES {
+                        return Err(self.invalid(
+                            &at("max_line_bytes"),
+                            j.max_line_bytes,
+                            &format!("expected at most {MAX_LINE_BYTES} (16 MiB)"),
+                        ));
+                    }
                 }
             }
         }
-        if !(self.metrics.interval_s >= 0.0 && self.metrics.interval_s.is_finite()) {
+        if !(0.0..=86_400.0).contains(&self.metrics.interval_s) {
             return Err(self.invalid(
                 "metrics.interval_s",
-                self.metrics.interval_s,
-                "expected a number >= 0",
+                crate::input::num(self.metrics.interval_s),
+                "expected 0..=86400 seconds",
             ));
+        }
+        let cpus = cpus_present();
+        for (f, c) in [
+            ("threads.capture_cpu", self.threads.capture_cpu),
+            ("threads.inference_cpu", self.threads.inference_cpu),
+            ("threads.postprocess_cpu", self.threads.postprocess_cpu),
+        ] {
+            if let Some(c) = c {
+                if c >= cpus {
+                    return Err(self.invalid(
+                        f,
+                        c,
+                        &format!("this machine has CPUs 0..={}", cpus.saturating_sub(1)),
+                    ));
+                }
+            }
         }
         for (f, p) in [
             ("threads.capture_priority", self.threads.capture_priority),
@@ -643,7 +755,53 @@ impl Config {
         {
             return Err(self.invalid(&format!("tracking.{field}"), value, msg));
         }
+        self.check_memory()?;
         Ok(())
+    }
+
+    /// The memory budget of the frame sizes the config states (synthetic
+    /// and V4L2 sources; a Y4M file's is checked at boot, from its
+    /// header). The model is not loaded yet: its input is assumed from
+    /// `model.input_size` (or 640x640).
+    pub fn memory_budget(&self) -> Option<crate::budget::MemoryBudget> {
+        let desc = self.stated_frame()?;
+        Some(crate::budget::MemoryBudget::estimate(
+            self,
+            desc,
+            crate::budget::ModelMemory::default(),
+        ))
+    }
+
+    /// The frames the config states (synthetic and V4L2 sources).
+    pub fn stated_frame(&self) -> Option<crate::frame::FrameDesc> {
+        match &self.source {
+            SourceConfig::Synthetic {
+                width,
+                height,
+                format,
+                ..
+            }
+            | SourceConfig::V4l2 {
+                width,
+                height,
+                format,
+                ..
+            } => Some(crate::frame::FrameDesc {
+                format: *format,
+                width: *width,
+                height: *height,
+            }),
+            SourceConfig::Y4m { .. } => None,
+        }
+    }
+
+    fn check_memory(&self) -> Result<(), ConfigError> {
+        let (Some(b), Some(d)) = (self.memory_budget(), self.stated_frame()) else {
+            return Ok(());
+        };
+        let what = format!("{}x{} {} frames", d.width, d.height, d.format);
+        b.check(self.pipeline.max_memory_mb, &self.origin, &what)
+            .map_err(|e| ConfigError::Budget(e.to_string()))
     }
 
     fn check_size(&self, section: &str, w: usize, h: usize) -> Result<(), ConfigError> {
@@ -657,14 +815,140 @@ impl Config {
 
     fn check_fps(&self, fps: f64) -> Result<(), ConfigError> {
         if !(fps > 0.0 && fps <= 1000.0) {
-            return Err(self.invalid("source.fps", fps, "expected 0 < fps <= 1000"));
+            return Err(self.invalid(
+                "source.fps",
+                crate::input::num(fps),
+                "expected 0 < fps <= 1000",
+            ));
         }
         Ok(())
     }
 }
 
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
+/// A TOML error as one line that names the field: our own field errors
+/// already do; for toml's, the key is found from the error's position
+/// (`model.threads = -1: invalid value: ..., expected usize (line 5)`),
+/// or, where serde lost the position (fields of tagged tables such as
+/// `[source]`), by elimination: the key whose removal changes the error.
+/// Input echoed is cut to [`crate::input::MAX_ECHO_CHARS`].
+fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
+    use crate::input::clip;
+    let msg = e.message();
+    if names_a_field(msg) {
+        return clip_long(msg);
+    }
+    let start = e.span().map(|s| s.start).unwrap_or(0).min(text.len());
+    let line_no = text
+        .as_bytes()
+        .iter()
+        .take(start)
+        .filter(|&&b| b == b'\n')
+        .count();
+    let mut section = String::new();
+    for l in text.lines().take(line_no + 1) {
+        if let Some(h) = table_header(l) {
+            section = h;
+        }
+    }
+    let line = text.lines().nth(line_no).unwrap_or("");
+    if table_header(line).is_none() {
+        if let Some((key, value)) = line.split_once('=') {
+            let key = key.trim().trim_matches('"');
+            let field = if section.is_empty() {
+                key.to_string()
+            } else {
+                format!("{section}.{key}")
+            };
+            return format!(
+                "{} = {}: {} (line {})",
+                clip(&field),
+                clip(value.trim()),
+                clip_long(msg),
+                line_no + 1
+            );
+        }
+    }
+    if let Some((field, value)) = find_field_by_elimination(text, &section, msg) {
+        return format!("{field} = {}: {}", clip(&value), clip_long(msg));
+    }
+    format!("line {}: {}: `{}`", line_no + 1, clip_long(msg), clip(line))
+}
+
+/// `[a.b]` or `[[a]]` → `a.b` / `a`; None for other lines.
+fn table_header(line: &str) -> Option<String> {
+    let l = line.trim();
+    let l = l.split('#').next().unwrap_or("").trim();
+    let inner = l.strip_prefix("[[").and_then(|r| r.strip_suffix("]]"));
+    let inner = inner.or_else(|| l.strip_prefix('[').and_then(|r| r.strip_suffix(']')))?;
+    Some(inner.trim().to_string())
+}
+
+/// A message of ours or toml's cut to a few lines' worth: long enough for
+/// every accepted value of an enum, short enough that a megabyte of input
+/// is never echoed.
+fn clip_long(msg: &str) -> String {
+    let mut m: String = msg.split_whitespace().collect::<Vec<_>>().join(" ");
+    if m.chars().count() > 4 * crate::input::MAX_ECHO_CHARS {
+        m = m.chars().take(4 * crate::input::MAX_ECHO_CHARS).collect();
+        m.push('…');
+    }
+    m
+}
+
+/// Most keys tried by [`find_field_by_elimination`] (real tables hold a
+/// dozen; the text is at most 1 MiB anyway).
+const MAX_ELIMINATION_KEYS: usize = 64;
+
+/// The key of table `section` whose removal makes the error `msg` go away
+/// (and is not the error of its own absence), with its value.
+fn find_field_by_elimination(text: &str, section: &str, msg: &str) -> Option<(String, String)> {
+    let doc: toml::Table = toml::from_str(text).ok()?;
+    let sections: Vec<String> = if section.is_empty() {
+        doc.keys().cloned().collect()
+    } else {
+        vec![section.to_string()]
+    };
+    for sec in sections {
+        let Some(toml::Value::Table(t)) = doc.get(&sec) else {
+            continue;
+        };
+        let found = culprit_key(t, msg, |t| {
+            let mut d = doc.clone();
+            d.insert(sec.clone(), toml::Value::Table(t));
+            toml::Value::Table(d)
+                .try_into::<Config>()
+                .err()
+                .map(|e| e.message().to_string())
+        });
+        if let Some((key, value)) = found {
+            return Some((format!("{sec}.{key}"), value));
+        }
+    }
+    None
+}
+
+/// The key of `t` whose removal makes `error_of` stop reporting `msg`
+/// (and not report the key's own absence instead), with its value.
+fn culprit_key(
+    t: &toml::Table,
+    msg: &str,
+    error_of: impl Fn(toml::Table) -> Option<String>,
+) -> Option<(String, String)> {
+    if t.len() > MAX_ELIMINATION_KEYS {
+        return None;
+    }
+    for (key, value) in t {
+        let mut without = t.clone();
+        without.remove(key);
+        let gone = match error_of(without) {
+            None => true,
+            Some(m) => m != msg && !m.contains(&format!("`{key}`")),
+        };
+        if gone {
+            return Some((key.clone(), value.to_string()));
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -852,7 +1136,7 @@ mod tests {
         );
         let e = parse_err(&format!("{MIN}[output]\ntagret = \"a\"\n"));
         assert!(
-            e.starts_with("x.toml: output: unknown field `tagret`"),
+            e.starts_with("x.toml: output.tagret = \"a\": unknown field `tagret`"),
             "{e}"
         );
         let e = parse_err(&format!("{MIN}[output]\nmax_line_bytes = 10\n"));

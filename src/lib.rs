@@ -12,6 +12,7 @@
 pub mod backend;
 pub mod bench;
 pub mod boot;
+pub mod budget;
 pub mod calibration;
 pub mod clock;
 pub mod config;
@@ -20,6 +21,7 @@ pub mod cuda;
 pub mod engine;
 pub mod frame;
 pub mod fsio;
+pub mod input;
 pub mod metrics;
 pub mod output;
 pub mod pipeline;

@@ -139,10 +139,12 @@ enum Cmd {
         out: PathBuf,
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        #[arg(long, default_value_t = 300)]
+        /// Frames rendered (1..=1000000: 10 minutes at 30 fps of BMPs is
+        /// already tens of GB).
+        #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=MAX_DATASET_FRAMES))]
         frames: u64,
         /// Keep every Nth frame.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=MAX_DATASET_FRAMES))]
         every: u64,
         /// Also write tracking ground truth for every frame: OUT/gt/gt.txt
         /// (MOTChallenge) and OUT/gt/ground.csv (ground position and
@@ -165,9 +167,11 @@ enum Cmd {
         /// exit 3 when any element differs by more than atol + rtol*|expected|.
         #[arg(long)]
         compare_dir: Option<PathBuf>,
-        #[arg(long, default_value_t = 1e-4)]
+        /// Relative tolerance: a finite number >= 0.
+        #[arg(long, default_value_t = 1e-4, value_parser = tolerance)]
         rtol: f32,
-        #[arg(long, default_value_t = 1e-5)]
+        /// Absolute tolerance: a finite number >= 0.
+        #[arg(long, default_value_t = 1e-5, value_parser = tolerance)]
         atol: f32,
         /// Kernel threads (1..=256).
         #[arg(long, default_value_t = 1, value_parser = bounded::<1, 256>)]
@@ -284,6 +288,22 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Most frames `synth-dataset` writes.
+const MAX_DATASET_FRAMES: u64 = 1_000_000;
+
+/// `--rtol`/`--atol`: NaN compares false with everything, so a NaN
+/// tolerance passed every comparison; a bad value is a usage error.
+fn tolerance(s: &str) -> std::result::Result<f32, String> {
+    let v: f32 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number"))?;
+    if !(v.is_finite() && v >= 0.0) {
+        return Err(format!("'{s}': expected a finite number >= 0"));
+    }
+    Ok(v)
 }
 
 fn main() {
@@ -552,10 +572,15 @@ fn run(cli: Cli) -> Result<i32> {
                 .as_ref()
                 .and_then(|c| c.model.input_size)
                 .map(|[w, h]| format!("1x3x{h}x{w}"));
-            match model.or_else(|| cfg.map(|c| c.model.path)) {
-                Some(m) => check(&m, input_shape.as_deref().or(cfg_shape.as_deref())),
-                None => Ok(0),
+            let model = model.or_else(|| cfg.as_ref().map(|c| c.model.path.clone()));
+            let mm = match &model {
+                Some(m) => check(m, input_shape.as_deref().or(cfg_shape.as_deref()))?,
+                None => perceptd::budget::ModelMemory::default(),
+            };
+            if let Some(c) = &cfg {
+                check_memory(c, mm)?;
             }
+            Ok(0)
         }
         Cmd::Geometry {
             calibration,
@@ -822,7 +847,39 @@ fn mib(b: usize) -> f64 {
     b as f64 / (1024.0 * 1024.0)
 }
 
-fn check(model: &Path, shape: Option<&str>) -> Result<i32> {
+/// `perceptd check --config`: the memory budget boot checks, with the same
+/// figure (frames from the config or the Y4M header, the planned model).
+fn check_memory(cfg: &Config, model: perceptd::budget::ModelMemory) -> Result<()> {
+    let (desc, what) = match cfg.stated_frame() {
+        Some(d) => (d, format!("{}x{} {} frames", d.width, d.height, d.format)),
+        None => match &cfg.source {
+            SourceConfig::Y4m { path, .. } => {
+                let src = perceptd::source::y4m::Y4mSource::open(path, Pace::Fast)?;
+                let d = src.desc();
+                let what = format!(
+                    "{}x{} {} frames from {}",
+                    d.width,
+                    d.height,
+                    d.format,
+                    src.describe()
+                );
+                (d, what)
+            }
+            _ => return Ok(()),
+        },
+    };
+    let b = perceptd::budget::MemoryBudget::estimate(cfg, desc, model);
+    println!(
+        "memory budget: {} (limit pipeline.max_memory_mb = {} MiB)",
+        b.describe(),
+        cfg.pipeline.max_memory_mb
+    );
+    b.check(cfg.pipeline.max_memory_mb, &cfg.origin, &what)?;
+    Ok(())
+}
+
+/// Prints the model's plan; returns what the memory budget needs of it.
+fn check(model: &Path, shape: Option<&str>) -> Result<perceptd::budget::ModelMemory> {
     let (m, boot_ms) = boot_model(model, shape, 1)?;
     outln!("model {} (booted in {boot_ms:.1} ms)", model.display());
     for p in m.inputs() {
@@ -858,7 +915,23 @@ fn check(model: &Path, shape: Option<&str>) -> Result<i32> {
         st.scratch_bytes,
         st.constant_bytes
     );
-    Ok(0)
+    let input = m
+        .inputs()
+        .first()
+        .filter(|p| p.shape.len() == 4)
+        .map(|p| [p.shape[3], p.shape[2]]);
+    Ok(perceptd::budget::ModelMemory {
+        input,
+        output_len: m
+            .outputs()
+            .first()
+            .map(|p| p.shape.iter().product())
+            .unwrap_or(0),
+        bytes: [st.arena_bytes, st.scratch_bytes, st.constant_bytes]
+            .iter()
+            .map(|&b| b as u64)
+            .sum(),
+    })
 }
 
 fn run_pipeline(cfg: &Config, ov: &Overrides) -> Result<i32> {

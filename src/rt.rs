@@ -134,8 +134,13 @@ pub fn prefault_stack(kib: usize) {
 /// permitted. Boot (thread start).
 pub fn apply_thread_policy(name: &str, p: ThreadPolicy, stack_kib: usize) {
     prefault_stack(stack_kib);
-    if let Some(cpu) = p.cpu {
-        // SAFETY: cpu_set_t is plain data; sched_setaffinity reads it.
+    // Config validation keeps the index below the CPUs present; this guard
+    // keeps CPU_SET's bounds check (a panic) away from any other caller.
+    if let Some(cpu) = p.cpu.filter(|&c| c >= libc::CPU_SETSIZE as usize) {
+        log::warn!("{name} thread: cannot pin to CPU {cpu}: no such CPU");
+    } else if let Some(cpu) = p.cpu {
+        // SAFETY: cpu_set_t is plain data; sched_setaffinity reads it;
+        // cpu < CPU_SETSIZE was checked above.
         let rc = unsafe {
             let mut set: libc::cpu_set_t = std::mem::zeroed();
             libc::CPU_SET(cpu, &mut set);

@@ -434,7 +434,7 @@ fn bad_calibration_files_are_refused_naming_file_and_field() {
         vec!["run", "--config", &cfg, "--frames", "1"],
         vec!["check", "--config", &cfg],
     ] {
-        assert_clean_failure(&perceptd(&argv), &["/no/such/cam.yaml", "cannot read"]);
+        assert_clean_failure(&perceptd(&argv), &["/no/such/cam.yaml", "cannot open"]);
     }
 }
 

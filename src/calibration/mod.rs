@@ -34,7 +34,7 @@ use thiserror::Error;
 /// names the file, the field and the offending value.
 #[derive(Debug, Error)]
 pub enum CalibrationError {
-    #[error("{path}: cannot read: {msg}")]
+    #[error("{path}: {msg}")]
     Io { path: String, msg: String },
     /// YAML syntax errors, missing fields, wrong types.
     #[error("{path}: {msg}")]
@@ -80,6 +80,16 @@ pub enum CalibrationError {
         model: &'static str,
         count: usize,
         expected: usize,
+    },
+    /// A finite value without physical meaning (a focal length of 1e-9
+    /// pixels, a roll of 1e308 degrees).
+    #[error("{path}: {field} = {value}: expected {expected}")]
+    OutOfRange {
+        path: String,
+        field: String,
+        /// As [`crate::input::num`] writes it.
+        value: String,
+        expected: String,
     },
     /// Any other inconsistency, described in `msg`.
     #[error("{path}: {field}: {msg}")]
@@ -144,7 +154,7 @@ impl Calibration {
     /// Read and check a calibration file. Boot only.
     pub fn load(path: &Path) -> Result<Calibration, CalibrationError> {
         let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| CalibrationError::Io {
+        let text = crate::input::read_text(path).map_err(|e| CalibrationError::Io {
             path: name.clone(),
             msg: e.to_string(),
         })?;
@@ -152,11 +162,27 @@ impl Calibration {
     }
 
     /// Parse and check calibration YAML; `origin` names it in errors.
+    /// Text over [`crate::input::MAX_TEXT_BYTES`] or nested deeper than
+    /// [`crate::input::MAX_NESTING`] is refused before the YAML parser
+    /// sees it.
     pub fn from_yaml_str(text: &str, origin: &str) -> Result<Calibration, CalibrationError> {
+        let io = |msg: String| CalibrationError::Io {
+            path: origin.to_string(),
+            msg,
+        };
+        if text.len() as u64 > crate::input::MAX_TEXT_BYTES {
+            return Err(io(crate::input::ReadError::TooBig {
+                size: text.len() as u64,
+                max: crate::input::MAX_TEXT_BYTES,
+            }
+            .to_string()));
+        }
+        crate::input::check_nesting(text, crate::input::MAX_NESTING)
+            .map_err(|e| io(e.to_string()))?;
         let raw: RawCalibration =
             serde_norway::from_str(text).map_err(|e| CalibrationError::Parse {
                 path: origin.to_string(),
-                msg: e.to_string(),
+                msg: crate::input::clip(&e.to_string()),
             })?;
         Calibration::from_raw(raw, origin)
     }
@@ -177,11 +203,19 @@ impl Calibration {
             ("image_width", raw.image_width),
             ("image_height", raw.image_height),
         ] {
-            if value <= 0 || value > i64::from(u32::MAX) {
+            if value <= 0 {
                 return Err(CalibrationError::NotPositive {
                     path: path(),
                     field,
                     value: value as f64,
+                });
+            }
+            if value > MAX_IMAGE_DIM as i64 {
+                return Err(CalibrationError::OutOfRange {
+                    path: path(),
+                    field: field.to_string(),
+                    value: value.to_string(),
+                    expected: format!("1..={MAX_IMAGE_DIM} (the largest frame a source delivers)"),
                 });
             }
         }
@@ -271,6 +305,19 @@ impl Calibration {
             ext.rotation_rpy_deg[1],
             ext.rotation_rpy_deg[2],
         ];
+
+        check_physical(
+            &PhysicalCheck {
+                width: raw.image_width as f64,
+                height: raw.image_height as f64,
+                k: &k,
+                proj: &proj,
+                dist: &dist.data,
+                translation: &ext.translation,
+                rpy_deg: &ext.rotation_rpy_deg,
+            },
+            origin,
+        )?;
 
         let lens = Lens::new(model, &dist.data);
         Ok(Calibration {
@@ -706,6 +753,120 @@ fn check_finite(v: &[f64], field: &'static str, origin: &str) -> Result<(), Cali
     }
 }
 
+/// Largest image side a calibration may describe: the sources' limit.
+const MAX_IMAGE_DIM: usize = crate::source::y4m::MAX_DIM;
+
+/// Physical limits of the values a camera_info file holds (see README,
+/// "Calibration"): a focal length from 1/100 to 100 times the image's
+/// larger side (fields of view from about 179 degrees to 0.6 degree), the
+/// principal point no further outside the image than the image's size,
+/// skew at most the focal length, distortion coefficients of magnitude at
+/// most 1000 (real lenses: below 100), the camera within 1 km of the
+/// vehicle origin, angles within one turn.
+pub const MAX_FOCAL_RATIO: f64 = 100.0;
+pub const MAX_DISTORTION: f64 = 1000.0;
+pub const MAX_TRANSLATION_M: f64 = 1000.0;
+pub const MAX_ANGLE_DEG: f64 = 360.0;
+
+struct PhysicalCheck<'a> {
+    width: f64,
+    height: f64,
+    k: &'a [f64],
+    proj: &'a [f64],
+    dist: &'a [f64],
+    translation: &'a [f64],
+    rpy_deg: &'a [f64],
+}
+
+fn check_physical(c: &PhysicalCheck, origin: &str) -> Result<(), CalibrationError> {
+    let out = |field: String, value: f64, expected: String| {
+        Err(CalibrationError::OutOfRange {
+            path: origin.to_string(),
+            field,
+            value: crate::input::num(value),
+            expected,
+        })
+    };
+    let side = c.width.max(c.height);
+    let (f_lo, f_hi) = (side / MAX_FOCAL_RATIO, side * MAX_FOCAL_RATIO);
+    for (m, name, fx, fy, cx, cy, s) in [
+        (c.k, "camera_matrix", 0, 4, 2, 5, 1),
+        (c.proj, "projection_matrix", 0, 5, 2, 6, 1),
+    ] {
+        for (i, what) in [(fx, "fx"), (fy, "fy")] {
+            if !(f_lo..=f_hi).contains(&m[i]) {
+                return out(
+                    format!("{name}.data[{i}] ({what})"),
+                    m[i],
+                    format!(
+                        "a focal length of {f_lo}..={f_hi} pixels (1/{MAX_FOCAL_RATIO} to {MAX_FOCAL_RATIO} times the image's {side}-pixel side)"
+                    ),
+                );
+            }
+        }
+        for (i, what, size) in [(cx, "cx", c.width), (cy, "cy", c.height)] {
+            if !(-size..=2.0 * size).contains(&m[i]) {
+                return out(
+                    format!("{name}.data[{i}] ({what})"),
+                    m[i],
+                    format!(
+                        "-{size}..={} (the principal point at most the image's size outside it)",
+                        2.0 * size
+                    ),
+                );
+            }
+        }
+        if m[s].abs() > m[fx] {
+            return out(
+                format!("{name}.data[{s}] (skew)"),
+                m[s],
+                format!("at most fx = {} in magnitude", m[fx]),
+            );
+        }
+    }
+    for (i, tx) in [(3, c.proj[3]), (7, c.proj[7]), (11, c.proj[11])] {
+        let lim = MAX_TRANSLATION_M * c.proj[0];
+        if tx.abs() > lim {
+            return out(
+                format!("projection_matrix.data[{i}]"),
+                tx,
+                format!("at most fx' x {MAX_TRANSLATION_M} m = {lim} in magnitude"),
+            );
+        }
+    }
+    for (i, &d) in c.dist.iter().enumerate() {
+        if d.abs() > MAX_DISTORTION {
+            return out(
+                format!("distortion_coefficients.data[{i}]"),
+                d,
+                format!("-{MAX_DISTORTION}..={MAX_DISTORTION}"),
+            );
+        }
+    }
+    for (i, &t) in c.translation.iter().enumerate() {
+        if t.abs() > MAX_TRANSLATION_M {
+            return out(
+                format!("extrinsics.translation[{i}]"),
+                t,
+                format!("-{MAX_TRANSLATION_M}..={MAX_TRANSLATION_M} metres"),
+            );
+        }
+    }
+    for (i, &a) in c.rpy_deg.iter().enumerate() {
+        if a.abs() > MAX_ANGLE_DEG {
+            return out(
+                format!(
+                    "extrinsics.rotation_rpy_deg[{i}] ({})",
+                    ["roll", "pitch", "yaw"][i]
+                ),
+                a,
+                format!("-{MAX_ANGLE_DEG}..={MAX_ANGLE_DEG} degrees"),
+            );
+        }
+    }
+    Ok(())
+}
+
 fn check_matrix(
     m: &RawMatrix,
     field: &'static str,
@@ -1031,7 +1192,7 @@ mod tests {
         let e = Calibration::load(Path::new("/nonexistent/cam.yaml"))
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("/nonexistent/cam.yaml: cannot read: "), "{e}");
+        assert!(e.starts_with("/nonexistent/cam.yaml: cannot open: "), "{e}");
     }
 
     /// A calibration with a rectification rotation and P != K.

@@ -30,8 +30,7 @@ impl Labels {
             path: path.display().to_string(),
             msg,
         };
-        let text =
-            std::fs::read_to_string(path).map_err(|e| err(format!("cannot read labels: {e}")))?;
+        let text = crate::input::read_text(path).map_err(|e| err(format!("labels: {e}")))?;
         let names = parse(&text).map_err(err)?;
         Labels::from_names(names).map_err(|e| match e {
             PostprocessError::Config(msg) => err(msg),
@@ -368,7 +367,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.starts_with("/nonexistent/labels.txt: cannot read labels"),
+            e.starts_with("/nonexistent/labels.txt: labels: cannot open"),
             "{e}"
         );
 

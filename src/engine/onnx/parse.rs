@@ -11,7 +11,6 @@ use crate::engine::error::EngineError;
 use crate::engine::ir::Graph;
 use crate::engine::tensor::Tensor;
 use prost::Message;
-use std::io::Read;
 use std::path::Path;
 
 /// Memory limits for loading a model. Decoding a file needs up to a few
@@ -40,39 +39,27 @@ impl Default for Limits {
     }
 }
 
-/// Reads at most `max` bytes of `path`; a longer file is an error, found
-/// before anything is read (and again while reading, should it grow).
+/// Reads at most `max` bytes of `path` (through the shared
+/// [`crate::input::read_capped`]: special files refused before `open`).
 fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>, EngineError> {
-    let shown = path.display().to_string();
-    let io = |msg: String| EngineError::Io {
-        path: shown.clone(),
-        msg,
+    use crate::input::ReadError;
+    let shown = if path.as_os_str().is_empty() {
+        "\"\" (empty path)".to_string()
+    } else {
+        path.display().to_string()
     };
-    // Non-blocking open: a FIFO here is refused, not waited on forever.
-    let (file, meta) = crate::fsio::open_regular(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::InvalidInput {
-            io(e.to_string())
-        } else {
-            io(format!("cannot open: {e}"))
-        }
-    })?;
-    let too_big = |size: u64| EngineError::InvalidModel {
-        path: shown.clone(),
-        msg: format!(
-            "the file is {size} bytes, more than the limit of {max} bytes (max_file_bytes)"
-        ),
-    };
-    if meta.len() > max {
-        return Err(too_big(meta.len()));
-    }
-    let mut buf = Vec::with_capacity(meta.len() as usize);
-    file.take(max.saturating_add(1))
-        .read_to_end(&mut buf)
-        .map_err(|e| io(format!("cannot read: {e}")))?;
-    if buf.len() as u64 > max {
-        return Err(too_big(buf.len() as u64));
-    }
-    Ok(buf)
+    crate::input::read_capped(path, max).map_err(|e| match e {
+        ReadError::TooBig { size, max } => EngineError::InvalidModel {
+            path: shown,
+            msg: format!(
+                "the file is {size} bytes, more than the limit of {max} bytes (max_file_bytes)"
+            ),
+        },
+        e => EngineError::Io {
+            path: shown,
+            msg: e.to_string(),
+        },
+    })
 }
 
 /// Loads and imports the ONNX model at `path`. External data is resolved
