@@ -869,7 +869,7 @@ mod tests {
         let mut c = SyntheticConfig::front_camera(0);
         c.width = 320;
         assert!(err(c).contains(
-            "320x480 does not match calibration calibration/front_camera.yaml (640x480)"
+            "320x480 does not match calibration builtin:front_camera (640x480)"
         ));
         let mut c = SyntheticConfig::front_camera(0);
         c.fps = 0.0;
