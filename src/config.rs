@@ -528,7 +528,6 @@ impl Config {
             return Ok(());
         }
         let insist = crate::builtin::MODEL_PATH;
-        let why = "the built-in synthetic model cannot detect real objects";
         let refuse = |field: &str, msg: String| ConfigError::Refused {
             path: self.origin.clone(),
             field: field.into(),
@@ -547,7 +546,7 @@ impl Config {
         } else if !self.model.path_set {
             return Err(refuse(
                 "model.path",
-                format!("not set, so {why}; set model.path to your model (or model.path = \"{insist}\" to insist)"),
+                format!("not set, so the built-in synthetic model would run, and it cannot detect real objects; set model.path to your model (or model.path = \"{insist}\" to insist)"),
             ));
         } else if !crate::builtin::is_model(model) && crate::builtin::is_synthetic_model(model) {
             return Err(refuse(
