@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The test command: installs build prerequisites, then builds and runs every
 # test (unit, conformance, exports, allocation, pipeline) on the CPU. NVRTC
-# (installed by setup.sh) lets tests/nvrtc_kernels.rs compile the CUDA
+# (installed by `setup.sh --nvrtc`) lets tests/nvrtc_kernels.rs compile the CUDA
 # kernels without a GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --nvrtc
 if [ -z "${PERCEPTD_NVRTC_PATH:-}" ] && [ -f target/nvrtc/path ]; then
     PERCEPTD_NVRTC_PATH="$(cat target/nvrtc/path)"
     export PERCEPTD_NVRTC_PATH
