@@ -351,7 +351,11 @@ pub fn model_facts(
             Some(s)
         }
         (None, None, Some(s)) => {
-            log::info!("model input size {}x{} from {shown} metadata 'imgsz'", s[0], s[1]);
+            log::info!(
+                "model input size {}x{} from {shown} metadata 'imgsz'",
+                s[0],
+                s[1]
+            );
             Some(s)
         }
         (None, None, None) => None,

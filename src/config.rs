@@ -488,10 +488,7 @@ impl Config {
         // above has already accepted it as TOML).
         if let Ok(raw) = text.parse::<toml::Table>() {
             c.source_set = raw.contains_key("source");
-            c.model.path_set = raw
-                .get("model")
-                .and_then(|m| m.get("path"))
-                .is_some();
+            c.model.path_set = raw.get("model").and_then(|m| m.get("path")).is_some();
         }
         c.resolve_paths(base);
         c.validate()?;
@@ -616,7 +613,8 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        if crate::builtin::is_builtin(&self.model.path) && !crate::builtin::is_model(&self.model.path)
+        if crate::builtin::is_builtin(&self.model.path)
+            && !crate::builtin::is_model(&self.model.path)
         {
             return Err(self.invalid(
                 "model.path",

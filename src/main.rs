@@ -326,7 +326,9 @@ fn run(cli: Cli) -> Result<i32> {
                         *pace = p
                     }
                     SourceConfig::V4l2 { .. } => {
-                        bail!("--pace: a V4L2 camera runs at its own pace (live, latest frame wins)")
+                        bail!(
+                            "--pace: a V4L2 camera runs at its own pace (live, latest frame wins)"
+                        )
                     }
                 }
             }
@@ -822,10 +824,18 @@ fn check(
             println!("  input size  {w}x{h} (from {size_from})");
         }
     }
-    let out_shape = m.outputs().first().map(|o| o.shape.clone()).unwrap_or_default();
+    let out_shape = m
+        .outputs()
+        .first()
+        .map(|o| o.shape.clone())
+        .unwrap_or_default();
     let decoded = [DecoderKind::YoloV8, DecoderKind::YoloV5]
         .into_iter()
-        .find_map(|k| Decoder::new(k, &out_shape, None, 0.25, 0.45, 100, 30_000).ok().map(|d| (k, d)));
+        .find_map(|k| {
+            Decoder::new(k, &out_shape, None, 0.25, 0.45, 100, 30_000)
+                .ok()
+                .map(|d| (k, d))
+        });
     match &decoded {
         Some((k, d)) => println!(
             "  decoder     {} (output {}, {} classes; task {}, end2end {})",
@@ -836,27 +846,40 @@ fn check(
             engine::tensor::shape_string(&out_shape),
             d.num_classes(),
             meta.task.as_deref().unwrap_or("not in metadata"),
-            meta.end2end.map_or("not in metadata", |e| if e { "true" } else { "false" }),
+            meta.end2end
+                .map_or("not in metadata", |e| if e { "true" } else { "false" }),
         ),
         None => println!(
             "  decoder     none fits output {} (perceptd decodes [1, 4+C, N] and [1, N, 5+C])",
             engine::tensor::shape_string(&out_shape)
         ),
     }
-    let beside = [model.with_extension("labels"), model.with_file_name("labels.txt")];
+    let beside = [
+        model.with_extension("labels"),
+        model.with_file_name("labels.txt"),
+    ];
     let beside = beside
         .iter()
         .find(|p| !perceptd::builtin::is_builtin(model) && p.exists());
     let (names, from) = if let Some(p) = labels {
-        (Some(Labels::load(p)?), format!("{} (model.labels)", p.display()))
+        (
+            Some(Labels::load(p)?),
+            format!("{} (model.labels)", p.display()),
+        )
     } else if let Some(p) = beside {
         (Some(Labels::load(p)?), p.display().to_string())
     } else if let Some(n) = &meta.names {
         let from = format!("{} metadata names", model.display());
-        (Some(Labels::parse_text(n, &from)?), "metadata names".to_string())
+        (
+            Some(Labels::parse_text(n, &from)?),
+            "metadata names".to_string(),
+        )
     } else if perceptd::builtin::is_model(model) {
         (
-            Some(Labels::parse_text(perceptd::builtin::LABELS, "embedded labels")?),
+            Some(Labels::parse_text(
+                perceptd::builtin::LABELS,
+                "embedded labels",
+            )?),
             "embedded labels".to_string(),
         )
     } else {
@@ -876,7 +899,11 @@ fn check(
             } else {
                 String::new()
             };
-            println!("  classes     {} from {from}: {}{more}", l.len(), shown.join(", "));
+            println!(
+                "  classes     {} from {from}: {}{more}",
+                l.len(),
+                shown.join(", ")
+            );
             if let Some((_, d)) = &decoded {
                 if d.num_classes() != l.len() {
                     println!(

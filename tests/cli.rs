@@ -246,5 +246,8 @@ fn check_config_binds_symbolic_dims_from_model_input_size() {
     );
     let out = perceptd(&["check", "--config", &cfg]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && stdout.contains("1x3x64x64"), "{stdout}");
+    assert!(
+        out.status.success() && stdout.contains("1x3x64x64"),
+        "{stdout}"
+    );
 }

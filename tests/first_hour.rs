@@ -156,14 +156,23 @@ fn config_paths_are_relative_to_the_config_file_not_the_cwd() {
     assert_ok(&out);
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains(&format!("labels: 3 classes from {}", conf.join("models/det.labels").display())),
+        stderr.contains(&format!(
+            "labels: 3 classes from {}",
+            conf.join("models/det.labels").display()
+        )),
         "{stderr}"
     );
     let lines = std::fs::read_to_string(conf.join("out/det.jsonl")).unwrap();
     assert_eq!(lines.lines().count(), 2, "{lines}");
     // The labels file beside the model wins over the model's metadata.
     let classes = json_classes(&lines);
-    assert!(!classes.is_empty() && classes.iter().all(|c| ["car", "bike", "walker"].contains(&c.as_str())), "{classes:?}");
+    assert!(
+        !classes.is_empty()
+            && classes
+                .iter()
+                .all(|c| ["car", "bike", "walker"].contains(&c.as_str())),
+        "{classes:?}"
+    );
 }
 
 #[test]
@@ -179,11 +188,17 @@ fn input_size_binds_a_dynamic_model_without_metadata() {
     );
     assert_ok(&out);
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("model input size 96x64 from --input-size"), "{stderr}");
+    assert!(
+        stderr.contains("model input size 96x64 from --input-size"),
+        "{stderr}"
+    );
     assert!(stderr.contains("(96x64 input, 3 classes)"), "{stderr}");
     assert!(stderr.contains("naming classes class0"), "{stderr}");
     assert_eq!(text(&out.stdout).lines().count(), 3);
-    let out = perceptd_in(&d, &["replay", &clip, "--model", &model, "--input-size", "96"]);
+    let out = perceptd_in(
+        &d,
+        &["replay", &clip, "--model", &model, "--input-size", "96"],
+    );
     assert_error_line(&out, &["--input-size", "'96'", "WIDTHxHEIGHT"]);
 }
 
@@ -210,11 +225,19 @@ fn metadata_names_reach_the_json_and_replay_takes_a_config_without_source() {
     let out = perceptd_in(&d, &["replay", &clip, "--config", cfg.to_str().unwrap()]);
     assert_ok(&out);
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("metadata 'imgsz'") && stderr.contains("(96x64 input"), "{stderr}");
+    assert!(
+        stderr.contains("metadata 'imgsz'") && stderr.contains("(96x64 input"),
+        "{stderr}"
+    );
     assert!(stderr.contains("metadata 'names'"), "{stderr}");
     let classes = json_classes(&text(&out.stdout));
     assert!(!classes.is_empty(), "no detections");
-    assert!(classes.iter().all(|c| ["alpha", "beta", "gamma"].contains(&c.as_str())), "{classes:?}");
+    assert!(
+        classes
+            .iter()
+            .all(|c| ["alpha", "beta", "gamma"].contains(&c.as_str())),
+        "{classes:?}"
+    );
     // An explicit labels file wins over the metadata.
     std::fs::write(d.join("mine.txt"), "one\ntwo\nthree\n").unwrap();
     std::fs::write(
@@ -225,7 +248,13 @@ fn metadata_names_reach_the_json_and_replay_takes_a_config_without_source() {
     let out = perceptd_in(&d, &["replay", &clip, "--config", cfg.to_str().unwrap()]);
     assert_ok(&out);
     let classes = json_classes(&text(&out.stdout));
-    assert!(!classes.is_empty() && classes.iter().all(|c| ["one", "two", "three"].contains(&c.as_str())), "{classes:?}");
+    assert!(
+        !classes.is_empty()
+            && classes
+                .iter()
+                .all(|c| ["one", "two", "three"].contains(&c.as_str())),
+        "{classes:?}"
+    );
     // `run` needs a source.
     let out = perceptd_in(&d, &["run", "--config", cfg.to_str().unwrap()]);
     assert_error_line(&out, &["nosource.toml", "no [source] table"]);
@@ -234,7 +263,10 @@ fn metadata_names_reach_the_json_and_replay_takes_a_config_without_source() {
     let out = perceptd_in(&d, &["replay", &clip, "--model", &bad]);
     assert_error_line(&out, &["bad.onnx", "imgsz = \"[sixty-four]\""]);
     let seg = with_metadata(DYNAMIC, &[("task", "segment")], &d.join("seg.onnx"));
-    let out = perceptd_in(&d, &["replay", &clip, "--model", &seg, "--input-size", "96x64"]);
+    let out = perceptd_in(
+        &d,
+        &["replay", &clip, "--model", &seg, "--input-size", "96x64"],
+    );
     assert_error_line(&out, &["seg.onnx", "task = \"segment\""]);
 }
 
@@ -265,32 +297,70 @@ fn a_v4l2_camera_refuses_the_synthetic_model_and_calibration_unless_insisted() {
     let case = |name: &str, body: String| -> (PathBuf, Output) {
         let p = d.join(name);
         std::fs::write(&p, format!("{cam}{body}")).unwrap();
-        let out = perceptd_in(&d, &["run", "--frames", "1", "--config", p.to_str().unwrap()]);
+        let out = perceptd_in(
+            &d,
+            &["run", "--frames", "1", "--config", p.to_str().unwrap()],
+        );
         (p, out)
     };
     let (p, out) = case("absent.toml", String::new());
-    let line = assert_error_line(&out, &["model.path", "builtin:synthetic", "cannot detect real objects"]);
-    assert!(line.starts_with(&format!("error: {}: model.path: ", p.display())), "{line}");
-    let (p, out) = case("copy.toml", "[model]\npath = \"share/perceptd-synth.onnx\"\n".into());
-    assert_error_line(&out, &[&p.display().to_string(), "model.path", &copy.display().to_string()]);
+    let line = assert_error_line(
+        &out,
+        &[
+            "model.path",
+            "builtin:synthetic",
+            "cannot detect real objects",
+        ],
+    );
+    assert!(
+        line.starts_with(&format!("error: {}: model.path: ", p.display())),
+        "{line}"
+    );
+    let (p, out) = case(
+        "copy.toml",
+        "[model]\npath = \"share/perceptd-synth.onnx\"\n".into(),
+    );
+    assert_error_line(
+        &out,
+        &[
+            &p.display().to_string(),
+            "model.path",
+            &copy.display().to_string(),
+        ],
+    );
     let own = share.join("own.onnx");
     std::fs::copy(root().join(STATIC), &own).unwrap();
     let (p, out) = case(
         "cal.toml",
-        "[model]\npath = \"share/own.onnx\"\n[calibration]\npath = \"share/front_camera.yaml\"\n".into(),
+        "[model]\npath = \"share/own.onnx\"\n[calibration]\npath = \"share/front_camera.yaml\"\n"
+            .into(),
     );
-    assert_error_line(&out, &[&p.display().to_string(), "calibration.path", "builtin:front_camera"]);
+    assert_error_line(
+        &out,
+        &[
+            &p.display().to_string(),
+            "calibration.path",
+            "builtin:front_camera",
+        ],
+    );
     // --model with a copy is refused too.
     let (_, _) = case("own.toml", "[model]\npath = \"share/own.onnx\"\n".into());
     let out = perceptd_in(
         &d,
-        &["run", "--config", d.join("own.toml").to_str().unwrap(), "--model", copy.to_str().unwrap()],
+        &[
+            "run",
+            "--config",
+            d.join("own.toml").to_str().unwrap(),
+            "--model",
+            copy.to_str().unwrap(),
+        ],
     );
     assert_error_line(&out, &["--model", "builtin:synthetic"]);
     // Insisting gets past the check to the (absent) camera.
     let (_, out) = case(
         "insist.toml",
-        "[model]\npath = \"builtin:synthetic\"\n[calibration]\npath = \"builtin:front_camera\"\n".into(),
+        "[model]\npath = \"builtin:synthetic\"\n[calibration]\npath = \"builtin:front_camera\"\n"
+            .into(),
     );
     assert_error_line(&out, &["/dev/video97"]);
     // A synthetic source with the same files is fine: it is their camera.
@@ -300,5 +370,8 @@ fn a_v4l2_camera_refuses_the_synthetic_model_and_calibration_unless_insisted() {
         "[source]\nkind = \"synthetic\"\n[model]\npath = \"share/perceptd-synth.onnx\"\n[calibration]\npath = \"share/front_camera.yaml\"\n",
     )
     .unwrap();
-    assert_ok(&perceptd_in(&root(), &["run", "--frames", "1", "--config", p.to_str().unwrap()]));
+    assert_ok(&perceptd_in(
+        &root(),
+        &["run", "--frames", "1", "--config", p.to_str().unwrap()],
+    ));
 }

@@ -137,7 +137,6 @@ pub struct Calibration {
     r_vo: Matrix3<f64>,
 }
 
-
 /// The synthetic front camera (`calibration/front_camera.yaml`, built in).
 const FRONT_CAMERA_YAML: &str = crate::builtin::CALIBRATION;
 
@@ -797,7 +796,20 @@ mod tests {
         assert_eq!(c.distortion_model(), DistortionModel::PlumbBob);
         assert_eq!(c.distortion_coefficients(), &[-0.05, 0.01, 0.0, 0.0, 0.0]);
         assert_eq!(c.translation(), Vector3::new(1.5, 0.0, 1.3));
-        assert_eq!(c, Calibration::front_camera().with_image_size(640, 480));
+        // The built-in one is that file, under its own name.
+        let builtin = Calibration::load(Path::new(crate::builtin::CALIBRATION_PATH)).unwrap();
+        assert_eq!(builtin.source(), crate::builtin::CALIBRATION_PATH);
+        assert_eq!(
+            c,
+            Calibration::from_yaml_str(FRONT_CAMERA_YAML, "calibration/front_camera.yaml").unwrap()
+        );
+        let e = Calibration::load(Path::new("builtin:rear"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("builtin:rear") && e.contains("builtin:front_camera"),
+            "{e}"
+        );
     }
 
     #[test]

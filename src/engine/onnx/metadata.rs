@@ -57,9 +57,10 @@ impl ModelMetadata {
         };
         let imgsz = match self.get("imgsz") {
             None => None,
-            Some(v) => Some(parse_imgsz(v).ok_or_else(|| {
-                bad("imgsz", v, "[height, width] or [size], each 1..=8192")
-            })?),
+            Some(v) => Some(
+                parse_imgsz(v)
+                    .ok_or_else(|| bad("imgsz", v, "[height, width] or [size], each 1..=8192"))?,
+            ),
         };
         let end2end = match self.get("end2end") {
             None => None,
@@ -80,7 +81,10 @@ impl ModelMetadata {
 
 /// `[640, 384]` (height, width) or `[640]` / `640` → `[width, height]`.
 fn parse_imgsz(v: &str) -> Option<[usize; 2]> {
-    let inner = v.trim().trim_start_matches(['[', '(']).trim_end_matches([']', ')']);
+    let inner = v
+        .trim()
+        .trim_start_matches(['[', '('])
+        .trim_end_matches([']', ')']);
     let mut dims = [0usize; 2];
     let mut n = 0;
     for d in inner.split(',') {
@@ -214,7 +218,10 @@ impl<'a> Reader<'a> {
             1 => self.take(8).map(drop),
             2 => self.bytes().map(drop),
             5 => self.take(4).map(drop),
-            w => Err(format!("wire type {w} at byte {} is not supported", self.pos)),
+            w => Err(format!(
+                "wire type {w} at byte {} is not supported",
+                self.pos
+            )),
         }
     }
 }
@@ -264,7 +271,10 @@ mod tests {
             .ultralytics("m.onnx")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("m.onnx") && e.contains("imgsz = \"[big]\""), "{e}");
+        assert!(
+            e.contains("m.onnx") && e.contains("imgsz = \"[big]\""),
+            "{e}"
+        );
     }
 
     #[test]
