@@ -1,7 +1,19 @@
 #!/usr/bin/env bash
 # Installs what a fresh Debian/Ubuntu machine with Rust lacks to build
 # perceptd: libclang for the v4l crate's bindgen. Safe to run again.
+#
+#   scripts/setup.sh           build prerequisites only (what demo.sh runs)
+#   scripts/setup.sh --nvrtc   also NVRTC for tests/nvrtc_kernels.rs (what
+#                              test.sh runs): a ~217 MB pip wheel that the
+#                              demo and the CPU backend never use
 set -euo pipefail
+with_nvrtc=0
+for a in "$@"; do
+    case "$a" in
+        --nvrtc) with_nvrtc=1 ;;
+        *) echo "usage: scripts/setup.sh [--nvrtc]" >&2; exit 2 ;;
+    esac
+done
 if ! command -v cargo >/dev/null 2>&1; then
     echo "error: cargo not found: install Rust (https://rustup.rs) first" >&2
     exit 1
@@ -31,6 +43,7 @@ fi
 # target/nvrtc (no venv, no system site-packages touched). The library's
 # folder is printed in target/nvrtc/path for scripts/test.sh. Optional here:
 # a failure only skips that test, except under PERCEPTD_REQUIRE_NVRTC=1 (CI).
+[ "$with_nvrtc" -eq 1 ] || exit 0
 nvrtc_dir="$(pwd)/target/nvrtc"
 nvrtc_lib="$nvrtc_dir/nvidia/cuda_nvrtc/lib"
 if ! ls "$nvrtc_lib"/libnvrtc.so.12 >/dev/null 2>&1; then

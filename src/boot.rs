@@ -44,6 +44,10 @@ pub enum BootError {
     Frames { what: String, msg: String },
     #[error("{0}")]
     Config(String),
+    #[error(transparent)]
+    Refused(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Model(#[from] crate::engine::EngineError),
 }
 
 /// Command-line overrides of the config.
@@ -52,6 +56,9 @@ pub struct Overrides {
     pub frames: Option<u64>,
     pub device: Option<Device>,
     pub model: Option<PathBuf>,
+    /// `--input-size WxH`: `[width, height]` for models with symbolic dims
+    /// (wins over `model.input_size` and the model's metadata).
+    pub input_size: Option<[usize; 2]>,
     /// `--output T`: JSON lines go to T only. The config's JSON outputs
     /// are replaced by one to T (at the first one's place, with its line
     /// size); outputs of other kinds stay.
@@ -276,27 +283,48 @@ fn cuda_or_cpu(
     }
 }
 
-/// Labels next to the model: `<stem>.labels`, else `labels.txt`; class
-/// names `class0`.. with a warning when neither exists.
-fn load_labels(cfg: &Config, model: &Path, classes: usize) -> Result<Labels, BootError> {
-    let candidates: Vec<PathBuf> = match &cfg.model.labels {
-        Some(p) => vec![p.clone()],
-        None => vec![
-            model.with_extension("labels"),
-            model.with_file_name("labels.txt"),
-        ],
+/// The class names, first found of: `model.labels`; `<stem>.labels` or
+/// `labels.txt` next to the model file; the model's metadata `names`; the
+/// built-in model's names. Else `class0`.. with a warning. Logs which.
+fn load_labels(
+    cfg: &Config,
+    model: &Path,
+    meta: &crate::engine::onnx::Ultralytics,
+    classes: usize,
+) -> Result<Labels, BootError> {
+    let checked = |l: Labels, from: String| -> Result<Labels, BootError> {
+        l.check_classes(classes)
+            .map_err(|e| PostprocessError::Labels {
+                path: from.clone(),
+                msg: e.to_string(),
+            })?;
+        log::info!("labels: {} classes from {from}", l.len());
+        Ok(l)
     };
-    for p in &candidates {
-        if p.exists() || cfg.model.labels.is_some() {
-            let l = Labels::load(p)?;
-            l.check_classes(classes)?;
-            return Ok(l);
+    if let Some(p) = &cfg.model.labels {
+        return checked(Labels::load(p)?, format!("{} (model.labels)", p.display()));
+    }
+    let beside = [
+        model.with_extension("labels"),
+        model.with_file_name("labels.txt"),
+    ];
+    if !crate::builtin::is_builtin(model) {
+        if let Some(p) = beside.iter().find(|p| p.exists()) {
+            return checked(Labels::load(p)?, p.display().to_string());
         }
     }
+    if let Some(names) = &meta.names {
+        let from = format!("{} metadata 'names'", model.display());
+        return checked(Labels::parse_text(names, &from)?, from);
+    }
+    if crate::builtin::is_model(model) {
+        let from = format!("{} (embedded labels)", model.display());
+        return checked(Labels::parse_text(crate::builtin::LABELS, &from)?, from);
+    }
     log::warn!(
-        "{}: no labels file ({}); naming classes class0..",
+        "{}: no labels (no model.labels, no {}, no metadata 'names'); naming classes class0..",
         model.display(),
-        candidates[0].display()
+        beside[0].display()
     );
     Ok(Labels::fallback(classes))
 }
@@ -361,14 +389,79 @@ fn refuse_outputs_onto_inputs(
     Ok(())
 }
 
+/// What the model's metadata says (Ultralytics keys), and the input size
+/// to bind: `--input-size`, else `model.input_size`, else metadata
+/// `imgsz`. Logs where the size came from. Refuses heads perceptd cannot
+/// decode (a task other than detect, end-to-end NMS-free outputs).
+pub fn model_facts(
+    model: &Path,
+    flag: Option<[usize; 2]>,
+    config: Option<[usize; 2]>,
+) -> Result<(crate::engine::onnx::Ultralytics, Option<[usize; 2]>), BootError> {
+    let shown = model.display().to_string();
+    let meta = crate::engine::onnx::read_model_metadata(model, &crate::engine::Limits::default())?
+        .ultralytics(&shown)?;
+    if let Some(t) = meta.task.as_deref().filter(|t| *t != "detect") {
+        return Err(BootError::Config(format!(
+            "{shown}: metadata task = {t:?}: perceptd decodes detection models only (task \"detect\")"
+        )));
+    }
+    if meta.end2end == Some(true) {
+        return Err(BootError::Config(format!(
+            "{shown}: metadata end2end = True: NMS-free end-to-end heads are not supported; export with end2end=False (a [1, 4+C, N] output)"
+        )));
+    }
+    let size = match (flag, config, meta.imgsz) {
+        (Some(s), _, _) => {
+            log::info!("model input size {}x{} from --input-size", s[0], s[1]);
+            Some(s)
+        }
+        (None, Some(s), _) => {
+            log::info!("model input size {}x{} from model.input_size", s[0], s[1]);
+            Some(s)
+        }
+        (None, None, Some(s)) => {
+            log::info!(
+                "model input size {}x{} from {shown} metadata 'imgsz'",
+                s[0],
+                s[1]
+            );
+            Some(s)
+        }
+        (None, None, None) => None,
+    };
+    Ok((meta, size))
+}
+
 /// Build everything the frame loop needs. Boot only.
 pub fn boot(cfg: &Config, ov: &Overrides) -> Result<Pipeline, BootError> {
     // A bad `--output` fails before the slow parts of boot.
     let output_cfgs = outputs_with_override(&cfg.output, ov.output.as_deref())?;
+    let model = ov.model.clone().unwrap_or_else(|| cfg.model.path.clone());
+    cfg.refuse_synthetic_on_camera(&model, ov.model.is_some())?;
+    let (meta, input_size) = model_facts(&model, ov.input_size, cfg.model.input_size)?;
+    let sized = (input_size != cfg.model.input_size).then(|| {
+        let mut c = cfg.clone();
+        c.model.input_size = input_size;
+        c
+    });
+    let cfg = sized.as_ref().unwrap_or(cfg);
     refuse_outputs_onto_inputs(cfg, ov, &output_cfgs)?;
     let calibration = match &cfg.calibration.path {
-        Some(p) => Some(Calibration::load(p)?),
-        None => None,
+        Some(p) => {
+            let c = Calibration::load(p)?;
+            log::info!("calibration: {}", crate::builtin::describe(p));
+            Some(c)
+        }
+        None => {
+            if matches!(cfg.source, SourceConfig::V4l2 { .. }) {
+                log::warn!(
+                    "{}: no calibration.path: detections get no ground positions",
+                    cfg.origin
+                );
+            }
+            None
+        }
     };
     let notifier = Notifier::from_env().map_err(|e| BootError::Config(e.to_string()))?;
     let source = open_source_notifying(&cfg.source, calibration.as_ref(), &notifier)?;
@@ -390,7 +483,6 @@ pub fn boot(cfg: &Config, ov: &Overrides) -> Result<Pipeline, BootError> {
     )?;
     let requested = ov.device.unwrap_or(cfg.pipeline.device);
     let device = choose_device(requested, cfg.pipeline.cuda_device)?;
-    let model = ov.model.clone().unwrap_or_else(|| cfg.model.path.clone());
     let t0 = std::time::Instant::now();
     // A calibration must describe the source's frames. The embedded
     // default's (the synthetic camera's) is dropped, with a warning, for a
@@ -456,7 +548,7 @@ pub fn boot(cfg: &Config, ov: &Overrides) -> Result<Pipeline, BootError> {
         cfg.model.max_detections,
         30_000,
     )?;
-    let labels = load_labels(cfg, &model, decoder.num_classes())?;
+    let labels = load_labels(cfg, &model, &meta, decoder.num_classes())?;
     if !prepared {
         // Warm-up: first runs touch every page of the arena and weights.
         let frame = warmup_frame(desc);
@@ -473,7 +565,7 @@ pub fn boot(cfg: &Config, ov: &Overrides) -> Result<Pipeline, BootError> {
     let [iw, ih] = backend.input_size();
     log::info!(
         "model {} ({}x{} input, {} classes) on {} ready in {:.0} ms",
-        model.display(),
+        crate::builtin::describe(&model),
         iw,
         ih,
         decoder.num_classes(),

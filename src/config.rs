@@ -1,8 +1,11 @@
 //! The run configuration: one TOML file (or the embedded default) turned
 //! into a validated [`Config`] in one place. Unknown keys and bad values are
 //! errors that name the file, the field and the value. Relative paths are
-//! resolved against the config file's folder (the current folder for the
-//! embedded default).
+//! resolved against the config file's folder. `builtin:synthetic` (model)
+//! and `builtin:front_camera` (calibration) name what the binary carries
+//! ([`crate::builtin`]); without `model.path` the built-in model runs, and
+//! the embedded default also takes the built-in calibration, so neither
+//! depends on the current folder.
 //!
 //! Every enumerated value is a typed enum read through [`choice`] (one
 //! list of accepted spellings per field); outputs are a list (`[[output]]`
@@ -49,6 +52,14 @@ pub enum ConfigError {
     /// The memory budget is exceeded (the message names the file).
     #[error("{0}")]
     Budget(String),
+    /// A valid config that must not run as it is (the synthetic model on a
+    /// real camera): names the file and the field.
+    #[error("{path}: {field}: {msg}")]
+    Refused {
+        path: String,
+        field: String,
+        msg: String,
+    },
 }
 
 /// Most warm-up frames (`pipeline.warmup_frames`).
@@ -71,7 +82,12 @@ pub fn cpus_present() -> usize {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Absent: the synthetic camera for commands that take any config
+    /// (`replay` replaces it); `run` refuses a config without it.
+    #[serde(default = "d_source")]
     pub source: SourceConfig,
+    /// Absent: the built-in model with its defaults.
+    #[serde(default)]
     pub model: ModelConfig,
     #[serde(default)]
     pub calibration: CalibrationConfig,
@@ -91,6 +107,9 @@ pub struct Config {
     /// Where the config came from (for messages and relative paths).
     #[serde(skip)]
     pub origin: String,
+    /// Whether the text has a `[source]` table.
+    #[serde(skip)]
+    pub source_set: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -149,15 +168,23 @@ pub enum SourceConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
+    /// A model file, or `builtin:synthetic`; absent: the built-in model
+    /// (which a V4L2 camera refuses, see [`Config::refuse_synthetic_on_camera`]).
+    #[serde(default = "d_model_path")]
     pub path: PathBuf,
-    /// Class names, one per line; default: `<model stem>.labels` next to
-    /// the model.
+    /// Whether the config set `path` (`builtin:synthetic` included).
+    #[serde(skip)]
+    pub path_set: bool,
+    /// Class names (any form `postprocess::Labels` reads); default:
+    /// `<model stem>.labels` or `labels.txt` next to the model, else the
+    /// model's metadata `names`, else the built-in model's names.
     #[serde(default)]
     pub labels: Option<PathBuf>,
     /// The output head (yolov8, yolo11 and yolov5u share one).
     #[serde(default = "d_decoder")]
     pub decoder: DecoderKind,
-    /// `[width, height]` for models with symbolic input dims.
+    /// `[width, height]` for models with symbolic input dims; default:
+    /// the model's metadata `imgsz`.
     #[serde(default)]
     pub input_size: Option<[usize; 2]>,
     #[serde(default = "d_conf")]
@@ -345,6 +372,49 @@ pub struct ThreadsConfig {
     pub postprocess_priority: Option<i32>,
 }
 
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            path: d_model_path(),
+            path_set: false,
+            labels: None,
+            decoder: d_decoder(),
+            input_size: None,
+            conf_threshold: d_conf(),
+            iou_threshold: d_iou(),
+            max_detections: d_max_det(),
+            threads: d_model_threads(),
+        }
+    }
+}
+
+fn d_model_path() -> PathBuf {
+    crate::builtin::MODEL_PATH.into()
+}
+
+fn d_source() -> SourceConfig {
+    SourceConfig::Synthetic {
+        seed: d_seed(),
+        width: d_width(),
+        height: d_height(),
+        fps: d_fps(),
+        format: d_synth_format(),
+        pace: d_fast(),
+    }
+}
+
+/// `--input-size WxH` (e.g. `640x384`): `[width, height]`, each 1..=8192.
+pub fn parse_input_size(s: &str) -> Result<[usize; 2], String> {
+    let bad = || format!("'{s}': expected WIDTHxHEIGHT, each 1..=8192, e.g. 640x384");
+    let (w, h) = s.split_once(['x', 'X']).ok_or_else(bad)?;
+    let w: usize = w.trim().parse().map_err(|_| bad())?;
+    let h: usize = h.trim().parse().map_err(|_| bad())?;
+    if !(1..=8192).contains(&w) || !(1..=8192).contains(&h) {
+        return Err(bad());
+    }
+    Ok([w, h])
+}
+
 fn d_seed() -> u64 {
     1
 }
@@ -466,6 +536,12 @@ impl Config {
             msg: describe_toml_error(text, &e),
         })?;
         c.origin = origin.to_string();
+        // Which optional tables and fields the text sets (the typed parse
+        // above has already accepted it as TOML).
+        if let Ok(raw) = text.parse::<toml::Table>() {
+            c.source_set = raw.contains_key("source");
+            c.model.path_set = raw.get("model").and_then(|m| m.get("path")).is_some();
+        }
         c.resolve_paths(base);
         c.validate()?;
         Ok(c)
@@ -480,14 +556,74 @@ impl Config {
         Config::parse(&text, &path.display().to_string(), base)
     }
 
-    /// The embedded default, paths relative to the current folder.
+    /// The embedded default: the built-in model and calibration (a copy
+    /// of the file has no calibration: a real camera needs its own).
     pub fn default_embedded() -> Result<Config, ConfigError> {
-        Config::parse(DEFAULT_CONFIG, EMBEDDED_ORIGIN, Path::new("."))
+        let mut c = Config::parse(DEFAULT_CONFIG, EMBEDDED_ORIGIN, Path::new("."))?;
+        c.calibration.path = Some(crate::builtin::CALIBRATION_PATH.into());
+        Ok(c)
+    }
+
+    /// Boot: a V4L2 camera must not run the built-in synthetic model or
+    /// calibration (or a file copy of either) unless the config names them
+    /// `builtin:...` to insist. `model` is the model that will run;
+    /// `model_flag` says it came from `--model`.
+    pub fn refuse_synthetic_on_camera(
+        &self,
+        model: &Path,
+        model_flag: bool,
+    ) -> Result<(), ConfigError> {
+        if !matches!(self.source, SourceConfig::V4l2 { .. }) {
+            return Ok(());
+        }
+        let insist = crate::builtin::MODEL_PATH;
+        let refuse = |field: &str, msg: String| ConfigError::Refused {
+            path: self.origin.clone(),
+            field: field.into(),
+            msg,
+        };
+        if model_flag {
+            if !crate::builtin::is_model(model) && crate::builtin::is_synthetic_model(model) {
+                return Err(refuse(
+                    "--model",
+                    format!(
+                        "{} is a copy of the built-in synthetic model, which cannot detect real objects on a V4L2 camera; pass your model (or --model {insist} to insist)",
+                        model.display()
+                    ),
+                ));
+            }
+        } else if !self.model.path_set {
+            return Err(refuse(
+                "model.path",
+                format!("not set, so the built-in synthetic model would run, and it cannot detect real objects; set model.path to your model (or model.path = \"{insist}\" to insist)"),
+            ));
+        } else if !crate::builtin::is_model(model) && crate::builtin::is_synthetic_model(model) {
+            return Err(refuse(
+                "model.path",
+                format!(
+                    "\"{}\" is a copy of the built-in synthetic model, which cannot detect real objects; set model.path to your model (or model.path = \"{insist}\" to insist)",
+                    model.display()
+                ),
+            ));
+        }
+        if let Some(p) = &self.calibration.path {
+            if !crate::builtin::is_calibration(p) && crate::builtin::is_synthetic_calibration(p) {
+                return Err(refuse(
+                    "calibration.path",
+                    format!(
+                        "\"{}\" is the synthetic camera's calibration, not this camera's, so ground positions would be wrong; calibrate your camera (README, \"Calibration\"), remove calibration.path for no ground positions, or set calibration.path = \"{}\" to insist",
+                        p.display(),
+                        crate::builtin::CALIBRATION_PATH
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn resolve_paths(&mut self, base: &Path) {
         let fix = |p: &mut PathBuf| {
-            if p.is_relative() && !p.as_os_str().is_empty() {
+            if p.is_relative() && !p.as_os_str().is_empty() && !crate::builtin::is_builtin(p) {
                 *p = base.join(&*p);
             }
         };
@@ -529,6 +665,27 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if crate::builtin::is_builtin(&self.model.path)
+            && !crate::builtin::is_model(&self.model.path)
+        {
+            return Err(self.invalid(
+                "model.path",
+                format!("\"{}\"", self.model.path.display()),
+                &format!("the built-in model is \"{}\"", crate::builtin::MODEL_PATH),
+            ));
+        }
+        if let Some(p) = &self.calibration.path {
+            if crate::builtin::is_builtin(p) && !crate::builtin::is_calibration(p) {
+                return Err(self.invalid(
+                    "calibration.path",
+                    format!("\"{}\"", p.display()),
+                    &format!(
+                        "the built-in calibration is \"{}\"",
+                        crate::builtin::CALIBRATION_PATH
+                    ),
+                ));
+            }
+        }
         match &self.source {
             SourceConfig::Synthetic {
                 width, height, fps, ..

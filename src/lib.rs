@@ -13,6 +13,7 @@ pub mod backend;
 pub mod bench;
 pub mod boot;
 pub mod budget;
+pub mod builtin;
 pub mod calibration;
 pub mod clock;
 pub mod config;

@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use perceptd::backend::Device;
 use perceptd::boot::{boot, Overrides};
-use perceptd::config::{ChoiceParser, Config, SourceConfig};
+use perceptd::config::{parse_input_size, ChoiceParser, Config, SourceConfig};
 use perceptd::engine::{self, onnx, Bindings, CpuModel, Limits, Tensor};
 use perceptd::frame::PixelFormat;
 use perceptd::source::y4m::Pace;
@@ -78,39 +78,64 @@ enum Cmd {
     /// Run the pipeline: source -> model -> detections as JSON lines on
     /// stdout (or the configured output), logs and summaries on stderr.
     Run {
-        /// TOML config; without it the embedded default runs (synthetic
-        /// camera, shipped model, default calibration).
+        /// TOML config (relative paths in it are relative to its folder);
+        /// without it the embedded default runs from any folder: synthetic
+        /// camera, the built-in model and calibration.
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Stop after this many frames and exit 0.
+        /// Stop after this many frames and exit 0 (default: run until
+        /// Ctrl-C/SIGTERM or the source ends).
         #[arg(long)]
         frames: Option<u64>,
-        /// Override the config's device.
+        /// Override the config's pipeline.device.
         #[arg(long, value_parser = ChoiceParser::<Device>::new())]
         device: Option<Device>,
-        /// Override the config's model.
+        /// Override the config's model.path: an ONNX file, or
+        /// builtin:synthetic.
         #[arg(long)]
         model: Option<PathBuf>,
+        /// Model input WIDTHxHEIGHT for models with symbolic dims, e.g.
+        /// 640x384 (default: model.input_size, else the model's metadata
+        /// imgsz).
+        #[arg(long, value_parser = parse_input_size)]
+        input_size: Option<[usize; 2]>,
+        /// Override the synthetic camera's pace: realtime (live: at its fps,
+        /// latest frame wins, latency is meaningful) or fast (lockstep:
+        /// nothing dropped, measures throughput).
+        #[arg(long, value_parser = ChoiceParser::<Pace>::new())]
+        pace: Option<Pace>,
         /// Override the config's output: stdout, a file, udp://HOST:PORT.
         #[arg(long)]
         output: Option<String>,
     },
     /// Replay a Y4M recording through the same pipeline.
     Replay {
+        /// The Y4M recording (e.g. from `perceptd record`).
         file: PathBuf,
         /// realtime: at the file's frame rate, dropping frames when slow;
         /// fast: lockstep, nothing dropped, deterministic.
         #[arg(long, default_value = "fast", value_parser = ChoiceParser::<Pace>::new())]
         pace: Pace,
+        /// The model: an ONNX file, or builtin:synthetic (default: the
+        /// config's model.path, else the built-in model).
         #[arg(long)]
         model: Option<PathBuf>,
+        /// Model input WIDTHxHEIGHT for models with symbolic dims, e.g.
+        /// 640x384 (default: model.input_size, else the model's metadata
+        /// imgsz).
+        #[arg(long, value_parser = parse_input_size)]
+        input_size: Option<[usize; 2]>,
+        /// Stop after this many frames (default: the whole file).
         #[arg(long)]
         frames: Option<u64>,
-        /// Config for everything but the source (default: embedded).
+        /// Config for everything but the source (its [source] table, if
+        /// any, is ignored; default: the embedded one).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Override the config's pipeline.device.
         #[arg(long, value_parser = ChoiceParser::<Device>::new())]
         device: Option<Device>,
+        /// Override the config's output: stdout, a file, udp://HOST:PORT.
         #[arg(long)]
         output: Option<String>,
     },
@@ -250,18 +275,22 @@ enum Cmd {
     /// (preprocessing, every op, end to end FP32/FP16), per-phase latency
     /// and heap allocations over N frames. Exit 3 when a check fails.
     GpuCheck {
-        #[arg(long, default_value = "models/perceptd-synth.onnx")]
+        /// An ONNX file, or builtin:synthetic (the model in the binary).
+        #[arg(long, default_value = perceptd::builtin::MODEL_PATH)]
         model: PathBuf,
         #[arg(long, default_value_t = 0)]
         cuda_device: usize,
         #[arg(long, default_value_t = 1000)]
         frames: usize,
     },
-    /// Load a model and print its plan: inputs, outputs, op counts after
-    /// fusion, arena size. With --config or --calibration, also validate
-    /// the calibration (and its image size against the config's source).
+    /// Load a model and print what perceptd infers from it (input size,
+    /// classes and their names, decoder; from its metadata where present)
+    /// and its plan: inputs, outputs, op counts after fusion, arena size.
+    /// With --config or --calibration, also validate the calibration (and
+    /// its image size against the config's source).
     Check {
-        /// The model (default with --config: the config's model).
+        /// The model: an ONNX file or builtin:synthetic (default with
+        /// --config: the config's model).
         #[arg(long)]
         model: Option<PathBuf>,
         /// Input shape for models with symbolic dims, e.g. 1x3x640x640.
@@ -354,18 +383,39 @@ fn run(cli: Cli) -> Result<i32> {
             frames,
             device,
             model,
+            input_size,
+            pace,
             output,
         } => {
-            let cfg = match config {
+            let mut cfg = match config {
                 Some(p) => Config::load(&p)?,
                 None => Config::default_embedded()?,
             };
+            if !cfg.source_set {
+                bail!(
+                    "{}: no [source] table: run needs one (kind = \"synthetic\", \"v4l2\" or \"y4m\"); replay takes the source from its file argument",
+                    cfg.origin
+                );
+            }
+            if let Some(p) = pace {
+                match &mut cfg.source {
+                    SourceConfig::Synthetic { pace, .. } | SourceConfig::Y4m { pace, .. } => {
+                        *pace = p
+                    }
+                    SourceConfig::V4l2 { .. } => {
+                        bail!(
+                            "--pace: a V4L2 camera runs at its own pace (live, latest frame wins)"
+                        )
+                    }
+                }
+            }
             run_pipeline(
                 &cfg,
                 &Overrides {
                     frames,
                     device,
                     model,
+                    input_size,
                     output,
                 },
             )
@@ -374,6 +424,7 @@ fn run(cli: Cli) -> Result<i32> {
             file,
             pace,
             model,
+            input_size,
             frames,
             config,
             device,
@@ -390,6 +441,7 @@ fn run(cli: Cli) -> Result<i32> {
                     frames,
                     device,
                     model,
+                    input_size,
                     output,
                 },
             )
@@ -567,14 +619,11 @@ fn run(cli: Cli) -> Result<i32> {
             if let Some(p) = &calibration {
                 check_calibration(p, cfg.as_ref())?;
             }
-            // As `run` binds it: symbolic dims take model.input_size.
-            let cfg_shape = cfg
-                .as_ref()
-                .and_then(|c| c.model.input_size)
-                .map(|[w, h]| format!("1x3x{h}x{w}"));
+            let labels = cfg.as_ref().and_then(|c| c.model.labels.clone());
+            let cfg_size = cfg.as_ref().and_then(|c| c.model.input_size);
             let model = model.or_else(|| cfg.as_ref().map(|c| c.model.path.clone()));
             let mm = match &model {
-                Some(m) => check(m, input_shape.as_deref().or(cfg_shape.as_deref()))?,
+                Some(m) => check(m, input_shape.as_deref(), cfg_size, labels.as_deref())?,
                 None => perceptd::budget::ModelMemory::default(),
             };
             if let Some(c) = &cfg {
@@ -869,7 +918,7 @@ fn check_memory(cfg: &Config, model: perceptd::budget::ModelMemory) -> Result<()
         },
     };
     let b = perceptd::budget::MemoryBudget::estimate(cfg, desc, model);
-    println!(
+    outln!(
         "memory budget: {} (limit pipeline.max_memory_mb = {} MiB)",
         b.describe(),
         cfg.pipeline.max_memory_mb
@@ -878,10 +927,128 @@ fn check_memory(cfg: &Config, model: perceptd::budget::ModelMemory) -> Result<()
     Ok(())
 }
 
-/// Prints the model's plan; returns what the memory budget needs of it.
-fn check(model: &Path, shape: Option<&str>) -> Result<perceptd::budget::ModelMemory> {
-    let (m, boot_ms) = boot_model(model, shape, 1)?;
-    outln!("model {} (booted in {boot_ms:.1} ms)", model.display());
+/// `perceptd check --model`: what `run` would infer from the model (input
+/// size, classes with names, decoder), then its plan; returns what the
+/// memory budget needs of it.
+fn check(
+    model: &Path,
+    shape: Option<&str>,
+    cfg_size: Option<[usize; 2]>,
+    labels: Option<&Path>,
+) -> Result<perceptd::budget::ModelMemory> {
+    use perceptd::postprocess::{Decoder, DecoderKind, Labels};
+    // As `run` binds it: --input-shape, else model.input_size, else the
+    // metadata's imgsz.
+    let (meta, size) = perceptd::boot::model_facts(model, None, cfg_size)?;
+    let size_shape = size.map(|[w, h]| format!("1x3x{h}x{w}"));
+    let (m, boot_ms) = boot_model(model, shape.or(size_shape.as_deref()), 1)?;
+    outln!(
+        "model {} (booted in {boot_ms:.1} ms)",
+        perceptd::builtin::describe(model)
+    );
+    let size_from = match (shape, cfg_size, meta.imgsz) {
+        (Some(_), _, _) => "--input-shape",
+        (None, Some(_), _) => "model.input_size",
+        (None, None, Some(_)) => "metadata imgsz",
+        (None, None, None) => "the model's fixed input",
+    };
+    if let Some(i) = m.inputs().first() {
+        if let [_, _, h, w] = i.shape[..] {
+            outln!("  input size  {w}x{h} (from {size_from})");
+        }
+    }
+    let out_shape = m
+        .outputs()
+        .first()
+        .map(|o| o.shape.clone())
+        .unwrap_or_default();
+    let decoded = [DecoderKind::YoloV8, DecoderKind::YoloV5]
+        .into_iter()
+        .find_map(|k| {
+            Decoder::new(k, &out_shape, None, 0.25, 0.45, 100, 30_000)
+                .ok()
+                .map(|d| (k, d))
+        });
+    match &decoded {
+        Some((k, d)) => outln!(
+            "  decoder     {} (output {}, {} classes; task {}, end2end {})",
+            match k {
+                DecoderKind::YoloV8 => "yolov8 (also yolo11, yolov5u): [1, 4+C, N]",
+                DecoderKind::YoloV5 => "yolov5: [1, N, 5+C]",
+            },
+            engine::tensor::shape_string(&out_shape),
+            d.num_classes(),
+            meta.task.as_deref().unwrap_or("not in metadata"),
+            meta.end2end
+                .map_or("not in metadata", |e| if e { "true" } else { "false" }),
+        ),
+        None => outln!(
+            "  decoder     none fits output {} (perceptd decodes [1, 4+C, N] and [1, N, 5+C])",
+            engine::tensor::shape_string(&out_shape)
+        ),
+    }
+    let beside = [
+        model.with_extension("labels"),
+        model.with_file_name("labels.txt"),
+    ];
+    let beside = beside
+        .iter()
+        .find(|p| !perceptd::builtin::is_builtin(model) && p.exists());
+    let (names, from) = if let Some(p) = labels {
+        (
+            Some(Labels::load(p)?),
+            format!("{} (model.labels)", p.display()),
+        )
+    } else if let Some(p) = beside {
+        (Some(Labels::load(p)?), p.display().to_string())
+    } else if let Some(n) = &meta.names {
+        let from = format!("{} metadata names", model.display());
+        (
+            Some(Labels::parse_text(n, &from)?),
+            "metadata names".to_string(),
+        )
+    } else if perceptd::builtin::is_model(model) {
+        (
+            Some(Labels::parse_text(
+                perceptd::builtin::LABELS,
+                "embedded labels",
+            )?),
+            "embedded labels".to_string(),
+        )
+    } else {
+        (None, String::new())
+    };
+    match names {
+        Some(l) => {
+            let shown: Vec<String> = l
+                .names()
+                .iter()
+                .take(20)
+                .enumerate()
+                .map(|(i, n)| format!("{i}: {n}"))
+                .collect();
+            let more = if l.len() > 20 {
+                format!(", ... ({} more)", l.len() - 20)
+            } else {
+                String::new()
+            };
+            outln!(
+                "  classes     {} from {from}: {}{more}",
+                l.len(),
+                shown.join(", ")
+            );
+            if let Some((_, d)) = &decoded {
+                if d.num_classes() != l.len() {
+                    outln!(
+                        "  warning: {} names but the output has {} classes",
+                        l.len(),
+                        d.num_classes()
+                    );
+                }
+            }
+        }
+        None => outln!("  classes     no names (no labels file, no metadata names): class0.."),
+    }
     for p in m.inputs() {
         outln!(
             "  input  {:<20} {}",

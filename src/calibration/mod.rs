@@ -147,13 +147,26 @@ pub struct Calibration {
     r_vo: Matrix3<f64>,
 }
 
-/// The default front camera shipped in `calibration/front_camera.yaml`.
-const FRONT_CAMERA_YAML: &str = include_str!("../../calibration/front_camera.yaml");
+/// The synthetic front camera (`calibration/front_camera.yaml`, built in).
+const FRONT_CAMERA_YAML: &str = crate::builtin::CALIBRATION;
 
 impl Calibration {
-    /// Read and check a calibration file. Boot only.
+    /// Read and check a calibration file, or `builtin:front_camera` (the
+    /// one in the binary). Boot only.
     pub fn load(path: &Path) -> Result<Calibration, CalibrationError> {
         let name = path.display().to_string();
+        if crate::builtin::is_builtin(path) {
+            if crate::builtin::is_calibration(path) {
+                return Ok(Calibration::front_camera());
+            }
+            return Err(CalibrationError::Io {
+                path: name,
+                msg: format!(
+                    "no such built-in calibration (the built-in one is {})",
+                    crate::builtin::CALIBRATION_PATH
+                ),
+            });
+        }
         let text = crate::input::read_text(path).map_err(|e| CalibrationError::Io {
             path: name.clone(),
             msg: e.to_string(),
@@ -189,7 +202,7 @@ impl Calibration {
 
     /// The default front camera (`calibration/front_camera.yaml`, built in).
     pub fn front_camera() -> Calibration {
-        match Calibration::from_yaml_str(FRONT_CAMERA_YAML, "calibration/front_camera.yaml") {
+        match Calibration::from_yaml_str(FRONT_CAMERA_YAML, crate::builtin::CALIBRATION_PATH) {
             Ok(c) => c,
             // The shipped file is checked by a unit test; this cannot be
             // reached by any input at run time.
@@ -944,7 +957,20 @@ mod tests {
         assert_eq!(c.distortion_model(), DistortionModel::PlumbBob);
         assert_eq!(c.distortion_coefficients(), &[-0.05, 0.01, 0.0, 0.0, 0.0]);
         assert_eq!(c.translation(), Vector3::new(1.5, 0.0, 1.3));
-        assert_eq!(c, Calibration::front_camera().with_image_size(640, 480));
+        // The built-in one is that file, under its own name.
+        let builtin = Calibration::load(Path::new(crate::builtin::CALIBRATION_PATH)).unwrap();
+        assert_eq!(builtin.source(), crate::builtin::CALIBRATION_PATH);
+        assert_eq!(
+            c,
+            Calibration::from_yaml_str(FRONT_CAMERA_YAML, "calibration/front_camera.yaml").unwrap()
+        );
+        let e = Calibration::load(Path::new("builtin:rear"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("builtin:rear") && e.contains("builtin:front_camera"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -1331,7 +1357,7 @@ mod tests {
         assert!(c.check_image_size(640, 480).is_ok());
         assert_eq!(
             c.check_image_size(1280, 720).unwrap_err().to_string(),
-            "calibration/front_camera.yaml: image_width x image_height: 640x480 does not match the source's 1280x720"
+            "builtin:front_camera: image_width x image_height: 640x480 does not match the source's 1280x720"
         );
     }
 

@@ -199,7 +199,7 @@ fn resolve_declared(
             Dim::Fixed(n) => Ok(*n),
             Dim::Symbol(s) => symbols.get(s).copied().ok_or_else(|| EngineError::Input {
                 name: name.to_string(),
-                msg: format!("dimension '{s}' is symbolic; give the input shape (for example --input-shape 1x3x640x640)"),
+                msg: format!("dimension '{s}' is symbolic; give the input size (run/replay: --input-size 640x640 or model.input_size = [640, 640]; check/bench-model: --input-shape 1x3x640x640)"),
             }),
         })
         .collect()

@@ -31,7 +31,18 @@ impl Labels {
             msg,
         };
         let text = crate::input::read_text(path).map_err(|e| err(format!("labels: {e}")))?;
-        let names = parse(&text).map_err(err)?;
+        Labels::parse_text(&text, &path.display().to_string())
+    }
+
+    /// Boot: parses label text in any accepted form (a file's contents,
+    /// the built-in labels, an ONNX metadata `names` string); `origin`
+    /// names it in errors.
+    pub fn parse_text(text: &str, origin: &str) -> Result<Labels, PostprocessError> {
+        let err = |msg: String| PostprocessError::Labels {
+            path: origin.to_string(),
+            msg,
+        };
+        let names = parse(text).map_err(err)?;
         Labels::from_names(names).map_err(|e| match e {
             PostprocessError::Config(msg) => err(msg),
             other => other,

@@ -868,9 +868,9 @@ mod tests {
         };
         let mut c = SyntheticConfig::front_camera(0);
         c.width = 320;
-        assert!(err(c).contains(
-            "320x480 does not match calibration calibration/front_camera.yaml (640x480)"
-        ));
+        assert!(
+            err(c).contains("320x480 does not match calibration builtin:front_camera (640x480)")
+        );
         let mut c = SyntheticConfig::front_camera(0);
         c.fps = 0.0;
         assert_eq!(err(c), "synthetic: fps 0 must be a positive number");

@@ -12,10 +12,13 @@
 mod attrs;
 mod convert;
 mod import;
+pub mod metadata;
 mod parse;
 pub mod proto;
 mod tensor_io;
 
+pub use metadata::{ModelMetadata, Ultralytics};
 pub use parse::{
-    decode_model, load_model, load_model_bytes, read_tensor_file, write_tensor_file, Limits,
+    decode_model, load_model, load_model_bytes, read_model_metadata, read_tensor_file,
+    write_tensor_file, Limits,
 };

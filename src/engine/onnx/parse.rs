@@ -62,12 +62,46 @@ fn read_limited(path: &Path, max: u64) -> Result<Vec<u8>, EngineError> {
     })
 }
 
-/// Loads and imports the ONNX model at `path`. External data is resolved
-/// relative to the model's folder.
+/// The built-in model's bytes for `builtin:...` paths (an unknown one is
+/// an error), else `None`.
+fn builtin_bytes(path: &Path) -> Result<Option<&'static [u8]>, EngineError> {
+    if !crate::builtin::is_builtin(path) {
+        return Ok(None);
+    }
+    if crate::builtin::is_model(path) {
+        return Ok(Some(crate::builtin::MODEL));
+    }
+    Err(EngineError::Io {
+        path: path.display().to_string(),
+        msg: format!(
+            "no such built-in model (the built-in one is {})",
+            crate::builtin::MODEL_PATH
+        ),
+    })
+}
+
+/// Loads and imports the ONNX model at `path` (or `builtin:synthetic`).
+/// External data is resolved relative to the model's folder.
 pub fn load_model(path: &Path, limits: &Limits) -> Result<Graph, EngineError> {
+    if let Some(b) = builtin_bytes(path)? {
+        return load_model_bytes(b, None, &path.display().to_string(), limits);
+    }
     let bytes = read_limited(path, limits.max_file_bytes)?;
     let base = path.parent().unwrap_or(Path::new(""));
     load_model_bytes(&bytes, Some(base), &path.display().to_string(), limits)
+}
+
+/// The `metadata_props` of the model at `path` (or `builtin:synthetic`),
+/// read without decoding the graph. Boot only.
+pub fn read_model_metadata(
+    path: &Path,
+    limits: &Limits,
+) -> Result<super::ModelMetadata, EngineError> {
+    let shown = path.display().to_string();
+    match builtin_bytes(path)? {
+        Some(b) => super::metadata::read_metadata(b, &shown),
+        None => super::metadata::read_metadata(&read_limited(path, limits.max_file_bytes)?, &shown),
+    }
 }
 
 /// Decodes and imports a model held in memory. `base_dir` is the folder
