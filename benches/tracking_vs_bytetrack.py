@@ -190,7 +190,9 @@ def one_seed(mm, BYTETracker, seed, frames, conf, work, tracking):
     cfg = open(os.path.join(ROOT, "perceptd.default.toml")).read()
     cfg = cfg.replace("seed = 1\n", f"seed = {seed}\n")
     cfg = cfg.replace("conf_threshold = 0.25", f"conf_threshold = {conf}")
-    cfg = cfg.replace('"models/', f'"{ROOT}/models/').replace('"calibration/', f'"{ROOT}/calibration/')
+    # A copy of the embedded default has no calibration: name the built-in
+    # one (the camera the synthetic scene renders through).
+    cfg = cfg.replace("[calibration]\n", '[calibration]\npath = "builtin:front_camera"\n')
     if tracking:
         cfg += "\n[tracking]\n" + "\n".join(tracking) + "\n"
     cfg_path = os.path.join(d, "perceptd.toml")

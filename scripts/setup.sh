@@ -3,15 +3,17 @@
 # perceptd: libclang for the v4l crate's bindgen. Safe to run again.
 #
 #   scripts/setup.sh           build prerequisites only (what demo.sh runs)
-#   scripts/setup.sh --nvrtc   also NVRTC for tests/nvrtc_kernels.rs (what
-#                              test.sh runs): a ~217 MB pip wheel that the
-#                              demo and the CPU backend never use
+#   scripts/setup.sh --tests   also what only the tests use (what test.sh
+#                              runs): python3-venv for scripts/calibrate.py's
+#                              selftest, and NVRTC for tests/nvrtc_kernels.rs,
+#                              a ~217 MB pip wheel the demo and the CPU
+#                              backend never use
 set -euo pipefail
-with_nvrtc=0
+with_tests=0
 for a in "$@"; do
     case "$a" in
-        --nvrtc) with_nvrtc=1 ;;
-        *) echo "usage: scripts/setup.sh [--nvrtc]" >&2; exit 2 ;;
+        --tests) with_tests=1 ;;
+        *) echo "usage: scripts/setup.sh [--tests]" >&2; exit 2 ;;
     esac
 done
 if ! command -v cargo >/dev/null 2>&1; then
@@ -28,8 +30,10 @@ if ! ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/llvm-*/lib/libclang-[0-9]*.so*
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq libclang-dev >/dev/null
 fi
 
-# python3 with venv: scripts/calibrate.py (run by scripts/test.sh) keeps
-# OpenCV from pip in its own venv, target/calib-venv.
+[ "$with_tests" -eq 1 ] || exit 0
+
+# python3 with venv: scripts/calibrate.py (its selftest runs in
+# scripts/test.sh) keeps OpenCV from pip in its own venv, target/calib-venv.
 if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
     sudo=""
     [ "$(id -u)" -ne 0 ] && sudo="sudo"
@@ -43,7 +47,6 @@ fi
 # target/nvrtc (no venv, no system site-packages touched). The library's
 # folder is printed in target/nvrtc/path for scripts/test.sh. Optional here:
 # a failure only skips that test, except under PERCEPTD_REQUIRE_NVRTC=1 (CI).
-[ "$with_nvrtc" -eq 1 ] || exit 0
 nvrtc_dir="$(pwd)/target/nvrtc"
 nvrtc_lib="$nvrtc_dir/nvidia/cuda_nvrtc/lib"
 if ! ls "$nvrtc_lib"/libnvrtc.so.12 >/dev/null 2>&1; then

@@ -2,11 +2,11 @@
 # The test command: installs build prerequisites, then builds and runs every
 # test (unit, conformance, exports, allocation, pipeline) on the CPU, then
 # the calibration tool's self-test. NVRTC
-# (installed by `setup.sh --nvrtc`) lets tests/nvrtc_kernels.rs compile the CUDA
+# (installed by `setup.sh --tests`) lets tests/nvrtc_kernels.rs compile the CUDA
 # kernels without a GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh --nvrtc
+scripts/setup.sh --tests
 if [ -z "${PERCEPTD_NVRTC_PATH:-}" ] && [ -f target/nvrtc/path ]; then
     PERCEPTD_NVRTC_PATH="$(cat target/nvrtc/path)"
     export PERCEPTD_NVRTC_PATH

@@ -426,12 +426,7 @@ fn sigterm_ends_slow_pacing() {
     let default = std::fs::read_to_string(root().join("perceptd.default.toml")).unwrap();
     let slow = default
         .replace("fps = 30", "fps = 0.05")
-        .replace("pace = \"fast\"", "pace = \"realtime\"")
-        .replace("\"models/", &format!("\"{}/models/", root().display()))
-        .replace(
-            "\"calibration/",
-            &format!("\"{}/calibration/", root().display()),
-        );
+        .replace("pace = \"fast\"", "pace = \"realtime\"");
     assert!(slow.contains("fps = 0.05") && slow.contains("\"realtime\""));
     std::fs::write(&cfg, slow).unwrap();
     let mut worst = Duration::ZERO;
@@ -579,19 +574,19 @@ fn an_output_onto_an_input_file_is_refused() {
     std::fs::copy(root().join("calibration/front_camera.yaml"), &cal).unwrap();
     let cfg = dir.join("c.toml");
     let default = std::fs::read_to_string(root().join("perceptd.default.toml")).unwrap();
-    std::fs::write(
-        &cfg,
-        default
-            .replace(
-                "\"models/perceptd-synth.onnx\"",
-                &format!("{:?}", m.display().to_string()),
-            )
-            .replace(
-                "\"calibration/front_camera.yaml\"",
-                &format!("{:?}", cal.display().to_string()),
-            ),
-    )
-    .unwrap();
+    // The default names no files (built-in model and calibration): point
+    // it at the copies, which are then inputs of the run.
+    let with_files = default
+        .replace(
+            "[model]\n",
+            &format!("[model]\npath = {:?}\n", m.display().to_string()),
+        )
+        .replace(
+            "[calibration]\n",
+            &format!("[calibration]\npath = {:?}\n", cal.display().to_string()),
+        );
+    assert!(with_files.contains("m.onnx") && with_files.contains("cal.yaml"));
+    std::fs::write(&cfg, with_files).unwrap();
     let y4m = y4m_at(&dir, "r.y4m", "30:1");
     let link = dir.join("link.onnx");
     std::os::unix::fs::symlink(&m, &link).unwrap();
