@@ -112,8 +112,21 @@ pub fn read_text(path: &Path) -> Result<String, ReadError> {
     let bytes = read_capped(path, MAX_TEXT_BYTES)?;
     let text =
         String::from_utf8(bytes).map_err(|e| ReadError::NotUtf8(e.utf8_error().valid_up_to()))?;
-    check_nesting(&text, MAX_NESTING)?;
+    check_text(&text)?;
     Ok(text)
+}
+
+/// What every text input must pass before a parser sees it, whether it
+/// came from a file or from memory (the embedded default, a fuzzer): at
+/// most [`MAX_TEXT_BYTES`], nested at most [`MAX_NESTING`] deep.
+pub fn check_text(text: &str) -> Result<(), ReadError> {
+    if text.len() as u64 > MAX_TEXT_BYTES {
+        return Err(ReadError::TooBig {
+            size: text.len() as u64,
+            max: MAX_TEXT_BYTES,
+        });
+    }
+    check_nesting(text, MAX_NESTING)
 }
 
 /// Refuses text nested deeper than `max`: flow brackets (`[`, `{`) and,

@@ -183,15 +183,7 @@ impl Calibration {
             path: origin.to_string(),
             msg,
         };
-        if text.len() as u64 > crate::input::MAX_TEXT_BYTES {
-            return Err(io(crate::input::ReadError::TooBig {
-                size: text.len() as u64,
-                max: crate::input::MAX_TEXT_BYTES,
-            }
-            .to_string()));
-        }
-        crate::input::check_nesting(text, crate::input::MAX_NESTING)
-            .map_err(|e| io(e.to_string()))?;
+        crate::input::check_text(text).map_err(|e| io(e.to_string()))?;
         let raw: RawCalibration =
             serde_norway::from_str(text).map_err(|e| CalibrationError::Parse {
                 path: origin.to_string(),
