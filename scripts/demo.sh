@@ -25,10 +25,10 @@ field() { echo "$1" | grep -o "$2 [0-9.]* ms" | head -n1 | sed "s/^$2 //"; }
 echo "--- live: synthetic camera at 30 fps, latest frame wins ($frames frames, ~$((frames / 30)) s) ---"
 "$bin" run --pace realtime --frames "$frames" >"$tmp/live.jsonl" 2>"$tmp/live.log"
 live=$(grep '^\[perceptd\] final:' "$tmp/live.log")
-dropped=$(echo "$live" | grep -o 'dropped [0-9]*' | head -n1)
+dropped=$(echo "$live" | grep -o 'dropped [0-9]* ([^)]*)' | head -n1)
 e2e=$(echo "$live" | grep -o "e2e p50 [0-9.]* ms p99 [0-9.]* ms" | sed "s/^e2e //")
 echo "live e2e latency (capture -> detections out): $e2e"
-echo "  inference p50 $(field "$live" 'infer p50'), waiting for inference p50 $(field "$live" 'queue p50'); $dropped frames (superseded by newer ones while inference was busy)"
+echo "  inference p50 $(field "$live" 'infer p50'), waiting for inference p50 $(field "$live" 'queue p50'); $dropped (live: a frame that finds no free ring slot, or is superseded by a newer one, is dropped rather than queued)"
 
 echo "--- lockstep: every frame, as fast as the pipeline goes ($frames frames) ---"
 "$bin" run --pace fast --frames "$frames" >/dev/null 2>"$tmp/fast.log"
