@@ -113,11 +113,24 @@ impl CpuBackend {
         input_size: Option<[usize; 2]>,
         threads: usize,
     ) -> Result<CpuBackend, BackendError> {
+        let limits = Limits::default();
+        Self::new_within(model_path, src, input_size, threads, &limits)
+    }
+
+    /// [`new`](Self::new) within `limits` (the pipeline passes what its
+    /// memory budget leaves for the model as `max_plan_bytes`).
+    pub fn new_within(
+        model_path: &Path,
+        src: FrameDesc,
+        input_size: Option<[usize; 2]>,
+        threads: usize,
+        limits: &Limits,
+    ) -> Result<CpuBackend, BackendError> {
         let mut b = Bindings::new();
         if let Some([w, h]) = input_size {
             b.shapes.push(Some(vec![1, 3, h, w]));
         }
-        let model = build_cpu_model(model_path, &b, threads, &Limits::default())?;
+        let model = build_cpu_model(model_path, &b, threads, limits)?;
         let ins = model.inputs();
         if ins.len() != 1 {
             return Err(BackendError::Model(format!(

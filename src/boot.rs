@@ -206,13 +206,27 @@ pub fn choose_device(device: Device, cuda_device: usize) -> Result<Device, BootE
 }
 
 /// The CPU backend, undistorting through `undistort` when given.
+/// The CPU backend; its planned model may use `model_room` bytes of host
+/// memory (what the memory budget leaves), checked before its arena is
+/// allocated.
 fn cpu_backend(
     cfg: &Config,
     model: &Path,
     desc: crate::frame::FrameDesc,
     undistort: Option<&Calibration>,
+    model_room: u64,
 ) -> Result<Box<dyn Backend>, BootError> {
-    let mut cpu = CpuBackend::new(model, desc, cfg.model.input_size, cfg.model.threads)?;
+    let limits = crate::engine::Limits {
+        max_plan_bytes: model_room,
+        ..Default::default()
+    };
+    let mut cpu = CpuBackend::new_within(
+        model,
+        desc,
+        cfg.model.input_size,
+        cfg.model.threads,
+        &limits,
+    )?;
     if let Some(cal) = undistort {
         cpu.undistort(cal)?;
     }
@@ -272,12 +286,13 @@ fn cuda_or_cpu(
     desc: crate::frame::FrameDesc,
     auto: bool,
     undistort: Option<&Calibration>,
+    model_room: u64,
 ) -> Result<(Box<dyn Backend>, bool), BootError> {
     match start_cuda(gpu, cfg, model, desc, undistort) {
         Ok(b) => Ok((Box::new(b), true)),
         Err(e) if auto => {
             log::warn!("device auto: the CUDA backend did not start ({e}); using the CPU backend");
-            Ok((cpu_backend(cfg, model, desc, undistort)?, false))
+            Ok((cpu_backend(cfg, model, desc, undistort, model_room)?, false))
         }
         Err(e) => Err(e),
     }
@@ -476,11 +491,9 @@ pub fn boot(cfg: &Config, ov: &Overrides) -> Result<Pipeline, BootError> {
         desc.format,
         source.describe()
     );
-    MemoryBudget::estimate(cfg, desc, ModelMemory::default()).check(
-        cfg.pipeline.max_memory_mb,
-        &cfg.origin,
-        &what,
-    )?;
+    let before_model = MemoryBudget::estimate(cfg, desc, ModelMemory::default());
+    before_model.check(cfg.pipeline.max_memory_mb, &cfg.origin, &what)?;
+    let model_room = before_model.room(cfg.pipeline.max_memory_mb);
     let requested = ov.device.unwrap_or(cfg.pipeline.device);
     let device = choose_device(requested, cfg.pipeline.cuda_device)?;
     let t0 = std::time::Instant::now();
@@ -504,15 +517,31 @@ pub fn boot(cfg: &Config, ov: &Overrides) -> Result<Pipeline, BootError> {
             what: what.clone(),
             msg: p.to_string(),
         },
+        BootError::Backend(BackendError::Engine(
+            ref plan @ crate::engine::EngineError::PlanLimit {
+                arena,
+                scratch,
+                constants,
+                ..
+            },
+        )) => BootError::Budget(
+            before_model
+                .with_model(arena + scratch + constants)
+                .exceeded(
+                    cfg.pipeline.max_memory_mb,
+                    &cfg.origin,
+                    &format!("{what} through {} ({plan})", model.display()),
+                ),
+        ),
         e => e,
     };
     let (mut backend, prepared) = if device == Device::Cuda {
         let gpu = &crate::cuda::driver::CUDA;
-        cuda_or_cpu(gpu, cfg, &model, desc, requested == Device::Auto, undistort)
-            .map_err(name_frames)?
+        let auto = requested == Device::Auto;
+        cuda_or_cpu(gpu, cfg, &model, desc, auto, undistort, model_room).map_err(name_frames)?
     } else {
         (
-            cpu_backend(cfg, &model, desc, undistort).map_err(name_frames)?,
+            cpu_backend(cfg, &model, desc, undistort, model_room).map_err(name_frames)?,
             false,
         )
     };
@@ -657,7 +686,7 @@ mod tests {
     fn auto_falls_back_on_a_failing_first_launch_or_slot_and_frees_the_gpu() {
         let (cfg, model, desc) = small();
         let ok = EmuGpu::new(false);
-        let (b, prepared) = cuda_or_cpu(ok, &cfg, &model, desc, true, None).unwrap();
+        let (b, prepared) = cuda_or_cpu(ok, &cfg, &model, desc, true, None, u64::MAX).unwrap();
         assert!(
             prepared && b.describe().contains("emulated"),
             "{}",
@@ -675,13 +704,13 @@ mod tests {
             let e = start_cuda(gpu, &cfg, &model, desc, None).err().unwrap();
             assert!(e.to_string().contains("CUDA"), "{e}");
             assert_eq!(gpu.live(), Live::default(), "after: {e}");
-            let (b, prepared) = cuda_or_cpu(gpu, &cfg, &model, desc, true, None).unwrap();
+            let (b, prepared) = cuda_or_cpu(gpu, &cfg, &model, desc, true, None, u64::MAX).unwrap();
             assert!(
                 !prepared && b.describe().starts_with("cpu"),
                 "{}",
                 b.describe()
             );
-            assert!(cuda_or_cpu(gpu, &cfg, &model, desc, false, None).is_err());
+            assert!(cuda_or_cpu(gpu, &cfg, &model, desc, false, None, u64::MAX).is_err());
             assert_eq!(gpu.live(), Live::default());
         }
     }

@@ -13,7 +13,8 @@
 //! Boot only; plain arithmetic (saturating), allocates only its message.
 
 use crate::config::{Config, OutputConfig, SourceConfig};
-use crate::frame::FrameDesc;
+use crate::frame::{FrameDesc, PixelFormat};
+use crate::preprocess::REMAP_BYTES_PER_PIXEL;
 use thiserror::Error;
 
 const MIB: u64 = 1 << 20;
@@ -83,10 +84,17 @@ impl MemoryBudget {
             .or(cfg.model.input_size)
             .unwrap_or(ASSUMED_MODEL_INPUT);
         // Letterbox rows (one RGB source row, two float rows) and, with
-        // undistortion, a remap table of two floats per input pixel.
+        // undistortion, the remap (table and samples per input pixel, and
+        // an RGB copy of non-RGB frames).
         let mut preprocess = mul(frame.width, 3).saturating_add(mul(iw, 24));
         if cfg.calibration.path.is_some() && cfg.calibration.undistort {
-            preprocess = preprocess.saturating_add(mul(iw, ih).saturating_mul(8));
+            let table = mul(iw, ih).saturating_mul(REMAP_BYTES_PER_PIXEL as u64);
+            let rgb = if frame.format == PixelFormat::Rgb24 {
+                0
+            } else {
+                mul(frame.width, frame.height).saturating_mul(3)
+            };
+            preprocess = preprocess.saturating_add(table).saturating_add(rgb);
         }
         let outputs = cfg
             .output
@@ -118,6 +126,12 @@ impl MemoryBudget {
         .fold(0, u64::saturating_add)
     }
 
+    /// Bytes left under `limit_mb` (0 when over): what the model, planned
+    /// after this estimate, may use.
+    pub fn room(&self, limit_mb: u64) -> u64 {
+        limit_mb.saturating_mul(MIB).saturating_sub(self.total())
+    }
+
     /// Whole MiB, rounded up.
     pub fn total_mb(&self) -> u64 {
         self.total().div_ceil(MIB)
@@ -145,20 +159,32 @@ impl MemoryBudget {
         if self.total() <= limit_mb.saturating_mul(MIB) {
             return Ok(());
         }
-        Err(BudgetError::Exceeded {
+        Err(self.exceeded(limit_mb, origin, what))
+    }
+
+    /// This budget with the model's host memory set to `bytes`.
+    pub fn with_model(self, bytes: u64) -> MemoryBudget {
+        MemoryBudget {
+            model: bytes,
+            ..self
+        }
+    }
+
+    /// The error [`check`](Self::check) returns when over `limit_mb`.
+    pub fn exceeded(&self, limit_mb: u64, origin: &str, what: &str) -> BudgetError {
+        BudgetError::Exceeded {
             origin: origin.to_string(),
             limit_mb,
             needed_mb: self.total_mb(),
             what: what.to_string(),
             detail: self.describe(),
-        })
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::PixelFormat;
 
     #[test]
     fn a_16k_frame_is_over_the_default_budget_and_vga_is_far_under() {

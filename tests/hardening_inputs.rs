@@ -142,6 +142,70 @@ fn y4m_header_bombs_are_refused_by_the_memory_budget_without_allocating() {
     assert!(rss < BOMB_RSS_KIB, "a child reached {rss} KiB");
 }
 
+/// The largest `--input-size` accepted, on a dynamic-axes model, asks for
+/// a model arena of gigabytes and (with the embedded calibration's
+/// undistortion) a remap table of 1.8 GiB: the budget must refuse it once
+/// the plan is known, before the arena or the table is allocated. Run
+/// under an address-space limit below what either would take, so that an
+/// allocation before the check aborts instead of passing unnoticed.
+#[test]
+fn the_largest_input_size_is_refused_by_the_budget_before_the_arena() {
+    let dynamic = root()
+        .join("tests/fixtures/exports/yolov8-w0125-dynamic/model.onnx")
+        .display()
+        .to_string();
+    let t0 = Instant::now();
+    let child = Command::new("prlimit")
+        .arg("--as=3000000000")
+        .arg(env!("CARGO_BIN_EXE_perceptd"))
+        .args([
+            "run",
+            "--model",
+            &dynamic,
+            "--input-size",
+            "8192x8192",
+            "--frames",
+            "1",
+            "--device",
+            "cpu",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("prlimit (util-linux) runs perceptd");
+    let (code, stderr) = common::wait_bounded(child, LIMIT);
+    let o = Outcome {
+        code,
+        stderr,
+        elapsed: t0.elapsed(),
+    };
+    assert_refused(
+        &o,
+        1,
+        &[
+            "pipeline.max_memory_mb = 2048",
+            "the planned model needs",
+            "arena",
+            &dynamic,
+        ],
+    );
+    // The same model at a size the budget holds still runs.
+    let o = perceptd(&[
+        "run",
+        "--model",
+        &dynamic,
+        "--input-size",
+        "320x320",
+        "--frames",
+        "1",
+        "--device",
+        "cpu",
+    ]);
+    assert_eq!(o.code, 0, "{}", o.stderr);
+}
+
 #[test]
 fn config_frame_sizes_over_the_budget_are_refused_by_check_and_run() {
     let dir = temp_dir("hard-cfg-bomb");

@@ -39,8 +39,23 @@ pub enum EngineError {
         limit: u128,
     },
 
+    /// The planned model's host memory is over the budget it was given
+    /// (checked before the arena is allocated).
+    #[error("the planned model needs {} MiB (arena {} MiB, scratch {} MiB, weights {} MiB), over the {} MiB it may use", mib(arena + scratch + constants), mib(*arena), mib(*scratch), mib(*constants), mib(*limit))]
+    PlanLimit {
+        arena: u64,
+        scratch: u64,
+        constants: u64,
+        limit: u64,
+    },
+
     #[error("{0}")]
     Other(String),
+}
+
+/// Bytes as MiB, rounded up (for messages).
+fn mib(b: u64) -> u64 {
+    b.div_ceil(1 << 20)
 }
 
 impl EngineError {

@@ -48,7 +48,7 @@ pub fn build_cpu_model(
     limits: &Limits,
 ) -> Result<CpuModel, EngineError> {
     let g = load_optimized(path, bindings, limits)?;
-    CpuModel::build(&g, threads)
+    CpuModel::build_within(&g, threads, limits.max_plan_bytes)
 }
 
 /// Load `path` and specialise it to concrete inputs (graph-input order),
@@ -123,7 +123,7 @@ pub fn infer_once(
     limits: &Limits,
 ) -> Result<Vec<(String, Tensor)>, EngineError> {
     let (g, runtime) = specialize_for_inputs(path, inputs, limits)?;
-    let mut m = CpuModel::build(&g, threads)?;
+    let mut m = CpuModel::build_within(&g, threads, limits.max_plan_bytes)?;
     for (k, &i) in runtime.iter().enumerate() {
         let t = &inputs[i];
         let dst = m.input_mut(k);

@@ -288,9 +288,33 @@ pub fn plan_arena(g: &Graph, views: &[bool], inplace_input: &[Option<usize>]) ->
     }
 }
 
+/// Bytes of the float constants (weights) the plan keeps.
+fn float_constant_bytes(g: &Graph) -> u64 {
+    g.tensors
+        .iter()
+        .filter_map(|t| t.value.as_ref())
+        .filter(|v| v.dtype.is_float())
+        .map(|v| v.numel() as u64 * 4)
+        .fold(0, u64::saturating_add)
+}
+
 impl CpuModel {
-    /// Lower a specialised, optimised graph. Boot only.
+    /// Lower a specialised, optimised graph, within the default
+    /// [`Limits::max_plan_bytes`](crate::engine::Limits). Boot only.
     pub fn build(g: &Graph, threads: usize) -> Result<CpuModel, EngineError> {
+        Self::build_within(g, threads, crate::engine::Limits::default().max_plan_bytes)
+    }
+
+    /// Lower a specialised, optimised graph whose host memory (arena,
+    /// scratch and float constants, [`PlanStats`]) must stay within
+    /// `max_plan_bytes`: checked once the plan is known, before the arena
+    /// and the scratch are allocated ([`EngineError::PlanLimit`]). Boot
+    /// only.
+    pub fn build_within(
+        g: &Graph,
+        threads: usize,
+        max_plan_bytes: u64,
+    ) -> Result<CpuModel, EngineError> {
         let is_rt = |t: TensorId| g.tensors[t].value.is_none();
 
         // 1. Lower every node (collecting all failures) and note views.
@@ -349,6 +373,25 @@ impl CpuModel {
             inplace,
             tensor_bytes,
         } = plan_arena(g, &views, &candidates);
+        let scratch_len = kernels
+            .iter()
+            .flatten()
+            .map(|k| k.scratch_len())
+            .max()
+            .unwrap_or(0);
+        let constant_bytes = float_constant_bytes(g);
+        let needed = [arena_len, scratch_len]
+            .iter()
+            .map(|&n| (n as u64).saturating_mul(4))
+            .fold(constant_bytes, u64::saturating_add);
+        if needed > max_plan_bytes {
+            return Err(EngineError::PlanLimit {
+                arena: arena_len as u64 * 4,
+                scratch: scratch_len as u64 * 4,
+                constants: constant_bytes,
+                limit: max_plan_bytes,
+            });
+        }
         let arena = AlignedBuf::zeroed(arena_len);
         let buf_of = |t: TensorId| -> Buf {
             let len = numel(g.tensors[t].shape.as_deref().unwrap_or(&[]));
@@ -359,7 +402,6 @@ impl CpuModel {
         let mut constants: Vec<Arc<Tensor>> = Vec::new();
         let mut steps = Vec::new();
         let mut stats = PlanStats::default();
-        let mut scratch_len = 0usize;
         for (s, (n, k)) in g.nodes.iter().zip(kernels).enumerate() {
             let Some(kernel) = k else {
                 stats.views += 1;
@@ -389,7 +431,6 @@ impl CpuModel {
                 })
                 .collect();
             let outs = n.outputs.iter().map(|&o| buf_of(o)).collect();
-            scratch_len = scratch_len.max(kernel.scratch_len());
             *stats.op_counts.entry(n.op.name()).or_default() += 1;
             if inplace[s] {
                 stats.inplace += 1;
@@ -414,13 +455,7 @@ impl CpuModel {
         stats.arena_bytes = arena_len * 4;
         stats.tensor_bytes = tensor_bytes;
         stats.scratch_bytes = scratch_len * 4;
-        stats.constant_bytes = g
-            .tensors
-            .iter()
-            .filter_map(|t| t.value.as_ref())
-            .filter(|v| v.dtype.is_float())
-            .map(|v| v.numel() * 4)
-            .sum();
+        stats.constant_bytes = constant_bytes as usize;
         stats.steps = steps.len();
         Ok(CpuModel {
             steps,

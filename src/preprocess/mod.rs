@@ -38,7 +38,7 @@ use std::sync::Mutex;
 use thiserror::Error;
 
 mod remap;
-pub use remap::RemapTable;
+pub use remap::{RemapTable, REMAP_BYTES_PER_PIXEL};
 
 /// The border value, as Ultralytics pads (before `/255`).
 pub const PAD_VALUE: u8 = 114;

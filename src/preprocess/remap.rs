@@ -131,6 +131,12 @@ struct Sample {
     wy: f32,
 }
 
+/// Bytes an installed remap holds per model-input pixel (the table's
+/// source point and the resolved sample), for the memory budget; the
+/// RGB scratch frame of non-RGB sources comes on top.
+pub const REMAP_BYTES_PER_PIXEL: usize =
+    std::mem::size_of::<[f32; 2]>() + std::mem::size_of::<Sample>();
+
 /// A [`RemapTable`] installed in a [`Letterbox`], with its scratch frame.
 pub(super) struct Remap {
     pub(super) table: RemapTable,

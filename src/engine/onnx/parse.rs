@@ -25,6 +25,10 @@ pub struct Limits {
     pub max_tensor_bytes: u64,
     /// All constant tensors of one model together.
     pub max_total_bytes: u64,
+    /// Host memory of the planned CPU model (arena, scratch and float
+    /// constants), checked before the arena is allocated. The pipeline
+    /// sets it to what `pipeline.max_memory_mb` leaves for the model.
+    pub max_plan_bytes: u64,
 }
 
 const GIB: u64 = 1 << 30;
@@ -35,6 +39,7 @@ impl Default for Limits {
             max_file_bytes: 2 * GIB,
             max_tensor_bytes: GIB,
             max_total_bytes: 4 * GIB,
+            max_plan_bytes: 8 * GIB,
         }
     }
 }
