@@ -270,6 +270,8 @@ pub struct PipelineConfig {
 pub enum OutputConfig {
     /// JSON lines to stdout, a file or a UDP peer.
     Json(JsonConfig),
+    /// Annotated video: Y4M written natively, other containers via ffmpeg.
+    Annotate(crate::output::annotate::AnnotateConfig),
 }
 
 /// The kind an output table gets without `kind = ...`.
@@ -632,6 +634,7 @@ impl Config {
                         fix(p);
                     }
                 }
+                OutputConfig::Annotate(a) => fix(&mut a.path),
             }
         }
     }
@@ -844,6 +847,11 @@ impl Config {
                             j.max_line_bytes,
                             &format!("expected at most {MAX_LINE_BYTES} (16 MiB)"),
                         ));
+                    }
+                }
+                OutputConfig::Annotate(a) => {
+                    if let Some((field, value, why)) = a.problem() {
+                        return Err(self.invalid(&at(field), value, &why));
                     }
                 }
             }
