@@ -404,6 +404,7 @@ fn refuse_outputs_onto_inputs(
                 std::fs::metadata(&a.path).ok(),
                 a.path.display().to_string(),
             ),
+            OutputConfig::Http(_) => continue,
         };
         let Some(out) = out.as_ref().and_then(id) else {
             continue;

@@ -94,7 +94,7 @@ impl MemoryBudget {
             .map(|o| match o {
                 OutputConfig::Json(j) => j.max_line_bytes as u64,
                 // Frame copies, the canvas and the Y4M planes.
-                OutputConfig::Annotate(_) => {
+                OutputConfig::Annotate(_) | OutputConfig::Http(_) => {
                     let shots = crate::output::viewer::SHOTS as u64;
                     frame_bytes
                         .saturating_mul(shots)

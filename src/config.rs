@@ -272,6 +272,8 @@ pub enum OutputConfig {
     Json(JsonConfig),
     /// Annotated video: Y4M written natively, other containers via ffmpeg.
     Annotate(crate::output::annotate::AnnotateConfig),
+    /// Live view in a browser: page, MJPEG stream, stats JSON.
+    Http(crate::output::http::HttpConfig),
 }
 
 /// The kind an output table gets without `kind = ...`.
@@ -635,6 +637,7 @@ impl Config {
                     }
                 }
                 OutputConfig::Annotate(a) => fix(&mut a.path),
+                OutputConfig::Http(_) => {}
             }
         }
     }
@@ -851,6 +854,11 @@ impl Config {
                 }
                 OutputConfig::Annotate(a) => {
                     if let Some((field, value, why)) = a.problem() {
+                        return Err(self.invalid(&at(field), value, &why));
+                    }
+                }
+                OutputConfig::Http(h) => {
+                    if let Some((field, value, why)) = h.problem() {
                         return Err(self.invalid(&at(field), value, &why));
                     }
                 }

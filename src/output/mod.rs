@@ -26,10 +26,11 @@
 //! writes and fault counting shared by byte-stream outputs), [`json`]
 //! (JSON lines), [`viewer`] (the frame copies and the viewer thread of
 //! outputs that show pixels), [`draw`] (boxes, labels, grid), [`annotate`]
-//! (annotated video file).
+//! (annotated video file), [`http`] (live view in a browser).
 
 pub mod annotate;
 pub mod draw;
+pub mod http;
 pub mod json;
 pub mod target;
 pub mod viewer;
@@ -203,6 +204,7 @@ impl Outputs {
             list.push(match c {
                 OutputConfig::Json(j) => Box::new(json::JsonOutput::open(j)?),
                 OutputConfig::Annotate(a) => Box::new(annotate::AnnotateOutput::open(a, ctx)?),
+                OutputConfig::Http(h) => Box::new(http::HttpOutput::open(h, ctx)?),
             });
         }
         Ok(Outputs::new(list))
