@@ -40,11 +40,18 @@ fn y4m_frames(path: &Path) -> Vec<Vec<u8>> {
     let b = std::fs::read(path).unwrap();
     let nl = b.iter().position(|&c| c == b'\n').unwrap();
     let header = std::str::from_utf8(&b[..nl]).unwrap();
-    assert!(header.contains(&format!("W{W} H{H}")) && header.contains("C444"), "{header}");
+    assert!(
+        header.contains(&format!("W{W} H{H}")) && header.contains("C444"),
+        "{header}"
+    );
     let mut rest = &b[nl + 1..];
     let mut out = Vec::new();
     while !rest.is_empty() {
-        assert!(rest.starts_with(b"FRAME\n"), "frame {} has no FRAME tag", out.len());
+        assert!(
+            rest.starts_with(b"FRAME\n"),
+            "frame {} has no FRAME tag",
+            out.len()
+        );
         rest = &rest[6..];
         out.push(rest[..W * H * 3].to_vec());
         rest = &rest[W * H * 3..];
@@ -60,7 +67,11 @@ fn decode_rgb(path: &Path) -> Vec<Vec<u8>> {
         .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"])
         .output()
         .expect("ffmpeg (scripts/setup.sh --tests installs it)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(out.stdout.len() % (W * H * 3), 0);
     out.stdout.chunks(W * H * 3).map(<[u8]>::to_vec).collect()
 }
@@ -72,7 +83,11 @@ fn ffprobe_frames(path: &Path) -> usize {
         .arg(path)
         .output()
         .expect("ffprobe (scripts/setup.sh --tests installs it)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
 
@@ -180,7 +195,10 @@ fn annotated_y4m_and_mp4_have_every_frame_and_boxes_only_where_the_json_says() {
         }
         assert!(far.len() > W * H / 20, "frame {n}: too few far pixels");
     }
-    assert!(boxes_seen >= FRAMES, "the demo scene has detections ({boxes_seen})");
+    assert!(
+        boxes_seen >= FRAMES,
+        "the demo scene has detections ({boxes_seen})"
+    );
 
     // MP4, through the ffmpeg child.
     let (mp4, json) = (dir.join("out.mp4"), dir.join("mp4.jsonl"));
@@ -198,7 +216,11 @@ fn annotated_y4m_and_mp4_have_every_frame_and_boxes_only_where_the_json_says() {
             .iter()
             .map(|&(x, y)| {
                 let (a, b) = (rgb(&src[n], x, y), rgb(&ann[n], x, y));
-                a.iter().zip(&b).map(|(a, b)| a.abs_diff(*b) as u64).max().unwrap()
+                a.iter()
+                    .zip(&b)
+                    .map(|(a, b)| a.abs_diff(*b) as u64)
+                    .max()
+                    .unwrap()
             })
             .sum();
         sum as f64 / px.len().max(1) as f64
@@ -209,7 +231,10 @@ fn annotated_y4m_and_mp4_have_every_frame_and_boxes_only_where_the_json_says() {
         let (e, f) = (diff(n, &edge), diff(n, &far));
         assert!(f < 6.0, "frame {n}: far pixels differ by {f:.1} on average");
         if !edge.is_empty() {
-            assert!(e > 40.0, "frame {n}: box edges differ by only {e:.1} on average");
+            assert!(
+                e > 40.0,
+                "frame {n}: box edges differ by only {e:.1} on average"
+            );
         }
     }
 }
@@ -217,7 +242,13 @@ fn annotated_y4m_and_mp4_have_every_frame_and_boxes_only_where_the_json_says() {
 #[test]
 fn unwritable_annotate_path_is_one_error_line_at_boot() {
     let out = Command::new(env!("CARGO_BIN_EXE_perceptd"))
-        .args(["run", "--frames", "1", "--annotate", "/nonexistent-dir/out.y4m"])
+        .args([
+            "run",
+            "--frames",
+            "1",
+            "--annotate",
+            "/nonexistent-dir/out.y4m",
+        ])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);

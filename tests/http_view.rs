@@ -73,14 +73,24 @@ fn read_stream(port: u16, dur: Duration) -> usize {
     }
     let head = String::from_utf8_lossy(&b[..b.len().min(300)]).into_owned();
     assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
-    assert!(head.contains("multipart/x-mixed-replace; boundary=frame"), "{head}");
+    assert!(
+        head.contains("multipart/x-mixed-replace; boundary=frame"),
+        "{head}"
+    );
     let tag: &[u8] = b"--frame\r\nContent-Type: image/jpeg\r\n";
     b.windows(tag.len()).filter(|w| *w == tag).count()
 }
 
 fn decode_png(path: &Path) -> (usize, usize, Vec<u8>) {
     let probe = Command::new("ffprobe")
-        .args(["-v", "error", "-show_entries", "stream=width,height", "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=width,height",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(path)
         .output()
         .expect("ffprobe (scripts/setup.sh --tests installs it)");
@@ -157,7 +167,10 @@ fn chromium_shows_the_live_page_with_boxes_where_the_json_says() {
         std::thread::sleep(Duration::from_millis(100));
     };
     for stage in ["queue", "preprocess", "inference", "postprocess", "e2e"] {
-        assert!(stats["latency_ms"][stage]["p99"].as_f64().is_some(), "{stats}");
+        assert!(
+            stats["latency_ms"][stage]["p99"].as_f64().is_some(),
+            "{stats}"
+        );
     }
     let live_dets = stats["frame"]["detections"].as_array().unwrap().len();
     assert!(live_dets > 0, "{stats}");
@@ -192,7 +205,10 @@ fn chromium_shows_the_live_page_with_boxes_where_the_json_says() {
             "--virtual-time-budget=3000",
         ])
         .arg(format!("--screenshot={}", shot.display()))
-        .arg(format!("--user-data-dir={}", dir.join("chromium").display()))
+        .arg(format!(
+            "--user-data-dir={}",
+            dir.join("chromium").display()
+        ))
         .arg(format!("http://127.0.0.1:{port}/"))
         .output()
         .expect("chromium (scripts/setup.sh --tests installs it)");
@@ -224,7 +240,10 @@ fn chromium_shows_the_live_page_with_boxes_where_the_json_says() {
     }
     let mean = lum.iter().sum::<f64>() / lum.len() as f64;
     let var = lum.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / lum.len() as f64;
-    assert!(var > 200.0, "the stream image looks blank (variance {var:.0})");
+    assert!(
+        var > 200.0,
+        "the stream image looks blank (variance {var:.0})"
+    );
 
     // The boxes of the JSON lines (the same in every frame).
     let lines = read_lines(&json);
@@ -272,7 +291,10 @@ fn chromium_shows_the_live_page_with_boxes_where_the_json_says() {
          (mean max-channel difference)",
         shot.display()
     );
-    assert!(edge_n > 20 && far_n > 1000, "{edge_n} edge, {far_n} far pixels");
+    assert!(
+        edge_n > 20 && far_n > 1000,
+        "{edge_n} edge, {far_n} far pixels"
+    );
     assert!(
         edge > 40.0,
         "box edges in the screenshot differ from the source by {edge:.1} on average"

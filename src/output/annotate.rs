@@ -112,7 +112,10 @@ impl AnnotateOutput {
             Box::new(Y4mWriter::new(file, desc.width, desc.height, cfg.fps).map_err(open_err)?)
         } else {
             drop(file);
-            Box::new(FfmpegWriter::spawn(&cfg.path, desc.width, desc.height, cfg.fps).map_err(open_err)?)
+            Box::new(
+                FfmpegWriter::spawn(&cfg.path, desc.width, desc.height, cfg.fps)
+                    .map_err(open_err)?,
+            )
         };
         let overlay = match (&ctx.calibration, cfg.grid) {
             (Some(c), true) => Overlay::new(c),
@@ -161,7 +164,11 @@ fn rgb_to_yuv(r: u8, g: u8, b: u8) -> [u8; 3] {
     let y = ((66 * r + 129 * g + 25 * b + 128) >> 8) + 16;
     let u = ((-38 * r - 74 * g + 112 * b + 128) >> 8) + 128;
     let v = ((112 * r - 94 * g - 18 * b + 128) >> 8) + 128;
-    [y.clamp(0, 255) as u8, u.clamp(0, 255) as u8, v.clamp(0, 255) as u8]
+    [
+        y.clamp(0, 255) as u8,
+        u.clamp(0, 255) as u8,
+        v.clamp(0, 255) as u8,
+    ]
 }
 
 /// Writes annotated frames as Y4M 4:4:4. Public so tests and tools can
@@ -226,7 +233,12 @@ impl FfmpegWriter {
             .args(["-s", &format!("{width}x{height}")])
             .args(["-r", &fps.to_string(), "-i", "pipe:0"])
             // 4:2:0 needs even sizes; players expect 4:2:0.
-            .args(["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-pix_fmt", "yuv420p"])
+            .args([
+                "-vf",
+                "pad=ceil(iw/2)*2:ceil(ih/2)*2",
+                "-pix_fmt",
+                "yuv420p",
+            ])
             .arg(path)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -315,7 +327,12 @@ mod tests {
     #[test]
     fn rgb_to_yuv_inverts_the_preprocessing_within_a_level() {
         use crate::frame::{FrameDesc, PixelFormat};
-        for (y, u, v) in [(16u8, 128u8, 128u8), (235, 128, 128), (81, 90, 240), (145, 54, 34)] {
+        for (y, u, v) in [
+            (16u8, 128u8, 128u8),
+            (235, 128, 128),
+            (81, 90, 240),
+            (145, 54, 34),
+        ] {
             let desc = FrameDesc {
                 format: PixelFormat::I444,
                 width: 1,
@@ -325,7 +342,10 @@ mod tests {
             crate::preprocess::rgb_row(desc, &[y, u, v], 0, &mut rgb);
             let back = rgb_to_yuv(rgb[0], rgb[1], rgb[2]);
             for (a, b) in back.iter().zip([y, u, v]) {
-                assert!((*a as i32 - b as i32).abs() <= 2, "{y},{u},{v} -> {rgb:?} -> {back:?}");
+                assert!(
+                    (*a as i32 - b as i32).abs() <= 2,
+                    "{y},{u},{v} -> {rgb:?} -> {back:?}"
+                );
             }
         }
     }

@@ -143,11 +143,7 @@ impl Canvas {
             for (row, bits) in glyph.iter().enumerate() {
                 for col in 0..GLYPH {
                     if bits & (1 << col) != 0 {
-                        self.put(
-                            x + 1 + (i * GLYPH + col) as i64,
-                            y + 1 + row as i64,
-                            fg,
-                        );
+                        self.put(x + 1 + (i * GLYPH + col) as i64, y + 1 + row as i64, fg);
                     }
                 }
             }

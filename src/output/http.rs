@@ -107,7 +107,11 @@ impl HttpConfig {
             ));
         }
         if !(1..=100).contains(&self.quality) {
-            return Some(("quality", self.quality.to_string(), "expected 1..=100".into()));
+            return Some((
+                "quality",
+                self.quality.to_string(),
+                "expected 1..=100".into(),
+            ));
         }
         None
     }
@@ -282,6 +286,11 @@ struct HttpView {
 }
 
 impl View for HttpView {
+    /// The JPEG encoder's working buffers, each frame.
+    fn allocates(&self) -> bool {
+        true
+    }
+
     fn show(&mut self, canvas: &Canvas, shot: &Shot) -> Result<(), String> {
         self.jpeg.clear();
         let enc = jpeg_encoder::Encoder::new(&mut self.jpeg, self.quality);
@@ -381,9 +390,9 @@ pub fn write_stats(
         "{{\"frames_shown\":{shown},\"viewer_skipped\":{skipped},\"dropped_total\":{},\"fps\":",
         rec.dropped_total
     )?;
-    let (t_min, t_max) = window.iter().fold((f64::MAX, f64::MIN), |(a, b), r| {
-        (a.min(r[0]), b.max(r[0]))
-    });
+    let (t_min, t_max) = window
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), r| (a.min(r[0]), b.max(r[0])));
     let fps = if window.len() > 1 && t_max > t_min {
         (window.len() - 1) as f64 * 1e3 / (t_max - t_min)
     } else {
@@ -423,6 +432,7 @@ pub fn write_stats(
 }
 
 fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, max: usize) {
+    crate::count_alloc::mark_side_thread();
     let mut threads: Vec<JoinHandle<()>> = Vec::with_capacity(max);
     let mut id = 0u64;
     while !shared.stop.load(Ordering::Acquire) {
@@ -447,6 +457,7 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, max: usize) {
                 let spawned = std::thread::Builder::new()
                     .name("http-client".into())
                     .spawn(move || {
+                        crate::count_alloc::mark_side_thread();
                         let _ = serve(s, &sh);
                         lock(&sh.sockets).retain(|(i, _)| *i != id);
                         sh.clients.fetch_sub(1, Ordering::AcqRel);
@@ -477,7 +488,12 @@ fn serve(mut s: TcpStream, shared: &Shared) -> std::io::Result<()> {
     let mut n = 0;
     while !req[..n].windows(4).any(|w| w == b"\r\n\r\n") {
         if n == req.len() {
-            return respond(&mut s, "431 Request Header Fields Too Large", "text/plain", b"");
+            return respond(
+                &mut s,
+                "431 Request Header Fields Too Large",
+                "text/plain",
+                b"",
+            );
         }
         let k = s.read(&mut req[n..])?;
         if k == 0 {
@@ -489,10 +505,20 @@ fn serve(mut s: TcpStream, shared: &Shared) -> std::io::Result<()> {
     let mut parts = head.split_ascii_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     if method != "GET" {
-        return respond(&mut s, "405 Method Not Allowed", "text/plain", b"GET only\n");
+        return respond(
+            &mut s,
+            "405 Method Not Allowed",
+            "text/plain",
+            b"GET only\n",
+        );
     }
     match path.split('?').next().unwrap_or("") {
-        "/" | "/index.html" => respond(&mut s, "200 OK", "text/html; charset=utf-8", PAGE.as_bytes()),
+        "/" | "/index.html" => respond(
+            &mut s,
+            "200 OK",
+            "text/html; charset=utf-8",
+            PAGE.as_bytes(),
+        ),
         "/stats" => {
             let body = {
                 let l = lock(&shared.latest);

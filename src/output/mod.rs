@@ -220,6 +220,12 @@ impl Outputs {
         self.list.len()
     }
 
+    /// The outputs' names, in order (`http:127.0.0.1:PORT` shows the bound
+    /// port).
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.list.iter().map(|o| o.name())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
     }

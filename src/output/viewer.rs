@@ -20,7 +20,8 @@
 //! Allocation: [`Viewer::spawn`] allocates the shots, the canvas and the
 //! thread (boot). [`Viewer::offer`] (frame path) never allocates. The
 //! viewer thread allocates nothing per frame itself; what its [`View`]
-//! allocates is stated by that view. A view error ends the viewer thread
+//! allocates is stated by that view (a view that allocates says so with
+//! [`View::allocates`], and its thread is counted as a side thread). A view error ends the viewer thread
 //! (logged once); later frames are dropped and counted.
 
 use super::draw::{annotate, Canvas, Overlay};
@@ -54,6 +55,12 @@ pub trait View: Send + 'static {
     fn show(&mut self, canvas: &Canvas, shot: &Shot) -> Result<(), String>;
     /// After the last frame: flush, close, wait for children.
     fn end(&mut self) -> Result<(), String>;
+    /// The view allocates per frame (bounded, stated in its docs): the
+    /// viewer thread's allocations are then counted as a side thread's
+    /// (`count_alloc::mark_side_thread`).
+    fn allocates(&self) -> bool {
+        false
+    }
 }
 
 /// Everything the viewer thread needs to draw, fixed at boot.
@@ -229,6 +236,9 @@ fn viewer_loop(
     drawing: &Drawing,
     mut view: Box<dyn View>,
 ) -> Result<(), String> {
+    if view.allocates() {
+        crate::count_alloc::mark_side_thread();
+    }
     let mut canvas = Canvas::new(desc.width, desc.height);
     while let Ok(shot) = full_rx.recv() {
         canvas.load(Image {
