@@ -182,7 +182,7 @@ pub struct Y4mWriter<W: Write> {
 impl<W: Write> Y4mWriter<W> {
     /// Writes the stream header. Allocates the plane buffer.
     pub fn new(mut out: W, width: usize, height: usize, fps: u32) -> Result<Y4mWriter<W>, String> {
-        write!(out, "YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C444\n")
+        writeln!(out, "YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C444")
             .map_err(|e| e.to_string())?;
         Ok(Y4mWriter {
             out,
