@@ -128,9 +128,12 @@ fn near_a_box(x: f32, y: f32, boxes: &[[f32; 4]]) -> bool {
     })
 }
 
+/// Pixel coordinates.
+type Pixels = Vec<(usize, usize)>;
+
 /// Pixels on the boxes' left and right edges (sampled along them), and
-/// every 7th pixel far from every box. `px(frame, x, y)` -> 3 channels.
-fn edge_and_far(boxes: &[[f32; 4]]) -> (Vec<(usize, usize)>, Vec<(usize, usize)>) {
+/// every 7th pixel far from every box.
+fn edge_and_far(boxes: &[[f32; 4]]) -> (Pixels, Pixels) {
     let mut edge = Vec::new();
     for b in boxes {
         let (x0, x1) = (b[0].round() as usize, b[2].round() as usize);
