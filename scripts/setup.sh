@@ -5,7 +5,11 @@
 #   scripts/setup.sh           build prerequisites only (what demo.sh runs)
 #   scripts/setup.sh --tests   also what only the tests use (what test.sh
 #                              runs): python3-venv for scripts/calibrate.py's
-#                              selftest, and NVRTC for tests/nvrtc_kernels.rs,
+#                              selftest, ffmpeg for tests/annotate.rs (MP4
+#                              through the ffmpeg child, ffprobe frame
+#                              counts), chromium for tests/http_view.rs (a
+#                              headless browser screenshots the live page),
+#                              and NVRTC for tests/nvrtc_kernels.rs,
 #                              a ~217 MB pip wheel the demo and the CPU
 #                              backend never use
 set -euo pipefail
@@ -40,6 +44,26 @@ if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
     echo "installing python3-venv (for scripts/calibrate.py)" >&2
     $sudo apt-get update -qq || true
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-venv >/dev/null || true
+fi
+
+# ffmpeg and ffprobe: tests/annotate.rs writes the annotated MP4 through an
+# ffmpeg child (as `--annotate out.mp4` does) and counts its frames.
+if ! command -v ffmpeg >/dev/null 2>&1 || ! command -v ffprobe >/dev/null 2>&1; then
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    echo "installing ffmpeg (for tests/annotate.rs)" >&2
+    $sudo apt-get update -qq || true
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq ffmpeg >/dev/null
+fi
+
+# chromium: tests/http_view.rs loads the live page in a real headless
+# browser and checks its screenshot.
+if ! command -v chromium >/dev/null 2>&1; then
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    echo "installing chromium (for tests/http_view.rs)" >&2
+    $sudo apt-get update -qq || true
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
 fi
 
 # NVRTC (no GPU needed) so tests/nvrtc_kernels.rs really compiles every CUDA

@@ -8,8 +8,9 @@ use crate::backend::{Backend, BackendError, CpuBackend, Device};
 use crate::budget::{MemoryBudget, ModelMemory};
 use crate::calibration::{Calibration, CalibrationError};
 use crate::config::{Config, OutputConfig, SourceConfig};
+use crate::output::annotate::AnnotateConfig;
 use crate::output::json::{JsonConfig, DEFAULT_LINE_BYTES};
-use crate::output::{OutputError, OutputTarget, Outputs};
+use crate::output::{OutputContext, OutputError, OutputTarget, Outputs};
 use crate::pipeline::{Pipeline, ThreadPolicy};
 use crate::postprocess::track::{Geometry, Tracker};
 use crate::postprocess::{refine_stages, Chain, DecodeStage, Decoder, Labels, PostprocessError};
@@ -18,7 +19,7 @@ use crate::source::paced::Paced;
 use crate::source::synthetic::{SyntheticConfig, SyntheticSource};
 use crate::source::v4l2::{V4l2Config, V4l2Source};
 use crate::source::y4m::{Pace, Y4mSource};
-use crate::source::{Source, SourceError};
+use crate::source::{Pacing, Source, SourceError};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
@@ -63,10 +64,30 @@ pub struct Overrides {
     /// are replaced by one to T (at the first one's place, with its line
     /// size); outputs of other kinds stay.
     pub output: Option<String>,
+    /// `--annotate PATH`: an annotated video output added to the config's.
+    pub annotate: Option<PathBuf>,
 }
 
 /// The outputs to build: the config's, with `--output` applied.
 fn outputs_with_override(
+    cfg: &[OutputConfig],
+    output: Option<&str>,
+    annotate: Option<&Path>,
+) -> Result<Vec<OutputConfig>, BootError> {
+    let mut out = outputs_with_json_override(cfg, output)?;
+    if let Some(p) = annotate {
+        let a = AnnotateConfig::to_path(p.to_path_buf());
+        if let Some((field, value, why)) = a.problem() {
+            return Err(BootError::Config(format!(
+                "--annotate: {field} = {value}: {why}"
+            )));
+        }
+        out.push(OutputConfig::Annotate(a));
+    }
+    Ok(out)
+}
+
+fn outputs_with_json_override(
     cfg: &[OutputConfig],
     output: Option<&str>,
 ) -> Result<Vec<OutputConfig>, BootError> {
@@ -90,6 +111,7 @@ fn outputs_with_override(
                     out.push(OutputConfig::Json(first));
                 }
             }
+            other => out.push(other.clone()),
         }
     }
     if let Some(j) = json {
@@ -383,20 +405,28 @@ fn refuse_outputs_onto_inputs(
         })
         .collect();
     for o in outputs {
-        let OutputConfig::Json(j) = o;
-        let out = match &j.target {
-            OutputTarget::File(p) => std::fs::metadata(p).ok(),
-            // `> input` in the shell: stdout is the input file itself.
-            OutputTarget::Stdout => std::fs::metadata("/proc/self/fd/1").ok(),
-            OutputTarget::Udp(_) => None,
+        let (out, name) = match o {
+            OutputConfig::Json(j) => (
+                match &j.target {
+                    OutputTarget::File(p) => std::fs::metadata(p).ok(),
+                    // `> input` in the shell: stdout is the input file itself.
+                    OutputTarget::Stdout => std::fs::metadata("/proc/self/fd/1").ok(),
+                    OutputTarget::Udp(_) => None,
+                },
+                j.target.to_string(),
+            ),
+            OutputConfig::Annotate(a) => (
+                std::fs::metadata(&a.path).ok(),
+                a.path.display().to_string(),
+            ),
+            OutputConfig::Http(_) => continue,
         };
         let Some(out) = out.as_ref().and_then(id) else {
             continue;
         };
         if let Some((what, p, _)) = inputs.iter().find(|(_, _, i)| *i == out) {
             return Err(BootError::Config(format!(
-                "output {}: is the {what} {} (an input); refusing to write detections into it",
-                j.target,
+                "output {name}: is the {what} {} (an input); refusing to write detections into it",
                 p.display()
             )));
         }
@@ -451,7 +481,15 @@ pub fn model_facts(
 /// Build everything the frame loop needs. Boot only.
 pub fn boot(cfg: &Config, ov: &Overrides) -> Result<Pipeline, BootError> {
     // A bad `--output` fails before the slow parts of boot.
-    let output_cfgs = outputs_with_override(&cfg.output, ov.output.as_deref())?;
+    let output_cfgs =
+        outputs_with_override(&cfg.output, ov.output.as_deref(), ov.annotate.as_deref())?;
+    // The budget and the checks below see the outputs that will be built.
+    let with_outputs = (ov.output.is_some() || ov.annotate.is_some()).then(|| {
+        let mut c = cfg.clone();
+        c.output = output_cfgs.clone();
+        c
+    });
+    let cfg = with_outputs.as_ref().unwrap_or(cfg);
     let model = ov.model.clone().unwrap_or_else(|| cfg.model.path.clone());
     cfg.refuse_synthetic_on_camera(&model, ov.model.is_some())?;
     let (meta, input_size) = model_facts(&model, ov.input_size, cfg.model.input_size)?;
@@ -617,7 +655,16 @@ pub fn boot(cfg: &Config, ov: &Overrides) -> Result<Pipeline, BootError> {
     } else {
         None
     };
-    let outputs = Outputs::build(&output_cfgs)?;
+    let outputs = Outputs::build(
+        &output_cfgs,
+        &OutputContext {
+            desc,
+            lockstep: source.pacing() == Pacing::Lockstep,
+            labels: labels.clone(),
+            calibration: calibration.clone(),
+            max_detections: cfg.model.max_detections,
+        },
+    )?;
     let chain = Chain::build(
         DecodeStage::new(decoder, backend.letterbox()),
         refine_stages(calibration.as_ref(), backend.rectified_input(), tracker),

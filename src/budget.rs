@@ -101,6 +101,13 @@ impl MemoryBudget {
             .iter()
             .map(|o| match o {
                 OutputConfig::Json(j) => j.max_line_bytes as u64,
+                // Frame copies, the canvas and the Y4M planes.
+                OutputConfig::Annotate(_) | OutputConfig::Http(_) => {
+                    let shots = crate::output::viewer::SHOTS as u64;
+                    frame_bytes
+                        .saturating_mul(shots)
+                        .saturating_add(mul(frame.width, frame.height).saturating_mul(6))
+                }
             })
             .fold(0u64, u64::saturating_add);
         MemoryBudget {

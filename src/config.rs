@@ -270,6 +270,10 @@ pub struct PipelineConfig {
 pub enum OutputConfig {
     /// JSON lines to stdout, a file or a UDP peer.
     Json(JsonConfig),
+    /// Annotated video: Y4M written natively, other containers via ffmpeg.
+    Annotate(crate::output::annotate::AnnotateConfig),
+    /// Live view in a browser: page, MJPEG stream, stats JSON.
+    Http(crate::output::http::HttpConfig),
 }
 
 /// The kind an output table gets without `kind = ...`.
@@ -632,6 +636,8 @@ impl Config {
                         fix(p);
                     }
                 }
+                OutputConfig::Annotate(a) => fix(&mut a.path),
+                OutputConfig::Http(_) => {}
             }
         }
     }
@@ -844,6 +850,16 @@ impl Config {
                             j.max_line_bytes,
                             &format!("expected at most {MAX_LINE_BYTES} (16 MiB)"),
                         ));
+                    }
+                }
+                OutputConfig::Annotate(a) => {
+                    if let Some((field, value, why)) = a.problem() {
+                        return Err(self.invalid(&at(field), value, &why));
+                    }
+                }
+                OutputConfig::Http(h) => {
+                    if let Some((field, value, why)) = h.problem() {
+                        return Err(self.invalid(&at(field), value, &why));
                     }
                 }
             }

@@ -8,6 +8,12 @@
 //!
 //! Counts `alloc`, `alloc_zeroed` and `realloc`; never allocates itself.
 //! Any thread.
+//!
+//! Side threads that are allowed to allocate (the live view's JPEG encoder
+//! and HTTP clients: bounded, stated in `output::http`) call
+//! [`mark_side_thread`] first; their allocations are counted apart
+//! ([`side_allocations`]), so [`allocations`] stays the proof for the
+//! frame path and every other thread.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -18,9 +24,24 @@ pub struct Counting;
 
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
 
+static SIDE_ALLOCS: AtomicU64 = AtomicU64::new(0);
+
 thread_local! {
     // const-initialised, no destructor: reading it never allocates.
     static MINE: Cell<u64> = const { Cell::new(0) };
+    static SIDE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// From now on this thread's allocations count in [`side_allocations`],
+/// not in [`allocations`]. Only for threads off the frame path that state
+/// what they allocate.
+pub fn mark_side_thread() {
+    let _ = SIDE.try_with(|s| s.set(true));
+}
+
+/// Allocations of threads marked with [`mark_side_thread`].
+pub fn side_allocations() -> u64 {
+    SIDE_ALLOCS.load(Ordering::Relaxed)
 }
 
 /// Allocations on every thread since the process started (0 forever when
@@ -45,7 +66,11 @@ pub fn installed() -> bool {
 
 #[inline]
 fn note() {
-    ALLOCS.fetch_add(1, Ordering::Relaxed);
+    if SIDE.try_with(Cell::get).unwrap_or(false) {
+        SIDE_ALLOCS.fetch_add(1, Ordering::Relaxed);
+    } else {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+    }
     let _ = MINE.try_with(|c| c.set(c.get() + 1));
 }
 

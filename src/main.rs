@@ -107,6 +107,10 @@ enum Cmd {
         /// Override the config's output: stdout, a file, udp://HOST:PORT.
         #[arg(long)]
         output: Option<String>,
+        /// Also write the annotated video (boxes, labels) to this file:
+        /// .y4m natively, .mp4/.mkv/... through ffmpeg.
+        #[arg(long)]
+        annotate: Option<PathBuf>,
     },
     /// Replay a Y4M recording through the same pipeline.
     Replay {
@@ -138,6 +142,10 @@ enum Cmd {
         /// Override the config's output: stdout, a file, udp://HOST:PORT.
         #[arg(long)]
         output: Option<String>,
+        /// Also write the annotated video (boxes, labels) to this file:
+        /// .y4m natively, .mp4/.mkv/... through ffmpeg.
+        #[arg(long)]
+        annotate: Option<PathBuf>,
     },
     /// Record a V4L2 camera to Y4M; each frame's capture timestamp
     /// (CLOCK_MONOTONIC ns) is stored as the frame parameter XTS=<ns>.
@@ -386,6 +394,7 @@ fn run(cli: Cli) -> Result<i32> {
             input_size,
             pace,
             output,
+            annotate,
         } => {
             let mut cfg = match config {
                 Some(p) => Config::load(&p)?,
@@ -417,6 +426,7 @@ fn run(cli: Cli) -> Result<i32> {
                     model,
                     input_size,
                     output,
+                    annotate,
                 },
             )
         }
@@ -429,6 +439,7 @@ fn run(cli: Cli) -> Result<i32> {
             config,
             device,
             output,
+            annotate,
         } => {
             let mut cfg = match config {
                 Some(p) => Config::load(&p)?,
@@ -443,6 +454,7 @@ fn run(cli: Cli) -> Result<i32> {
                     model,
                     input_size,
                     output,
+                    annotate,
                 },
             )
         }

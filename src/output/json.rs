@@ -219,7 +219,7 @@ impl Output for JsonOutput {
 }
 
 /// `v` with `decimals` decimals, or `null` if not finite.
-fn num(w: &mut SliceWriter<'_>, v: f32, decimals: usize) -> fmt::Result {
+pub(crate) fn num(w: &mut SliceWriter<'_>, v: f32, decimals: usize) -> fmt::Result {
     if v.is_finite() {
         write!(w, "{v:.decimals$}")
     } else {
@@ -240,7 +240,7 @@ fn format_line(
     Some(w.len())
 }
 
-fn write_line(
+pub(crate) fn write_line(
     w: &mut SliceWriter<'_>,
     rec: &FrameRecord,
     dets: &[Detection],

@@ -24,13 +24,20 @@
 //!
 //! Files: [`target`] (where bytes go: stdout, file, UDP; non-blocking
 //! writes and fault counting shared by byte-stream outputs), [`json`]
-//! (JSON lines).
+//! (JSON lines), [`viewer`] (the frame copies and the viewer thread of
+//! outputs that show pixels), [`draw`] (boxes, labels, grid), [`annotate`]
+//! (annotated video file), [`http`] (live view in a browser).
 
+pub mod annotate;
+pub mod draw;
+pub mod http;
 pub mod json;
 pub mod target;
+pub mod viewer;
 
 pub use target::{OutputTarget, Rotate, Stream, MAX_DATAGRAM};
 
+use crate::calibration::Calibration;
 use crate::config::OutputConfig;
 use crate::frame::{Detection, FrameDesc, FrameRecord};
 use crate::metrics::Counters;
@@ -166,6 +173,21 @@ pub struct OutputReport {
     pub stats: OutputStats,
 }
 
+/// What outputs that show pixels need to know at boot.
+#[derive(Debug, Clone)]
+pub struct OutputContext {
+    /// The slot frames' format and size.
+    pub desc: FrameDesc,
+    /// Lockstep source: every frame must reach every output (viewers wait
+    /// for a free frame copy instead of skipping).
+    pub lockstep: bool,
+    pub labels: Labels,
+    /// The calibration the ground stage uses (grid and horizon).
+    pub calibration: Option<Calibration>,
+    /// Most detections in one frame (the decoder's `max_detections`).
+    pub max_detections: usize,
+}
+
 /// The run's outputs, in config order, with the counts of the last
 /// interval summary. The postprocess chain's last stage.
 pub struct Outputs {
@@ -176,11 +198,13 @@ pub struct Outputs {
 impl Outputs {
     /// Boot: opens every configured output (`--output T` has already been
     /// applied to `cfgs`, see `boot::Overrides`).
-    pub fn build(cfgs: &[OutputConfig]) -> Result<Outputs, OutputError> {
+    pub fn build(cfgs: &[OutputConfig], ctx: &OutputContext) -> Result<Outputs, OutputError> {
         let mut list: Vec<Box<dyn Output>> = Vec::with_capacity(cfgs.len());
         for c in cfgs {
             list.push(match c {
                 OutputConfig::Json(j) => Box::new(json::JsonOutput::open(j)?),
+                OutputConfig::Annotate(a) => Box::new(annotate::AnnotateOutput::open(a, ctx)?),
+                OutputConfig::Http(h) => Box::new(http::HttpOutput::open(h, ctx)?),
             });
         }
         Ok(Outputs::new(list))
@@ -194,6 +218,12 @@ impl Outputs {
 
     pub fn len(&self) -> usize {
         self.list.len()
+    }
+
+    /// The outputs' names, in order (`http:127.0.0.1:PORT` shows the bound
+    /// port).
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.list.iter().map(|o| o.name())
     }
 
     pub fn is_empty(&self) -> bool {

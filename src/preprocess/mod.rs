@@ -523,7 +523,12 @@ fn convert_groups(buf: &mut [u8], w: usize, group: impl Fn(usize) -> (u8, u8, u8
 /// Source row `sy` of `frame` as packed RGB: a slice of the frame itself
 /// for RGB24, else converted into `buf` (3 x width bytes).
 /// Never allocates.
-fn rgb_row<'a>(desc: FrameDesc, frame: &'a [u8], sy: usize, buf: &'a mut [u8]) -> &'a [u8] {
+pub(crate) fn rgb_row<'a>(
+    desc: FrameDesc,
+    frame: &'a [u8],
+    sy: usize,
+    buf: &'a mut [u8],
+) -> &'a [u8] {
     let (w, h) = (desc.width, desc.height);
     let (cw, ch) = (w.div_ceil(2), h.div_ceil(2));
     match desc.format {

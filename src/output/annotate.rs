@@ -1,0 +1,364 @@
+//! The annotated video output (`kind = "annotate"`): every frame the viewer
+//! thread gets ([`super::viewer`]) is drawn (boxes, labels, optionally the
+//! ground grid and horizon) and written to `path`:
+//!
+//! * `*.y4m`: written natively, 4:4:4 (`C444`), BT.601 limited range (the
+//!   inverse of the conversion the preprocessing uses), so
+//!   `perceptd replay` reads it back;
+//! * anything else (`.mp4`, `.mkv`, ...): an `ffmpeg` child process fed raw
+//!   RGB frames through a pipe, encoding with its default codec for the
+//!   container (H.264 for MP4 and MKV in Debian's ffmpeg). The child gets
+//!   its own process group (a Ctrl-C to the shell does not cut the file
+//!   short); its input is closed at the end of the run, and it is waited
+//!   for ([`FFMPEG_GRACE`] at most) and killed and reaped after that, or
+//!   at once on a write error.
+//!
+//! Lockstep replay writes every frame; a live source writes what the
+//! viewer thread keeps up with, and the frames skipped are counted
+//! (`would block` in the output's summary line).
+//!
+//! Allocation: [`AnnotateOutput::open`] (boot) opens the file or starts
+//! the child, allocates the frame copies, the canvas and the YUV buffer.
+//! `publish` (frame path) copies the frame into a shot and never
+//! allocates. The viewer thread allocates nothing per frame: writes go
+//! from the canvas (or the boot-allocated YUV buffer) straight to the file
+//! or pipe.
+
+use super::draw::{Canvas, Overlay};
+use super::viewer::{Drawing, Shot, View, Viewer};
+use super::{FrameView, Output, OutputContext, OutputError, OutputStats};
+use serde::Deserialize;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// `[[output]]` with `kind = "annotate"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnnotateConfig {
+    /// `out.y4m` (native) or any file ffmpeg writes (`out.mp4`, `out.mkv`).
+    pub path: PathBuf,
+    /// Frame rate written into the file's header (the sources do not
+    /// report theirs).
+    #[serde(default = "d_fps")]
+    pub fps: u32,
+    /// Draw the ground grid (every 5 m ahead, 2 m sideways) and the
+    /// horizon when a calibration is loaded.
+    #[serde(default)]
+    pub grid: bool,
+}
+
+fn d_fps() -> u32 {
+    30
+}
+
+impl AnnotateConfig {
+    /// A table for `--annotate PATH`.
+    pub fn to_path(path: PathBuf) -> AnnotateConfig {
+        AnnotateConfig {
+            path,
+            fps: d_fps(),
+            grid: false,
+        }
+    }
+
+    /// What is wrong with the table, as (field, value, why).
+    pub fn problem(&self) -> Option<(&'static str, String, String)> {
+        if !(1..=1000).contains(&self.fps) {
+            return Some(("fps", self.fps.to_string(), "expected 1..=1000".into()));
+        }
+        if self.path.as_os_str().is_empty() || self.path.file_name().is_none() {
+            return Some((
+                "path",
+                format!("\"{}\"", self.path.display()),
+                "expected a file path (out.y4m, out.mp4, out.mkv)".into(),
+            ));
+        }
+        None
+    }
+
+    fn is_y4m(&self) -> bool {
+        self.path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("y4m"))
+    }
+}
+
+/// How long the end of a run waits for ffmpeg to finish the file.
+pub const FFMPEG_GRACE: Duration = Duration::from_secs(5);
+
+/// The annotated video output.
+pub struct AnnotateOutput {
+    name: String,
+    viewer: Viewer,
+    stats: OutputStats,
+}
+
+impl AnnotateOutput {
+    /// Boot: opens the file (or starts ffmpeg on it) and the viewer thread.
+    pub fn open(cfg: &AnnotateConfig, ctx: &OutputContext) -> Result<AnnotateOutput, OutputError> {
+        let name = format!("annotate:{}", cfg.path.display());
+        let open_err = |msg: String| OutputError::Open {
+            target: format!("annotate path {}", cfg.path.display()),
+            msg,
+        };
+        let desc = ctx.desc;
+        // Created here for both kinds, so an unwritable path fails at boot
+        // with the OS's reason (ffmpeg would only fail later).
+        let file = File::create(&cfg.path).map_err(|e| open_err(e.to_string()))?;
+        let view: Box<dyn View> = if cfg.is_y4m() {
+            Box::new(Y4mWriter::new(file, desc.width, desc.height, cfg.fps).map_err(open_err)?)
+        } else {
+            drop(file);
+            Box::new(
+                FfmpegWriter::spawn(&cfg.path, desc.width, desc.height, cfg.fps)
+                    .map_err(open_err)?,
+            )
+        };
+        let overlay = match (&ctx.calibration, cfg.grid) {
+            (Some(c), true) => Overlay::new(c),
+            _ => Overlay::none(),
+        };
+        let drawing = Drawing {
+            labels: ctx.labels.clone(),
+            overlay,
+        };
+        let viewer = Viewer::spawn(&name, desc, ctx.max_detections, ctx.lockstep, drawing, view)
+            .map_err(|e| open_err(format!("cannot start the viewer thread: {e}")))?;
+        Ok(AnnotateOutput {
+            name,
+            viewer,
+            stats: OutputStats::default(),
+        })
+    }
+}
+
+impl Output for AnnotateOutput {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Frame path: never allocates; waits for the viewer only in lockstep.
+    fn publish(&mut self, frame: &FrameView<'_>) -> Result<(), OutputError> {
+        self.viewer.offer(frame, &mut self.stats)
+    }
+
+    fn stats(&self) -> &OutputStats {
+        &self.stats
+    }
+
+    fn finish(&mut self) {
+        if let Err(e) = self.viewer.finish() {
+            log::error!("{e}");
+        }
+    }
+}
+
+/// BT.601 limited range RGB -> YUV, in 8-bit fixed point (the inverse of
+/// the preprocessing's YUV -> RGB, within one level).
+#[inline]
+fn rgb_to_yuv(r: u8, g: u8, b: u8) -> [u8; 3] {
+    let (r, g, b) = (r as i32, g as i32, b as i32);
+    let y = ((66 * r + 129 * g + 25 * b + 128) >> 8) + 16;
+    let u = ((-38 * r - 74 * g + 112 * b + 128) >> 8) + 128;
+    let v = ((112 * r - 94 * g - 18 * b + 128) >> 8) + 128;
+    [
+        y.clamp(0, 255) as u8,
+        u.clamp(0, 255) as u8,
+        v.clamp(0, 255) as u8,
+    ]
+}
+
+/// Writes annotated frames as Y4M 4:4:4. Public so tests and tools can
+/// write the same files.
+pub struct Y4mWriter<W: Write> {
+    out: W,
+    /// Y, U, V planes of one frame, allocated once.
+    planes: Box<[u8]>,
+}
+
+impl<W: Write> Y4mWriter<W> {
+    /// Writes the stream header. Allocates the plane buffer.
+    pub fn new(mut out: W, width: usize, height: usize, fps: u32) -> Result<Y4mWriter<W>, String> {
+        writeln!(out, "YUV4MPEG2 W{width} H{height} F{fps}:1 Ip A1:1 C444")
+            .map_err(|e| e.to_string())?;
+        Ok(Y4mWriter {
+            out,
+            planes: vec![0; width * height * 3].into_boxed_slice(),
+        })
+    }
+
+    /// One frame from packed RGB. Never allocates.
+    pub fn write_rgb(&mut self, rgb: &[u8]) -> std::io::Result<()> {
+        let n = self.planes.len() / 3;
+        let (y, uv) = self.planes.split_at_mut(n);
+        let (u, v) = uv.split_at_mut(n);
+        for (i, p) in rgb.chunks_exact(3).enumerate().take(n) {
+            [y[i], u[i], v[i]] = rgb_to_yuv(p[0], p[1], p[2]);
+        }
+        self.out.write_all(b"FRAME\n")?;
+        self.out.write_all(&self.planes)
+    }
+
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+impl<W: Write + Send + 'static> View for Y4mWriter<W> {
+    fn show(&mut self, canvas: &Canvas, _: &Shot) -> Result<(), String> {
+        self.write_rgb(&canvas.rgb).map_err(|e| e.to_string())
+    }
+
+    fn end(&mut self) -> Result<(), String> {
+        self.flush().map_err(|e| e.to_string())
+    }
+}
+
+/// An `ffmpeg` child encoding raw RGB frames from its stdin into a file.
+struct FfmpegWriter {
+    child: Option<Child>,
+    stdin: Option<ChildStdin>,
+    path: PathBuf,
+}
+
+impl FfmpegWriter {
+    fn spawn(path: &Path, width: usize, height: usize, fps: u32) -> Result<FfmpegWriter, String> {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Command::new("ffmpeg");
+        cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"])
+            .args(["-f", "rawvideo", "-pix_fmt", "rgb24"])
+            .args(["-s", &format!("{width}x{height}")])
+            .args(["-r", &fps.to_string(), "-i", "pipe:0"])
+            // 4:2:0 needs even sizes; players expect 4:2:0.
+            .args([
+                "-vf",
+                "pad=ceil(iw/2)*2:ceil(ih/2)*2",
+                "-pix_fmt",
+                "yuv420p",
+            ])
+            .arg(path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .process_group(0);
+        let mut child = cmd.spawn().map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                "needs ffmpeg for this container, and ffmpeg is not in PATH (install it, \
+                 or write .y4m)"
+                    .to_string()
+            } else {
+                format!("cannot start ffmpeg: {e}")
+            }
+        })?;
+        let stdin = child.stdin.take();
+        Ok(FfmpegWriter {
+            child: Some(child),
+            stdin,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Closes ffmpeg's input and waits up to `grace` for it to finish the
+    /// file; kills it after that. The child is always reaped.
+    fn close(&mut self, grace: Duration) -> Result<(), String> {
+        self.stdin = None;
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        let t0 = Instant::now();
+        loop {
+            match child.try_wait() {
+                Ok(Some(st)) if st.success() => return Ok(()),
+                Ok(Some(st)) => {
+                    return Err(format!(
+                        "ffmpeg writing {} failed ({st})",
+                        self.path.display()
+                    ))
+                }
+                Ok(None) if t0.elapsed() < grace => std::thread::sleep(Duration::from_millis(10)),
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(format!(
+                        "ffmpeg did not finish {} within {} s: killed",
+                        self.path.display(),
+                        grace.as_secs()
+                    ));
+                }
+            }
+        }
+    }
+}
+
+impl View for FfmpegWriter {
+    fn show(&mut self, canvas: &Canvas, _: &Shot) -> Result<(), String> {
+        let Some(stdin) = &mut self.stdin else {
+            return Err("ffmpeg's input is closed".into());
+        };
+        if let Err(e) = stdin.write_all(&canvas.rgb) {
+            // ffmpeg has gone or refuses: reap it and say why.
+            let why = self.close(Duration::ZERO).err().unwrap_or_default();
+            return Err(format!("writing to ffmpeg: {e} {why}"));
+        }
+        Ok(())
+    }
+
+    fn end(&mut self) -> Result<(), String> {
+        self.close(FFMPEG_GRACE)
+    }
+}
+
+impl Drop for FfmpegWriter {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rgb_to_yuv_inverts_the_preprocessing_within_a_level() {
+        use crate::frame::{FrameDesc, PixelFormat};
+        for (y, u, v) in [
+            (16u8, 128u8, 128u8),
+            (235, 128, 128),
+            (81, 90, 240),
+            (145, 54, 34),
+        ] {
+            let desc = FrameDesc {
+                format: PixelFormat::I444,
+                width: 1,
+                height: 1,
+            };
+            let mut rgb = [0u8; 3];
+            crate::preprocess::rgb_row(desc, &[y, u, v], 0, &mut rgb);
+            let back = rgb_to_yuv(rgb[0], rgb[1], rgb[2]);
+            for (a, b) in back.iter().zip([y, u, v]) {
+                assert!(
+                    (*a as i32 - b as i32).abs() <= 2,
+                    "{y},{u},{v} -> {rgb:?} -> {back:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_y4m_file_has_the_header_and_one_frame_per_write() {
+        let mut w = Y4mWriter::new(Vec::new(), 2, 1, 25).unwrap();
+        w.write_rgb(&[255, 255, 255, 0, 0, 0]).unwrap();
+        w.write_rgb(&[0; 6]).unwrap();
+        let b = &w.out;
+        let header = b"YUV4MPEG2 W2 H1 F25:1 Ip A1:1 C444\n";
+        assert!(b.starts_with(header));
+        assert_eq!(b.len(), header.len() + 2 * (6 + 6));
+        assert_eq!(&b[header.len()..header.len() + 8], b"FRAME\n\xeb\x10");
+    }
+}
