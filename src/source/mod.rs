@@ -98,6 +98,7 @@ pub trait Source: Send {
 /// clock itself lives in [`crate::clock`].
 pub use crate::clock::monotonic_ns;
 
+pub mod jpeg;
 pub mod paced;
 pub mod v4l2;
 pub mod y4m;
