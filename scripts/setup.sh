@@ -42,6 +42,17 @@ if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-venv >/dev/null || true
 fi
 
+# ffmpeg: the video tests (tests/mjpeg_alloc.rs, tests/mjpeg_replay.rs)
+# make their MJPEG fixtures from synthetic frames with it at test time,
+# and scripts/make_jpeg_fixtures.sh made tests/fixtures/jpeg.
+if ! command -v ffmpeg >/dev/null 2>&1; then
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    echo "installing ffmpeg (for the video tests)" >&2
+    $sudo apt-get update -qq || true
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null
+fi
+
 # NVRTC (no GPU needed) so tests/nvrtc_kernels.rs really compiles every CUDA
 # kernel: pip's nvidia-cuda-nvrtc-cu12 wheel, installed with --target into
 # target/nvrtc (no venv, no system site-packages touched). The library's

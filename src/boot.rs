@@ -17,7 +17,7 @@ use crate::service::{Notifier, ServiceSetup};
 use crate::source::paced::Paced;
 use crate::source::synthetic::{SyntheticConfig, SyntheticSource};
 use crate::source::v4l2::{V4l2Config, V4l2Source};
-use crate::source::y4m::{Pace, Y4mSource};
+use crate::source::y4m::Pace;
 use crate::source::{Source, SourceError};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
@@ -102,8 +102,9 @@ fn outputs_with_override(
 pub fn open_source(
     src: &SourceConfig,
     calibration: Option<&Calibration>,
+    max_memory_mb: u64,
 ) -> Result<Box<dyn Source>, BootError> {
-    open_source_notifying(src, calibration, &Notifier::disabled())
+    open_source_notifying(src, calibration, max_memory_mb, &Notifier::disabled())
 }
 
 /// [`open_source`], telling systemd while it waits for an absent camera
@@ -111,6 +112,7 @@ pub fn open_source(
 fn open_source_notifying(
     src: &SourceConfig,
     calibration: Option<&Calibration>,
+    max_memory_mb: u64,
     notifier: &Notifier,
 ) -> Result<Box<dyn Source>, BootError> {
     Ok(match src {
@@ -147,7 +149,9 @@ fn open_source_notifying(
                 Pace::Fast => Box::new(s),
             }
         }
-        SourceConfig::Y4m { path, pace } => Box::new(Y4mSource::open(path, *pace)?),
+        SourceConfig::Y4m { path, pace } => {
+            crate::source::replay::open(path, *pace, max_memory_mb)?
+        }
         SourceConfig::V4l2 {
             device,
             format,
@@ -464,7 +468,12 @@ pub fn boot(cfg: &Config, ov: &Overrides) -> Result<Pipeline, BootError> {
         }
     };
     let notifier = Notifier::from_env().map_err(|e| BootError::Config(e.to_string()))?;
-    let source = open_source_notifying(&cfg.source, calibration.as_ref(), &notifier)?;
+    let source = open_source_notifying(
+        &cfg.source,
+        calibration.as_ref(),
+        cfg.pipeline.max_memory_mb,
+        &notifier,
+    )?;
     let desc = source.desc();
     log::info!("source: {}", source.describe());
     // Before the model, the ring or the warm-up frame is allocated: the
@@ -476,11 +485,9 @@ pub fn boot(cfg: &Config, ov: &Overrides) -> Result<Pipeline, BootError> {
         desc.format,
         source.describe()
     );
-    MemoryBudget::estimate(cfg, desc, ModelMemory::default()).check(
-        cfg.pipeline.max_memory_mb,
-        &cfg.origin,
-        &what,
-    )?;
+    let mut budget = MemoryBudget::estimate(cfg, desc, ModelMemory::default());
+    budget.source = source.buffer_bytes().unwrap_or(budget.source);
+    budget.check(cfg.pipeline.max_memory_mb, &cfg.origin, &what)?;
     let requested = ov.device.unwrap_or(cfg.pipeline.device);
     let device = choose_device(requested, cfg.pipeline.cuda_device)?;
     let t0 = std::time::Instant::now();
@@ -524,7 +531,7 @@ pub fn boot(cfg: &Config, ov: &Overrides) -> Result<Pipeline, BootError> {
         );
     }
     // Again with the planned model, before the warm-up and the ring.
-    let budget = MemoryBudget::estimate(
+    let mut budget = MemoryBudget::estimate(
         cfg,
         desc,
         ModelMemory {
@@ -533,6 +540,7 @@ pub fn boot(cfg: &Config, ov: &Overrides) -> Result<Pipeline, BootError> {
             bytes: backend.model_bytes(),
         },
     );
+    budget.source = source.buffer_bytes().unwrap_or(budget.source);
     budget.check(cfg.pipeline.max_memory_mb, &cfg.origin, &what)?;
     log::info!(
         "memory budget: {} (limit {} MiB)",

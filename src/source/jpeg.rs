@@ -70,9 +70,9 @@ type Result<T> = std::result::Result<T, JpegError>;
 
 /// Zigzag position -> natural (row-major) index.
 const ZIGZAG: [usize; 64] = [
-    0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27,
-    20, 13, 6, 7, 14, 21, 28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58,
-    59, 52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63,
+    0, 1, 8, 16, 9, 2, 3, 10, 17, 24, 32, 25, 18, 11, 4, 5, 12, 19, 26, 33, 40, 48, 41, 34, 27, 20,
+    13, 6, 7, 14, 21, 28, 35, 42, 49, 56, 57, 50, 43, 36, 29, 22, 15, 23, 30, 37, 44, 51, 58, 59,
+    52, 45, 38, 31, 39, 46, 53, 60, 61, 54, 47, 55, 62, 63,
 ];
 
 // The standard tables of ITU-T T.81 Annex K.3 (bits per code length,
@@ -467,8 +467,7 @@ fn idct_matrix() -> [[f32; 8]; 8] {
             } else {
                 1.0
             };
-            *e = (c / 2.0
-                * ((2 * x + 1) as f64 * u as f64 * std::f64::consts::PI / 16.0).cos())
+            *e = (c / 2.0 * ((2 * x + 1) as f64 * u as f64 * std::f64::consts::PI / 16.0).cos())
                 as f32;
         }
     }
@@ -508,8 +507,18 @@ impl JpegDecoder {
             desc: info.desc(),
             qt: [[0; 64]; 4],
             qt_defined: [false; 4],
-            dc: [Huffman::EMPTY, Huffman::EMPTY, Huffman::EMPTY, Huffman::EMPTY],
-            ac: [Huffman::EMPTY, Huffman::EMPTY, Huffman::EMPTY, Huffman::EMPTY],
+            dc: [
+                Huffman::EMPTY,
+                Huffman::EMPTY,
+                Huffman::EMPTY,
+                Huffman::EMPTY,
+            ],
+            ac: [
+                Huffman::EMPTY,
+                Huffman::EMPTY,
+                Huffman::EMPTY,
+                Huffman::EMPTY,
+            ],
             std_dc,
             std_ac,
             comps: [Component::default(); 3],
@@ -577,7 +586,9 @@ impl JpegDecoder {
                     self.place_planes();
                     pos = end;
                 }
-                0xC2 | 0xC6 | 0xCA | 0xCE => return Err(JpegError::Unsupported("progressive JPEG")),
+                0xC2 | 0xC6 | 0xCA | 0xCE => {
+                    return Err(JpegError::Unsupported("progressive JPEG"))
+                }
                 0xC3 | 0xC5 | 0xC7 | 0xC9 | 0xCB | 0xCD | 0xCF | 0xCC => {
                     return Err(JpegError::Unsupported(
                         "lossless, hierarchical or arithmetic-coded JPEG",
@@ -625,8 +636,16 @@ impl JpegDecoder {
     /// Where each component's plane lies in the output frame.
     fn place_planes(&mut self) {
         let (w, h) = (self.desc.width, self.desc.height);
-        let hmax = self.comps[..self.ncomp].iter().map(|c| c.h).max().unwrap_or(1);
-        let vmax = self.comps[..self.ncomp].iter().map(|c| c.v).max().unwrap_or(1);
+        let hmax = self.comps[..self.ncomp]
+            .iter()
+            .map(|c| c.h)
+            .max()
+            .unwrap_or(1);
+        let vmax = self.comps[..self.ncomp]
+            .iter()
+            .map(|c| c.v)
+            .max()
+            .unwrap_or(1);
         let mut offset = 0;
         for c in &mut self.comps[..self.ncomp] {
             c.width = (w * c.h).div_ceil(hmax);
@@ -693,7 +712,9 @@ impl JpegDecoder {
         if self.ncomp == 0 {
             return Err(JpegError::Corrupt("no SOF before the scan"));
         }
-        let ns = *sos.first().ok_or(JpegError::Corrupt("SOS segment too short"))? as usize;
+        let ns = *sos
+            .first()
+            .ok_or(JpegError::Corrupt("SOS segment too short"))? as usize;
         if ns == 0 || ns > self.ncomp || sos.len() != 4 + 2 * ns {
             return Err(JpegError::Corrupt("bad SOS component count or length"));
         }
@@ -730,8 +751,16 @@ impl JpegDecoder {
             let c = &self.comps[order[0]];
             (c.width.div_ceil(8), c.height.div_ceil(8))
         } else {
-            let hmax = self.comps[..self.ncomp].iter().map(|c| c.h).max().unwrap_or(1);
-            let vmax = self.comps[..self.ncomp].iter().map(|c| c.v).max().unwrap_or(1);
+            let hmax = self.comps[..self.ncomp]
+                .iter()
+                .map(|c| c.h)
+                .max()
+                .unwrap_or(1);
+            let vmax = self.comps[..self.ncomp]
+                .iter()
+                .map(|c| c.v)
+                .max()
+                .unwrap_or(1);
             (
                 self.desc.width.div_ceil(8 * hmax),
                 self.desc.height.div_ceil(8 * vmax),
