@@ -874,17 +874,17 @@ impl JpegDecoder {
             }
         }
         let (w, h) = ((c.width - x0).min(8), (c.height - y0).min(8));
-        for y in 0..h {
-            let ty = &t[y];
+        for (y, ty) in t.iter().enumerate().take(h) {
             let row_start = c.offset + (y0 + y) * c.width + x0;
             let Some(row) = dst.get_mut(row_start..row_start + w) else {
                 return;
             };
             for (x, px) in row.iter_mut().enumerate() {
-                let mut s = 0f32;
-                for v in 0..rows {
-                    s += ty[v] * tmp[v][x];
-                }
+                let s: f32 = ty[..rows]
+                    .iter()
+                    .zip(&tmp[..rows])
+                    .map(|(a, r)| a * r[x])
+                    .sum();
                 *px = (s + 128.5).clamp(0.0, 255.0) as u8;
             }
         }
