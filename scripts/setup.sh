@@ -5,7 +5,8 @@
 #   scripts/setup.sh           build prerequisites only (what demo.sh runs)
 #   scripts/setup.sh --tests   also what only the tests use (what test.sh
 #                              runs): python3-venv for scripts/calibrate.py's
-#                              selftest, ffmpeg for tests/annotate.rs (MP4
+#                              selftest, ffmpeg for the video tests (MJPEG fixtures
+#                              made at test time; tests/annotate.rs: MP4
 #                              through the ffmpeg child, ffprobe frame
 #                              counts), chromium for tests/http_view.rs (a
 #                              headless browser screenshots the live page),
@@ -46,14 +47,17 @@ if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-venv >/dev/null || true
 fi
 
-# ffmpeg and ffprobe: tests/annotate.rs writes the annotated MP4 through an
-# ffmpeg child (as `--annotate out.mp4` does) and counts its frames.
+# ffmpeg and ffprobe: the video tests (tests/mjpeg_alloc.rs,
+# tests/mjpeg_replay.rs) make their MJPEG fixtures from synthetic frames
+# with it at test time (scripts/make_jpeg_fixtures.sh made
+# tests/fixtures/jpeg); tests/annotate.rs writes the annotated MP4 through
+# an ffmpeg child (as `--annotate out.mp4` does) and counts its frames.
 if ! command -v ffmpeg >/dev/null 2>&1 || ! command -v ffprobe >/dev/null 2>&1; then
     sudo=""
     [ "$(id -u)" -ne 0 ] && sudo="sudo"
-    echo "installing ffmpeg (for tests/annotate.rs)" >&2
+    echo "installing ffmpeg (for the video tests)" >&2
     $sudo apt-get update -qq || true
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq ffmpeg >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null
 fi
 
 # chromium: tests/http_view.rs loads the live page in a real headless

@@ -124,8 +124,9 @@ fn outputs_with_json_override(
 pub fn open_source(
     src: &SourceConfig,
     calibration: Option<&Calibration>,
+    max_memory_mb: u64,
 ) -> Result<Box<dyn Source>, BootError> {
-    open_source_notifying(src, calibration, &Notifier::disabled())
+    open_source_notifying(src, calibration, max_memory_mb, &Notifier::disabled())
 }
 
 /// [`open_source`], telling systemd while it waits for an absent camera
@@ -133,6 +134,7 @@ pub fn open_source(
 fn open_source_notifying(
     src: &SourceConfig,
     calibration: Option<&Calibration>,
+    max_memory_mb: u64,
     notifier: &Notifier,
 ) -> Result<Box<dyn Source>, BootError> {
     Ok(match src {
@@ -169,7 +171,9 @@ fn open_source_notifying(
                 Pace::Fast => Box::new(s),
             }
         }
-        SourceConfig::Y4m { path, pace } => Box::new(Y4mSource::open(path, *pace)?),
+        SourceConfig::Y4m { path, pace } => {
+            crate::source::replay::open(path, *pace, max_memory_mb)?
+        }
         SourceConfig::V4l2 {
             device,
             format,
@@ -517,7 +521,12 @@ pub fn boot(cfg: &Config, ov: &Overrides) -> Result<Pipeline, BootError> {
         }
     };
     let notifier = Notifier::from_env().map_err(|e| BootError::Config(e.to_string()))?;
-    let source = open_source_notifying(&cfg.source, calibration.as_ref(), &notifier)?;
+    let source = open_source_notifying(
+        &cfg.source,
+        calibration.as_ref(),
+        cfg.pipeline.max_memory_mb,
+        &notifier,
+    )?;
     let desc = source.desc();
     log::info!("source: {}", source.describe());
     // Before the model, the ring or the warm-up frame is allocated: the
@@ -529,7 +538,8 @@ pub fn boot(cfg: &Config, ov: &Overrides) -> Result<Pipeline, BootError> {
         desc.format,
         source.describe()
     );
-    let before_model = MemoryBudget::estimate(cfg, desc, ModelMemory::default());
+    let mut before_model = MemoryBudget::estimate(cfg, desc, ModelMemory::default());
+    before_model.source = source.buffer_bytes().unwrap_or(before_model.source);
     before_model.check(cfg.pipeline.max_memory_mb, &cfg.origin, &what)?;
     let model_room = before_model.room(cfg.pipeline.max_memory_mb);
     let requested = ov.device.unwrap_or(cfg.pipeline.device);
@@ -591,7 +601,7 @@ pub fn boot(cfg: &Config, ov: &Overrides) -> Result<Pipeline, BootError> {
         );
     }
     // Again with the planned model, before the warm-up and the ring.
-    let budget = MemoryBudget::estimate(
+    let mut budget = MemoryBudget::estimate(
         cfg,
         desc,
         ModelMemory {
@@ -600,6 +610,7 @@ pub fn boot(cfg: &Config, ov: &Overrides) -> Result<Pipeline, BootError> {
             bytes: backend.model_bytes(),
         },
     );
+    budget.source = source.buffer_bytes().unwrap_or(budget.source);
     budget.check(cfg.pipeline.max_memory_mb, &cfg.origin, &what)?;
     log::info!(
         "memory budget: {} (limit {} MiB)",

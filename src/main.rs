@@ -112,12 +112,14 @@ enum Cmd {
         #[arg(long)]
         annotate: Option<PathBuf>,
     },
-    /// Replay a Y4M recording through the same pipeline.
+    /// Replay a recording through the same pipeline: Y4M or a raw MJPEG
+    /// stream, told apart by content.
     Replay {
-        /// The Y4M recording (e.g. from `perceptd record`).
+        /// The recording (e.g. from `perceptd record`; `-` reads stdin).
         file: PathBuf,
-        /// realtime: at the file's frame rate, dropping frames when slow;
-        /// fast: lockstep, nothing dropped, deterministic.
+        /// realtime: at the file's frame rate (raw MJPEG: 30 fps),
+        /// dropping frames when slow; fast: lockstep, nothing dropped,
+        /// deterministic.
         #[arg(long, default_value = "fast", value_parser = ChoiceParser::<Pace>::new())]
         pace: Pace,
         /// The model: an ONNX file, or builtin:synthetic (default: the
@@ -660,9 +662,10 @@ fn check_calibration(path: &Path, cfg: Option<&Config>) -> Result<()> {
             SourceConfig::Synthetic { width, height, .. }
             | SourceConfig::V4l2 { width, height, .. } => (*width, *height),
             SourceConfig::Y4m { path, .. } => {
-                let src = perceptd::source::y4m::Y4mSource::open(
+                let src = perceptd::source::replay::open(
                     path,
                     perceptd::source::y4m::Pace::Fast,
+                    cfg.pipeline.max_memory_mb,
                 )?;
                 (src.desc().width, src.desc().height)
             }
@@ -915,7 +918,8 @@ fn check_memory(cfg: &Config, model: perceptd::budget::ModelMemory) -> Result<()
         Some(d) => (d, format!("{}x{} {} frames", d.width, d.height, d.format)),
         None => match &cfg.source {
             SourceConfig::Y4m { path, .. } => {
-                let src = perceptd::source::y4m::Y4mSource::open(path, Pace::Fast)?;
+                let src =
+                    perceptd::source::replay::open(path, Pace::Fast, cfg.pipeline.max_memory_mb)?;
                 let d = src.desc();
                 let what = format!(
                     "{}x{} {} frames from {}",

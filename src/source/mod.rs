@@ -1,4 +1,5 @@
-//! Frame sources: the V4L2 camera, Y4M replay and the synthetic road scene.
+//! Frame sources: the V4L2 camera, file replay (Y4M, raw MJPEG; see
+//! [`replay`]) and the synthetic road scene.
 //! Each fills a ring slot's host buffer with one raw frame in its
 //! [`FrameDesc`] format and stamps it.
 //!
@@ -92,12 +93,22 @@ pub trait Source: Send {
     /// is dropped, but a live source must keep its queue moving).
     /// Frame path: never allocates.
     fn skip_frame(&mut self) -> Result<FrameStamp, SourceError>;
+
+    /// Bytes the source allocated at boot when they depend on what it
+    /// read (a stream buffer sized from a file's first frame), for the
+    /// memory budget; `None`: the config's estimate holds.
+    fn buffer_bytes(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Re-exported for the sources and the stages that stamp frames; the
 /// clock itself lives in [`crate::clock`].
 pub use crate::clock::monotonic_ns;
 
+pub mod jpeg;
+pub mod mjpeg;
 pub mod paced;
+pub mod replay;
 pub mod v4l2;
 pub mod y4m;

@@ -44,7 +44,7 @@ const MAX_HEADER: usize = 4096;
 const MAX_FRAME_LINE: usize = 256;
 
 /// Buffered reader/writer capacity, allocated at open.
-const IO_BUFFER: usize = 256 * 1024;
+pub(crate) const IO_BUFFER: usize = 256 * 1024;
 
 const MAGIC: &[u8] = b"YUV4MPEG2";
 
@@ -77,7 +77,7 @@ impl FrameRate {
 
     /// Nanoseconds from frame 0 to frame `k`, exact to the nanosecond (no
     /// drift over long replays). `num` must be non-zero.
-    fn offset_ns(self, k: u64) -> u64 {
+    pub(crate) fn offset_ns(self, k: u64) -> u64 {
         let ns = k as u128 * self.den as u128 * 1_000_000_000 / self.num.max(1) as u128;
         ns.min(u64::MAX as u128) as u64
     }
@@ -257,7 +257,20 @@ impl Y4mSource {
         // `-` is stdin; a FIFO opens without waiting for its writer, and
         // every read on a pipe gives up on a stop request.
         let file = open_stream(path.as_ref()).map_err(io_err)?;
-        let mut reader = BufReader::with_capacity(IO_BUFFER, file);
+        Self::from_reader(path_s, BufReader::with_capacity(IO_BUFFER, file), pace)
+    }
+
+    /// [`Y4mSource::open`] on a stream already opened (and perhaps peeked
+    /// at: nothing consumed) by [`crate::source::replay::open`]. Boot.
+    pub fn from_reader(
+        path_s: String,
+        mut reader: BufReader<StreamReader>,
+        pace: Pace,
+    ) -> Result<Self, SourceError> {
+        let io_err = |e: std::io::Error| SourceError::Io {
+            path: path_s.clone(),
+            msg: e.to_string(),
+        };
         let mut line = Vec::with_capacity(256);
         (&mut reader)
             .take(MAX_HEADER as u64)

@@ -154,3 +154,85 @@ pub fn wait_bounded(mut child: std::process::Child, limit: std::time::Duration) 
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// Write `frames` frames of the synthetic scene (seed `seed`, I420
+/// `width`x`height`) as a Y4M: the pictures the video fixtures are made of.
+pub fn synthetic_y4m(path: &Path, seed: u64, frames: u64, width: usize, height: usize) {
+    use perceptd::calibration::Calibration;
+    use perceptd::frame::PixelFormat;
+    use perceptd::source::synthetic::{SyntheticConfig, SyntheticSource};
+    use perceptd::source::y4m::{FrameRate, Y4mWriter};
+    use perceptd::source::Source;
+    let cfg = SyntheticConfig {
+        width,
+        height,
+        format: PixelFormat::I420,
+        calibration: Calibration::front_camera().with_image_size(width as u32, height as u32),
+        ..SyntheticConfig::front_camera(seed)
+    };
+    let mut src = SyntheticSource::new(cfg).unwrap();
+    let mut w = Y4mWriter::create(path, src.desc(), FrameRate::per_second(30)).unwrap();
+    let mut buf = vec![0u8; src.desc().bytes()];
+    for _ in 0..frames {
+        let stamp = src.next_frame(&mut buf).unwrap();
+        w.write_frame(&buf, stamp).unwrap();
+    }
+    w.finish().unwrap();
+}
+
+/// Run ffmpeg (quiet, overwriting) with `args`; panics with its stderr on
+/// failure. The video tests need it: `scripts/setup.sh --tests` installs it.
+pub fn ffmpeg(args: &[&str]) {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-y"])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("ffmpeg: {e} (apt install ffmpeg)"));
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Agreement of two runs over the same clip: per frame (by `seq`), each
+/// detection of `a` by descending score takes the not yet matched
+/// detection of `b` of its class with the highest IoU, if at least
+/// `min_iou`. Returns (F1, matched, detections in a, detections in b);
+/// F1 is 1 when neither run detected anything.
+pub fn agreement(a: &[Line], b: &[Line], min_iou: f32) -> (f64, usize, usize, usize) {
+    let by_seq: std::collections::HashMap<u64, &Line> = b.iter().map(|l| (l.seq, l)).collect();
+    let (mut matched, mut na, mut nb) = (0, 0, 0);
+    for l in b {
+        nb += l.dets.len();
+    }
+    for la in a {
+        na += la.dets.len();
+        let Some(lb) = by_seq.get(&la.seq) else {
+            continue;
+        };
+        let mut used = vec![false; lb.dets.len()];
+        let mut dets = la.dets.clone();
+        dets.sort_by(|x, y| y.score.total_cmp(&x.score));
+        for d in &dets {
+            let best = lb
+                .dets
+                .iter()
+                .enumerate()
+                .filter(|(i, e)| !used[*i] && e.class_id == d.class_id)
+                .map(|(i, e)| (i, iou(d.bbox, e.bbox)))
+                .max_by(|x, y| x.1.total_cmp(&y.1))
+                .filter(|&(_, v)| v >= min_iou);
+            if let Some((i, _)) = best {
+                used[i] = true;
+                matched += 1;
+            }
+        }
+    }
+    let f1 = if na + nb == 0 {
+        1.0
+    } else {
+        2.0 * matched as f64 / (na + nb) as f64
+    };
+    (f1, matched, na, nb)
+}
