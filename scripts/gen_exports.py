@@ -104,6 +104,39 @@ EXPORTS = [
         test_shape=(1, 3, 96, 96),
         about="YOLOv5u detect (C3 blocks, SPPF, anchor-free DFL head), static, simplified",
     ),
+    dict(
+        name="yolo26-w0125-static",
+        yaml="yolo26n.yaml",
+        depth=0.5,
+        width=0.125,
+        max_channels=256,
+        imgsz=160,
+        opset=17,
+        simplify=True,
+        dynamic=False,
+        test_shape=(1, 3, 160, 160),
+        about=(
+            "YOLO26 detect, NMS-free end-to-end head (metadata end2end True): output0 [1, 300, 6] "
+            "x1, y1, x2, y2, score, class from TopK / GatherElements / ReduceMax / Mod / Div / Cast; "
+            "525 anchors at 160x160, so TopK keeps 300 of 525"
+        ),
+    ),
+    dict(
+        name="yolov10-w0125-static",
+        yaml="yolov10n.yaml",
+        depth=0.33,
+        width=0.125,
+        max_channels=256,
+        imgsz=96,
+        opset=17,
+        simplify=True,
+        dynamic=False,
+        test_shape=(1, 3, 96, 96),
+        about=(
+            "YOLOv10 detect (SCDown, C2fCIB, PSA), NMS-free end-to-end head: output0 [1, 189, 6] "
+            "(max_det is capped at the 189 anchors of a 96x96 input, so TopK keeps all of them)"
+        ),
+    ),
 ]
 
 
@@ -190,6 +223,14 @@ def build_model(spec, work: str):
         for seq in head.cv3:
             last = seq[-1]
             last.bias.copy_(torch.randn(last.bias.shape, generator=g) * 1.0 - 1.0)
+        # End-to-end heads (YOLOv10, YOLO26) export their one-to-one branch.
+        # Its logits are also scaled down: saturated scores (many within an
+        # ulp of 1.0) would make TopK's row order depend on the last bit of
+        # each engine's sigmoid rather than on the values and the tie rule.
+        for seq in getattr(head, "one2one_cv3", None) or []:
+            last = seq[-1]
+            last.weight.mul_(0.1)
+            last.bias.copy_(torch.randn(last.bias.shape, generator=g) * 1.0 - 1.0)
     return model
 
 
@@ -236,6 +277,8 @@ def export_one(spec, work: str) -> dict:
         ref = model.model.eval()(torch.from_numpy(x))
     ref = ref[0] if isinstance(ref, (list, tuple)) else ref
     ref = ref.numpy()
+    # (an end-to-end head's unexported model returns its one-to-many branch:
+    # nothing to compare, reported as n/a)
     diff = float(np.max(np.abs(ref - ys[0]))) if ref.shape == ys[0].shape else float("nan")
 
     dst = os.path.join(OUT_DIR, spec["name"])
@@ -254,7 +297,9 @@ def export_one(spec, work: str) -> dict:
         return [d.dim_param if d.dim_param else d.dim_value for d in vi.type.tensor_type.shape.dim]
 
     ops = sorted({n.op_type for n in proto.graph.node})
-    scores = ys[0][:, 4:, :]
+    end2end = ys[0].shape[-1] == 6
+    # [1, 4+C, N] class rows, or the score column of end-to-end [1, N, 6] rows
+    scores = ys[0][..., 4] if end2end else ys[0][:, 4:, :]
     info = dict(
         spec=spec,
         opset=next(i.version for i in proto.opset_import if i.domain in ("", "ai.onnx")),
@@ -272,11 +317,12 @@ def export_one(spec, work: str) -> dict:
         score_range=(float(scores.min()), float(scores.max())),
         score_mid=float(np.mean((scores > 0.01) & (scores < 0.99))),
     )
+    boxes = ys[0][..., :4] if end2end else ys[0][:, :4]
     print(
         f"[{spec['name']}] opset {info['opset']}, {info['n_nodes']} nodes, {info['model_bytes']} bytes, "
         f"in {info['graph_in']} out {info['graph_out']}, test {info['test_in']} -> {info['test_out']}, "
         f"max|torch-ort| {diff:.3g}, scores {info['score_range'][0]:.3f}..{info['score_range'][1]:.3f} "
-        f"({info['score_mid']:.0%} in 0.01..0.99), boxes {float(ys[0][:, :4].min()):.1f}..{float(ys[0][:, :4].max()):.1f}"
+        f"({info['score_mid']:.0%} in 0.01..0.99), boxes {float(boxes.min()):.1f}..{float(boxes.max()):.1f}"
     )
     return info
 
@@ -307,7 +353,10 @@ options). All tensors are serialized TensorProto, named after the graph
 input/output, as in the ONNX backend-test layout. `output0` is
 `[batch, 4 + 3, anchors]`: box (cx, cy, w, h in input pixels, DFL-decoded)
 then 3 class scores (sigmoid; classes 0 vehicle, 1 pedestrian, 2 cyclist,
-also in the model's metadata_props `names`).
+also in the model's metadata_props `names`), except for the NMS-free
+end-to-end heads (YOLO26, YOLOv10; metadata `end2end` True), whose `output0`
+is `[batch, max_det, 6]`: x1, y1, x2, y2 (input pixels), score, class, in
+descending score order (TopK; ties by lower index).
 
 Models: the model YAML shipped inside the ultralytics package with `scales`
 replaced by one custom scale `n: [depth_multiple, width_multiple, max_channels]`
@@ -351,7 +400,7 @@ def write_readme(infos: list[dict]) -> None:
         text += (
             f"| `{s['name']}` | {model} | {i['opset']} | `{i['graph_in']}` | `{i['graph_out']}` | "
             f"{i['test_in']} | {i['test_out'][0]} | {i['n_nodes']} | {i['params']} | "
-            f"{i['model_bytes']} B | {i['torch_vs_ort']:.2g} |\n"
+            f"{i['model_bytes']} B | {'n/a' if i['torch_vs_ort'] != i['torch_vs_ort'] else format(i['torch_vs_ort'], '.2g')} |\n"
         )
     text += (
         "\n(*) the unfused PyTorch model vs onnxruntime on the test input; boxes are in pixels "

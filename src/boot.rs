@@ -13,7 +13,9 @@ use crate::output::json::{JsonConfig, DEFAULT_LINE_BYTES};
 use crate::output::{OutputContext, OutputError, OutputTarget, Outputs};
 use crate::pipeline::{Pipeline, ThreadPolicy};
 use crate::postprocess::track::{Geometry, Tracker};
-use crate::postprocess::{refine_stages, Chain, DecodeStage, Decoder, Labels, PostprocessError};
+use crate::postprocess::{
+    refine_stages, Chain, DecodeStage, Decoder, DecoderKind, Labels, PostprocessError,
+};
 use crate::service::{Notifier, ServiceSetup};
 use crate::source::paced::Paced;
 use crate::source::synthetic::{SyntheticConfig, SyntheticSource};
@@ -327,18 +329,40 @@ fn cuda_or_cpu(
 /// The class names, first found of: `model.labels`; `<stem>.labels` or
 /// `labels.txt` next to the model file; the model's metadata `names`; the
 /// built-in model's names. Else `class0`.. with a warning. Logs which.
+/// The decoder for this model: `end2end` when the Ultralytics metadata
+/// says `end2end = True` (YOLOv10, YOLO26 exports: their `[1, N, 6]` output
+/// would otherwise pass for a one-class `yolov5` head), else the config's.
+pub fn decoder_kind(
+    configured: DecoderKind,
+    meta: &crate::engine::onnx::Ultralytics,
+    model: &Path,
+) -> DecoderKind {
+    if meta.end2end == Some(true) && configured != DecoderKind::End2End {
+        log::info!(
+            "decoder end2end (NMS-free rows) from {} metadata 'end2end'",
+            model.display()
+        );
+        return DecoderKind::End2End;
+    }
+    configured
+}
+
+/// The class names; `classes` is the output's class count when its shape
+/// says it (not for `end2end` heads, whose count the names give).
 fn load_labels(
     cfg: &Config,
     model: &Path,
     meta: &crate::engine::onnx::Ultralytics,
-    classes: usize,
+    classes: Option<usize>,
 ) -> Result<Labels, BootError> {
     let checked = |l: Labels, from: String| -> Result<Labels, BootError> {
-        l.check_classes(classes)
-            .map_err(|e| PostprocessError::Labels {
-                path: from.clone(),
-                msg: e.to_string(),
-            })?;
+        if let Some(classes) = classes {
+            l.check_classes(classes)
+                .map_err(|e| PostprocessError::Labels {
+                    path: from.clone(),
+                    msg: e.to_string(),
+                })?;
+        }
         log::info!("labels: {} classes from {from}", l.len());
         Ok(l)
     };
@@ -362,6 +386,13 @@ fn load_labels(
         let from = format!("{} (embedded labels)", model.display());
         return checked(Labels::parse_text(crate::builtin::LABELS, &from)?, from);
     }
+    let Some(classes) = classes else {
+        return Err(BootError::Config(format!(
+            "{}: an end-to-end ([1, N, 6]) output does not say how many classes there are, and there are no labels (no model.labels, no {}, no metadata 'names'); set model.labels",
+            model.display(),
+            beside[0].display()
+        )));
+    };
     log::warn!(
         "{}: no labels (no model.labels, no {}, no metadata 'names'); naming classes class0..",
         model.display(),
@@ -441,7 +472,7 @@ fn refuse_outputs_onto_inputs(
 /// What the model's metadata says (Ultralytics keys), and the input size
 /// to bind: `--input-size`, else `model.input_size`, else metadata
 /// `imgsz`. Logs where the size came from. Refuses heads perceptd cannot
-/// decode (a task other than detect, end-to-end NMS-free outputs).
+/// decode (a task other than detect).
 pub fn model_facts(
     model: &Path,
     flag: Option<[usize; 2]>,
@@ -453,11 +484,6 @@ pub fn model_facts(
     if let Some(t) = meta.task.as_deref().filter(|t| *t != "detect") {
         return Err(BootError::Config(format!(
             "{shown}: metadata task = {t:?}: perceptd decodes detection models only (task \"detect\")"
-        )));
-    }
-    if meta.end2end == Some(true) {
-        return Err(BootError::Config(format!(
-            "{shown}: metadata end2end = True: NMS-free end-to-end heads are not supported; export with end2end=False (a [1, 4+C, N] output)"
         )));
     }
     let size = match (flag, config, meta.imgsz) {
@@ -617,16 +643,34 @@ pub fn boot(cfg: &Config, ov: &Overrides) -> Result<Pipeline, BootError> {
         budget.describe(),
         cfg.pipeline.max_memory_mb
     );
-    let decoder = Decoder::new(
-        cfg.model.decoder,
-        backend.output_shape(),
-        None,
-        cfg.model.conf_threshold as f64,
-        cfg.model.iou_threshold as f64,
-        cfg.model.max_detections,
-        30_000,
-    )?;
-    let labels = load_labels(cfg, &model, &meta, decoder.num_classes())?;
+    let kind = decoder_kind(cfg.model.decoder, &meta, &model);
+    // An end-to-end head's output does not say how many classes there
+    // are: the labels do, and the decoder checks class ids against them.
+    let (decoder, labels) = if kind == DecoderKind::End2End {
+        let labels = load_labels(cfg, &model, &meta, None)?;
+        let d = Decoder::new(
+            kind,
+            backend.output_shape(),
+            Some(labels.len()),
+            cfg.model.conf_threshold as f64,
+            cfg.model.iou_threshold as f64,
+            cfg.model.max_detections,
+            30_000,
+        )?;
+        (d, labels)
+    } else {
+        let d = Decoder::new(
+            kind,
+            backend.output_shape(),
+            None,
+            cfg.model.conf_threshold as f64,
+            cfg.model.iou_threshold as f64,
+            cfg.model.max_detections,
+            30_000,
+        )?;
+        let labels = load_labels(cfg, &model, &meta, Some(d.num_classes()))?;
+        (d, labels)
+    };
     if !prepared {
         // Warm-up: first runs touch every page of the arena and weights.
         let frame = warmup_frame(desc);

@@ -1195,7 +1195,7 @@ mod tests {
             (
                 "model",
                 "decoder = \"ssd\"",
-                "x.toml: model.decoder = \"ssd\": expected one of yolov8, yolo11, yolov5u, yolov5",
+                "x.toml: model.decoder = \"ssd\": expected one of yolov8, yolo11, yolov5u, yolov5, end2end",
             ),
             (
                 "pipeline",

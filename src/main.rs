@@ -978,19 +978,34 @@ fn check(
         .first()
         .map(|o| o.shape.clone())
         .unwrap_or_default();
-    let decoded = [DecoderKind::YoloV8, DecoderKind::YoloV5]
-        .into_iter()
-        .find_map(|k| {
-            Decoder::new(k, &out_shape, None, 0.25, 0.45, 100, 30_000)
-                .ok()
-                .map(|d| (k, d))
-        });
+    // As `run` chooses it: end2end from the metadata (its class count from
+    // the metadata names), else the first layout the shape fits.
+    let end2end_classes = meta
+        .names
+        .as_deref()
+        .and_then(|n| Labels::parse_text(n, "metadata names").ok())
+        .map(|l| l.len());
+    let kinds: &[DecoderKind] = if meta.end2end == Some(true) {
+        &[DecoderKind::End2End]
+    } else {
+        &[DecoderKind::YoloV8, DecoderKind::YoloV5]
+    };
+    let decoded = kinds.iter().find_map(|&k| {
+        let classes = (k == DecoderKind::End2End)
+            .then_some(end2end_classes)
+            .flatten();
+        Decoder::new(k, &out_shape, classes, 0.25, 0.45, 100, 30_000)
+            .ok()
+            .map(|d| (k, d))
+    });
     match &decoded {
         Some((k, d)) => outln!(
             "  decoder     {} (output {}, {} classes; task {}, end2end {})",
             match k {
                 DecoderKind::YoloV8 => "yolov8 (also yolo11, yolov5u): [1, 4+C, N]",
                 DecoderKind::YoloV5 => "yolov5: [1, N, 5+C]",
+                DecoderKind::End2End =>
+                    "end2end (YOLOv10, YOLO26): [1, N, 6] x1, y1, x2, y2, score, class; no NMS",
             },
             engine::tensor::shape_string(&out_shape),
             d.num_classes(),
@@ -999,7 +1014,7 @@ fn check(
                 .map_or("not in metadata", |e| if e { "true" } else { "false" }),
         ),
         None => outln!(
-            "  decoder     none fits output {} (perceptd decodes [1, 4+C, N] and [1, N, 5+C])",
+            "  decoder     none fits output {} (perceptd decodes [1, 4+C, N], [1, N, 5+C] and, with metadata end2end and names, [1, N, 6])",
             engine::tensor::shape_string(&out_shape)
         ),
     }

@@ -1,6 +1,7 @@
 //! `CpuModel::run` makes zero heap allocations: a counting global allocator
 //! sees every allocation on every thread (the kernel pool's workers
-//! included) while a real exported detector runs 200 times.
+//! included) while a real exported detector runs 200 times: YOLOv8, and
+//! the NMS-free end-to-end heads of YOLO26 and YOLOv10.
 //!
 //! One test per binary, so nothing else allocates concurrently.
 
@@ -19,6 +20,11 @@ fn run_never_allocates() {
         ("yolov8-w0125-static", 1),
         ("yolov8-w0125-static", 2),
         ("yolov8-w0125-dynamic", 2),
+        // NMS-free end-to-end heads: TopK (in-place selection in scratch),
+        // GatherElements, run-time integer Div/Mod/Cast.
+        ("yolo26-w0125-static", 1),
+        ("yolo26-w0125-static", 2),
+        ("yolov10-w0125-static", 2),
     ] {
         let mut b = Bindings::new();
         if model.ends_with("dynamic") {

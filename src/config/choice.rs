@@ -121,6 +121,7 @@ impl_choice!(DecoderKind, "model.decoder", [
     "yolo11" => DecoderKind::YoloV8,
     "yolov5u" => DecoderKind::YoloV8,
     "yolov5" => DecoderKind::YoloV5,
+    "end2end" => DecoderKind::End2End,
 ]);
 impl_choice!(Device, "pipeline.device", [
     "auto" => Device::Auto,
@@ -213,7 +214,7 @@ mod tests {
         );
         assert_eq!(
             DecoderKind::parse("yolov9").unwrap_err(),
-            "\"yolov9\": expected one of yolov8, yolo11, yolov5u, yolov5"
+            "\"yolov9\": expected one of yolov8, yolo11, yolov5u, yolov5, end2end"
         );
     }
 

@@ -335,6 +335,16 @@ pub enum Op {
         pads: Option<Vec<i64>>,
         value: f32,
     },
+    /// The `k` largest (or smallest) elements along `axis` and their
+    /// indices; `k` is input 1 (a boot-time constant).
+    TopK {
+        axis: i64,
+        largest: bool,
+        sorted: bool,
+    },
+    GatherElements {
+        axis: i64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -398,6 +408,8 @@ impl Op {
             Op::Reduce { op, .. } => format!("Reduce{op:?}"),
             Op::Clip { .. } => "Clip".into(),
             Op::Pad { .. } => "Pad".into(),
+            Op::TopK { .. } => "TopK".into(),
+            Op::GatherElements { .. } => "GatherElements".into(),
         }
     }
 }
@@ -423,6 +435,7 @@ impl Op {
             Op::Slice { .. } => i >= 1,
             Op::Reduce { .. } => i == 1,
             Op::Gather { .. } => i == 1,
+            Op::TopK { .. } => i == 1,
             Op::Range | Op::ConstantOfShape(_) => true,
             _ => false,
         }

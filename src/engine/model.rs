@@ -8,7 +8,7 @@ use super::error::EngineError;
 use super::ir::{Graph, Op, TensorId};
 use super::ops::{self, OutInfo};
 use super::plan::{assign_offsets, Interval};
-use super::tensor::{numel, Storage, Tensor};
+use super::tensor::{numel, DType, Storage, Tensor};
 use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -93,6 +93,8 @@ struct Step {
 pub struct Port {
     pub name: String,
     pub shape: Vec<usize>,
+    /// Declared element type; integer outputs are held as f32 values.
+    pub dtype: DType,
     buf: Buf,
     /// Outputs folded entirely at boot.
     constant: Option<Arc<Tensor>>,
@@ -338,12 +340,14 @@ impl CpuModel {
                 })
                 .collect();
             for (k, o) in n.outputs.iter().enumerate() {
-                if g.tensors[*o].dtype.storage() != Storage::F32 {
+                let storage = g.tensors[*o].dtype.storage();
+                let int_ok = storage == Storage::I64 && ops::runs_on_integers(&n.op);
+                if storage != Storage::F32 && !int_ok {
                     errors.push(EngineError::node(
                         &n.name,
                         &n.op.name(),
                         format!(
-                            "output {k} ('{}') is {} and computed at run time; only float tensors may be (integer tensors must be computable at boot)",
+                            "output {k} ('{}') is {} and computed at run time; only float tensors may be (integer tensors must be computable at boot, except the indices of TopK and what Div, Mod, Cast, GatherElements and data movement make of them)",
                             g.tensors[*o].name, g.tensors[*o].dtype
                         ),
                     ));
@@ -355,6 +359,17 @@ impl CpuModel {
                     errors.push(EngineError::node(&n.name, &n.op.name(), e.0));
                     kernels.push(None);
                 }
+            }
+        }
+        for &t in &g.inputs {
+            if !g.tensors[t].dtype.is_float() {
+                errors.push(EngineError::Input {
+                    name: g.tensors[t].name.clone(),
+                    msg: format!(
+                        "is {}; run-time inputs must be float tensors",
+                        g.tensors[t].dtype
+                    ),
+                });
             }
         }
         if let Some(first) = errors.into_iter().next() {
@@ -446,6 +461,7 @@ impl CpuModel {
         let port = |t: TensorId| Port {
             name: g.tensors[t].name.clone(),
             shape: g.tensors[t].shape.clone().unwrap_or_default(),
+            dtype: g.tensors[t].dtype,
             buf: if is_rt(t) { buf_of(t) } else { Buf::empty() },
             constant: g.tensors[t].value.clone(),
         };
@@ -508,7 +524,12 @@ impl CpuModel {
         let p = &self.outputs[i];
         match &p.constant {
             Some(c) => (**c).clone(),
-            None => Tensor::from_f32(p.shape.clone(), self.output(i).to_vec()),
+            None if p.dtype.storage() == Storage::I64 => Tensor::from_i64(
+                p.shape.clone(),
+                self.output(i).iter().map(|&v| v as i64).collect(),
+            )
+            .with_dtype(p.dtype),
+            None => Tensor::from_f32(p.shape.clone(), self.output(i).to_vec()).with_dtype(p.dtype),
         }
     }
 

@@ -83,6 +83,13 @@ pub enum DecoderKind {
     /// Classic YOLOv5: `[1, N, 5+C]`, cx, cy, w, h, objectness, C class
     /// scores; score = objectness * class score.
     YoloV5,
+    /// NMS-free end-to-end heads (YOLOv10, YOLO26; Ultralytics metadata
+    /// `end2end = True`): `[1, N, 6]`, rows x1, y1, x2, y2, score, class,
+    /// already final and in descending score order. Only the confidence
+    /// threshold and `max_detections` apply, no NMS, as Ultralytics'
+    /// `non_max_suppression` does for such outputs. The class count is not
+    /// in the shape: it comes from the labels.
+    End2End,
 }
 
 impl DecoderKind {
@@ -90,6 +97,7 @@ impl DecoderKind {
         match self {
             DecoderKind::YoloV8 => "[1, 4+C, N]",
             DecoderKind::YoloV5 => "[1, N, 5+C]",
+            DecoderKind::End2End => "[1, N, 6]",
         }
     }
 
@@ -98,6 +106,7 @@ impl DecoderKind {
         match self {
             DecoderKind::YoloV8 => 4,
             DecoderKind::YoloV5 => 5,
+            DecoderKind::End2End => 6,
         }
     }
 }
@@ -231,7 +240,10 @@ impl Decoder {
 
     /// Number of f32 values `decode` expects.
     pub fn output_len(&self) -> usize {
-        self.anchors * (self.num_classes + self.kind.box_fields())
+        match self.kind {
+            DecoderKind::End2End => self.anchors * 6,
+            _ => self.anchors * (self.num_classes + self.kind.box_fields()),
+        }
     }
 
     /// Boot: an output list that holds every detection this decoder keeps.
@@ -259,6 +271,7 @@ impl Decoder {
         let n = match self.kind {
             DecoderKind::YoloV8 => self.gather_v8(output),
             DecoderKind::YoloV5 => self.gather_v5(output),
+            DecoderKind::End2End => return Ok(self.decode_end2end(output, letterbox, out)),
         };
         let mut stats = DecodeStats {
             candidates: n,
@@ -321,6 +334,46 @@ impl Decoder {
             }
         }
         Ok(stats)
+    }
+
+    /// `[1, N, 6]`: rows are final detections in the model's order
+    /// (descending score); keep the first `max_detections` whose score is
+    /// `> conf_threshold`. A row whose class is not an integer in
+    /// `0..classes` (cannot come from the head) is skipped.
+    fn decode_end2end(
+        &self,
+        output: &[f32],
+        letterbox: &LetterboxInfo,
+        out: &mut DetectionList,
+    ) -> DecodeStats {
+        let mut stats = DecodeStats::default();
+        for row in output.chunks_exact(6) {
+            let score = row[4];
+            let c = row[5];
+            // Positive tests, so that NaN scores and classes are skipped.
+            let passes = score > self.conf_threshold;
+            let class_ok = c >= 0.0 && c < self.num_classes as f32 && c.fract() == 0.0;
+            if !passes || !class_ok {
+                continue;
+            }
+            stats.candidates += 1;
+            stats.kept += 1;
+            let (x1, y1) = letterbox.to_source(row[0], row[1]);
+            let (x2, y2) = letterbox.to_source(row[2], row[3]);
+            let det = Detection {
+                class_id: c as u32,
+                score,
+                bbox: [x1, y1, x2, y2],
+                ..Detection::default()
+            };
+            if out.push(det).is_err() {
+                stats.overflow += 1;
+            }
+            if stats.kept == self.max_detections {
+                break;
+            }
+        }
+        stats
     }
 
     /// `[1, 4+C, N]`: argmax over class rows, then collect the anchors
@@ -440,6 +493,21 @@ fn check_shape(
     let (channels, anchors) = match kind {
         DecoderKind::YoloV8 => (shape[1], shape[2]),
         DecoderKind::YoloV5 => (shape[2], shape[1]),
+        DecoderKind::End2End => {
+            if shape[2] != 6 {
+                return Err(bad(format!(" ({} values per row, not 6)", shape[2])));
+            }
+            if shape[1] == 0 {
+                return Err(bad(" (no rows)".into()));
+            }
+            return match num_classes {
+                Some(c) if c > 0 => Ok((shape[1], c)),
+                _ => Err(bad(
+                    " (the class count is not in the shape: it comes from the labels, and there are none)"
+                        .into(),
+                )),
+            };
+        }
     };
     if channels <= fields {
         return Err(bad(format!(
@@ -461,8 +529,8 @@ fn check_shape(
         // opposite.
         None if anchors < channels => {
             let other = match kind {
-                DecoderKind::YoloV8 => "yolov5 [1, N, 5+C]",
                 DecoderKind::YoloV5 => "yolov8 [1, 4+C, N]",
+                _ => "yolov5 [1, N, 5+C]",
             };
             Err(bad(format!(
                 " ({anchors} boxes of {channels} values looks like the {other} layout; \
@@ -597,6 +665,7 @@ mod tests {
         let (shape, t) = match kind {
             DecoderKind::YoloV8 => ([1, 4 + C, N], v8_tensor(&boxes, &cls)),
             DecoderKind::YoloV5 => ([1, N, 5 + C], v5_tensor(&boxes, &cls, &obj)),
+            DecoderKind::End2End => unreachable!("end2end has its own tests"),
         };
         let mut dec = Decoder::new(kind, &shape, Some(C), 0.25, 0.45, max_det, max_cand).unwrap();
         let mut out = dec.new_list();
@@ -971,5 +1040,67 @@ mod tests {
         // The NaN-score box is dropped (NaN wins the argmax and fails the
         // threshold, like torch); the NaN-coordinate box survives.
         assert_eq!(dets.len(), 2);
+    }
+
+    /// `[1, N, 6]` rows: threshold (strictly above) and `max_detections`
+    /// in the model's row order, no NMS (two identical boxes both stay),
+    /// boxes mapped through the letterbox, bad class ids skipped.
+    #[test]
+    fn end2end_rows_are_thresholded_and_capped_not_suppressed() {
+        let rows: [[f32; 6]; 6] = [
+            [10.0, 20.0, 110.0, 220.0, 0.9, 2.0],
+            [10.0, 20.0, 110.0, 220.0, 0.8, 2.0],
+            [50.0, 60.0, 70.0, 80.0, 0.7, 7.0],
+            [50.0, 60.0, 70.0, 80.0, 0.6, 1.5],
+            [0.0, 0.0, 320.0, 320.0, 0.25, 0.0],
+            [1.0, 2.0, 3.0, 4.0, 0.5, 1.0],
+        ];
+        let t: Vec<f32> = rows.iter().flatten().copied().collect();
+        let lb = fit(640, 480, 320, 320);
+        let run = |max_det: usize| {
+            let mut dec = Decoder::new(
+                DecoderKind::End2End,
+                &[1, 6, 6],
+                Some(3),
+                0.25,
+                0.45,
+                max_det,
+                100,
+            )
+            .unwrap();
+            assert_eq!(dec.output_len(), 36);
+            let mut out = dec.new_list();
+            let st = dec.decode(&t, &lb, &mut out).unwrap();
+            (out.as_slice().to_vec(), st)
+        };
+        let (dets, st) = run(10);
+        let want: Vec<(u32, f32)> = vec![(2, 0.9), (2, 0.8), (1, 0.5)];
+        let got: Vec<(u32, f32)> = dets.iter().map(|d| (d.class_id, d.score)).collect();
+        assert_eq!(got, want);
+        assert_eq!(st.kept, 3);
+        let (x1, y1) = lb.to_source(10.0, 20.0);
+        let (x2, y2) = lb.to_source(110.0, 220.0);
+        assert_eq!(dets[0].bbox, [x1, y1, x2, y2]);
+        assert_eq!(dets[0].bbox, dets[1].bbox);
+        let (dets, _) = run(2);
+        assert_eq!(dets.len(), 2);
+    }
+
+    #[test]
+    fn end2end_needs_six_values_per_row_and_a_class_count() {
+        let e = Decoder::new(
+            DecoderKind::End2End,
+            &[1, 300, 7],
+            Some(3),
+            0.25,
+            0.45,
+            10,
+            10,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("1x300x7"), "{e}");
+        let e =
+            Decoder::new(DecoderKind::End2End, &[1, 300, 6], None, 0.25, 0.45, 10, 10).unwrap_err();
+        assert!(e.to_string().contains("labels"), "{e}");
     }
 }

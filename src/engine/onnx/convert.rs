@@ -276,6 +276,25 @@ pub(crate) fn convert(n: &NodeCtx, ctx: &mut LoadCtx) -> Result<Converted, Engin
             axis: a.int_or("axis", 0)?,
         },
         "Range" => Op::Range,
+        "TopK" => {
+            let op = Op::TopK {
+                axis: a.int_or("axis", -1)?,
+                largest: a.bool_or("largest", true)?,
+                sorted: a.bool_or("sorted", true)?,
+            };
+            // TopK-1 carries `k` as an attribute.
+            if n.opset < 10 {
+                let k = a
+                    .int("k")?
+                    .ok_or_else(|| a.err("attribute 'k' is required before opset 10"))?;
+                let t = Tensor::from_i64(vec![1], vec![k]);
+                return Ok(Converted::Ok(Lowered::OpWithConst(op, 1, t)));
+            }
+            op
+        }
+        "GatherElements" => Op::GatherElements {
+            axis: a.int_or("axis", 0)?,
+        },
         "ConstantOfShape" => {
             let value = match a.tensor("value")? {
                 None => Tensor::from_f32(vec![1], vec![0.0]),
@@ -347,7 +366,10 @@ pub(crate) fn convert(n: &NodeCtx, ctx: &mut LoadCtx) -> Result<Converted, Engin
         }
         _ => return Ok(Converted::Unsupported(n.op_type.to_string())),
     };
-    if n.n_outputs > 1 && !matches!(op, Op::Split { .. }) {
+    if n.n_outputs > 1
+        && !matches!(op, Op::Split { .. })
+        && !(n.n_outputs == 2 && matches!(op, Op::TopK { .. }))
+    {
         return Err(a.err(format!("has {} outputs, expected 1", n.n_outputs)));
     }
     Ok(Converted::Ok(Lowered::Op(op)))

@@ -29,7 +29,7 @@ use crate::engine::ir::*;
 use crate::engine::ir::{BinaryOp, Op};
 #[allow(unused_imports)]
 use crate::engine::tensor::*;
-use crate::engine::tensor::{DType, Tensor, TensorData};
+use crate::engine::tensor::{DType, Storage, Tensor, TensorData};
 use crate::op_bail;
 
 pub struct Binary;
@@ -111,10 +111,15 @@ impl OpDef for Binary {
         ins: &[Option<ValueInfo>],
         outs: &[OutInfo],
     ) -> OpResult<Box<dyn CpuKernel>> {
-        check_runtime_float(op, ins, outs)?;
         let out = outs
             .first()
             .ok_or_else(|| OpError::new(format!("{} has no output", op.name())))?;
+        if let Op::Binary(b @ (BinaryOp::Div | BinaryOp::Mod { .. })) = op {
+            if out.dtype.storage() == Storage::I64 {
+                return lower_int_div_mod(*b, ins, out);
+            }
+        }
+        check_runtime_float(op, ins, outs)?;
         match op {
             Op::Binary(b) => lower_binary(*b, ins, out),
             _ => op_bail!("{} is not a binary op", op.name()),
@@ -131,6 +136,12 @@ impl OpDef for Binary {
             return Err(refuse(op, "is not a binary op"));
         };
         let code = binary_code(*b).ok_or_else(|| refuse(op, "only arithmetic runs on the GPU"))?;
+        if !cx.graph().tensors[out0].dtype.is_float() {
+            return Err(refuse(
+                op,
+                "integer arithmetic at run time runs on the CPU only",
+            ));
+        }
         let (Some(a), Some(bb)) = (inp(0), inp(1)) else {
             return Err(refuse(op, "needs two inputs"));
         };
@@ -208,6 +219,10 @@ binf!(MinF, |a, b| if a.is_nan() || b.is_nan() {
 
 binf!(FmodF, |a, b| a % b);
 
+// Integers held as f32 (exact below 2^24): truncating division, in f64 so
+// that the quotient is never rounded up to the next integer.
+binf!(IntDivF, |a, b| ((a as f64) / (b as f64)).trunc() as f32);
+
 binf!(PyModF, |a, b| py_mod_f32(a, b));
 
 /// numpy `mod` for floats: the result takes the divisor's sign.
@@ -237,6 +252,50 @@ pub(super) enum FloatBin {
     Min,
     Fmod,
     PyMod,
+    /// Integer `Div` on run-time integers held as f32.
+    IntDiv,
+}
+
+/// `Div` and `Mod` on run-time integers (held as exact f32 values, see
+/// `ops::runs_on_integers`): NMS-free heads split a flat TopK index into
+/// anchor and class with them. The dividend must be a run-time tensor; the
+/// divisor a run-time tensor or a non-zero constant. On exact integers the
+/// f32 remainders equal the integer ones.
+fn lower_int_div_mod(
+    b: BinaryOp,
+    ins: &[Option<ValueInfo>],
+    out: &OutInfo,
+) -> OpResult<Box<dyn CpuKernel>> {
+    let name = Op::Binary(b).name();
+    let a = required(ins, 0, "A")?;
+    let bb = required(ins, 1, "B")?;
+    if a.value.is_some() {
+        op_bail!(
+            "{name}: a {} constant divided by a run-time tensor is not supported",
+            a.dtype
+        );
+    }
+    let const_b = match bb.value {
+        Some(t) => {
+            let v = t.to_i64_vec();
+            if let Some(bad) = v.iter().find(|&&x| x == 0 || x.unsigned_abs() > 1 << 24) {
+                op_bail!("{name}: integer divisor {bad} (input 1) is zero or above 2^24");
+            }
+            Some(v.into_iter().map(|x| x as f32).collect())
+        }
+        None => None,
+    };
+    let op = match b {
+        BinaryOp::Div => FloatBin::IntDiv,
+        BinaryOp::Mod { fmod: true } => FloatBin::Fmod,
+        _ => FloatBin::PyMod,
+    };
+    Ok(Box::new(BinaryKernel {
+        op,
+        bc: Bcast::new(&[a.shape, bb.shape], &out.shape),
+        inplace: (out.shape.as_slice() == a.shape).then_some(0),
+        const_b,
+    }))
 }
 
 pub(super) fn lower_binary(
@@ -336,6 +395,7 @@ impl CpuKernel for BinaryKernel {
             FloatBin::Min => self.exec::<MinF>(io, pool),
             FloatBin::Fmod => self.exec::<FmodF>(io, pool),
             FloatBin::PyMod => self.exec::<PyModF>(io, pool),
+            FloatBin::IntDiv => self.exec::<IntDivF>(io, pool),
         }
     }
 }

@@ -236,6 +236,36 @@ pub(super) fn broadcast2(a: &[usize], b: &[usize], what: &str) -> OpResult<Vec<u
 }
 
 /// The kernel reads input `i` from the arena as f32.
+/// Like [`check_runtime_float`] for ops that also carry run-time integer
+/// tensors (held as exact f32 values, see `ops::runs_on_integers`): only
+/// bool tensors are refused at run time.
+pub(crate) fn check_runtime_numeric(
+    op: &Op,
+    ins: &[Option<ValueInfo>],
+    outs: &[OutInfo],
+) -> OpResult<()> {
+    let is_bool = |d: DType| d.storage() == crate::engine::tensor::Storage::Bool;
+    for (i, v) in ins.iter().enumerate() {
+        if let Some(v) = v {
+            if v.value.is_none() && is_bool(v.dtype) {
+                op_bail!(
+                    "{}: input {i} is a bool tensor computed at run time; bool tensors are only supported as boot-time constants",
+                    op.name()
+                );
+            }
+        }
+    }
+    for (k, o) in outs.iter().enumerate() {
+        if is_bool(o.dtype) {
+            op_bail!(
+                "{}: output {k} would be a bool tensor computed at run time; bool tensors are only supported as boot-time constants",
+                op.name()
+            );
+        }
+    }
+    Ok(())
+}
+
 pub(super) fn check_float_data(op: &Op, i: usize, v: &ValueInfo) -> OpResult<()> {
     if !v.dtype.is_float() {
         op_bail!(

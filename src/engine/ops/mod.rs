@@ -32,6 +32,7 @@ mod concat;
 pub mod conv;
 mod elementwise;
 mod gather;
+mod gather_elements;
 mod linear;
 mod matmul;
 mod movement;
@@ -43,6 +44,7 @@ mod shape_values;
 mod slice;
 mod softmax;
 mod split;
+mod topk;
 mod transpose;
 mod unary;
 mod views;
@@ -132,10 +134,37 @@ pub fn def(op: &Op) -> &'static dyn OpDef {
         Op::Transpose { .. } | Op::Expand => &transpose::Transpose,
         Op::Gather { .. } => &gather::Gather,
         Op::Pad { .. } => &pad::Pad,
+        Op::TopK { .. } => &topk::TopK,
+        Op::GatherElements { .. } => &gather_elements::GatherElements,
         Op::Constant(_) | Op::Shape { .. } | Op::Size | Op::Range | Op::ConstantOfShape(_) => {
             &shape_values::ShapeValues
         }
     }
+}
+
+/// Whether `op` may produce or consume integer tensors at run time.
+///
+/// Run-time tensors live in the f32 arena. Integer ones (TopK's indices
+/// and what NMS-free heads derive from them) are held there as f32 values,
+/// which is exact because they never exceed 2^24: TopK refuses longer
+/// axes, and the ops below only move such values or shrink them (integer
+/// `Div` and `Mod`, `Cast` to float). Every other op's run-time tensors
+/// must be float; `CpuModel::build` refuses the rest at boot.
+pub fn runs_on_integers(op: &Op) -> bool {
+    use super::ir::BinaryOp;
+    matches!(
+        op,
+        Op::TopK { .. }
+            | Op::GatherElements { .. }
+            | Op::Binary(BinaryOp::Div | BinaryOp::Mod { .. })
+            | Op::Cast { .. }
+            | Op::Concat { .. }
+            | Op::Split { .. }
+            | Op::Slice { .. }
+            | Op::Transpose { .. }
+            | Op::Expand
+            | Op::Gather { .. }
+    )
 }
 
 /// Output dtypes and shapes of `op`.

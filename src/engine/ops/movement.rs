@@ -11,7 +11,7 @@
 //! allocate. Kernels' `run` is on the frame path (inference thread, work
 //! split over the kernel pool by output range) and never allocates.
 
-use super::elementwise::check_runtime_float;
+use super::elementwise::check_runtime_numeric;
 
 use super::{OutInfo, ValueInfo};
 
@@ -209,9 +209,11 @@ pub fn lower(
     outs: &[OutInfo],
     planner: Planner,
 ) -> OpResult<Box<dyn CpuKernel>> {
-    check_runtime_float(op, ins, outs)?;
+    // Copies move integers held as f32 (TopK's indices) unchanged.
+    check_runtime_numeric(op, ins, outs)?;
     let p = checked_plan(op, ins, planner)?;
-    // Data inputs the kernel reads from the arena must be float.
+    // Data inputs the kernel reads from the arena must be f32-held: float,
+    // or run-time integers. Integer constants have no arena buffer.
     let data_inputs = match &p {
         Plan::Concat { .. } => ins.len(),
         Plan::Value(_) => 0,
@@ -219,9 +221,9 @@ pub fn lower(
     };
     for (i, v) in ins.iter().take(data_inputs).enumerate() {
         if let Some(v) = v {
-            if !v.dtype.is_float() {
+            if !v.dtype.is_float() && v.value.is_some() {
                 op_bail!(
-                    "{}: input {i} is {}; runtime tensors must be float32; int64 tensor inputs are only supported as boot-time constants",
+                    "{}: input {i} is a {} constant moved at run time; only float constants may be (integer tensors must be computable at boot)",
                     op.name(),
                     v.dtype
                 );
