@@ -20,7 +20,7 @@ use crate::service::{Notifier, ServiceSetup};
 use crate::source::paced::Paced;
 use crate::source::synthetic::{SyntheticConfig, SyntheticSource};
 use crate::source::v4l2::{V4l2Config, V4l2Source};
-use crate::source::y4m::{Pace, Y4mSource};
+use crate::source::y4m::Pace;
 use crate::source::{Pacing, Source, SourceError};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
