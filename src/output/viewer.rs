@@ -76,6 +76,8 @@ pub struct Viewer {
     /// Live sources take back a waiting shot through this (latest wins).
     full_steal: Receiver<Box<Shot>>,
     lockstep: bool,
+    /// A shot taken but not filled (a frame of the wrong size), used next.
+    spare: Option<Box<Shot>>,
     /// Cleared by the viewer thread when it ends (view error or panic).
     alive: Arc<AtomicBool>,
     thread: Option<JoinHandle<Result<(), String>>>,
@@ -127,6 +129,7 @@ impl Viewer {
             full_tx: Some(full_tx),
             full_steal: full_rx,
             lockstep,
+            spare: None,
             alive,
             thread: Some(thread),
             name: name.to_string(),
@@ -144,7 +147,9 @@ impl Viewer {
             stats.dropped += 1;
             return Err(OutputError::BrokenPipe);
         }
-        let shot = if self.lockstep {
+        let shot = if let Some(s) = self.spare.take() {
+            Some(s)
+        } else if self.lockstep {
             loop {
                 match self.free_rx.recv_timeout(POLL) {
                     Ok(s) => break Some(s),
@@ -179,7 +184,7 @@ impl Viewer {
             stats.overflow += 1;
             stats.dropped += 1;
             let capacity = shot.frame.len();
-            let _ = full_tx.try_send(shot).map_err(|e| drop(e.into_inner()));
+            self.spare = Some(shot);
             return Err(OutputError::Overflow { capacity });
         }
         shot.record = *f.record;
