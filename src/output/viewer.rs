@@ -99,9 +99,12 @@ impl Viewer {
         let (full_tx, full_rx) = bounded::<Box<Shot>>(SHOTS);
         // Register this channel's waiter list now: the first blocking wait
         // on a channel allocates it (crossbeam), and lockstep waits on it
-        // from the frame path. The waiting thread's own context is warmed
-        // by the pipeline before the first frame.
-        let _ = free_rx.recv_timeout(Duration::from_micros(1));
+        // from the frame path. crossbeam spins and yields before it
+        // registers a waiter, and gives up without registering once the
+        // deadline has passed: hence a deadline (POLL) far longer than the
+        // spinning. The waiting thread's own context is warmed by the
+        // pipeline before the first frame.
+        let _ = free_rx.recv_timeout(POLL);
         for _ in 0..SHOTS {
             let shot = Box::new(Shot {
                 record: FrameRecord::default(),
