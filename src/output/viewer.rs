@@ -76,6 +76,8 @@ pub struct Viewer {
     /// Live sources take back a waiting shot through this (latest wins).
     full_steal: Receiver<Box<Shot>>,
     lockstep: bool,
+    /// A shot taken but not filled (a frame of the wrong size), used next.
+    spare: Option<Box<Shot>>,
     /// Cleared by the viewer thread when it ends (view error or panic).
     alive: Arc<AtomicBool>,
     thread: Option<JoinHandle<Result<(), String>>>,
@@ -97,9 +99,12 @@ impl Viewer {
         let (full_tx, full_rx) = bounded::<Box<Shot>>(SHOTS);
         // Register this channel's waiter list now: the first blocking wait
         // on a channel allocates it (crossbeam), and lockstep waits on it
-        // from the frame path. The waiting thread's own context is warmed
-        // by the pipeline before the first frame.
-        let _ = free_rx.recv_timeout(Duration::from_micros(1));
+        // from the frame path. crossbeam spins and yields before it
+        // registers a waiter, and gives up without registering once the
+        // deadline has passed: hence a deadline (POLL) far longer than the
+        // spinning. The waiting thread's own context is warmed by the
+        // pipeline before the first frame.
+        let _ = free_rx.recv_timeout(POLL);
         for _ in 0..SHOTS {
             let shot = Box::new(Shot {
                 record: FrameRecord::default(),
@@ -127,6 +132,7 @@ impl Viewer {
             full_tx: Some(full_tx),
             full_steal: full_rx,
             lockstep,
+            spare: None,
             alive,
             thread: Some(thread),
             name: name.to_string(),
@@ -144,7 +150,9 @@ impl Viewer {
             stats.dropped += 1;
             return Err(OutputError::BrokenPipe);
         }
-        let shot = if self.lockstep {
+        let shot = if let Some(s) = self.spare.take() {
+            Some(s)
+        } else if self.lockstep {
             loop {
                 match self.free_rx.recv_timeout(POLL) {
                     Ok(s) => break Some(s),
@@ -179,7 +187,7 @@ impl Viewer {
             stats.overflow += 1;
             stats.dropped += 1;
             let capacity = shot.frame.len();
-            let _ = full_tx.try_send(shot).map_err(|e| drop(e.into_inner()));
+            self.spare = Some(shot);
             return Err(OutputError::Overflow { capacity });
         }
         shot.record = *f.record;
