@@ -11,6 +11,9 @@
 //!   destination (no read back).
 //! - `preprocess`: the CPU letterbox (and undistortion) of YUYV frames into
 //!   the 640x640 model input.
+//! - `mjpeg FILE`: the JPEG decoder (src/source/jpeg.rs) on every frame of a
+//!   raw MJPEG stream in turn, into one frame buffer; prints one line of
+//!   JSON last (`benches/mjpeg_vs_opencv.py` runs it beside OpenCV).
 //!
 //! Numbers are per frame, means over the run; compare runs made side by
 //! side (same machine, same load), as ratios.
@@ -116,4 +119,41 @@ fn main() {
     if all || args.iter().any(|a| a == "preprocess") {
         preprocess(frames / 2);
     }
+    if let Some(i) = args.iter().position(|a| a == "mjpeg") {
+        match args.get(i + 1) {
+            Some(path) => mjpeg(path, frames),
+            None => eprintln!("mjpeg: give the stream: cargo bench --bench hotpaths -- mjpeg FILE"),
+        }
+    }
+}
+
+fn mjpeg(path: &str, frames: usize) {
+    use perceptd::source::jpeg::{probe, JpegDecoder};
+    use perceptd::source::mjpeg::{jpeg_extent, Extent};
+    let data = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut jpegs = Vec::new();
+    let mut rest = &data[..];
+    while let Extent::Complete(n) = jpeg_extent(rest) {
+        jpegs.push(&rest[..n]);
+        rest = &rest[n..];
+    }
+    let info = probe(jpegs.first().expect("no JPEG in the stream")).expect("probe");
+    let mut dec = JpegDecoder::new(info);
+    let mut out = vec![0u8; info.desc().bytes()];
+    let mut k = 0;
+    let (wall, cpu) = time(frames, || {
+        dec.decode(jpegs[k % jpegs.len()], &mut out)
+            .expect("decode");
+        k += 1;
+    });
+    let bytes: usize = jpegs.iter().map(|j| j.len()).sum();
+    println!(
+        "MJPEG decode {}x{} {} ({} JPEGs, {:.0} KiB each), {frames} frames: {wall:7.3} ms wall {cpu:7.3} ms CPU per frame",
+        info.width,
+        info.height,
+        info.format.name(),
+        jpegs.len(),
+        bytes as f64 / jpegs.len() as f64 / 1024.0
+    );
+    println!("{{\"wall_ms\": {wall:.4}, \"cpu_ms\": {cpu:.4}, \"frames\": {frames}}}");
 }

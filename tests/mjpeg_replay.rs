@@ -162,3 +162,88 @@ fn a_jpeg_cut_mid_stream_is_dropped_and_counted_a_cut_tail_ends_the_replay() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The first `n` JPEGs of a stream made by ffmpeg (an SOI after an EOI
+/// starts the next).
+fn first_jpegs(data: &[u8], n: usize) -> &[u8] {
+    let mut count = 0;
+    for i in 2..data.len() - 1 {
+        if data[i - 2..i + 2] == [0xFF, 0xD9, 0xFF, 0xD8] {
+            count += 1;
+            if count == n {
+                return &data[..i];
+            }
+        }
+    }
+    data
+}
+
+#[test]
+fn replay_reads_mjpeg_from_stdin_handed_over_a_few_bytes_at_a_time() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let dir = temp_dir("mjpeg-stdin");
+    let (mjpeg, _) = clips(&dir);
+    let data = std::fs::read(&mjpeg).unwrap();
+    let three = first_jpegs(&data, 3).to_vec();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_perceptd"))
+        .args(["replay", "-", "--model", MODEL])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // The header 7 bytes at a time: the first frame's SOF arrives in
+    // many reads.
+    for chunk in three[..700].chunks(7) {
+        stdin.write_all(chunk).unwrap();
+        stdin.flush().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    stdin.write_all(&three[700..]).unwrap();
+    drop(stdin);
+    let mut stdout = child.stdout.take().unwrap();
+    let (code, stderr) = wait_bounded(child, std::time::Duration::from_secs(120));
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut out).unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("-: MJPEG") || stderr.contains("(MJPEG I420 640x480"),
+        "{stderr}"
+    );
+    assert_eq!(out.lines().count(), 3, "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn sigterm_stops_a_realtime_mjpeg_replay_waiting_on_a_silent_pipe_within_a_second() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let dir = temp_dir("mjpeg-sigterm");
+    let (mjpeg, _) = clips(&dir);
+    let data = std::fs::read(&mjpeg).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_perceptd"))
+        .args(["replay", "-", "--pace", "realtime", "--model", MODEL])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(first_jpegs(&data, 2)).unwrap();
+    // The writer stays, silent: the capture thread waits in a read.
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let t0 = std::time::Instant::now();
+    // SAFETY: kill(2) on the child we spawned.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let (code, stderr) = wait_bounded(child, std::time::Duration::from_secs(5));
+    let took = t0.elapsed();
+    drop(stdin);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        took < std::time::Duration::from_secs(1),
+        "took {took:?}: {stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

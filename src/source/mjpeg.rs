@@ -38,6 +38,9 @@ pub const MJPEG_FPS: u32 = 30;
 const BYTES_PER_PIXEL: usize = 4;
 /// Room for headers and tables of a tiny frame.
 const SLACK: usize = 64 * 1024;
+/// Where the first frame's SOF must be found (EXIF and other APP segments
+/// are at most 64 KiB each).
+const MAX_HEAD: usize = 256 * 1024;
 
 /// Where the JPEG at the start of `data` (which begins `FF D8`) ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,23 +147,44 @@ impl MjpegSource {
         pace: Pace,
         max_memory_mb: u64,
     ) -> Result<Self, SourceError> {
-        let head = reader.fill_buf().map_err(|e| SourceError::Io {
-            path: path.clone(),
-            msg: e.to_string(),
-        })?;
-        let info = probe(head).map_err(|e| {
-            let why = match e {
-                JpegError::Truncated => format!(
-                    "no JPEG frame header (SOF) in the first {} bytes",
-                    head.len()
-                ),
-                e => e.to_string(),
+        // The first frame's header, read until it parses: a pipe may hand
+        // it over a few bytes at a time.
+        let mut head = Vec::with_capacity(4096);
+        let info = loop {
+            let e = match probe(&head) {
+                Ok(info) => break info,
+                Err(e) => e,
             };
-            SourceError::Config(format!("{path}: MJPEG stream, first frame: {why}"))
-        })?;
+            let more = e == JpegError::Truncated || head.len() < 2;
+            let got = if more && head.len() < MAX_HEAD {
+                let buf = reader.fill_buf().map_err(|e| SourceError::Io {
+                    path: path.clone(),
+                    msg: e.to_string(),
+                })?;
+                let k = buf.len().min(MAX_HEAD - head.len());
+                head.extend_from_slice(&buf[..k]);
+                reader.consume(k);
+                k
+            } else {
+                0
+            };
+            if got == 0 {
+                let why = match e {
+                    JpegError::Truncated => format!(
+                        "no JPEG frame header (SOF) in the first {} bytes",
+                        head.len()
+                    ),
+                    e => e.to_string(),
+                };
+                return Err(SourceError::Config(format!(
+                    "{path}: MJPEG stream, first frame: {why}"
+                )));
+            }
+        };
         let cap = (info.width * info.height)
             .saturating_mul(BYTES_PER_PIXEL)
-            .saturating_add(SLACK);
+            .saturating_add(SLACK)
+            .max(head.len());
         let needed = cap as u64 + std::mem::size_of::<JpegDecoder>() as u64;
         if needed > max_memory_mb.saturating_mul(1 << 20) {
             return Err(SourceError::Config(
@@ -177,12 +201,14 @@ impl MjpegSource {
                 .to_string(),
             ));
         }
+        let mut buf = vec![0; cap];
+        buf[..head.len()].copy_from_slice(&head);
         Ok(MjpegSource {
             path,
             reader,
-            buf: vec![0; cap],
+            buf,
             start: 0,
-            end: 0,
+            end: head.len(),
             eof: false,
             decoder: JpegDecoder::new(info),
             info,
