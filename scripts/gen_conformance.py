@@ -50,7 +50,7 @@ OPS = frozenset(
     """Conv MaxPool AveragePool GlobalAveragePool Resize Concat Split Slice
     Reshape Transpose Flatten Squeeze Unsqueeze Add Sub Mul Div Pow Sqrt Sigmoid
     Relu LeakyRelu HardSigmoid HardSwish Softmax MatMul Gemm BatchNormalization
-    Identity Constant TopK GatherElements ReduceMax Mod""".split()
+    Identity Constant TopK GatherElements ReduceMax Mod LayerNormalization""".split()
 )
 
 # Extra ops allowed in `_expanded` variants (the shape/constant plumbing that

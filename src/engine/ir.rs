@@ -345,6 +345,10 @@ pub enum Op {
     GatherElements {
         axis: i64,
     },
+    LayerNormalization {
+        axis: i64,
+        epsilon: f32,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -410,6 +414,7 @@ impl Op {
             Op::Pad { .. } => "Pad".into(),
             Op::TopK { .. } => "TopK".into(),
             Op::GatherElements { .. } => "GatherElements".into(),
+            Op::LayerNormalization { .. } => "LayerNormalization".into(),
         }
     }
 }
@@ -436,6 +441,7 @@ impl Op {
             Op::Reduce { .. } => i == 1,
             Op::Gather { .. } => i == 1,
             Op::TopK { .. } => i == 1,
+            Op::LayerNormalization { .. } => i >= 1,
             Op::Range | Op::ConstantOfShape(_) => true,
             _ => false,
         }

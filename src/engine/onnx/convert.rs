@@ -292,6 +292,14 @@ pub(crate) fn convert(n: &NodeCtx, ctx: &mut LoadCtx) -> Result<Converted, Engin
             }
             op
         }
+        "LayerNormalization" => {
+            // stash_type only names the precision of the statistics; ours
+            // are accumulated in f64 whatever it says.
+            Op::LayerNormalization {
+                axis: a.int_or("axis", -1)?,
+                epsilon: a.float_or("epsilon", 1e-5)?,
+            }
+        }
         "GatherElements" => Op::GatherElements {
             axis: a.int_or("axis", 0)?,
         },
@@ -366,11 +374,19 @@ pub(crate) fn convert(n: &NodeCtx, ctx: &mut LoadCtx) -> Result<Converted, Engin
         }
         _ => return Ok(Converted::Unsupported(n.op_type.to_string())),
     };
-    if n.n_outputs > 1
-        && !matches!(op, Op::Split { .. })
-        && !(n.n_outputs == 2 && matches!(op, Op::TopK { .. }))
-    {
-        return Err(a.err(format!("has {} outputs, expected 1", n.n_outputs)));
+    // Outputs beyond the first: Split's pieces, TopK's indices,
+    // LayerNormalization's Mean and InvStdDev.
+    let max_outputs = match op {
+        Op::Split { .. } => usize::MAX,
+        Op::TopK { .. } => 2,
+        Op::LayerNormalization { .. } => 3,
+        _ => 1,
+    };
+    if n.n_outputs > max_outputs {
+        return Err(a.err(format!(
+            "has {} outputs, expected at most {max_outputs}",
+            n.n_outputs
+        )));
     }
     Ok(Converted::Ok(Lowered::Op(op)))
 }

@@ -33,6 +33,7 @@ pub mod conv;
 mod elementwise;
 mod gather;
 mod gather_elements;
+mod layernorm;
 mod linear;
 mod matmul;
 mod movement;
@@ -136,6 +137,7 @@ pub fn def(op: &Op) -> &'static dyn OpDef {
         Op::Pad { .. } => &pad::Pad,
         Op::TopK { .. } => &topk::TopK,
         Op::GatherElements { .. } => &gather_elements::GatherElements,
+        Op::LayerNormalization { .. } => &layernorm::LayerNorm,
         Op::Constant(_) | Op::Shape { .. } | Op::Size | Op::Range | Op::ConstantOfShape(_) => {
             &shape_values::ShapeValues
         }
