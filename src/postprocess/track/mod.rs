@@ -63,13 +63,6 @@ const ROBUST_D2: f64 = 9.0;
 /// starts no track of its own: it is the same object seen twice, e.g. boxes
 /// of two classes that class-aware NMS kept on one pedestrian.
 const DUPLICATE_IOU: f64 = 0.6;
-/// A pair of boxes overlapping this much (IoU; ByteTrack's second round
-/// matches on it) skips the ground gate when the detection is far
-/// ([`Meas::far`]): there the detector's bottom edge of a small box
-/// jitters by pixels, each worth metres on the ground (at 40 m about
-/// 2.5 m), and the gate cut confirmed tracks off their own detections.
-/// Nearer, the gate keeps overlapping objects at different depths apart.
-const UNGATED_IOU: f64 = 0.5;
 /// Most bytes the cost matrix may take.
 const COST_BUDGET_BYTES: usize = 64 << 20;
 /// Image filter: measurement noise per axis as a fraction of box height
@@ -309,11 +302,6 @@ struct Meas {
     /// Box centre and size.
     img: Vector4<f64>,
     ground: Option<(Vector2<f64>, Matrix2<f64>)>,
-    /// Beyond the range where one `pixel_sigma` of the bottom edge moves
-    /// the ground point along the ray by more than [`FOOTPRINT_SIGMA_M`]:
-    /// there the ground position tells overlapping boxes apart no better
-    /// than the image does.
-    far: bool,
     /// Track slot it was matched to this frame.
     matched: Option<usize>,
 }
@@ -421,7 +409,7 @@ impl Tracker {
             |t| t.state != State::Tentative,
             |s| s >= high,
             1.0 - f64::from(self.cfg.match_iou),
-            GroundUse::Reidentify,
+            true,
             true,
         );
         // Round 2: weak detections vs confirmed tracks still unmatched.
@@ -430,7 +418,7 @@ impl Tracker {
             |t| t.state == State::Confirmed,
             |s| s >= low && s < high,
             0.5,
-            GroundUse::Gate,
+            false,
             false,
         );
         // Round 3: confident detections vs tentative tracks.
@@ -439,7 +427,7 @@ impl Tracker {
             |t| t.state == State::Tentative,
             |s| s >= high,
             0.7,
-            GroundUse::Gate,
+            false,
             true,
         );
         self.age_unmatched();
@@ -481,15 +469,6 @@ impl Tracker {
                 }
                 _ => None,
             };
-            m.far = match (&m.ground, self.geometry) {
-                (Some((z, _)), Some(geo)) => {
-                    // along-ray error of one pixel_sigma: pixel_sigma r² / (f h)
-                    let pixel_sigma = f64::from(self.cfg.pixel_sigma);
-                    pixel_sigma * z.norm_squared() / (geo.focal_px * geo.camera_height_m)
-                        > FOOTPRINT_SIGMA_M
-                }
-                _ => false,
-            };
             m.matched = None;
         }
     }
@@ -505,7 +484,7 @@ impl Tracker {
         track_ok: impl Fn(&Track) -> bool,
         det_ok: impl Fn(f32) -> bool,
         max_cost: f64,
-        ground: GroundUse,
+        ground_match: bool,
         fuse_score: bool,
     ) {
         self.rows.clear();
@@ -531,7 +510,7 @@ impl Tracker {
         for (r, &slot) in self.rows.iter().enumerate() {
             let Some(t) = &self.slots[slot] else { continue };
             for (c, &j) in self.cols.iter().enumerate() {
-                let mut cost = pair_cost(t, &self.meas[j], ground);
+                let mut cost = pair_cost(t, &self.meas[j], ground_match);
                 if fuse_score && cost < INFEASIBLE {
                     // ByteTrack's score fusion: similarity IoU x score.
                     cost = 1.0 - (1.0 - cost) * f64::from(dets[j].score);
@@ -736,33 +715,19 @@ impl Tracker {
     }
 }
 
-/// How a round uses the ground positions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum GroundUse {
-    /// Gate, and let a lost track be found again by its ground position.
-    Reidentify,
-    /// Gate only.
-    Gate,
-}
-
 /// Association cost of track `t` and detection `m`: `1 - IoU` of the
-/// predicted box; with [`GroundUse::Reidentify`], for a lost track and a
-/// box of similar size the cost may instead come from the ground distance
+/// predicted box; with `ground_match`, for a lost track and a box of
+/// similar size the cost may instead come from the ground distance
 /// (`0.5 .. 1` inside the gate); pairs outside the ground gate are
-/// infeasible, unless the detection is [`Meas::far`] and the boxes overlap
-/// by at least [`UNGATED_IOU`].
-fn pair_cost(t: &Track, m: &Meas, ground: GroundUse) -> f64 {
+/// infeasible.
+fn pair_cost(t: &Track, m: &Meas, ground_match: bool) -> f64 {
     let pred = Vector4::new(
         t.image.pos(0),
         t.image.pos(1),
         t.image.pos(2),
         t.image.pos(3),
     );
-    let overlap = iou(&pred, &m.img);
-    let mut cost = 1.0 - overlap;
-    if m.far && overlap >= UNGATED_IOU {
-        return cost;
-    }
+    let mut cost = 1.0 - iou(&pred, &m.img);
     if let (Some(g), Some((z, r))) = (&t.ground, &m.ground) {
         let spread = Matrix2::identity() * (FOOTPRINT_SIGMA_M * FOOTPRINT_SIGMA_M);
         let d2 = g.mahalanobis2(z, &(r + spread));
@@ -770,10 +735,7 @@ fn pair_cost(t: &Track, m: &Meas, ground: GroundUse) -> f64 {
             return INFEASIBLE;
         }
         let ratio = m.img[3] / pred[3].max(1.0);
-        if ground == GroundUse::Reidentify
-            && t.state == State::Lost
-            && (0.7..=1.0 / 0.7).contains(&ratio)
-        {
+        if ground_match && t.state == State::Lost && (0.7..=1.0 / 0.7).contains(&ratio) {
             cost = cost.min(0.5 + 0.5 * d2 / GROUND_GATE);
         }
     }
