@@ -184,7 +184,9 @@ def velocity_errors(lines, gt_frames, ground):
     return buckets, with_v, without_v
 
 
-def one_seed(mm, BYTETracker, seed, frames, conf, work, tracking):
+def prepare_seed(seed, frames, conf, work, tracking):
+    """Writes the seed's ground truth and perceptd's JSON lines under
+    `work`; returns the seed's folder."""
     d = os.path.join(work, f"seed{seed}")
     sh([BIN, "synth-dataset", "--out", d, "--seed", str(seed), "--frames", str(frames), "--mot", "--every", str(frames)])
     cfg = open(os.path.join(ROOT, "perceptd.default.toml")).read()
@@ -200,7 +202,13 @@ def one_seed(mm, BYTETracker, seed, frames, conf, work, tracking):
         f.write(cfg)
     out = os.path.join(d, "perceptd.jsonl")
     sh([BIN, "run", "--config", cfg_path, "--frames", str(frames), "--output", out])
-    lines = read_lines(out)
+    return d
+
+
+def load_seed(d):
+    """perceptd's lines, the ground-truth boxes (frame -> [(id, box)]) and
+    ground positions ((frame, id) -> (x, y, vx, vy)) of a prepared seed."""
+    lines = read_lines(os.path.join(d, "perceptd.jsonl"))
     gt_frames, ground = {}, {}
     for row in open(os.path.join(d, "gt", "gt.txt")):
         p = row.strip().split(",")
@@ -210,6 +218,12 @@ def one_seed(mm, BYTETracker, seed, frames, conf, work, tracking):
     for row in list(open(os.path.join(d, "gt", "ground.csv")))[1:]:
         p = row.strip().split(",")
         ground[(int(p[0]), int(p[1]))] = tuple(map(float, p[2:6]))
+    return lines, gt_frames, ground
+
+
+def one_seed(mm, BYTETracker, seed, frames, conf, work, tracking):
+    d = prepare_seed(seed, frames, conf, work, tracking)
+    lines, gt_frames, ground = load_seed(d)
     ours = {}
     dets = []
     for line in lines:

@@ -63,13 +63,6 @@ const ROBUST_D2: f64 = 9.0;
 /// starts no track of its own: it is the same object seen twice, e.g. boxes
 /// of two classes that class-aware NMS kept on one pedestrian.
 const DUPLICATE_IOU: f64 = 0.6;
-/// A pair whose boxes overlap at least this much (IoU) is not put through
-/// the ground gate: the image alone already says it is the same object
-/// (ByteTrack's second round accepts a match on this overlap), while the
-/// ground position of a small, distant box swings by metres with a few
-/// pixels of its bottom edge (at 40 m one pixel is about 2.5 m along the
-/// ray), more than any fixed pixel error allows for.
-const UNGATED_IOU: f64 = 0.5;
 /// Most bytes the cost matrix may take.
 const COST_BUDGET_BYTES: usize = 64 << 20;
 /// Image filter: measurement noise per axis as a fraction of box height
@@ -734,11 +727,7 @@ fn pair_cost(t: &Track, m: &Meas, ground_match: bool) -> f64 {
         t.image.pos(2),
         t.image.pos(3),
     );
-    let overlap = iou(&pred, &m.img);
-    let mut cost = 1.0 - overlap;
-    if overlap >= UNGATED_IOU {
-        return cost;
-    }
+    let mut cost = 1.0 - iou(&pred, &m.img);
     if let (Some(g), Some((z, r))) = (&t.ground, &m.ground) {
         let spread = Matrix2::identity() * (FOOTPRINT_SIGMA_M * FOOTPRINT_SIGMA_M);
         let d2 = g.mahalanobis2(z, &(r + spread));
