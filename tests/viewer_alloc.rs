@@ -46,7 +46,7 @@ fn window(pace: &str, dir: &std::path::Path) {
         dir.join(format!("{pace}.mp4")).display(),
     ));
     let ov = Overrides {
-        frames: Some(WARM + WINDOW + 20),
+        frames: Some(WARM + WINDOW + 100),
         ..Default::default()
     };
     let p = boot(&cfg, &ov).unwrap_or_else(|e| panic!("boot: {e}"));
@@ -80,7 +80,10 @@ fn window(pace: &str, dir: &std::path::Path) {
         std::thread::sleep(Duration::from_micros(200));
     }
     let (a, sa, fa) = (allocations(), side_allocations(), processed());
-    while processed() < WARM + WINDOW {
+    // The window starts where `fa` was read (the warm-up loop may have
+    // overshot WARM on a loaded machine), and the run has 100 frames of
+    // slack after WARM + WINDOW; stop waiting if it ended anyway.
+    while processed() < fa + WINDOW && !handle.is_finished() {
         std::thread::sleep(Duration::from_micros(200));
     }
     let (b, sb, fb) = (allocations(), side_allocations(), processed());
