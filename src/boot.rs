@@ -454,7 +454,11 @@ fn refuse_outputs_onto_inputs(
                 std::fs::metadata(&a.path).ok(),
                 a.path.display().to_string(),
             ),
-            OutputConfig::Http(_) => continue,
+            OutputConfig::Mcap(m) => (
+                std::fs::metadata(&m.path).ok(),
+                m.path.display().to_string(),
+            ),
+            OutputConfig::Http(_) | OutputConfig::Foxglove(_) => continue,
         };
         let Some(out) = out.as_ref().and_then(id) else {
             continue;

@@ -101,8 +101,12 @@ impl MemoryBudget {
             .iter()
             .map(|o| match o {
                 OutputConfig::Json(j) => j.max_line_bytes as u64,
-                // Frame copies, the canvas and the Y4M planes.
-                OutputConfig::Annotate(_) | OutputConfig::Http(_) => {
+                // Frame copies, the canvas and the Y4M planes (or the
+                // JPEG and message buffers).
+                OutputConfig::Annotate(_)
+                | OutputConfig::Http(_)
+                | OutputConfig::Mcap(_)
+                | OutputConfig::Foxglove(_) => {
                     let shots = crate::output::viewer::SHOTS as u64;
                     frame_bytes
                         .saturating_mul(shots)

@@ -274,6 +274,10 @@ pub enum OutputConfig {
     Annotate(crate::output::annotate::AnnotateConfig),
     /// Live view in a browser: page, MJPEG stream, stats JSON.
     Http(crate::output::http::HttpConfig),
+    /// Recording of the camera, boxes, scene and metrics as MCAP.
+    Mcap(crate::output::mcap_file::McapConfig),
+    /// The same channels live over the Foxglove WebSocket protocol.
+    Foxglove(crate::output::foxglove::FoxgloveConfig),
 }
 
 /// The kind an output table gets without `kind = ...`.
@@ -637,7 +641,8 @@ impl Config {
                     }
                 }
                 OutputConfig::Annotate(a) => fix(&mut a.path),
-                OutputConfig::Http(_) => {}
+                OutputConfig::Mcap(m) => fix(&mut m.path),
+                OutputConfig::Http(_) | OutputConfig::Foxglove(_) => {}
             }
         }
     }
@@ -859,6 +864,16 @@ impl Config {
                 }
                 OutputConfig::Http(h) => {
                     if let Some((field, value, why)) = h.problem() {
+                        return Err(self.invalid(&at(field), value, &why));
+                    }
+                }
+                OutputConfig::Mcap(m) => {
+                    if let Some((field, value, why)) = m.problem() {
+                        return Err(self.invalid(&at(field), value, &why));
+                    }
+                }
+                OutputConfig::Foxglove(f) => {
+                    if let Some((field, value, why)) = f.problem() {
                         return Err(self.invalid(&at(field), value, &why));
                     }
                 }

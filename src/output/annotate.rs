@@ -124,6 +124,7 @@ impl AnnotateOutput {
         let drawing = Drawing {
             labels: ctx.labels.clone(),
             overlay,
+            draw: true,
         };
         let viewer = Viewer::spawn(&name, desc, ctx.max_detections, ctx.lockstep, drawing, view)
             .map_err(|e| open_err(format!("cannot start the viewer thread: {e}")))?;

@@ -20,7 +20,7 @@ use nalgebra::Vector3;
 use std::fmt::Write as _;
 
 /// Box colours, by class id (repeating).
-const PALETTE: [[u8; 3]; 6] = [
+pub(crate) const PALETTE: [[u8; 3]; 6] = [
     [255, 56, 56],
     [56, 255, 56],
     [255, 200, 0],

@@ -219,6 +219,7 @@ impl HttpOutput {
             Drawing {
                 labels: ctx.labels.clone(),
                 overlay,
+                draw: true,
             },
             Box::new(view),
         )
@@ -292,15 +293,7 @@ impl View for HttpView {
     }
 
     fn show(&mut self, canvas: &Canvas, shot: &Shot) -> Result<(), String> {
-        self.jpeg.clear();
-        let enc = jpeg_encoder::Encoder::new(&mut self.jpeg, self.quality);
-        enc.encode(
-            &canvas.rgb,
-            canvas.width as u16,
-            canvas.height as u16,
-            jpeg_encoder::ColorType::Rgb,
-        )
-        .map_err(|e| format!("JPEG encoding: {e}"))?;
+        encode_jpeg(canvas, self.quality, &mut self.jpeg)?;
         let r = &shot.record;
         self.window[self.next] = [
             r.capture_ns as f64 * 1e-6,
@@ -359,7 +352,22 @@ impl View for HttpView {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+/// The canvas as a JPEG of `quality` (1..=100) into `out` (cleared
+/// first). Viewer threads only: the encoder allocates its working buffers
+/// (a few times the frame's size, freed before it returns).
+pub(crate) fn encode_jpeg(canvas: &Canvas, quality: u8, out: &mut Vec<u8>) -> Result<(), String> {
+    out.clear();
+    jpeg_encoder::Encoder::new(out, quality)
+        .encode(
+            &canvas.rgb,
+            canvas.width as u16,
+            canvas.height as u16,
+            jpeg_encoder::ColorType::Rgb,
+        )
+        .map_err(|e| format!("JPEG encoding: {e}"))
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 

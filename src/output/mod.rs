@@ -26,12 +26,17 @@
 //! writes and fault counting shared by byte-stream outputs), [`json`]
 //! (JSON lines), [`viewer`] (the frame copies and the viewer thread of
 //! outputs that show pixels), [`draw`] (boxes, labels, grid), [`annotate`]
-//! (annotated video file), [`http`] (live view in a browser).
+//! (annotated video file), [`http`] (live view in a browser), [`fox_msg`]
+//! (Foxglove channels, schemas and messages), [`mcap_file`] (MCAP
+//! recording), [`foxglove`] (live Foxglove WebSocket server).
 
 pub mod annotate;
 pub mod draw;
+pub mod fox_msg;
+pub mod foxglove;
 pub mod http;
 pub mod json;
+pub mod mcap_file;
 pub mod target;
 pub mod viewer;
 
@@ -205,6 +210,8 @@ impl Outputs {
                 OutputConfig::Json(j) => Box::new(json::JsonOutput::open(j)?),
                 OutputConfig::Annotate(a) => Box::new(annotate::AnnotateOutput::open(a, ctx)?),
                 OutputConfig::Http(h) => Box::new(http::HttpOutput::open(h, ctx)?),
+                OutputConfig::Mcap(m) => Box::new(mcap_file::McapOutput::open(m, ctx)?),
+                OutputConfig::Foxglove(f) => Box::new(foxglove::FoxgloveOutput::open(f, ctx)?),
             });
         }
         Ok(Outputs::new(list))

@@ -67,6 +67,9 @@ pub trait View: Send + 'static {
 pub struct Drawing {
     pub labels: Labels,
     pub overlay: Overlay,
+    /// Draw the boxes and the overlay; false gives the view the camera
+    /// frame as is (outputs that send the annotations apart: Foxglove).
+    pub draw: bool,
 }
 
 /// The frame-path end of a viewer and its thread.
@@ -253,7 +256,9 @@ fn viewer_loop(
             desc: shot.desc,
             bytes: &shot.frame,
         });
-        annotate(&mut canvas, &shot.dets, &drawing.labels, &drawing.overlay);
+        if drawing.draw {
+            annotate(&mut canvas, &shot.dets, &drawing.labels, &drawing.overlay);
+        }
         let shown = view.show(&canvas, &shot);
         let _ = free_tx.send(shot);
         if let Err(e) = shown {
