@@ -4,7 +4,7 @@ built on the Python `websockets` library (pip, installed by
 `scripts/setup.sh --tests` into target/pydeps): connects, reads
 `serverInfo` and `advertise`, subscribes to every advertised channel,
 receives binary `messageData` for SECONDS (or until it has MIN messages on
-each channel), checks each message (opcode, subscription id, JSON payload,
+each channel, MIN > 0, or the server closes), checks each message (opcode, subscription id, JSON payload,
 base64 JPEG for images) and prints one JSON object with what it got.
 
     PYTHONPATH=target/pydeps python3 scripts/foxglove_client.py ws://127.0.0.1:8765 SECONDS MIN
@@ -15,6 +15,7 @@ import struct
 import sys
 import time
 
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 SUBPROTOCOL = "foxglove.websocket.v1"
@@ -39,6 +40,9 @@ def main(url, seconds, want):
                 m = ws.recv(timeout=max(0.01, t_end - time.monotonic()))
             except TimeoutError:
                 break
+            except ConnectionClosed:
+                out["closed_by_server"] = True
+                break
             if isinstance(m, str):
                 continue
             op, sub, ts = struct.unpack_from("<BIQ", m, 0)
@@ -62,7 +66,8 @@ def main(url, seconds, want):
             ):
                 break
         # Unsubscribe from everything, then close cleanly.
-        ws.send(json.dumps({"op": "unsubscribe", "subscriptionIds": list(by_sub)}))
+        if not out.get("closed_by_server"):
+            ws.send(json.dumps({"op": "unsubscribe", "subscriptionIds": list(by_sub)}))
     print(json.dumps(out))
 
 

@@ -10,6 +10,8 @@
 #                              through the ffmpeg child, ffprobe frame
 #                              counts), chromium for tests/http_view.rs (a
 #                              headless browser screenshots the live page),
+#                              the Python mcap reader and websockets
+#                              for tests/foxglove_mcap.rs (target/pydeps),
 #                              and NVRTC for tests/nvrtc_kernels.rs,
 #                              a ~217 MB pip wheel the demo and the CPU
 #                              backend never use
@@ -68,6 +70,26 @@ if ! command -v chromium >/dev/null 2>&1; then
     echo "installing chromium (for tests/http_view.rs)" >&2
     $sudo apt-get update -qq || true
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+fi
+
+# Python test packages: the official MCAP reader (`mcap`) and a WebSocket
+# client library (`websockets`), the independent implementations that
+# tests/foxglove_mcap.rs checks the recorder and the Foxglove server
+# against; pip --target into target/pydeps (no venv, nothing system-wide;
+# the tests put it on PYTHONPATH). Pinned to major versions.
+pydeps="$(pwd)/target/pydeps"
+if ! PYTHONPATH="$pydeps" python3 -c 'import mcap, websockets.sync.client' >/dev/null 2>&1; then
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+        echo "installing python3-pip (for the MCAP and WebSocket test clients)" >&2
+        $sudo apt-get update -qq || true
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-pip >/dev/null
+    fi
+    echo "installing the Python mcap reader and websockets into target/pydeps" >&2
+    mkdir -p "$pydeps"
+    python3 -m pip install -q --disable-pip-version-check --target "$pydeps" \
+        "mcap>=1.1,<2" "websockets>=13,<18" >&2
 fi
 
 # NVRTC (no GPU needed) so tests/nvrtc_kernels.rs really compiles every CUDA

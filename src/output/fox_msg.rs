@@ -633,7 +633,7 @@ mod tests {
             .map(|d| serde_json::from_slice(d).unwrap())
             .collect();
         assert_eq!(v[IMAGE]["timestamp"]["sec"], 2);
-        assert_eq!(v[IMAGE]["timestamp"]["nsec"], 1);
+        assert_eq!(v[IMAGE]["timestamp"]["nsec"], 500_000_001);
         assert!(v[IMAGE]["data"].as_str().unwrap().starts_with("/9j/"));
         assert_eq!(v[ANNOTATIONS]["points"][0]["points"][2]["x"], 20.0);
         assert!(v[ANNOTATIONS]["labels"][0]["text"]
