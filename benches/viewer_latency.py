@@ -5,8 +5,20 @@ plus the viewer threads' CPU per frame.
 
     cargo build --release
     python3 benches/viewer_latency.py [--frames 450] [--rounds 2] [--fps 30]
+        [--modes none,full]
 
-Python standard library only (and ffmpeg on PATH for the MP4).
+Python standard library, plus for `full`: chromium on PATH and the
+`websockets` package in target/pydeps (scripts/setup.sh --tests); ffmpeg on
+PATH for `all`.
+
+Modes (issue 17's evidence is `none` vs `full`, the default):
+* none: JSON lines only;
+* full: the live view with 2 headless Chromium browsers on its page
+  (real browsers: the page's MJPEG stream and its /stats polling), the
+  Foxglove WebSocket server with one client subscribed to every channel
+  (scripts/foxglove_client.py, its own process) and an MCAP recording;
+* http: the live view with two raw MJPEG readers;
+* all: http plus an annotated MP4.
 
 Both runs: `perceptd run` on the synthetic camera at --fps in realtime
 (live: latest frame wins, so latency is meaningful), the built-in model and
@@ -23,6 +35,7 @@ divided by the frames they showed. ffmpeg's own CPU (a separate process,
 the encoder) is reported apart.
 """
 import argparse
+import json
 import os
 import re
 import socket
@@ -50,8 +63,13 @@ def config(fps, viewers, tmp):
         text += (
             f'[[output]]\nkind = "annotate"\npath = "{tmp}/run.mp4"\nfps = {max(1, round(fps))}\n'
         )
-    if viewers in ("http", "all"):
+    if viewers in ("http", "all", "full"):
         text += '[[output]]\nkind = "http"\nlisten = "127.0.0.1:0"\n'
+    if viewers == "full":
+        text += (
+            f'[[output]]\nkind = "mcap"\npath = "{tmp}/run.mcap"\n'
+            '[[output]]\nkind = "foxglove"\nlisten = "127.0.0.1:0"\n'
+        )
     path = os.path.join(tmp, f"viewers-{viewers}.toml")
     with open(path, "w") as f:
         f.write(text)
@@ -76,8 +94,9 @@ def reader(port, stop, got):
 
 
 def thread_cpu(pid):
-    """CPU seconds per thread name class: viewer threads, http threads."""
-    out = {"viewer": 0.0, "http": 0.0}
+    """CPU seconds per thread name class: viewer threads, http threads,
+    Foxglove server threads."""
+    out = {"viewer": 0.0, "http": 0.0, "fox": 0.0}
     try:
         tasks = os.listdir(f"/proc/{pid}/task")
     except OSError:
@@ -95,6 +114,8 @@ def thread_cpu(pid):
             out["viewer"] += cpu
         elif name.startswith("http-"):
             out["http"] += cpu
+        elif name.startswith("fox-"):
+            out["fox"] += cpu
     return out
 
 
@@ -115,6 +136,32 @@ def child_cpu(pid):
     return total
 
 
+def browser(port, tmp, i):
+    """A headless Chromium on the live page, in its own process group."""
+    return subprocess.Popen(
+        [
+            "chromium", "--headless=new", "--no-sandbox", "--disable-gpu",
+            "--window-size=1040,600", f"--user-data-dir={tmp}/chromium-{i}",
+            f"http://127.0.0.1:{port}/",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def fox_client(port):
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "target", "pydeps"))
+    return subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "scripts", "foxglove_client.py"),
+         f"ws://127.0.0.1:{port}", "3600", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+
+
 def run(frames, fps, viewers, tmp):
     cfg = config(fps, viewers, tmp)
     p = subprocess.Popen(
@@ -127,17 +174,24 @@ def run(frames, fps, viewers, tmp):
     stop = threading.Event()
     got = []
     readers = []
-    cpu = {"viewer": 0.0, "http": 0.0}
+    cpu = {"viewer": 0.0, "http": 0.0, "fox": 0.0}
     ffmpeg = 0.0
+    browsers = []
+    fox = None
     for line in p.stderr:
         lines.append(line)
         m = re.search(r"live view on http://127\.0\.0\.1:(\d+)/", line)
-        if m:
+        if m and viewers == "full":
+            browsers = [browser(int(m.group(1)), tmp, i) for i in range(2)]
+        elif m:
             port = int(m.group(1))
             for _ in range(2):
                 t = threading.Thread(target=reader, args=(port, stop, got))
                 t.start()
                 readers.append(t)
+        m = re.search(r"WebSocket server on ws://127\.0\.0\.1:(\d+)", line)
+        if m:
+            fox = fox_client(int(m.group(1)))
         if "running (" in line:
             break
 
@@ -161,6 +215,16 @@ def run(frames, fps, viewers, tmp):
     stop.set()
     for t in readers:
         t.join()
+    for b in browsers:
+        os.killpg(b.pid, 15)
+        b.wait()
+    fox_images = None
+    if fox is not None:
+        out, _ = fox.communicate(timeout=30)
+        try:
+            fox_images = json.loads(out)["counts"].get("/camera/image", 0)
+        except (ValueError, KeyError):
+            fox_images = f"client failed ({fox.returncode})"
     lines.append(rest)
     text = "".join(lines)
     final = [l for l in text.splitlines() if "final:" in l]
@@ -171,7 +235,10 @@ def run(frames, fps, viewers, tmp):
     p50 = float(m.group(1)) * UNITS[m.group(2)]
     p99 = float(m.group(3)) * UNITS[m.group(4)]
     dropped = int(re.search(r"dropped (\d+)", final).group(1))
-    shown = [int(x) for x in re.findall(r"output (?:annotate|http):\S+ published (\d+)", final)]
+    shown = [
+        int(x)
+        for x in re.findall(r"output (?:annotate|http|mcap|foxglove):\S+ published (\d+)", final)
+    ]
     return {
         "p50": p50,
         "p99": p99,
@@ -180,6 +247,8 @@ def run(frames, fps, viewers, tmp):
         "cpu": cpu,
         "ffmpeg": ffmpeg,
         "mjpeg_frames": got,
+        "fox_images": fox_images,
+        "processed": int(re.search(r"final: frames (\d+)", final).group(1)),
     }
 
 
@@ -188,10 +257,13 @@ def main():
     ap.add_argument("--frames", type=int, default=450)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--fps", type=float, default=30.0)
+    ap.add_argument("--modes", default="none,full", help="comma list of none, full, http, all")
     a = ap.parse_args()
     if not os.path.exists(BIN):
         sys.exit("build first: cargo build --release")
-    modes = ("none", "http", "all")
+    modes = tuple(a.modes.split(","))
+    if modes[0] != "none" or any(m not in ("none", "full", "http", "all") for m in modes):
+        sys.exit("--modes: none first, then any of full, http, all")
     res = {m: [] for m in modes}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(a.rounds):
@@ -200,10 +272,15 @@ def main():
                 res[viewers].append(x)
                 print(
                     f"round {r + 1} {viewers:4}: e2e p50 {x['p50']:.1f} ms "
-                    f"p99 {x['p99']:.1f} ms, pipeline drops {x['dropped']}"
+                    f"p99 {x['p99']:.1f} ms, frames {x['processed']}, pipeline drops {x['dropped']}"
                     + (
-                        f", frames shown per viewer output {x['shown']}, MJPEG frames read "
-                        f"{x['mjpeg_frames']}"
+                        f", frames published per viewer output {x['shown']}"
+                        + (f", MJPEG frames read {x['mjpeg_frames']}" if x["mjpeg_frames"] else "")
+                        + (
+                            f", Foxglove client images {x['fox_images']}"
+                            if x["fox_images"] is not None
+                            else ""
+                        )
                         if viewers != "none"
                         else ""
                     ),
@@ -215,24 +292,40 @@ def main():
         return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
 
     p = {m: (med([x["p50"] for x in res[m]]), med([x["p99"] for x in res[m]])) for m in modes}
-    (n50, n99), (h50, h99), (v50, v99) = p["none"], p["http"], p["all"]
-    print(f"\n{a.frames} frames at {a.fps} fps, {a.rounds} rounds, median of rounds")
-    print("| e2e | no viewers | live view + 2 MJPEG readers | ratio | + annotated MP4 | ratio |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    print(f"| p50 | {n50:.1f} ms | {h50:.1f} ms | {h50 / n50:.2f} | {v50:.1f} ms | {v50 / n50:.2f} |")
-    print(f"| p99 | {n99:.1f} ms | {h99:.1f} ms | {h99 / n99:.2f} | {v99:.1f} ms | {v99 / n99:.2f} |")
-    shown = sum(sum(x["shown"]) for x in res["all"])
-    viewer = sum(x["cpu"]["viewer"] for x in res["all"])
-    http = sum(x["cpu"]["http"] for x in res["all"])
-    ffm = sum(x["ffmpeg"] for x in res["all"])
-    ann = sum(x["shown"][0] for x in res["all"] if x["shown"])
-    if shown:
+    n50, n99 = p["none"]
+    names = {
+        "full": "2 Chromium + Foxglove client + MCAP",
+        "http": "live view + 2 MJPEG readers",
+        "all": "+ annotated MP4",
+    }
+    print(f"\n{a.frames} frames at {a.fps} fps, {a.rounds} rounds (interleaved), median of rounds")
+    print("| e2e | no viewers | " + " | ".join(f"{names[m]} | ratio" for m in modes[1:]) + " |")
+    print("| --- | --- |" + " --- | --- |" * (len(modes) - 1))
+    for q, k, n in (("p50", 0, n50), ("p99", 1, n99)):
         print(
-            f"viewer threads: {viewer * 1e3 / shown:.2f} ms CPU per frame shown "
-            f"(draw + Y4M/pipe write or JPEG encode); http threads "
-            f"{http * 1e3 / shown:.2f} ms; ffmpeg (separate process) "
-            f"{ffm * 1e3 / max(ann, 1):.2f} ms per frame encoded"
+            f"| {q} | {n:.1f} ms | "
+            + " | ".join(f"{p[m][k]:.1f} ms | {p[m][k] / n:.2f}" for m in modes[1:])
+            + " |"
         )
+    for m in modes[1:]:
+        shown = sum(sum(x["shown"]) for x in res[m])
+        if not shown:
+            continue
+        viewer = sum(x["cpu"]["viewer"] for x in res[m])
+        http = sum(x["cpu"]["http"] for x in res[m])
+        fox = sum(x["cpu"]["fox"] for x in res[m])
+        frames = sum(x["processed"] for x in res[m])
+        line = (
+            f"{m}: viewer threads {viewer * 1e3 / shown:.2f} ms CPU per frame shown "
+            f"({viewer * 1e3 / frames:.2f} ms per pipeline frame, all viewer outputs together); "
+            f"http threads {http * 1e3 / frames:.2f} ms, Foxglove server threads "
+            f"{fox * 1e3 / frames:.2f} ms per pipeline frame"
+        )
+        if m == "all":
+            ffm = sum(x["ffmpeg"] for x in res[m])
+            ann = sum(x["shown"][0] for x in res[m] if x["shown"])
+            line += f"; ffmpeg (separate process) {ffm * 1e3 / max(ann, 1):.2f} ms per frame encoded"
+        print(line)
 
 
 if __name__ == "__main__":
