@@ -167,7 +167,7 @@ fn window(pace: &str, dir: &std::path::Path) {
 }
 
 #[test]
-fn annotate_and_http_outputs_make_no_allocation_on_the_frame_path() {
+fn annotate_http_mcap_and_foxglove_outputs_make_no_allocation_on_the_frame_path() {
     let dir = temp_dir("viewer-alloc");
     window("fast", &dir);
     window("realtime", &dir);
