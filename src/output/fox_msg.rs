@@ -593,9 +593,9 @@ mod tests {
 
     #[test]
     fn every_schema_and_message_is_valid_json_with_the_fields_foxglove_reads() {
-        for ch in 0..CHANNELS {
+        for (ch, c) in ALL.iter().enumerate() {
             let s: serde_json::Value = serde_json::from_str(&schema(ch)).unwrap();
-            assert_eq!(s["title"], ALL[ch].schema_name);
+            assert_eq!(s["title"], c.schema_name);
         }
         let labels = Labels::from_names(vec!["car \"x\"".into()]).unwrap();
         let mut enc = Encoder::new(80, &labels, Some(Calibration::front_camera()));

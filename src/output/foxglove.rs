@@ -372,7 +372,8 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, max: usize) {
 }
 
 /// The handshake's check: the client must offer [`SUBPROTOCOL`], which
-/// the response then selects.
+/// the response then selects. (The signature is tungstenite's callback.)
+#[allow(clippy::result_large_err)]
 fn select_subprotocol(req: &Request, mut resp: Response) -> Result<Response, ErrorResponse> {
     let offered = req
         .headers()
