@@ -301,6 +301,11 @@ impl View for FoxView {
     }
 
     fn show(&mut self, canvas: &Canvas, shot: &Shot) -> Result<(), String> {
+        // Nobody to send to: spare the JPEG encoding (a client that
+        // connects gets the next frame).
+        if self.shared.clients.load(Ordering::Acquire) == 0 {
+            return Ok(());
+        }
         self.encoder.encode(canvas, shot, &mut self.msgs)?;
         let mut l = lock(&self.shared.latest);
         std::mem::swap(&mut l.msgs, &mut self.msgs);
