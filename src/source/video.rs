@@ -116,6 +116,9 @@ impl VideoSource {
             Pace::Fast,
         ) {
             Ok(s) => s,
+            // ffmpeg wrote a header perceptd refuses (a size past
+            // `y4m::MAX_DIM`): that is the reason, not ffmpeg's broken pipe.
+            Err(e @ SourceError::Config(_)) => return Err(e),
             Err(e) => {
                 if crate::stop::requested() {
                     return Err(e);
