@@ -201,8 +201,16 @@ pub fn parse_line(line: &[u8]) -> LogLine<'_> {
 /// `pts` in `num/den` second units as nanoseconds (negative: 0; past
 /// u64: saturated). Never allocates.
 pub fn pts_ns(pts: i64, num: i64, den: i64) -> u64 {
-    let ns = pts as i128 * num as i128 * 1_000_000_000 / den.max(1) as i128;
-    ns.clamp(0, u64::MAX as i128) as u64
+    let ns = (pts as i128)
+        .checked_mul(num as i128)
+        .and_then(|v| v.checked_mul(1_000_000_000))
+        .map(|v| v / den.max(1) as i128);
+    match ns {
+        Some(v) => v.clamp(0, u64::MAX as i128) as u64,
+        // Past i128: the sign of the product decides.
+        None if (pts < 0) != (num < 0) => 0,
+        None => u64::MAX,
+    }
 }
 
 /// Assembles lines from arbitrary chunks in a fixed buffer; a line longer
@@ -347,9 +355,13 @@ impl FfmpegChild {
         stdout: bool,
         track_pts: bool,
     ) -> Result<(FfmpegChild, Pipes), String> {
+        // Reserve a slot (-1: spawning) so two spawns never share one.
         let slot = PIDS
             .iter()
-            .position(|p| p.load(Ordering::SeqCst) == 0)
+            .position(|p| {
+                p.compare_exchange(0, -1, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok()
+            })
             .ok_or_else(|| format!("more than {MAX_CHILDREN} ffmpeg children at once"))?;
         let mut cmd = Command::new("ffmpeg");
         cmd.args(args)
@@ -366,6 +378,7 @@ impl FfmpegChild {
             });
         }
         let mut child = cmd.spawn().map_err(|e| {
+            PIDS[slot].store(0, Ordering::SeqCst);
             if e.kind() == std::io::ErrorKind::NotFound {
                 NOT_INSTALLED.to_string()
             } else {
