@@ -107,8 +107,7 @@ fn split_prefixes(line: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
     let close = bracket(rest)?;
     let first = &rest[1..close];
     const LEVELS: [&[u8]; 9] = [
-        b"quiet", b"panic", b"fatal", b"error", b"warning", b"info", b"verbose", b"debug",
-        b"trace",
+        b"quiet", b"panic", b"fatal", b"error", b"warning", b"info", b"verbose", b"debug", b"trace",
     ];
     let level = if LEVELS.contains(&first) {
         rest = &rest[close + 1..];
@@ -157,7 +156,12 @@ pub fn parse_line(line: &[u8]) -> LogLine<'_> {
         return LogLine::Other;
     };
     match level {
-        b"fatal" | b"panic" => return LogLine::Error { fatal: true, msg: rest },
+        b"fatal" | b"panic" => {
+            return LogLine::Error {
+                fatal: true,
+                msg: rest,
+            }
+        }
         b"error" => {
             return LogLine::Error {
                 fatal: false,
@@ -366,7 +370,11 @@ impl FfmpegChild {
         let mut cmd = Command::new("ffmpeg");
         cmd.args(args)
             .stdin(if stdin { Stdio::piped() } else { Stdio::null() })
-            .stdout(if stdout { Stdio::piped() } else { Stdio::null() })
+            .stdout(if stdout {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stderr(Stdio::piped())
             .process_group(0);
         // SAFETY: prctl is async-signal-safe and touches no memory of ours;
@@ -611,13 +619,7 @@ mod tests {
         let l = b"[Parsed_showinfo_1 @ 0x1] [info] n:   3 pts:  NOPTS pts_time:NOPTS";
         assert_eq!(parse_line(l), LogLine::Frame { n: 3, pts: None });
         let l = b"[Parsed_showinfo_1 @ 0x1] [info] config in time_base: 1/12800, frame_rate: 25/1";
-        assert_eq!(
-            parse_line(l),
-            LogLine::TimeBase {
-                num: 1,
-                den: 12800
-            }
-        );
+        assert_eq!(parse_line(l), LogLine::TimeBase { num: 1, den: 12800 });
         assert_eq!(
             parse_line(b"[fatal] Stream map '0:V:0' matches no streams."),
             LogLine::Error {

@@ -41,7 +41,16 @@ fn mp4(dir: &Path, name: &str, frames: u64, extra: &[&str]) -> PathBuf {
     synthetic_y4m(&src, 11, frames, 640, 480);
     let out = dir.join(format!("{name}.mp4"));
     let mut args = vec![
-        "-r", "25", "-i", s(&src), "-c:v", "libx264", "-crf", "18", "-pix_fmt", "yuv420p",
+        "-r",
+        "25",
+        "-i",
+        s(&src),
+        "-c:v",
+        "libx264",
+        "-crf",
+        "18",
+        "-pix_fmt",
+        "yuv420p",
     ];
     args.extend_from_slice(extra);
     args.push(s(&out));
@@ -74,7 +83,11 @@ fn identical_pixels_give_identical_detections_and_pts_become_source_timestamps()
     let dir = temp_dir("video-identical");
     let clip = mp4(&dir, "scene", FRAMES, &[]);
     let mut src = replay::open(&clip, Pace::Fast, 256).unwrap();
-    assert!(src.describe().contains("through ffmpeg"), "{}", src.describe());
+    assert!(
+        src.describe().contains("through ffmpeg"),
+        "{}",
+        src.describe()
+    );
     let same = dir.join("same.y4m");
     let mut w = Y4mWriter::create(&same, src.desc(), FrameRate::per_second(25)).unwrap();
     let mut buf = vec![0u8; src.desc().bytes()];
@@ -130,7 +143,10 @@ fn realtime_pacing_follows_variable_presentation_timestamps() {
     while let Ok(st) = v.next_frame(&mut buf) {
         stamps.push(st);
     }
-    let pts: Vec<u64> = stamps.iter().map(|s| s.source_ns.unwrap() / 1_000_000).collect();
+    let pts: Vec<u64> = stamps
+        .iter()
+        .map(|s| s.source_ns.unwrap() / 1_000_000)
+        .collect();
     // What ffprobe says the file holds (the muxer may move the last one).
     let probe = Command::new("ffprobe")
         .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
@@ -149,7 +165,10 @@ fn realtime_pacing_follows_variable_presentation_timestamps() {
         let since = st.capture_ns - stamps[0].capture_ns;
         // Never before its time, and not far after it (a loaded machine).
         assert!(since >= pts[k] * 1_000_000, "frame {k} at {since} ns");
-        assert!(since < pts[k] * 1_000_000 + 400_000_000, "frame {k} at {since} ns");
+        assert!(
+            since < pts[k] * 1_000_000 + 400_000_000,
+            "frame {k} at {since} ns"
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -201,7 +220,15 @@ fn bad_files_are_one_line_each_with_the_right_exit_code() {
     // Wider than Y4M (and perceptd) allows.
     let wide = dir.join("wide.mkv");
     ffmpeg(&[
-        "-f", "lavfi", "-i", "color=s=20000x16", "-frames:v", "1", "-c:v", "ffv1", s(&wide),
+        "-f",
+        "lavfi",
+        "-i",
+        "color=s=20000x16",
+        "-frames:v",
+        "1",
+        "-c:v",
+        "ffv1",
+        s(&wide),
     ]);
     let cases: [(&Path, i32, &str); 7] = [
         (&cut, 1, "cut.mp4: ffmpeg: moov atom not found"),
@@ -215,7 +242,12 @@ fn bad_files_are_one_line_each_with_the_right_exit_code() {
     for (file, code, needle) in cases {
         let (rc, stderr, lines) = perceptd(&["replay", s(file), "--model", MODEL], None);
         let f = faults(&stderr);
-        assert_eq!((rc, f.len(), lines), (code, 1, 0), "{}: {stderr}", file.display());
+        assert_eq!(
+            (rc, f.len(), lines),
+            (code, 1, 0),
+            "{}: {stderr}",
+            file.display()
+        );
         assert!(f[0].contains(needle), "{}: {}", file.display(), f[0]);
     }
     // A FIFO with a writer that sends an MP4: refused, one line.
@@ -231,7 +263,11 @@ fn bad_files_are_one_line_each_with_the_right_exit_code() {
     let (rc, stderr, _) = perceptd(&["replay", s(&fifo), "--model", MODEL], None);
     let f = faults(&stderr);
     assert_eq!((rc, f.len()), (1, 1), "{stderr}");
-    assert!(f[0].contains("a pipe or device cannot be handed to ffmpeg"), "{}", f[0]);
+    assert!(
+        f[0].contains("a pipe or device cannot be handed to ffmpeg"),
+        "{}",
+        f[0]
+    );
     writer.join().unwrap();
     // Truncated with its index first: every frame ffmpeg decodes is
     // processed, one warning naming the file and ffmpeg's message, exit 0
@@ -344,9 +380,8 @@ fn sigterm_mid_replay_ends_within_a_second_and_reaps_ffmpeg() {
     let dir = temp_dir("video-sigterm");
     let clip = mp4(&dir, "long", 250, &[]);
     for pace in ["realtime", "fast"] {
-        let (child, ff, _out) = start_with_ffmpeg(&[
-            "replay", s(&clip), "--pace", pace, "--model", MODEL,
-        ]);
+        let (child, ff, _out) =
+            start_with_ffmpeg(&["replay", s(&clip), "--pace", pace, "--model", MODEL]);
         std::thread::sleep(Duration::from_millis(2000));
         let t0 = Instant::now();
         // SAFETY: kill(2) on the child we spawned.
@@ -354,8 +389,14 @@ fn sigterm_mid_replay_ends_within_a_second_and_reaps_ffmpeg() {
         let (code, stderr) = wait_bounded(child, Duration::from_secs(5));
         let took = t0.elapsed();
         assert_eq!(code, 0, "{pace}: {stderr}");
-        assert!(took < Duration::from_secs(1), "{pace}: took {took:?}: {stderr}");
-        assert!(gone(ff), "{pace}: ffmpeg {ff} left behind (zombie or orphan)");
+        assert!(
+            took < Duration::from_secs(1),
+            "{pace}: took {took:?}: {stderr}"
+        );
+        assert!(
+            gone(ff),
+            "{pace}: ffmpeg {ff} left behind (zombie or orphan)"
+        );
         assert!(faults(&stderr).is_empty(), "{pace}: {stderr}");
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -368,7 +409,13 @@ fn sigterm_during_annotate_mp4_reaps_the_ffmpeg_writer() {
     let dir = temp_dir("video-annotate-sigterm");
     let out = dir.join("out.mp4");
     let (child, ff, _out) = start_with_ffmpeg(&[
-        "run", "--pace", "realtime", "--frames", "100000", "--annotate", s(&out),
+        "run",
+        "--pace",
+        "realtime",
+        "--frames",
+        "100000",
+        "--annotate",
+        s(&out),
     ]);
     std::thread::sleep(Duration::from_millis(2500));
     let t0 = Instant::now();

@@ -50,7 +50,8 @@ fuzz_target!(|data: &[u8]| {
         step = step * 3 % 97 + 1;
     }
 
-    let path = std::env::temp_dir().join(format!("perceptd-fuzz-ffmpeg-pipe-{}", std::process::id()));
+    let path =
+        std::env::temp_dir().join(format!("perceptd-fuzz-ffmpeg-pipe-{}", std::process::id()));
     let Ok(mut f) = std::fs::File::create(&path) else {
         return;
     };
@@ -64,11 +65,19 @@ fuzz_target!(|data: &[u8]| {
     let Ok(reader) = StreamReader::from_file(file) else {
         return;
     };
-    let Ok(mut src) = Y4mSource::from_reader("fuzz".into(), BufReader::with_capacity(4096, reader), Pace::Fast) else {
+    let Ok(mut src) = Y4mSource::from_reader(
+        "fuzz".into(),
+        BufReader::with_capacity(4096, reader),
+        Pace::Fast,
+    ) else {
         return;
     };
     let bytes = src.desc().bytes();
-    let mut buf = if bytes <= MAX_FRAME { vec![0u8; bytes] } else { Vec::new() };
+    let mut buf = if bytes <= MAX_FRAME {
+        vec![0u8; bytes]
+    } else {
+        Vec::new()
+    };
     for k in 0..64 {
         let r = if buf.is_empty() || k % 2 == 1 {
             src.skip_frame()

@@ -29,12 +29,12 @@
 use super::draw::{Canvas, Overlay};
 use super::viewer::{Drawing, Shot, View, Viewer};
 use super::{FrameView, Output, OutputContext, OutputError, OutputStats};
+use crate::ffmpeg::FfmpegChild;
 use serde::Deserialize;
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use crate::ffmpeg::FfmpegChild;
-use std::ffi::OsStr;
 use std::process::ChildStdin;
 use std::time::Duration;
 
