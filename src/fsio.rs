@@ -90,6 +90,23 @@ pub fn open_stream(path: &Path) -> io::Result<StreamReader> {
     })
 }
 
+impl StreamReader {
+    /// A stream over a descriptor already open (a child's stdout pipe);
+    /// anything but a regular file is polled as in [`open_stream`].
+    pub fn from_file(file: File) -> io::Result<StreamReader> {
+        let meta = file.metadata()?;
+        Ok(StreamReader {
+            poll: !meta.is_file(),
+            file,
+        })
+    }
+
+    /// Whether this is a pipe, FIFO, device or socket (not a regular file).
+    pub fn is_pipe(&self) -> bool {
+        self.poll
+    }
+}
+
 impl Read for StreamReader {
     /// Frame path (replay): never allocates.
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {

@@ -20,6 +20,7 @@ pub mod config;
 pub mod count_alloc;
 pub mod cuda;
 pub mod engine;
+pub mod ffmpeg;
 pub mod frame;
 pub mod fsio;
 pub mod input;

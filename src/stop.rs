@@ -85,7 +85,9 @@ pub fn install(also: Arc<AtomicBool>) -> Result<(), ctrlc::Error> {
 /// nobody reads, so the line is written only if that cannot block) and
 /// `_exit(code)`: other threads may be inside a blocking call or a driver,
 /// so no destructors and no atexit handlers run.
+/// ffmpeg children are killed and reaped first ([`crate::ffmpeg::reap_all`]).
 pub fn quiet_exit(line: &[u8], code: i32) -> ! {
+    crate::ffmpeg::reap_all();
     let mut p = libc::pollfd {
         fd: 2,
         events: libc::POLLOUT,

@@ -7,11 +7,13 @@
 //!   `perceptd replay` reads it back;
 //! * anything else (`.mp4`, `.mkv`, ...): an `ffmpeg` child process fed raw
 //!   RGB frames through a pipe, encoding with its default codec for the
-//!   container (H.264 for MP4 and MKV in Debian's ffmpeg). The child gets
-//!   its own process group (a Ctrl-C to the shell does not cut the file
-//!   short); its input is closed at the end of the run, and it is waited
-//!   for ([`FFMPEG_GRACE`] at most) and killed and reaped after that, or
-//!   at once on a write error.
+//!   container (H.264 for MP4 and MKV in Debian's ffmpeg), through the
+//!   shared [`crate::ffmpeg::FfmpegChild`] (own process group, so a Ctrl-C
+//!   to the shell does not cut the file short; its stderr made one line).
+//!   Its input is closed at the end of the run, and it is waited for
+//!   ([`FFMPEG_GRACE`] at most, [`STOP_GRACE`] after SIGTERM) and killed
+//!   and reaped after that, or at once on a write error; a forced exit
+//!   reaps it too ([`crate::ffmpeg::reap_all`]).
 //!
 //! Lockstep replay writes every frame; a live source writes what the
 //! viewer thread keeps up with, and the frames skipped are counted
@@ -27,12 +29,14 @@
 use super::draw::{Canvas, Overlay};
 use super::viewer::{Drawing, Shot, View, Viewer};
 use super::{FrameView, Output, OutputContext, OutputError, OutputStats};
+use crate::ffmpeg::FfmpegChild;
 use serde::Deserialize;
+use std::ffi::OsStr;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::ChildStdin;
+use std::time::Duration;
 
 /// `[[output]]` with `kind = "annotate"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -88,6 +92,11 @@ impl AnnotateConfig {
 
 /// How long the end of a run waits for ffmpeg to finish the file.
 pub const FFMPEG_GRACE: Duration = Duration::from_secs(5);
+
+/// [`FFMPEG_GRACE`] once a stop is requested: the process must end within
+/// a second of SIGTERM ([`crate::stop::GRACE`] is 0.85 s), so ffmpeg gets
+/// what is left for flushing its encoder and is killed (and reaped) after.
+pub const STOP_GRACE: Duration = Duration::from_millis(500);
 
 /// The annotated video output.
 pub struct AnnotateOutput {
@@ -218,77 +227,83 @@ impl<W: Write + Send + 'static> View for Y4mWriter<W> {
     }
 }
 
-/// An `ffmpeg` child encoding raw RGB frames from its stdin into a file.
+/// An `ffmpeg` child ([`FfmpegChild`]) encoding raw RGB frames from its
+/// stdin into a file.
 struct FfmpegWriter {
-    child: Option<Child>,
+    child: FfmpegChild,
     stdin: Option<ChildStdin>,
     path: PathBuf,
 }
 
 impl FfmpegWriter {
     fn spawn(path: &Path, width: usize, height: usize, fps: u32) -> Result<FfmpegWriter, String> {
-        use std::os::unix::process::CommandExt;
-        let mut cmd = Command::new("ffmpeg");
-        cmd.args(["-hide_banner", "-nostdin", "-loglevel", "error", "-y"])
-            .args(["-f", "rawvideo", "-pix_fmt", "rgb24"])
-            .args(["-s", &format!("{width}x{height}")])
-            .args(["-r", &fps.to_string(), "-i", "pipe:0"])
+        let size = format!("{width}x{height}");
+        let fps = fps.to_string();
+        let fixed = [
+            "-hide_banner",
+            "-loglevel",
+            "repeat+level+error",
+            "-y",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-s",
+            &size,
+            "-r",
+            &fps,
+            "-i",
+            "pipe:0",
             // 4:2:0 needs even sizes; players expect 4:2:0.
-            .args([
-                "-vf",
-                "pad=ceil(iw/2)*2:ceil(ih/2)*2",
-                "-pix_fmt",
-                "yuv420p",
-            ])
-            .arg(path)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .process_group(0);
-        let mut child = cmd.spawn().map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                "needs ffmpeg for this container, and ffmpeg is not in PATH (install it, \
-                 or write .y4m)"
-                    .to_string()
+            "-vf",
+            "pad=ceil(iw/2)*2:ceil(ih/2)*2",
+            "-pix_fmt",
+            "yuv420p",
+        ];
+        let mut args: Vec<&OsStr> = fixed.iter().map(OsStr::new).collect();
+        args.push(path.as_os_str());
+        let (child, pipes) = FfmpegChild::spawn(&args, true, false, false).map_err(|e| {
+            if e == crate::ffmpeg::NOT_INSTALLED {
+                format!("needs ffmpeg for this container (or write .y4m): {e}")
             } else {
-                format!("cannot start ffmpeg: {e}")
+                e
             }
         })?;
-        let stdin = child.stdin.take();
         Ok(FfmpegWriter {
-            child: Some(child),
-            stdin,
+            child,
+            stdin: pipes.stdin,
             path: path.to_path_buf(),
         })
     }
 
     /// Closes ffmpeg's input and waits up to `grace` for it to finish the
-    /// file; kills it after that. The child is always reaped.
+    /// file ([`STOP_GRACE`] at most once a stop is requested, so the run
+    /// still ends within a second); kills it after that. The child is
+    /// always reaped.
     fn close(&mut self, grace: Duration) -> Result<(), String> {
         self.stdin = None;
-        let Some(mut child) = self.child.take() else {
-            return Ok(());
+        let grace = if crate::stop::requested() {
+            grace.min(STOP_GRACE)
+        } else {
+            grace
         };
-        let t0 = Instant::now();
-        loop {
-            match child.try_wait() {
-                Ok(Some(st)) if st.success() => return Ok(()),
-                Ok(Some(st)) => {
-                    return Err(format!(
-                        "ffmpeg writing {} failed ({st})",
-                        self.path.display()
-                    ))
-                }
-                Ok(None) if t0.elapsed() < grace => std::thread::sleep(Duration::from_millis(10)),
-                _ => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(format!(
-                        "ffmpeg did not finish {} within {} s: killed",
-                        self.path.display(),
-                        grace.as_secs()
-                    ));
-                }
+        let said = |c: &FfmpegChild| c.message().map(|m| format!(": {m}")).unwrap_or_default();
+        match self.child.wait_exit(grace) {
+            Some(st) if st.success() => Ok(()),
+            Some(_) => Err(format!(
+                "ffmpeg writing {} failed ({}){}",
+                self.path.display(),
+                self.child.describe_status(),
+                said(&self.child)
+            )),
+            None => {
+                self.child.kill();
+                Err(format!(
+                    "ffmpeg did not finish {} within {} ms: killed{}",
+                    self.path.display(),
+                    grace.as_millis(),
+                    said(&self.child)
+                ))
             }
         }
     }
@@ -309,15 +324,6 @@ impl View for FfmpegWriter {
 
     fn end(&mut self) -> Result<(), String> {
         self.close(FFMPEG_GRACE)
-    }
-}
-
-impl Drop for FfmpegWriter {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
     }
 }
 

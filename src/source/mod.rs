@@ -1,4 +1,5 @@
-//! Frame sources: the V4L2 camera, file replay (Y4M, raw MJPEG; see
+//! Frame sources: the V4L2 camera, file replay (Y4M, raw MJPEG, any video
+//! through an ffmpeg child; see
 //! [`replay`]) and the synthetic road scene.
 //! Each fills a ring slot's host buffer with one raw frame in its
 //! [`FrameDesc`] format and stamps it.
@@ -111,4 +112,5 @@ pub mod mjpeg;
 pub mod paced;
 pub mod replay;
 pub mod v4l2;
+pub mod video;
 pub mod y4m;
