@@ -1,4 +1,4 @@
-//! Frame sources: the V4L2 camera, file replay (Y4M, raw MJPEG; see
+//! Frame sources: the V4L2 camera, file replay (Y4M, raw MJPEG, ROS 2 bags; see
 //! [`replay`]) and the synthetic road scene.
 //! Each fills a ring slot's host buffer with one raw frame in its
 //! [`FrameDesc`] format and stamps it.
@@ -106,6 +106,7 @@ pub trait Source: Send {
 /// clock itself lives in [`crate::clock`].
 pub use crate::clock::monotonic_ns;
 
+pub mod bag;
 pub mod jpeg;
 pub mod mjpeg;
 pub mod paced;
