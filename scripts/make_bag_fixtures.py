@@ -21,7 +21,9 @@ Bags:
                    padded to step = width + 4, uncompressed chunks
   yuyv.mcap        4 frames of Image yuv422_yuy2 (YUYV, BT.601 limited)
   jpeg.mcap        sensor_msgs/msg/CompressedImage format "jpeg" (q 95, 4:4:4)
-  png.mcap         CompressedImage format "png", 2 frames (refused by name)
+  png.mcap         CompressedImage format "png", 1 frame of 64x48 (refused by name)
+  slow.mcap        3 frames of Image mono8 64x48 whose stamps are 10 s apart
+                   (a realtime replay waits: the SIGTERM test)
   rgb16.mcap       Image rgb16, 2 frames of 8x8 (refused by name)
   no_image.mcap    only /chatter (std_msgs/msg/String)
   truncated.mcap   jpeg.mcap cut in the middle of its third chunk
@@ -72,8 +74,8 @@ def frames():
     return out
 
 
-def header(k):
-    ns = k * PERIOD_NS
+def header(k, period_ns=PERIOD_NS):
+    ns = k * period_ns
     return {"stamp": {"sec": T0 + ns // 1_000_000_000, "nanosec": ns % 1_000_000_000},
             "frame_id": "camera"}
 
@@ -108,7 +110,8 @@ def yuyv(img):
     return bytes(out)
 
 
-def image_bag(path, imgs, encoding, compression, chatter=False, n=None, step_pad=0):
+def image_bag(path, imgs, encoding, compression, chatter=False, n=None, step_pad=0,
+              period_ns=PERIOD_NS):
     with open(path, "wb") as f:
         w = Writer(f, compression=compression)
         schema = w.register_msgdef("sensor_msgs/msg/Image", IMAGE)
@@ -130,7 +133,7 @@ def image_bag(path, imgs, encoding, compression, chatter=False, n=None, step_pad
             if step_pad:
                 data = b"".join(
                     data[y * wd * bpp:(y + 1) * wd * bpp] + b"\xAA" * step_pad for y in range(ht))
-            msg = {"header": header(k), "height": ht, "width": wd, "encoding": encoding,
+            msg = {"header": header(k, period_ns), "height": ht, "width": wd, "encoding": encoding,
                    "is_bigendian": 0, "step": step, "data": data}
             w.write_message("/camera/image_raw", schema, msg, log_time=log_time(k),
                             publish_time=log_time(k), sequence=k)
@@ -165,7 +168,9 @@ def main():
     image_bag(f"{OUT}/mono8.mcap", imgs, "mono8", CompressionType.NONE, n=4, step_pad=4)
     image_bag(f"{OUT}/yuyv.mcap", imgs, "yuv422_yuy2", CompressionType.ZSTD, n=4)
     jpeg_bag(f"{OUT}/jpeg.mcap", imgs)
-    jpeg_bag(f"{OUT}/png.mcap", imgs, fmt="png", n=2)
+    jpeg_bag(f"{OUT}/png.mcap", [im.resize((64, 48)) for im in imgs[:1]], fmt="png")
+    image_bag(f"{OUT}/slow.mcap", [im.resize((64, 48)) for im in imgs[:3]], "mono8",
+              CompressionType.ZSTD, period_ns=10_000_000_000)
     image_bag(f"{OUT}/rgb16.mcap", [im.resize((8, 8)) for im in imgs[:2]], "rgb16",
               CompressionType.ZSTD)
     with open(f"{OUT}/no_image.mcap", "wb") as f:
