@@ -325,3 +325,49 @@ fn sigterm_stops_a_realtime_bag_replay_waiting_for_the_next_stamp_within_a_secon
     );
     assert!(stderr.contains("realtime by header stamps"), "{stderr}");
 }
+
+#[test]
+fn a_rosbag2_folder_of_two_files_replays_both_in_metadata_order() {
+    let dir = temp_dir("bag-split");
+    std::fs::copy(fixture("yuyv.mcap"), dir.join("b_1.mcap")).unwrap();
+    std::fs::copy(fixture("rosbag2/rosbag2_0.mcap"), dir.join("a_0.mcap")).unwrap();
+    std::fs::write(
+        dir.join("metadata.yaml"),
+        "rosbag2_bagfile_information:\n  storage_identifier: mcap\n  relative_file_paths:\n    - b_1.mcap\n    - a_0.mcap\n",
+    )
+    .unwrap();
+    let mut src = replay::open(&dir, Pace::Fast, 256).unwrap();
+    assert!(src.describe().contains("8 messages"), "{}", src.describe());
+    let mut buf = vec![0u8; src.desc().bytes()];
+    let mut stamps = Vec::new();
+    while let Ok(s) = src.next_frame(&mut buf) {
+        stamps.push((s.source_ns.unwrap() - T0_NS) / PERIOD_NS);
+    }
+    assert_eq!(stamps, [0, 1, 2, 3, 0, 1, 2, 3]);
+    // A SQLite bag is refused by name.
+    std::fs::write(
+        dir.join("metadata.yaml"),
+        "rosbag2_bagfile_information:\n  storage_identifier: sqlite3\n  relative_file_paths: [a.db3]\n",
+    )
+    .unwrap();
+    let e = replay::open(&dir, Pace::Fast, 256)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("storage_identifier is 'sqlite3'"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn chunk_buffers_are_checked_against_the_budget_before_allocating() {
+    // rgb8.mcap's largest chunk: a 640x480 rgb8 frame (0.9 MiB) and its
+    // zstd form; 1 MiB is not enough.
+    let e = replay::open(&fixture("rgb8.mcap"), Pace::Fast, 1)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("pipeline.max_memory_mb = 1") && e.contains("largest chunk"),
+        "{e}"
+    );
+}
