@@ -114,7 +114,7 @@ fn header(m: &mut Vec<u8>, k: u64) {
 }
 
 fn pad(m: &mut Vec<u8>) {
-    while (m.len() - 4) % 4 != 0 {
+    while !(m.len() - 4).is_multiple_of(4) {
         m.push(0);
     }
 }

@@ -342,7 +342,7 @@ fn scan(
     let mut channels: Vec<ChannelInfo> = Vec::new();
     let mut bad = 0u64;
     loop {
-        let rec = match r.next() {
+        let rec = match r.next_record() {
             Ok(Next::Rec(rec)) => rec,
             Ok(Next::Bad(_)) => {
                 bad += 1;
@@ -678,7 +678,7 @@ impl BagSource {
     /// The next message of the topic (`Ok(Err)`: a bad record).
     fn next_rec(&mut self) -> Result<Result<Rec, &'static str>, SourceError> {
         loop {
-            match self.reader.next() {
+            match self.reader.next_record() {
                 Ok(Next::Rec(rec)) => {
                     if let Some((h, _)) = self.reader.message(&rec) {
                         if self.parts[self.cur].channels.contains(&h.channel) {

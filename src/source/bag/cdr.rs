@@ -203,7 +203,7 @@ mod tests {
     ) -> Vec<u8> {
         let mut m = vec![0, if le { 1 } else { 0 }, 0, 0];
         let put = |m: &mut Vec<u8>, v: u32| {
-            while (m.len() - 4) % 4 != 0 {
+            while !(m.len() - 4).is_multiple_of(4) {
                 m.push(0);
             }
             m.extend(if le { v.to_le_bytes() } else { v.to_be_bytes() });

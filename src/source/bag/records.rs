@@ -321,7 +321,7 @@ impl RecordReader {
 
     /// The next record of interest. Frame path: never allocates (unless
     /// `grow`, at boot).
-    pub fn next(&mut self) -> Result<Next, Fault> {
+    pub fn next_record(&mut self) -> Result<Next, Fault> {
         loop {
             if self.chunk_pos < self.chunk_len {
                 let rest = &self.chunk[self.chunk_pos..self.chunk_len];

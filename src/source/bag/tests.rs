@@ -96,24 +96,24 @@ fn a_corrupt_chunk_is_one_bad_record_and_reading_goes_on() {
     let file = File::open(&path).unwrap();
     let mut r = RecordReader::new(file, f.len() as u64, 64, 64).unwrap();
     assert_eq!(
-        r.next().unwrap(),
+        r.next_record().unwrap(),
         Next::Bad("zstd chunk does not decompress")
     );
-    let Next::Rec(rec) = r.next().unwrap() else {
+    let Next::Rec(rec) = r.next_record().unwrap() else {
         panic!("no message")
     };
     let (h, data) = r.message(&rec).unwrap();
     assert_eq!((h.channel, h.log_time, data), (7, 42, &b"data"[..]));
-    assert_eq!(r.next().unwrap(), Next::End);
-    assert_eq!(r.next().unwrap(), Next::End);
+    assert_eq!(r.next_record().unwrap(), Next::End);
+    assert_eq!(r.next_record().unwrap(), Next::End);
     // Cut inside the message: truncated, naming the record.
     let cut = f.len() - 13 - 5;
     let file = File::open(&path).unwrap();
     let mut r = RecordReader::new(file, cut as u64, 64, 64).unwrap();
     assert_eq!(
-        r.next().unwrap(),
+        r.next_record().unwrap(),
         Next::Bad("zstd chunk does not decompress")
     );
-    assert!(matches!(r.next(), Err(Fault::Truncated { .. })));
+    assert!(matches!(r.next_record(), Err(Fault::Truncated { .. })));
     let _ = std::fs::remove_file(&path);
 }
