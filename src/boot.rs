@@ -173,8 +173,8 @@ fn open_source_notifying(
                 Pace::Fast => Box::new(s),
             }
         }
-        SourceConfig::Y4m { path, pace } => {
-            crate::source::replay::open(path, *pace, max_memory_mb)?
+        SourceConfig::Y4m { path, pace, topic } => {
+            crate::source::replay::open_topic(path, *pace, max_memory_mb, topic.as_deref())?
         }
         SourceConfig::V4l2 {
             device,

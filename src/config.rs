@@ -164,6 +164,10 @@ pub enum SourceConfig {
         path: PathBuf,
         #[serde(default = "d_fast")]
         pace: Pace,
+        /// ROS 2 bags: the image topic (`replay --topic`); None: the
+        /// bag's only one.
+        #[serde(default)]
+        topic: Option<String>,
     },
 }
 

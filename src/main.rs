@@ -13,9 +13,9 @@ use perceptd::config::{parse_input_size, ChoiceParser, Config, SourceConfig};
 use perceptd::engine::{self, onnx, Bindings, CpuModel, Limits, Tensor};
 use perceptd::frame::PixelFormat;
 use perceptd::source::y4m::Pace;
-use perceptd::source::{Source, SourceError};
+use perceptd::source::SourceError;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -36,6 +36,8 @@ macro_rules! errln {
         let _ = writeln!(std::io::stderr(), $($t)*);
     }};
 }
+
+mod record_cmd;
 
 /// Writing stdout failed; `main` maps it to a quiet exit (EPIPE: 0) or
 /// exit 1 with one line (ENOSPC and the rest).
@@ -112,8 +114,9 @@ enum Cmd {
         #[arg(long)]
         annotate: Option<PathBuf>,
     },
-    /// Replay a recording through the same pipeline: Y4M or a raw MJPEG
-    /// stream, told apart by content.
+    /// Replay a recording through the same pipeline: Y4M, a raw MJPEG
+    /// stream or a ROS 2 bag (MCAP file or rosbag2 folder), told apart by
+    /// content.
     Replay {
         /// The recording (e.g. from `perceptd record`; `-` reads stdin).
         file: PathBuf,
@@ -148,6 +151,8 @@ enum Cmd {
         /// .y4m natively, .mp4/.mkv/... through ffmpeg.
         #[arg(long)]
         annotate: Option<PathBuf>,
+        #[command(flatten)]
+        bag: perceptd::source::bag::BagArgs,
     },
     /// Record a V4L2 camera to Y4M; each frame's capture timestamp
     /// (CLOCK_MONOTONIC ns) is stored as the frame parameter XTS=<ns>.
@@ -442,12 +447,17 @@ fn run(cli: Cli) -> Result<i32> {
             device,
             output,
             annotate,
+            bag,
         } => {
             let mut cfg = match config {
                 Some(p) => Config::load(&p)?,
                 None => Config::default_embedded()?,
             };
-            cfg.source = SourceConfig::Y4m { path: file, pace };
+            cfg.source = SourceConfig::Y4m {
+                path: file,
+                pace,
+                topic: bag.topic,
+            };
             run_pipeline(
                 &cfg,
                 &Overrides {
@@ -468,7 +478,7 @@ fn run(cli: Cli) -> Result<i32> {
             width,
             height,
             fps,
-        } => record(device, &out, frames, format, width, height, fps),
+        } => record_cmd::record(&STOP, device, &out, frames, format, width, height, fps),
         Cmd::SynthDataset {
             out,
             seed,
@@ -1178,57 +1188,4 @@ fn run_pipeline(cfg: &Config, ov: &Overrides) -> Result<i32> {
             Ok(4)
         }
     }
-}
-
-fn record(
-    device: PathBuf,
-    out: &Path,
-    frames: Option<u64>,
-    format: PixelFormat,
-    width: usize,
-    height: usize,
-    fps: u32,
-) -> Result<i32> {
-    use perceptd::source::v4l2::{OnAdjust, V4l2Config, V4l2Source};
-    use perceptd::source::y4m::{FrameRate, Y4mWriter};
-    let cfg = V4l2Config {
-        device,
-        format,
-        width,
-        height,
-        fps,
-        buffers: 4,
-        timeout_ms: 2000,
-        on_adjust: OnAdjust::Adapt,
-        absent: perceptd::source::v4l2::Absent::Fail,
-        reconnect_max_ms: 2000,
-    };
-    let mut cam = V4l2Source::open(&cfg)?;
-    let desc = cam.desc();
-    let (num, den) = cam.frame_rate().unwrap_or((fps, 1));
-    let mut w = Y4mWriter::create(out, desc, FrameRate { num, den })?;
-    // The handler (installed in `main`) now sets STOP; the Y4M is finished.
-    perceptd::stop::set_phase(perceptd::stop::Phase::Running);
-    let stop = Arc::clone(&STOP);
-    let mut buf = vec![0u8; desc.bytes()];
-    let mut n = 0u64;
-    while !stop.load(Ordering::SeqCst) && frames.is_none_or(|f| n < f) {
-        match cam.next_frame(&mut buf) {
-            Ok(stamp) => {
-                w.write_frame(&buf, stamp)?;
-                n += 1;
-            }
-            Err(SourceError::BadFrame { .. })
-            | Err(SourceError::Timeout { .. })
-            | Err(SourceError::Reconnecting { .. }) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    let written = w.finish()?;
-    errln!(
-        "recorded {written} frames from {} to {}",
-        cam.describe(),
-        out.display()
-    );
-    Ok(0)
 }

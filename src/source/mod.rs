@@ -1,5 +1,5 @@
-//! Frame sources: the V4L2 camera, file replay (Y4M, raw MJPEG, any video
-//! through an ffmpeg child; see
+//! Frame sources: the V4L2 camera, file replay (Y4M, raw MJPEG, ROS 2 bags,
+//! any video through an ffmpeg child; see
 //! [`replay`]) and the synthetic road scene.
 //! Each fills a ring slot's host buffer with one raw frame in its
 //! [`FrameDesc`] format and stamps it.
@@ -107,6 +107,7 @@ pub trait Source: Send {
 /// clock itself lives in [`crate::clock`].
 pub use crate::clock::monotonic_ns;
 
+pub mod bag;
 pub mod jpeg;
 pub mod mjpeg;
 pub mod paced;

@@ -1,6 +1,7 @@
 //! `perceptd replay FILE`: what a file is, by its content, not its name.
 //! `YUV4MPEG2` (or nothing: an empty file) -> [`Y4mSource`]; `FF D8` (a
-//! JPEG's SOI) -> a raw MJPEG stream, [`MjpegSource`]; anything else in a
+//! JPEG's SOI) -> a raw MJPEG stream, [`MjpegSource`]; the MCAP magic, or a
+//! folder -> a ROS 2 bag, [`crate::source::bag`]; anything else in a
 //! regular file -> [`VideoSource`] (an ffmpeg child decodes it). `-` is
 //! standard input, read the same way (Y4M or MJPEG: a pipe's first bytes,
 //! once read, cannot be handed to ffmpeg).
@@ -9,6 +10,7 @@
 //! consuming them (so a pipe loses nothing), hands it to the source.
 
 use crate::fsio::open_stream;
+use crate::source::bag;
 use crate::source::mjpeg::MjpegSource;
 use crate::source::video::VideoSource;
 use crate::source::y4m::{Pace, Y4mSource, IO_BUFFER};
@@ -21,6 +23,8 @@ use std::path::Path;
 pub enum Kind {
     Y4m,
     Mjpeg,
+    /// An MCAP file (a ROS 2 bag).
+    Bag,
     /// Anything else: left to ffmpeg.
     Video,
 }
@@ -30,6 +34,8 @@ pub enum Kind {
 pub fn kind(head: &[u8]) -> Kind {
     if head.starts_with(&[0xFF, 0xD8]) {
         Kind::Mjpeg
+    } else if bag::is_mcap(head) {
+        Kind::Bag
     } else if head.is_empty() || b"YUV4MPEG2".starts_with(&head[..head.len().min(9)]) {
         Kind::Y4m
     } else {
@@ -40,6 +46,20 @@ pub fn kind(head: &[u8]) -> Kind {
 /// Open `path` (`-`: stdin) as whichever replay source its content is.
 /// `max_memory_mb` bounds buffers sized from the content.
 pub fn open(path: &Path, pace: Pace, max_memory_mb: u64) -> Result<Box<dyn Source>, SourceError> {
+    open_topic(path, pace, max_memory_mb, None)
+}
+
+/// [`open`], with the image topic to replay when `path` is a ROS 2 bag
+/// (`--topic`; refused for any other recording).
+pub fn open_topic(
+    path: &Path,
+    pace: Pace,
+    max_memory_mb: u64,
+    topic: Option<&str>,
+) -> Result<Box<dyn Source>, SourceError> {
+    if path.is_dir() {
+        return Ok(Box::new(bag::open(path, pace, max_memory_mb, topic)?));
+    }
     let path_s = path.display().to_string();
     let io_err = |e: std::io::Error| SourceError::Io {
         path: path_s.clone(),
@@ -49,7 +69,18 @@ pub fn open(path: &Path, pace: Pace, max_memory_mb: u64) -> Result<Box<dyn Sourc
     let pipe = file.is_pipe();
     let mut reader = BufReader::with_capacity(IO_BUFFER, file);
     let head = reader.fill_buf().map_err(io_err)?;
-    match kind(head) {
+    let kind = kind(head);
+    if let (Some(t), false) = (topic, kind == Kind::Bag) {
+        return Err(SourceError::Config(format!(
+            "{path_s}: --topic {t}: not a ROS 2 bag (MCAP file or rosbag2 folder)"
+        )));
+    }
+    match kind {
+        Kind::Bag => {
+            // Read again as a file (a pipe is refused there: the index is at the end).
+            drop(reader);
+            Ok(Box::new(bag::open(path, pace, max_memory_mb, topic)?))
+        }
         Kind::Mjpeg => Ok(Box::new(MjpegSource::from_reader(
             path_s,
             reader,
