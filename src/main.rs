@@ -12,10 +12,11 @@ use perceptd::boot::{boot, Overrides};
 use perceptd::config::{parse_input_size, ChoiceParser, Config, SourceConfig};
 use perceptd::engine::{self, onnx, Bindings, CpuModel, Limits, Tensor};
 use perceptd::frame::PixelFormat;
+use perceptd::source::v4l2::CameraFormat;
 use perceptd::source::y4m::Pace;
-use perceptd::source::{Source, SourceError};
+use perceptd::source::SourceError;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -149,8 +150,9 @@ enum Cmd {
         #[arg(long)]
         annotate: Option<PathBuf>,
     },
-    /// Record a V4L2 camera to Y4M; each frame's capture timestamp
-    /// (CLOCK_MONOTONIC ns) is stored as the frame parameter XTS=<ns>.
+    /// Record a V4L2 camera: raw formats to Y4M (each frame's capture
+    /// timestamp, CLOCK_MONOTONIC ns, as the frame parameter XTS=<ns>);
+    /// mjpeg keeps the camera's JPEGs as they came, as a raw MJPEG stream.
     Record {
         #[arg(long, default_value = "/dev/video0")]
         device: PathBuf,
@@ -158,9 +160,10 @@ enum Cmd {
         out: PathBuf,
         #[arg(long)]
         frames: Option<u64>,
-        /// A camera format (Y4M cannot hold rgb24).
-        #[arg(long, default_value = "yuyv", value_parser = ChoiceParser::<PixelFormat>::new())]
-        format: PixelFormat,
+        /// A camera format (Y4M cannot hold rgb24); mjpeg: the camera's
+        /// JPEGs, not decoded (refused for a camera without MJPEG).
+        #[arg(long, default_value = "yuyv", value_parser = ChoiceParser::<CameraFormat>::new())]
+        format: CameraFormat,
         #[arg(long, default_value_t = 640)]
         width: usize,
         #[arg(long, default_value_t = 480)]
@@ -468,7 +471,12 @@ fn run(cli: Cli) -> Result<i32> {
             width,
             height,
             fps,
-        } => record(device, &out, frames, format, width, height, fps),
+        } => {
+            let line =
+                perceptd::record::from_device(device, &out, frames, format, [width, height], fps)?;
+            errln!("{line}");
+            Ok(0)
+        }
         Cmd::SynthDataset {
             out,
             seed,
@@ -1178,57 +1186,4 @@ fn run_pipeline(cfg: &Config, ov: &Overrides) -> Result<i32> {
             Ok(4)
         }
     }
-}
-
-fn record(
-    device: PathBuf,
-    out: &Path,
-    frames: Option<u64>,
-    format: PixelFormat,
-    width: usize,
-    height: usize,
-    fps: u32,
-) -> Result<i32> {
-    use perceptd::source::v4l2::{OnAdjust, V4l2Config, V4l2Source};
-    use perceptd::source::y4m::{FrameRate, Y4mWriter};
-    let cfg = V4l2Config {
-        device,
-        format,
-        width,
-        height,
-        fps,
-        buffers: 4,
-        timeout_ms: 2000,
-        on_adjust: OnAdjust::Adapt,
-        absent: perceptd::source::v4l2::Absent::Fail,
-        reconnect_max_ms: 2000,
-    };
-    let mut cam = V4l2Source::open(&cfg)?;
-    let desc = cam.desc();
-    let (num, den) = cam.frame_rate().unwrap_or((fps, 1));
-    let mut w = Y4mWriter::create(out, desc, FrameRate { num, den })?;
-    // The handler (installed in `main`) now sets STOP; the Y4M is finished.
-    perceptd::stop::set_phase(perceptd::stop::Phase::Running);
-    let stop = Arc::clone(&STOP);
-    let mut buf = vec![0u8; desc.bytes()];
-    let mut n = 0u64;
-    while !stop.load(Ordering::SeqCst) && frames.is_none_or(|f| n < f) {
-        match cam.next_frame(&mut buf) {
-            Ok(stamp) => {
-                w.write_frame(&buf, stamp)?;
-                n += 1;
-            }
-            Err(SourceError::BadFrame { .. })
-            | Err(SourceError::Timeout { .. })
-            | Err(SourceError::Reconnecting { .. }) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    let written = w.finish()?;
-    errln!(
-        "recorded {written} frames from {} to {}",
-        cam.describe(),
-        out.display()
-    );
-    Ok(0)
 }
