@@ -682,11 +682,11 @@ impl Config {
                 self.check_size("source", *width, *height)?;
                 self.check_fps(*fps)?;
             }
+            // (`format` is one of the camera formats by its type.)
             SourceConfig::V4l2 {
                 width,
                 height,
                 fps,
-                format,
                 buffers,
                 timeout_ms,
                 reconnect_max_ms,
@@ -694,21 +694,6 @@ impl Config {
             } => {
                 self.check_size("source", *width, *height)?;
                 self.check_fps(*fps)?;
-                let raw_ok = |f: CameraFormat| match f {
-                    CameraFormat::Raw(p) => crate::source::v4l2::fourcc(p).is_some(),
-                    CameraFormat::Mjpeg => true,
-                };
-                if !raw_ok(*format) {
-                    let camera = CameraFormat::VALUES
-                        .iter()
-                        .filter(|(_, f)| raw_ok(*f))
-                        .map(|(n, _)| *n);
-                    return Err(self.invalid(
-                        "source.format",
-                        format!("\"{format}\""),
-                        &format!("a V4L2 camera delivers one of {}", accepted_of(camera)),
-                    ));
-                }
                 if !(2..=32).contains(buffers) {
                     return Err(self.invalid("source.buffers", buffers, "expected 2..=32"));
                 }

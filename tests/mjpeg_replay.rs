@@ -247,3 +247,29 @@ fn sigterm_stops_a_realtime_mjpeg_replay_waiting_on_a_silent_pipe_within_a_secon
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn unrecognised_content_is_one_line_naming_y4m_and_mjpeg() {
+    let dir = temp_dir("mjpeg-cli-unknown");
+    let riff = dir.join("clip.avi");
+    std::fs::write(&riff, b"RIFF\x10\x00\x00\x00AVI LIST").unwrap();
+    for (path, starts) in [
+        ("/dev/zero", "00 00 00 00 00 00 00 00"),
+        (riff.to_str().unwrap(), "52 49 46 46 10 00 00 00"),
+    ] {
+        let out = perceptd(&["replay", path, "--model", MODEL]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
+        assert_eq!(
+            errors,
+            [format!(
+                "error: {path}: not a recording perceptd reads (it starts with {starts}): \
+                 replay takes Y4M (YUV4MPEG2) and raw MJPEG (JPEGs one after another, FF D8)"
+            )],
+            "stderr: {stderr}"
+        );
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -91,9 +91,9 @@ macro_rules! impl_choice {
     };
 }
 
-// The one list per field. `source.format` names every format perceptd can
-// read; a V4L2 camera delivers only those with a V4L2 fourcc
-// (`source::v4l2::fourcc`), which the config check enforces.
+// The one list per field. `source.format` of a synthetic camera names
+// every format perceptd can read; of a V4L2 camera (`CameraFormat`, below)
+// those with a V4L2 fourcc (`source::v4l2::fourcc`) and MJPEG.
 impl_choice!(PixelFormat, "source.format", [
     "yuyv" => PixelFormat::Yuyv,
     "uyvy" => PixelFormat::Uyvy,

@@ -159,6 +159,9 @@ impl CaptureDevice for Fake {
         }
     }
 
+    fn formats(&mut self) -> io::Result<Vec<[u8; 4]>> {
+        Ok(vec![*b"YUYV", *b"UYVY", *b"NV12", *b"GREY", *b"RGB3"])
+    }
     fn stop(&mut self) -> io::Result<()> {
         self.stopped.store(true, Ordering::SeqCst);
         Ok(())
@@ -168,7 +171,7 @@ impl CaptureDevice for Fake {
 fn cfg(format: PixelFormat, width: usize, height: usize) -> V4l2Config {
     V4l2Config {
         device: "/dev/video-fake".into(),
-        format,
+        format: format.into(),
         width,
         height,
         fps: 30,
@@ -177,6 +180,7 @@ fn cfg(format: PixelFormat, width: usize, height: usize) -> V4l2Config {
         on_adjust: OnAdjust::Adapt,
         absent: Absent::Fail,
         reconnect_max_ms: 200,
+        max_memory_mb: 256,
     }
 }
 
