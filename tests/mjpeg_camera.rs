@@ -329,3 +329,50 @@ fn record_mjpeg_keeps_the_jpegs_as_they_came_and_replays_to_the_same_detections(
     assert!(!none.exists());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn bad_jpegs_from_the_camera_are_counted_in_the_run_summary() {
+    let dir = common::temp_dir("mjpeg-camera-run");
+    let (_, jpegs) = scene_mjpeg(&dir);
+    let j = |i: usize| jpegs[i].clone();
+    let script = vec![
+        Shot::Jpeg(0),
+        Shot::Jpeg(1),
+        Shot::Bytes(j(2)[..j(2).len() / 2].to_vec()),
+        Shot::Jpeg(3),
+        Shot::Empty,
+        Shot::Jpeg(4),
+        Shot::Bytes(j(5)[..j(5).len() - 2].to_vec()),
+    ];
+    let mut cam = JpegCam::new(jpegs, script);
+    cam.endless = true;
+    let cam = V4l2Source::with_device(&cfg(320, 240), cam).unwrap();
+    // The pipeline booted for the camera's frames (I422 320x240), then fed
+    // by the camera.
+    let boot_cfg = common::config(
+        "[source]\nkind = \"synthetic\"\nformat = \"i422\"\nwidth = 320\nheight = 240\n\
+         [model]\npath = \"tests/fixtures/exports/yolov8-w0125-static/model.onnx\"\nthreads = 1\n\
+         [pipeline]\nring_slots = 4\n[metrics]\ninterval_s = 0\n",
+    );
+    let ov = perceptd::boot::Overrides {
+        frames: Some(20),
+        output: Some(dir.join("out.jsonl").display().to_string()),
+        ..Default::default()
+    };
+    let mut p = perceptd::boot::boot(&boot_cfg, &ov).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(p.source.desc(), cam.desc());
+    p.source = Box::new(cam);
+    let slots = p.ring_slots;
+    let report = p.run(std::sync::Arc::new(std::sync::atomic::AtomicBool::new(
+        false,
+    )));
+    assert!(report.source_end.is_none(), "{:?}", report.source_end);
+    assert_eq!(report.slots_free_at_end, slots);
+    let c = report.metrics.counters().values();
+    assert_eq!(c.processed, 20, "{c:?}");
+    assert_eq!(c.dropped_bad_frame, 3, "{c:?}");
+    let mut buf = [0u8; 1024];
+    let line = report.metrics.write_summary(&mut buf, report.elapsed_s);
+    assert!(line.contains(", bad 3)"), "{line}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -140,16 +140,20 @@ pub fn probe_first<D: CaptureDevice>(
             "{name}: VIDIOC_STREAMON failed (reading the first MJPEG frame): {e}"
         ))
     })?;
-    let mut last = "no frame";
+    let mut last = None;
     for _ in 0..PROBE_FRAMES {
         let start = monotonic_ns();
         let d = match dev.dequeue(timeout_ms) {
             Ok(d) => d,
             Err(DqError::Timeout) if crate::stop::requested() => return Err(SourceError::End),
             Err(DqError::Timeout) => {
+                let before = match last {
+                    None => String::new(),
+                    Some(why) => format!(" (the last one before was bad: {why})"),
+                };
                 return Err(SourceError::Config(format!(
-                    "{name}: no MJPEG frame within {timeout_ms} ms at boot ({last} before)"
-                )))
+                    "{name}: no MJPEG frame within {timeout_ms} ms at boot{before}"
+                )));
             }
             Err(DqError::Os(libc::EINTR)) | Err(DqError::Os(libc::EAGAIN)) => continue,
             Err(e) => {
@@ -169,11 +173,12 @@ pub fn probe_first<D: CaptureDevice>(
             Ok(info) => return Ok(info),
             Err(why) => {
                 log::warn!("{name}: first MJPEG frames: {why}; trying the next");
-                last = why;
+                last = Some(why);
             }
         }
     }
     Err(SourceError::Config(format!(
-        "{name}: none of the first {PROBE_FRAMES} MJPEG frames could be read (the last: {last})"
+        "{name}: none of the first {PROBE_FRAMES} MJPEG frames could be read (the last: {})",
+        last.unwrap_or("-")
     )))
 }

@@ -288,16 +288,17 @@ fn adjusted_format_adapts_or_refuses() {
         "{e}"
     );
 
+    // (A driver that sets MJPG is adapted to: see tests/mjpeg_camera.rs.)
     let mut f = fake(vec![]);
     f.adjust = |w| DevFormat {
-        fourcc: *b"MJPG",
+        fourcc: *b"H264",
         ..w
     };
     let e = V4l2Source::with_device(&cfg(PixelFormat::Yuyv, 64, 48), f)
         .err()
         .unwrap()
         .to_string();
-    assert!(e.contains("MJPG") && e.contains("cannot read"), "{e}");
+    assert!(e.contains("H264") && e.contains("cannot read"), "{e}");
 }
 
 #[test]
