@@ -348,5 +348,23 @@ if want adjust; then
     result adjust-refuse $? "rc $RC: $(grep -m1 '^error' $W/err)"
 fi
 
+# vivid has no MJPEG (vivid_formats[] in the kernel's
+# drivers/media/test-drivers/vivid/vivid-vid-common.c lists raw formats
+# only), so what a real driver can show is the refusal: one error line
+# listing the formats VIDIOC_ENUM_FMT returned, exit 1, nothing mapped.
+if want mjpeg-refused; then
+    cfg $W/c.toml /dev/video0 mjpeg 1280 720 30
+    run $W/c.toml --frames 5
+    e=$(grep -c '^error' $W/err)
+    [ $RC = 1 ] && [ "$e" = 1 ] && grep -q 'offers no MJPEG (MJPG or JPEG), only YUYV' $W/err
+    result mjpeg-refused-run $? "rc $RC: $(grep -m1 '^error' $W/err | cut -c1-160)"
+    perceptd record --device /dev/video0 --format mjpeg --width 1280 --height 720 --frames 3 \
+        --out $W/rec.mjpeg >$W/out 2>$W/err
+    rc=$?
+    e=$(grep -c '^error' $W/err)
+    [ $rc = 1 ] && [ "$e" = 1 ] && grep -q 'offers no MJPEG' $W/err && [ ! -s $W/rec.mjpeg ]
+    result mjpeg-refused-record $? "rc $rc: $(grep -m1 '^error' $W/err | cut -c1-160)"
+fi
+
 [ $FAILS -gt 100 ] && FAILS=100
 exit $FAILS

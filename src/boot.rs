@@ -199,6 +199,7 @@ fn open_source_notifying(
                 on_adjust: *on_adjust,
                 absent: *absent,
                 reconnect_max_ms: (*reconnect_max_ms).min(u32::MAX as u64) as u32,
+                max_memory_mb,
             };
             let status = format!("waiting for camera {}", device.display());
             Box::new(V4l2Source::open_waiting(&cfg, &mut |next_ms| {

@@ -25,6 +25,7 @@ use crate::frame::PixelFormat;
 use crate::output::json::JsonConfig;
 use crate::output::OutputTarget;
 use crate::postprocess::DecoderKind;
+use crate::source::v4l2::CameraFormat;
 use crate::source::v4l2::{Absent, OnAdjust};
 use crate::source::y4m::Pace;
 use serde::{Deserialize, Deserializer};
@@ -135,9 +136,10 @@ pub enum SourceConfig {
     V4l2 {
         #[serde(default = "d_device")]
         device: PathBuf,
-        /// One with a V4L2 fourcc (`source::v4l2::fourcc`).
+        /// A raw format with a V4L2 fourcc (`source::v4l2::fourcc`), or
+        /// MJPEG.
         #[serde(default = "d_v4l2_format")]
-        format: PixelFormat,
+        format: CameraFormat,
         #[serde(default = "d_width")]
         width: usize,
         #[serde(default = "d_height")]
@@ -431,8 +433,8 @@ fn d_fps() -> f64 {
 fn d_synth_format() -> PixelFormat {
     PixelFormat::Rgb24
 }
-fn d_v4l2_format() -> PixelFormat {
-    PixelFormat::Yuyv
+fn d_v4l2_format() -> CameraFormat {
+    CameraFormat::Raw(PixelFormat::Yuyv)
 }
 fn d_fast() -> Pace {
     Pace::Fast
@@ -689,11 +691,11 @@ impl Config {
                 self.check_size("source", *width, *height)?;
                 self.check_fps(*fps)?;
             }
+            // (`format` is one of the camera formats by its type.)
             SourceConfig::V4l2 {
                 width,
                 height,
                 fps,
-                format,
                 buffers,
                 timeout_ms,
                 reconnect_max_ms,
@@ -701,17 +703,6 @@ impl Config {
             } => {
                 self.check_size("source", *width, *height)?;
                 self.check_fps(*fps)?;
-                if crate::source::v4l2::fourcc(*format).is_none() {
-                    let camera = PixelFormat::VALUES
-                        .iter()
-                        .filter(|(_, f)| crate::source::v4l2::fourcc(*f).is_some())
-                        .map(|(n, _)| *n);
-                    return Err(self.invalid(
-                        "source.format",
-                        format!("\"{format}\""),
-                        &format!("a V4L2 camera delivers one of {}", accepted_of(camera)),
-                    ));
-                }
                 if !(2..=32).contains(buffers) {
                     return Err(self.invalid("source.buffers", buffers, "expected 2..=32"));
                 }
@@ -953,14 +944,23 @@ impl Config {
                 height,
                 format,
                 ..
-            }
-            | SourceConfig::V4l2 {
+            } => Some(crate::frame::FrameDesc {
+                format: *format,
+                width: *width,
+                height: *height,
+            }),
+            // MJPEG: as 4:2:2 (what most USB cameras code) until the first
+            // frame says; the boot checks again with the real format.
+            SourceConfig::V4l2 {
                 width,
                 height,
                 format,
                 ..
             } => Some(crate::frame::FrameDesc {
-                format: *format,
+                format: match format {
+                    CameraFormat::Raw(p) => *p,
+                    CameraFormat::Mjpeg => PixelFormat::I422,
+                },
                 width: *width,
                 height: *height,
             }),

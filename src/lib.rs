@@ -29,6 +29,7 @@ pub mod output;
 pub mod pipeline;
 pub mod postprocess;
 pub mod preprocess;
+pub mod record;
 pub mod ring;
 pub mod rt;
 pub mod service;

@@ -12,6 +12,7 @@ use perceptd::boot::{boot, Overrides};
 use perceptd::config::{parse_input_size, ChoiceParser, Config, SourceConfig};
 use perceptd::engine::{self, onnx, Bindings, CpuModel, Limits, Tensor};
 use perceptd::frame::PixelFormat;
+use perceptd::source::v4l2::CameraFormat;
 use perceptd::source::y4m::Pace;
 use perceptd::source::SourceError;
 use std::path::{Path, PathBuf};
@@ -37,7 +38,6 @@ macro_rules! errln {
     }};
 }
 
-mod record_cmd;
 
 /// Writing stdout failed; `main` maps it to a quiet exit (EPIPE: 0) or
 /// exit 1 with one line (ENOSPC and the rest).
@@ -154,8 +154,9 @@ enum Cmd {
         #[command(flatten)]
         bag: perceptd::source::bag::BagArgs,
     },
-    /// Record a V4L2 camera to Y4M; each frame's capture timestamp
-    /// (CLOCK_MONOTONIC ns) is stored as the frame parameter XTS=<ns>.
+    /// Record a V4L2 camera: raw formats to Y4M (each frame's capture
+    /// timestamp, CLOCK_MONOTONIC ns, as the frame parameter XTS=<ns>);
+    /// mjpeg keeps the camera's JPEGs as they came, as a raw MJPEG stream.
     Record {
         #[arg(long, default_value = "/dev/video0")]
         device: PathBuf,
@@ -163,9 +164,10 @@ enum Cmd {
         out: PathBuf,
         #[arg(long)]
         frames: Option<u64>,
-        /// A camera format (Y4M cannot hold rgb24).
-        #[arg(long, default_value = "yuyv", value_parser = ChoiceParser::<PixelFormat>::new())]
-        format: PixelFormat,
+        /// A camera format (Y4M cannot hold rgb24); mjpeg: the camera's
+        /// JPEGs, not decoded (refused for a camera without MJPEG).
+        #[arg(long, default_value = "yuyv", value_parser = ChoiceParser::<CameraFormat>::new())]
+        format: CameraFormat,
         #[arg(long, default_value_t = 640)]
         width: usize,
         #[arg(long, default_value_t = 480)]
@@ -478,7 +480,12 @@ fn run(cli: Cli) -> Result<i32> {
             width,
             height,
             fps,
-        } => record_cmd::record(&STOP, device, &out, frames, format, width, height, fps),
+        } => {
+            let line =
+                perceptd::record::from_device(device, &out, frames, format, [width, height], fps)?;
+            errln!("{line}");
+            Ok(0)
+        }
         Cmd::SynthDataset {
             out,
             seed,

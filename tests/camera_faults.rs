@@ -213,6 +213,9 @@ impl CaptureDevice for FakeCam {
         }
     }
 
+    fn formats(&mut self) -> io::Result<Vec<[u8; 4]>> {
+        Ok(vec![*b"YUYV", *b"GREY", *b"RGB3"])
+    }
     fn stop(&mut self) -> io::Result<()> {
         // STREAMOFF: the driver gives every buffer back.
         self.queued.iter_mut().for_each(|q| *q = true);
@@ -234,7 +237,7 @@ impl Drop for FakeCam {
 fn cfg(width: usize, height: usize) -> V4l2Config {
     V4l2Config {
         device: "/dev/video-fake".into(),
-        format: perceptd::frame::PixelFormat::Grey,
+        format: perceptd::frame::PixelFormat::Grey.into(),
         width,
         height,
         fps: 30,
@@ -243,6 +246,7 @@ fn cfg(width: usize, height: usize) -> V4l2Config {
         on_adjust: OnAdjust::Adapt,
         absent: Absent::Fail,
         reconnect_max_ms: 100,
+        max_memory_mb: 256,
     }
 }
 
@@ -536,7 +540,7 @@ fn pipeline_survives_every_fault_and_returns_every_slot() {
     let w = world(script);
     w.lock().unwrap().grant = Some(3);
     let cam_cfg = V4l2Config {
-        format: perceptd::frame::PixelFormat::Rgb24,
+        format: perceptd::frame::PixelFormat::Rgb24.into(),
         ..cfg(640, 480)
     };
     let cam = open(&cam_cfg, &w);

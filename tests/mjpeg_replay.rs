@@ -247,3 +247,22 @@ fn sigterm_stops_a_realtime_mjpeg_replay_waiting_on_a_silent_pipe_within_a_secon
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn unrecognised_content_on_a_device_is_one_line_naming_y4m_and_mjpeg() {
+    // A regular file of unknown content goes to ffmpeg (tests/video_replay.rs);
+    // a device or pipe cannot, so it is refused naming what replay reads there.
+    let out = perceptd(&["replay", "/dev/zero", "--model", MODEL]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(
+        errors,
+        ["error: /dev/zero: neither Y4M (YUV4MPEG2) nor raw MJPEG (JPEGs one after another, \
+          FF D8): it starts with 00 00 00 00 00 00 00 00, and a pipe or device cannot be handed \
+          to ffmpeg: give a regular file, or pipe Y4M (ffmpeg -i FILE -f yuv4mpegpipe - | \
+          perceptd replay -)"],
+        "stderr: {stderr}"
+    );
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -78,6 +78,9 @@ impl CaptureDevice for Endless {
     fn queue(&mut self, _index: usize) -> io::Result<()> {
         Ok(())
     }
+    fn formats(&mut self) -> io::Result<Vec<[u8; 4]>> {
+        Ok(vec![self.fmt.fourcc])
+    }
     fn stop(&mut self) -> io::Result<()> {
         Ok(())
     }
@@ -130,7 +133,7 @@ fn frame_paths_never_allocate() {
     // The camera.
     let cfg = V4l2Config {
         device: "/dev/video-endless".into(),
-        format: PixelFormat::Yuyv,
+        format: PixelFormat::Yuyv.into(),
         width: 64,
         height: 48,
         fps: 30,
@@ -139,6 +142,7 @@ fn frame_paths_never_allocate() {
         on_adjust: OnAdjust::Refuse,
         absent: perceptd::source::v4l2::Absent::Fail,
         reconnect_max_ms: 1000,
+        max_memory_mb: 256,
     };
     let dev = Endless {
         fmt: DevFormat {

@@ -235,7 +235,7 @@ fn bad_files_are_one_line_each_with_the_right_exit_code() {
         (&audio, 1, "audio.m4a: ffmpeg: Stream map '0:V:0' matches no streams (the file has no video stream)"),
         (&empty, 1, "empty.mp4: empty file"),
         (&text, 1, "notes.mp4: ffmpeg: "),
-        (Path::new("/dev/zero"), 1, "/dev/zero: neither Y4M nor MJPEG"),
+        (Path::new("/dev/zero"), 1, "/dev/zero: neither Y4M (YUV4MPEG2) nor raw MJPEG (JPEGs one after another, FF D8): it starts with 00 00 00 00 00 00 00 00"),
         (&dir, 1, "is a folder"),
         (&wide, 1, "W (width) is '20000'"),
     ];

@@ -14,7 +14,7 @@ use crate::backend::Device;
 use crate::cuda::lower::Precision;
 use crate::frame::PixelFormat;
 use crate::postprocess::DecoderKind;
-use crate::source::v4l2::{Absent, OnAdjust};
+use crate::source::v4l2::{Absent, CameraFormat, OnAdjust};
 use crate::source::y4m::Pace;
 use std::fmt::Write as _;
 
@@ -91,9 +91,9 @@ macro_rules! impl_choice {
     };
 }
 
-// The one list per field. `source.format` names every format perceptd can
-// read; a V4L2 camera delivers only those with a V4L2 fourcc
-// (`source::v4l2::fourcc`), which the config check enforces.
+// The one list per field. `source.format` of a synthetic camera names
+// every format perceptd can read; of a V4L2 camera (`CameraFormat`, below)
+// those with a V4L2 fourcc (`source::v4l2::fourcc`) and MJPEG.
 impl_choice!(PixelFormat, "source.format", [
     "yuyv" => PixelFormat::Yuyv,
     "uyvy" => PixelFormat::Uyvy,
@@ -103,6 +103,16 @@ impl_choice!(PixelFormat, "source.format", [
     "i420" => PixelFormat::I420,
     "i422" => PixelFormat::I422,
     "i444" => PixelFormat::I444,
+]);
+// A V4L2 camera's `source.format`: the raw formats with a fourcc, and
+// MJPEG (decoded into the slot).
+impl_choice!(CameraFormat, "source.format", [
+    "yuyv" => CameraFormat::Raw(PixelFormat::Yuyv),
+    "uyvy" => CameraFormat::Raw(PixelFormat::Uyvy),
+    "nv12" => CameraFormat::Raw(PixelFormat::Nv12),
+    "grey" => CameraFormat::Raw(PixelFormat::Grey),
+    "rgb24" => CameraFormat::Raw(PixelFormat::Rgb24),
+    "mjpeg" => CameraFormat::Mjpeg,
 ]);
 impl_choice!(Pace, "source.pace", [
     "fast" => Pace::Fast,
@@ -197,6 +207,7 @@ mod tests {
     #[test]
     fn every_spelling_parses_and_names_round_trip() {
         roundtrip::<PixelFormat>();
+        roundtrip::<CameraFormat>();
         roundtrip::<Pace>();
         roundtrip::<OnAdjust>();
         roundtrip::<Absent>();

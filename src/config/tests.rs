@@ -238,7 +238,7 @@ fn enumerated_values_are_one_line_with_every_accepted_spelling() {
             ),
             (
                 "format = \"i420\"",
-                "x.toml: source.format = \"i420\": a V4L2 camera delivers one of yuyv, uyvy, nv12, grey, rgb24",
+                "x.toml: source.format = \"i420\": expected one of yuyv, uyvy, nv12, grey, rgb24, mjpeg",
             ),
         ] {
             let text = v4l2.replace("[model]", &format!("{line}\n[model]"));

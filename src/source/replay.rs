@@ -90,10 +90,10 @@ pub fn open_topic(
         Kind::Y4m => Ok(Box::new(Y4mSource::from_reader(path_s, reader, pace)?)),
         Kind::Video if pipe => Err(SourceError::Io {
             msg: format!(
-                "neither Y4M nor MJPEG (starts with {:02x?}), and a pipe or device cannot be \
-                 handed to ffmpeg: give a regular file, or pipe Y4M \
-                 (ffmpeg -i FILE -f yuv4mpegpipe - | perceptd replay -)",
-                &head[..head.len().min(4)]
+                "neither Y4M (YUV4MPEG2) nor raw MJPEG (JPEGs one after another, FF D8): it \
+                 starts with {}, and a pipe or device cannot be handed to ffmpeg: give a \
+                 regular file, or pipe Y4M (ffmpeg -i FILE -f yuv4mpegpipe - | perceptd replay -)",
+                hex8(head)
             ),
             path: path_s,
         }),
@@ -102,4 +102,11 @@ pub fn open_topic(
             Ok(Box::new(VideoSource::open(path, pace)?))
         }
     }
+}
+
+
+/// The first (up to) 8 bytes as `00 01 ...`, for error lines.
+fn hex8(head: &[u8]) -> String {
+    let hex: Vec<String> = head.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    hex.join(" ")
 }

@@ -55,10 +55,12 @@
 //! and a reconnection re-boots the device (open, REQBUFS, mmap) — they are
 //! rare and counted, and none of them is per frame.
 
+mod compressed;
 pub mod dev;
 
 use crate::frame::{FrameDesc, PixelFormat};
 use crate::metrics::Counters;
+use crate::source::jpeg::JpegDecoder;
 use crate::source::{monotonic_ns, FrameStamp, Pacing, Source, SourceError};
 use dev::{CaptureDevice, Dequeued, DevFormat, DqError, V4lDevice};
 use std::path::PathBuf;
@@ -86,11 +88,36 @@ pub enum OnAdjust {
     Refuse,
 }
 
+/// What a camera is asked to deliver (`source.format`): a raw pixel
+/// format, copied into the slot, or MJPEG, decoded into it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CameraFormat {
+    /// One of Yuyv, Uyvy, Nv12, Grey, Rgb24.
+    Raw(PixelFormat),
+    /// `MJPG` (or `JPEG`): one baseline JPEG per buffer.
+    Mjpeg,
+}
+
+impl From<PixelFormat> for CameraFormat {
+    fn from(p: PixelFormat) -> Self {
+        CameraFormat::Raw(p)
+    }
+}
+
+impl CameraFormat {
+    /// As logs and messages write it (`YUYV`, `MJPEG`).
+    pub fn label(self) -> &'static str {
+        match self {
+            CameraFormat::Raw(p) => p.name(),
+            CameraFormat::Mjpeg => "MJPEG",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct V4l2Config {
     pub device: PathBuf,
-    /// One of Yuyv, Uyvy, Nv12, Grey, Rgb24.
-    pub format: PixelFormat,
+    pub format: CameraFormat,
     pub width: usize,
     pub height: usize,
     pub fps: u32,
@@ -104,6 +131,10 @@ pub struct V4l2Config {
     pub absent: Absent,
     /// Cap of the reconnection backoff.
     pub reconnect_max_ms: u32,
+    /// `pipeline.max_memory_mb`: an MJPEG camera's buffers (sized by the
+    /// driver's `sizeimage`) are checked against it before they are
+    /// requested.
+    pub max_memory_mb: u64,
 }
 
 /// Fault counts of one camera since boot.
@@ -119,7 +150,8 @@ pub struct CameraFaults {
     pub reconnect_failures: u64,
     /// EINTR / EAGAIN answers, retried.
     pub retries: u64,
-    /// Flagged, short or EIO buffers, dropped.
+    /// Flagged, short or EIO buffers, and (MJPEG) empty, cut or corrupt
+    /// JPEGs, dropped.
     pub bad_frames: u64,
 }
 
@@ -149,6 +181,9 @@ struct Negotiated {
     buffers: u32,
     /// The stall timeout: `timeout_ms`, or three frame intervals if longer.
     timeout_ms: u32,
+    /// MJPEG: the driver's `sizeimage` (`desc` is then provisional until
+    /// the first frame is probed).
+    sizeimage: Option<usize>,
 }
 
 /// Stall timeout for a camera at `rate` (frames, seconds): `asked`, or
@@ -187,7 +222,7 @@ fn from_fourcc(f: [u8; 4]) -> Option<PixelFormat> {
     .find(|&p| fourcc(p) == Some(f))
 }
 
-fn show_fourcc(f: [u8; 4]) -> String {
+pub(crate) fn show_fourcc(f: [u8; 4]) -> String {
     f.iter()
         .map(|&b| if b.is_ascii_graphic() { b as char } else { '?' })
         .collect()
@@ -287,6 +322,10 @@ pub struct V4l2Source<D: CaptureDevice = V4lDevice> {
     /// much at most (ns).
     stamps_ahead: u64,
     max_ahead_ns: u64,
+    /// MJPEG: the kept decoder (frames are decoded into the slot).
+    decoder: Option<Box<JpegDecoder>>,
+    /// MJPEG: the driver's `sizeimage`, the largest compressed frame.
+    sizeimage: usize,
 }
 
 impl V4l2Source<V4lDevice> {
@@ -310,11 +349,13 @@ impl V4l2Source<V4lDevice> {
 
 fn check_config(cfg: &V4l2Config) -> Result<(), SourceError> {
     let name = cfg.device.display();
-    if fourcc(cfg.format).is_none() {
-        return Err(SourceError::Config(format!(
-            "{name}: camera format {} is not a V4L2 capture format; use YUYV, UYVY, NV12, GREY or RGB24",
-            cfg.format.name()
-        )));
+    if let CameraFormat::Raw(p) = cfg.format {
+        if fourcc(p).is_none() {
+            return Err(SourceError::Config(format!(
+                "{name}: camera format {} is not a V4L2 capture format; use YUYV, UYVY, NV12, GREY, RGB24 or MJPEG",
+                p.name()
+            )));
+        }
     }
     for (field, v, max) in [
         ("width", cfg.width, crate::source::y4m::MAX_DIM),
@@ -340,8 +381,12 @@ fn negotiate<D: CaptureDevice>(
     name: &str,
 ) -> Result<Negotiated, SourceError> {
     {
+        let asked_fourcc = match cfg.format {
+            CameraFormat::Raw(p) => fourcc(p).unwrap_or(*b"YUYV"),
+            CameraFormat::Mjpeg => compressed::pick_fourcc(dev, name)?,
+        };
         let want = DevFormat {
-            fourcc: fourcc(cfg.format).unwrap_or(*b"YUYV"),
+            fourcc: asked_fourcc,
             width: cfg.width as u32,
             height: cfg.height as u32,
             bytesperline: 0,
@@ -350,12 +395,12 @@ fn negotiate<D: CaptureDevice>(
         let got = dev.set_format(want).map_err(|e| {
             SourceError::Config(format!(
                 "{name}: VIDIOC_S_FMT {} {}x{} failed: {e}",
-                cfg.format.name(),
+                cfg.format.label(),
                 cfg.width,
                 cfg.height
             ))
         })?;
-        let asked = format!("{} {}x{}", cfg.format.name(), cfg.width, cfg.height);
+        let asked = format!("{} {}x{}", cfg.format.label(), cfg.width, cfg.height);
         let gave = format!("{} {}x{}", show_fourcc(got.fourcc), got.width, got.height);
         if (got.fourcc, got.width, got.height) != (want.fourcc, want.width, want.height) {
             log::warn!("{name}: asked for {asked}, the driver set {gave}");
@@ -365,11 +410,15 @@ fn negotiate<D: CaptureDevice>(
                 )));
             }
         }
-        let format = from_fourcc(got.fourcc).ok_or_else(|| {
-            SourceError::Config(format!(
-                "{name}: asked for {asked} but the driver set {gave}, a pixel format perceptd cannot read"
-            ))
-        })?;
+        let jpeg = compressed::is_jpeg(got.fourcc);
+        // MJPEG: 4:2:2 until the first frame says (see `compressed`).
+        let format = from_fourcc(got.fourcc)
+            .or(jpeg.then_some(PixelFormat::I422))
+            .ok_or_else(|| {
+                SourceError::Config(format!(
+                    "{name}: asked for {asked} but the driver set {gave}, a pixel format perceptd cannot read"
+                ))
+            })?;
         let (width, height) = (got.width as usize, got.height as usize);
         if width == 0
             || height == 0
@@ -380,9 +429,22 @@ fn negotiate<D: CaptureDevice>(
                 "{name}: the driver set an unusable size {gave}"
             )));
         }
-        let planes = planes(format, width, height, got.bytesperline as usize)
-            .map_err(|e| SourceError::Config(format!("{name}: {e}")))?;
-        let need = planes.iter().flatten().map(Plane::end).max().unwrap_or(0);
+        let (planes, need, sizeimage) = if jpeg {
+            compressed::check_buffers(
+                name,
+                got.sizeimage,
+                cfg.buffers,
+                (got.width, got.height),
+                cfg.max_memory_mb,
+            )?;
+            // A JPEG's length varies: any non-empty payload is looked at.
+            ([None, None], 1, Some(got.sizeimage as usize))
+        } else {
+            let planes = planes(format, width, height, got.bytesperline as usize)
+                .map_err(|e| SourceError::Config(format!("{name}: {e}")))?;
+            let need = planes.iter().flatten().map(Plane::end).max().unwrap_or(0);
+            (planes, need, None)
+        };
         let desc = FrameDesc {
             format,
             width,
@@ -439,11 +501,23 @@ fn negotiate<D: CaptureDevice>(
                 cfg.buffers
             );
         }
+        if let Some(size) = sizeimage {
+            if buffers > cfg.buffers {
+                compressed::check_buffers(
+                    name,
+                    size as u32,
+                    buffers,
+                    (got.width, got.height),
+                    cfg.max_memory_mb,
+                )?;
+            }
+        }
+        let need_len = sizeimage.unwrap_or(need);
         for i in 0..buffers as usize {
             let len = dev.buffer(i).len();
-            if len < need {
+            if len < need_len {
                 return Err(SourceError::Config(format!(
-                    "{name}: buffer {i} is {len} bytes but a {gave} frame needs {need}"
+                    "{name}: buffer {i} is {len} bytes but a {gave} frame needs {need_len}"
                 )));
             }
         }
@@ -455,8 +529,60 @@ fn negotiate<D: CaptureDevice>(
             rate,
             buffers,
             timeout_ms,
+            sizeimage,
         })
     }
+}
+
+/// [`negotiate`] at boot, and for MJPEG the first frame's format and the
+/// decoder for it. Boot.
+#[allow(clippy::type_complexity)]
+fn boot_negotiate<D: CaptureDevice>(
+    cfg: &V4l2Config,
+    dev: &mut D,
+    name: &str,
+) -> Result<(Negotiated, Option<Box<JpegDecoder>>), SourceError> {
+    let mut n = negotiate(cfg, dev, name)?;
+    let decoder = match n.sizeimage {
+        Some(_) => Some(first_frame(dev, &mut n, name)?),
+        None => None,
+    };
+    Ok((n, decoder))
+}
+
+/// MJPEG: learn the frame format from the first frame that parses, then
+/// re-map the buffers so streaming starts afresh on the first frame the
+/// pipeline asks for. The decoder for that format. Boot.
+fn first_frame<D: CaptureDevice>(
+    dev: &mut D,
+    n: &mut Negotiated,
+    name: &str,
+) -> Result<Box<JpegDecoder>, SourceError> {
+    let info = compressed::probe_first(dev, name, n.timeout_ms)?;
+    if (info.width, info.height) != (n.desc.width, n.desc.height) {
+        return Err(SourceError::Config(format!(
+            "{name}: the driver set MJPEG {}x{} but the camera's JPEGs are {}x{}",
+            n.desc.width, n.desc.height, info.width, info.height
+        )));
+    }
+    let granted = dev.map_buffers(n.buffers).map_err(|e| {
+        SourceError::Config(format!(
+            "{name}: re-mapping {} buffers after the first MJPEG frame: {e}",
+            n.buffers
+        ))
+    })?;
+    if granted != n.buffers {
+        return Err(SourceError::Config(format!(
+            "{name}: the driver granted {granted} buffers on re-mapping, {} before",
+            n.buffers
+        )));
+    }
+    n.desc = info.desc();
+    log::info!(
+        "{name}: the camera's MJPEG is {} (from its first frame)",
+        info.format.name()
+    );
+    Ok(JpegDecoder::new(info))
 }
 
 impl<D: CaptureDevice> V4l2Source<D> {
@@ -465,10 +591,10 @@ impl<D: CaptureDevice> V4l2Source<D> {
     pub fn with_device(cfg: &V4l2Config, mut dev: D) -> Result<Self, SourceError> {
         check_config(cfg)?;
         let name = cfg.device.display().to_string();
-        let n = negotiate(cfg, &mut dev, &name).inspect_err(|_| {
+        let (n, decoder) = boot_negotiate(cfg, &mut dev, &name).inspect_err(|_| {
             let _ = dev.stop();
         })?;
-        Ok(Self::build(cfg, name, dev, n, None))
+        Ok(Self::build(cfg, name, dev, n, decoder, None))
     }
 
     /// Open the camera with `opener` (waiting for it per `cfg.absent`),
@@ -508,10 +634,10 @@ impl<D: CaptureDevice> V4l2Source<D> {
         if attempt > 0 {
             log::info!("{name}: camera appeared after {attempt} tries");
         }
-        let n = negotiate(cfg, &mut dev, &name).inspect_err(|_| {
+        let (n, decoder) = boot_negotiate(cfg, &mut dev, &name).inspect_err(|_| {
             let _ = dev.stop();
         })?;
-        Ok(Self::build(cfg, name, dev, n, Some(opener)))
+        Ok(Self::build(cfg, name, dev, n, decoder, Some(opener)))
     }
 
     fn build(
@@ -519,6 +645,7 @@ impl<D: CaptureDevice> V4l2Source<D> {
         name: String,
         dev: D,
         n: Negotiated,
+        decoder: Option<Box<JpegDecoder>>,
         opener: Option<Opener<D>>,
     ) -> Self {
         V4l2Source {
@@ -541,6 +668,8 @@ impl<D: CaptureDevice> V4l2Source<D> {
             driver_drops: 0,
             stamps_ahead: 0,
             max_ahead_ns: 0,
+            decoder,
+            sizeimage: n.sizeimage.unwrap_or(0),
         }
     }
 
@@ -579,6 +708,44 @@ impl<D: CaptureDevice> V4l2Source<D> {
     /// True while streaming (false while lost and being re-opened).
     pub fn is_up(&self) -> bool {
         self.link == Link::Up
+    }
+
+    /// MJPEG: the largest compressed frame (the driver's `sizeimage`);
+    /// `None` for a raw format.
+    pub fn jpeg_capacity(&self) -> Option<usize> {
+        self.decoder.as_ref().map(|_| self.sizeimage)
+    }
+
+    /// MJPEG: copy the next frame's JPEG, as the camera sent it (through
+    /// its EOI, not decoded), into `dst` and return its length and stamp
+    /// (`perceptd record --format mjpeg`). `dst` holds
+    /// [`jpeg_capacity`](Self::jpeg_capacity) bytes. An empty or cut JPEG is
+    /// a bad frame, as for [`Source::next_frame`]; a raw camera is a
+    /// `Config` error. Never allocates on success.
+    pub fn next_jpeg(&mut self, dst: &mut [u8]) -> Result<(usize, FrameStamp), SourceError> {
+        if self.decoder.is_none() {
+            return Err(SourceError::Config(format!(
+                "{}: the camera delivers {}, not MJPEG",
+                self.name,
+                self.desc.format.name()
+            )));
+        }
+        let (d, dequeued_ns) = self.dequeue_checked()?;
+        let res = match self.dev.as_ref() {
+            Some(dev) => compressed::jpeg_of(dev.buffer(d.index), &d).and_then(|jpeg| {
+                let out = dst
+                    .get_mut(..jpeg.len())
+                    .ok_or("JPEG longer than the record buffer")?;
+                out.copy_from_slice(jpeg);
+                Ok(jpeg.len())
+            }),
+            None => return Err(self.reconnecting()),
+        };
+        self.requeue(d.index)?;
+        match res {
+            Ok(n) => Ok((n, self.stamp(&d, dequeued_ns))),
+            Err(reason) => Err(self.bad(reason)),
+        }
     }
 
     fn bump(
@@ -720,7 +887,16 @@ impl<D: CaptureDevice> V4l2Source<D> {
                 return Err(e.to_string());
             }
         };
-        if n.desc != self.desc {
+        // MJPEG: the format is the first frame's, kept from the boot; a
+        // camera that now codes another subsampling gives bad frames.
+        let same = match (n.sizeimage, &self.decoder) {
+            (Some(_), Some(_)) => {
+                (n.desc.width, n.desc.height) == (self.desc.width, self.desc.height)
+            }
+            (None, None) => n.desc == self.desc,
+            _ => false,
+        };
+        if !same {
             let _ = dev.stop();
             return Err(format!(
                 "the camera came back as {} {}x{} but the pipeline was booted for {} {}x{}",
@@ -746,6 +922,7 @@ impl<D: CaptureDevice> V4l2Source<D> {
         self.rate = n.rate;
         self.buffers = n.buffers;
         self.timeout_ms = n.timeout_ms;
+        self.sizeimage = n.sizeimage.unwrap_or(0);
         self.last_sequence = None;
         self.dev = Some(dev);
         self.streaming = false;
@@ -819,7 +996,10 @@ impl<D: CaptureDevice> V4l2Source<D> {
             Some("driver returned an unknown buffer index")
         } else if d.flags & dev::BUF_FLAG_ERROR != 0 {
             Some("driver flagged the buffer (V4L2_BUF_FLAG_ERROR)")
-        } else if (d.bytesused as usize) < self.need + d.data_offset as usize {
+        } else if self.decoder.is_none()
+            && (d.bytesused as usize) < self.need + d.data_offset as usize
+        {
+            // (MJPEG payloads are checked where they are read.)
             Some("buffer holds fewer bytes than a frame")
         } else {
             None
@@ -909,14 +1089,13 @@ impl<D: CaptureDevice> Source for V4l2Source<D> {
             Some((f, s)) => format!("@{f}/{s}"),
             None => String::new(),
         };
+        let format = match self.decoder {
+            Some(_) => format!("MJPEG {}", self.desc.format.name()),
+            None => self.desc.format.name().to_string(),
+        };
         format!(
-            "{} {} {}x{}{rate} ({} mmap buffers, stall after {} ms)",
-            self.name,
-            self.desc.format.name(),
-            self.desc.width,
-            self.desc.height,
-            self.buffers,
-            self.timeout_ms
+            "{} {format} {}x{}{rate} ({} mmap buffers, stall after {} ms)",
+            self.name, self.desc.width, self.desc.height, self.buffers, self.timeout_ms
         )
     }
 
@@ -935,6 +1114,21 @@ impl<D: CaptureDevice> Source for V4l2Source<D> {
             )));
         }
         let (d, dequeued_ns) = self.dequeue_checked()?;
+        if let Some(decoder) = self.decoder.as_mut() {
+            let res = match self.dev.as_ref() {
+                Some(dev) => compressed::jpeg_of(dev.buffer(d.index), &d).and_then(|jpeg| {
+                    decoder
+                        .decode(jpeg, &mut dst[..bytes])
+                        .map_err(|e| e.reason())
+                }),
+                None => return Err(self.reconnecting()),
+            };
+            self.requeue(d.index)?;
+            return match res {
+                Ok(()) => Ok(self.stamp(&d, dequeued_ns)),
+                Err(reason) => Err(self.bad(reason)),
+            };
+        }
         let short = match self.dev.as_ref() {
             Some(dev) => {
                 let src = dev.buffer(d.index);
@@ -960,6 +1154,14 @@ impl<D: CaptureDevice> Source for V4l2Source<D> {
         let (d, dequeued_ns) = self.dequeue_checked()?;
         self.requeue(d.index)?;
         Ok(self.stamp(&d, dequeued_ns))
+    }
+
+    /// MJPEG: the driver's buffers and the decoder (raw formats: the
+    /// config's estimate, frame-sized buffers, holds).
+    fn buffer_bytes(&self) -> Option<u64> {
+        self.decoder
+            .as_ref()
+            .map(|_| compressed::stream_bytes(self.buffers as u64, self.sizeimage as u64))
     }
 }
 

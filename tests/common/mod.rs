@@ -2,6 +2,8 @@
 //! real pipeline into a file, and reading its JSON lines back.
 #![allow(dead_code)]
 
+pub mod jpeg_cam;
+
 use perceptd::boot::{boot, Overrides};
 use perceptd::config::Config;
 use perceptd::pipeline::RunReport;

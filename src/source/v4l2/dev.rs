@@ -13,9 +13,11 @@
 //! poll discards `revents` (so POLLERR looks like a frame) and its `Drop`
 //! panics on any STREAMOFF error but ENODEV.
 //!
-//! State machine of a device: opened -> `set_format` / `set_frame_rate`
-//! (boot, any number of times) -> `map_buffers` (boot, once) ->
-//! `stream_on` (capture thread, once, when the pipeline wants frames) ->
+//! State machine of a device: opened -> `formats` / `set_format` /
+//! `set_frame_rate` (boot, any number of times) -> `map_buffers` (boot;
+//! called again it stops the stream and starts from fresh buffers) ->
+//! `stream_on` (capture thread, once, when the pipeline wants frames; at
+//! boot too when an MJPEG camera's first frame is looked at) ->
 //! `dequeue` / `buffer` / `queue` (capture thread) -> `stop` (also done on
 //! drop). `stream_on`, `dequeue`, `buffer` and `queue` never allocate; the
 //! rest is boot.
@@ -95,6 +97,10 @@ pub trait CaptureDevice: Send {
     /// Ask for `fps` frames per second; returns the rate set as
     /// `(frames, seconds)`, or `None` when the driver cannot set it. Boot only.
     fn set_frame_rate(&mut self, fps: u32) -> io::Result<Option<(u32, u32)>>;
+
+    /// The fourccs the device offers (VIDIOC_ENUM_FMT), in its order.
+    /// Boot only.
+    fn formats(&mut self) -> io::Result<Vec<[u8; 4]>>;
 
     /// Request `n_buffers` mmap buffers and map them. Returns how many
     /// buffers the driver granted. Boot only.
@@ -278,6 +284,25 @@ impl CaptureDevice for V4lDevice {
             bytesperline: got.bytesperline,
             sizeimage: got.sizeimage,
         })
+    }
+
+    fn formats(&mut self) -> io::Result<Vec<[u8; 4]>> {
+        let mut out = Vec::new();
+        // A driver lists a few dozen at most; the bound keeps a broken one
+        // from looping forever.
+        for index in 0..256 {
+            // SAFETY: plain data; all-zero is valid.
+            let mut d: v4l_sys::v4l2_fmtdesc = unsafe { std::mem::zeroed() };
+            d.index = index;
+            d.type_ = self.buf_type;
+            match ioctl(self.fd, vidioc::VIDIOC_ENUM_FMT, &mut d) {
+                Ok(()) => out.push(d.pixelformat.to_le_bytes()),
+                // EINVAL past the last one.
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
     }
 
     fn set_frame_rate(&mut self, fps: u32) -> io::Result<Option<(u32, u32)>> {

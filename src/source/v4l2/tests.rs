@@ -159,6 +159,9 @@ impl CaptureDevice for Fake {
         }
     }
 
+    fn formats(&mut self) -> io::Result<Vec<[u8; 4]>> {
+        Ok(vec![*b"YUYV", *b"UYVY", *b"NV12", *b"GREY", *b"RGB3"])
+    }
     fn stop(&mut self) -> io::Result<()> {
         self.stopped.store(true, Ordering::SeqCst);
         Ok(())
@@ -168,7 +171,7 @@ impl CaptureDevice for Fake {
 fn cfg(format: PixelFormat, width: usize, height: usize) -> V4l2Config {
     V4l2Config {
         device: "/dev/video-fake".into(),
-        format,
+        format: format.into(),
         width,
         height,
         fps: 30,
@@ -177,6 +180,7 @@ fn cfg(format: PixelFormat, width: usize, height: usize) -> V4l2Config {
         on_adjust: OnAdjust::Adapt,
         absent: Absent::Fail,
         reconnect_max_ms: 200,
+        max_memory_mb: 256,
     }
 }
 
@@ -284,16 +288,17 @@ fn adjusted_format_adapts_or_refuses() {
         "{e}"
     );
 
+    // (A driver that sets MJPG is adapted to: see tests/mjpeg_camera.rs.)
     let mut f = fake(vec![]);
     f.adjust = |w| DevFormat {
-        fourcc: *b"MJPG",
+        fourcc: *b"H264",
         ..w
     };
     let e = V4l2Source::with_device(&cfg(PixelFormat::Yuyv, 64, 48), f)
         .err()
         .unwrap()
         .to_string();
-    assert!(e.contains("MJPG") && e.contains("cannot read"), "{e}");
+    assert!(e.contains("H264") && e.contains("cannot read"), "{e}");
 }
 
 #[test]
