@@ -325,6 +325,8 @@ fn ffmpeg_children(pid: u32) -> Vec<u32> {
 
 /// Start `perceptd ARGS`, wait until it has an ffmpeg child; returns
 /// both and a thread reading its stdout (so the pipe never fills).
+// The child is handed to the caller, which waits for it (`wait_bounded`).
+#[allow(clippy::zombie_processes)]
 fn start_with_ffmpeg(args: &[&str]) -> (std::process::Child, u32, std::thread::JoinHandle<String>) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_perceptd"))
         .args(args)
@@ -343,7 +345,11 @@ fn start_with_ffmpeg(args: &[&str]) -> (std::process::Child, u32, std::thread::J
         if let Some(&ff) = ffmpeg_children(child.id()).first() {
             return (child, ff, reader);
         }
-        assert!(t0.elapsed() < Duration::from_secs(60), "no ffmpeg child");
+        if t0.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("no ffmpeg child within 60 s");
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 }

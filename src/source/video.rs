@@ -7,9 +7,10 @@
 //!
 //! Timestamps: each frame's presentation timestamp (from the `showinfo`
 //! filter's log, see [`crate::ffmpeg`]) is its `source_ns` (ns from the
-//! stream's zero); `--pace realtime` delivers frame k at first-frame time
-//! + (pts_k - pts_0), so variable frame rates play as recorded (a frame
-//! without a timestamp falls back to the Y4M header's rate).
+//! stream's zero); `--pace realtime` delivers frame k at the first
+//! frame's time plus (pts_k - pts_0), so variable frame rates play as
+//! recorded (a frame without a timestamp falls back to the Y4M header's
+//! rate).
 //!
 //! Ends: ffmpeg done with exit 0 is the end of the replay; if it logged
 //! errors on the way (a file cut mid-stream: `partial file`), one warning
