@@ -38,7 +38,6 @@ macro_rules! errln {
     }};
 }
 
-
 /// Writing stdout failed; `main` maps it to a quiet exit (EPIPE: 0) or
 /// exit 1 with one line (ENOSPC and the rest).
 #[derive(Debug, thiserror::Error)]

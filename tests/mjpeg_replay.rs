@@ -257,10 +257,12 @@ fn unrecognised_content_on_a_device_is_one_line_naming_y4m_and_mjpeg() {
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
     assert_eq!(
         errors,
-        ["error: /dev/zero: neither Y4M (YUV4MPEG2) nor raw MJPEG (JPEGs one after another, \
+        [
+            "error: /dev/zero: neither Y4M (YUV4MPEG2) nor raw MJPEG (JPEGs one after another, \
           FF D8): it starts with 00 00 00 00 00 00 00 00, and a pipe or device cannot be handed \
           to ffmpeg: give a regular file, or pipe Y4M (ffmpeg -i FILE -f yuv4mpegpipe - | \
-          perceptd replay -)"],
+          perceptd replay -)"
+        ],
         "stderr: {stderr}"
     );
     assert_eq!(out.status.code(), Some(1), "{stderr}");

@@ -34,6 +34,7 @@
 //! malloc level).
 
 pub mod cdr;
+mod lengths;
 pub mod records;
 
 use crate::budget::BudgetError;
@@ -169,7 +170,11 @@ fn list(topics: &[ChannelInfo]) -> String {
     }
     topics
         .iter()
-        .map(|t| format!("{} ({}, {} messages)", t.topic, t.schema, t.count))
+        .map(|t| {
+            // Names come from the file: escaped, so the error stays one line.
+            let (topic, schema) = (t.topic.escape_debug(), t.schema.escape_debug());
+            format!("{topic} ({schema}, {} messages)", t.count)
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -270,7 +275,14 @@ fn fault(path: &str, f: Fault, limit_mb: u64) -> SourceError {
 
 /// The summary the `mcap` crate reads from the end of the file; `None`
 /// when the file has none (or an unusable one).
-fn summary(file: &mut File, len: u64, path: &str) -> Option<mcap::Summary> {
+fn summary(file: &mut File, len: u64, limit: u64, path: &str) -> Option<mcap::Summary> {
+    if !lengths::summary_fits(file, len, limit) {
+        log::warn!("{path}: MCAP summary with a length outside its record or the budget: scanning the file");
+        return None;
+    }
+    if file.seek(std::io::SeekFrom::Start(0)).is_err() {
+        return None;
+    }
     use mcap::sans_io::{SummaryReadEvent, SummaryReader, SummaryReaderOptions};
     let opts = SummaryReaderOptions::default().with_file_size(len);
     let mut r = SummaryReader::new_with_options(opts);
@@ -433,7 +445,7 @@ pub fn open(
                 &magic[..n]
             )));
         }
-        let (channels, chunk_raw, chunk) = match summary(&mut file, len, &fp) {
+        let (channels, chunk_raw, chunk) = match summary(&mut file, len, limit, &fp) {
             Some(s) => from_summary(&s),
             None => {
                 let f2 = file.try_clone().map_err(|e| cfg(format!("{fp}: {e}")))?;
@@ -591,7 +603,9 @@ impl BagSource {
         let at = |e: cdr::CdrError| cfg(format!("{p}: topic {t}: first message: {e}"));
         let (kind, desc, what) = if schema == IMAGE {
             let img = cdr::parse_image(data).map_err(at)?;
-            let enc = String::from_utf8_lossy(img.encoding).into_owned();
+            let enc = String::from_utf8_lossy(img.encoding)
+                .escape_debug()
+                .to_string();
             let raw = Raw::of(img.encoding).ok_or_else(|| {
                 cfg(format!(
                     "{p}: topic {t}: Image encoding '{enc}' is not supported (supported: rgb8, bgr8, mono8, yuv422 and uyvy (UYVY), yuv422_yuy2 and yuyv (YUYV))"
@@ -611,7 +625,9 @@ impl BagSource {
             (Kind::Raw(raw), desc, format!("{IMAGE} {enc} {w}x{h}"))
         } else {
             let img = cdr::parse_compressed(data).map_err(at)?;
-            let fmt = String::from_utf8_lossy(img.format).into_owned();
+            let fmt = String::from_utf8_lossy(img.format)
+                .escape_debug()
+                .to_string();
             if !fmt.to_ascii_lowercase().contains("jpeg")
                 && !fmt.to_ascii_lowercase().contains("jpg")
             {

@@ -104,7 +104,6 @@ pub fn open_topic(
     }
 }
 
-
 /// The first (up to) 8 bytes as `00 01 ...`, for error lines.
 fn hex8(head: &[u8]) -> String {
     let hex: Vec<String> = head.iter().take(8).map(|b| format!("{b:02x}")).collect();
