@@ -114,12 +114,14 @@ enum Cmd {
         annotate: Option<PathBuf>,
     },
     /// Replay a recording through the same pipeline: Y4M, a raw MJPEG
-    /// stream or a ROS 2 bag (MCAP file or rosbag2 folder), told apart by
-    /// content.
+    /// stream, a ROS 2 bag (MCAP file or rosbag2 folder) or any video
+    /// ffmpeg reads (MP4, MKV, MOV, ...: an ffmpeg child decodes it), told
+    /// apart by content.
     Replay {
         /// The recording (e.g. from `perceptd record`; `-` reads stdin).
         file: PathBuf,
-        /// realtime: at the file's frame rate (raw MJPEG: 30 fps),
+        /// realtime: at the recording's times (Y4M: its frame rate; video:
+        /// presentation timestamps; bag: header stamps; raw MJPEG: 30 fps),
         /// dropping frames when slow; fast: lockstep, nothing dropped,
         /// deterministic.
         #[arg(long, default_value = "fast", value_parser = ChoiceParser::<Pace>::new())]
