@@ -172,9 +172,9 @@ fn output_errors_name_the_table_field_and_value() {
         "x.toml: output[1].target = \"udp://127.0.0.1:0\": port 0 is not a destination \
              (use udp://HOST:PORT with PORT 1..=65535)"
     );
-    let e = parse_err(&format!("{MIN}[[output]]\nkind = \"mcap\"\n"));
+    let e = parse_err(&format!("{MIN}[[output]]\nkind = \"rerun\"\n"));
     assert!(
-        e.starts_with("x.toml: output[0]: unknown variant `mcap`"),
+        e.starts_with("x.toml: output[0]: unknown variant `rerun`"),
         "{e}"
     );
     let e = parse_err(&format!("{MIN}[output]\ntagret = \"a\"\n"));
