@@ -346,6 +346,9 @@ fn bad_jpegs_from_the_camera_are_counted_in_the_run_summary() {
     ];
     let mut cam = JpegCam::new(jpegs, script);
     cam.endless = true;
+    // Scripted frames at 10 fps, so each finds a free slot and is decoded
+    // (a live camera drops a frame that finds none before looking at it).
+    cam.script_period_ms = 100;
     let cam = V4l2Source::with_device(&cfg(320, 240), cam).unwrap();
     // The pipeline booted for the camera's frames (I422 320x240), then fed
     // by the camera.

@@ -236,7 +236,7 @@ fn bad_files_are_one_line_each_with_the_right_exit_code() {
         (&empty, 1, "empty.mp4: empty file"),
         (&text, 1, "notes.mp4: ffmpeg: "),
         (Path::new("/dev/zero"), 1, "/dev/zero: neither Y4M (YUV4MPEG2) nor raw MJPEG (JPEGs one after another, FF D8): it starts with 00 00 00 00 00 00 00 00"),
-        (&dir, 1, "is a folder"),
+        (&dir, 1, "a folder, but not a rosbag2 bag: no metadata.yaml and no .mcap file in it"),
         (&wide, 1, "W (width) is '20000'"),
     ];
     for (file, code, needle) in cases {

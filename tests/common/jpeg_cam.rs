@@ -44,6 +44,11 @@ pub struct JpegCam {
     pub endless: bool,
     /// Zero bytes after each JPEG's EOI, counted in `bytesused`.
     pub pad: usize,
+    /// A frame period (ms) for the scripted shots, as a real camera's: 0
+    /// delivers them as fast as they are dequeued, so on a loaded machine
+    /// a live pipeline may drop one for want of a free slot before it is
+    /// looked at.
+    pub script_period_ms: u64,
     /// `map_buffers` calls (a refused format must not get to one).
     pub mapped: Arc<AtomicU32>,
     fmt: Option<DevFormat>,
@@ -63,6 +68,7 @@ impl JpegCam {
             script: script.into(),
             endless: false,
             pad: 0,
+            script_period_ms: 0,
             mapped: Arc::new(AtomicU32::new(0)),
             fmt: None,
             bufs: Vec::new(),
@@ -139,7 +145,10 @@ impl CaptureDevice for JpegCam {
 
     fn dequeue(&mut self, timeout_ms: u32) -> Result<Dequeued, DqError> {
         let shot = match self.script.pop_front() {
-            Some(s) => s,
+            Some(s) => {
+                perceptd::stop::sleep(std::time::Duration::from_millis(self.script_period_ms));
+                s
+            }
             None if self.endless && !self.jpegs.is_empty() => {
                 self.next += 1;
                 Shot::Jpeg((self.next - 1) % self.jpegs.len())
