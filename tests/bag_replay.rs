@@ -147,7 +147,7 @@ fn identical_pixels_give_identical_detections() {
 }
 
 fn perceptd(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_perceptd"))
+    common::perceptd()
         .args(args)
         .current_dir(root())
         .output()
@@ -298,7 +298,7 @@ fn sigterm_stops_a_realtime_bag_replay_waiting_for_the_next_stamp_within_a_secon
     use std::process::Stdio;
     // slow.mcap: stamps 10 s apart, so realtime pacing waits 10 s.
     let f = fixture("slow.mcap");
-    let child = Command::new(env!("CARGO_BIN_EXE_perceptd"))
+    let child = common::perceptd()
         .args([
             "replay",
             f.to_str().unwrap(),

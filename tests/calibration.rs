@@ -16,7 +16,7 @@ use perceptd::calibration::Calibration;
 use perceptd::frame::{FrameDesc, PixelFormat};
 use perceptd::preprocess::{Letterbox, RemapTable};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 struct Case {
     name: String,
@@ -199,7 +199,7 @@ fn remap_table_matches_opencv_init_undistort_rectify_map() {
 }
 
 fn perceptd(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_perceptd"))
+    common::perceptd()
         .args(args)
         .current_dir(root())
         .env("RUST_LOG", "warn")

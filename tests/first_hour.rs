@@ -15,13 +15,13 @@ use common::*;
 use perceptd::engine::onnx::proto::{ModelProto, StringStringEntryProto};
 use prost::Message;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 const DYNAMIC: &str = "tests/fixtures/exports/yolov8-w0125-dynamic/model.onnx";
 const STATIC: &str = "tests/fixtures/exports/yolov8-w0125-static/model.onnx";
 
 fn perceptd_in(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_perceptd"))
+    common::perceptd()
         .args(args)
         .current_dir(cwd)
         .env("RUST_LOG", "info")

@@ -26,7 +26,7 @@ struct Outcome {
 
 fn perceptd(args: &[&str]) -> Outcome {
     let t0 = Instant::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_perceptd"))
+    let child = common::perceptd()
         .args(args)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())

@@ -11,7 +11,6 @@ use common::*;
 use perceptd::source::replay;
 use perceptd::source::y4m::{FrameRate, Pace, Y4mWriter};
 use std::path::Path;
-use std::process::Command;
 
 const MODEL: &str = "models/perceptd-synth.onnx";
 const FRAMES: u64 = 40;
@@ -116,7 +115,7 @@ fn identical_pixels_give_identical_detections() {
 }
 
 fn perceptd(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_perceptd"))
+    common::perceptd()
         .args(args)
         .output()
         .unwrap()
@@ -186,7 +185,7 @@ fn replay_reads_mjpeg_from_stdin_handed_over_a_few_bytes_at_a_time() {
     let (mjpeg, _) = clips(&dir);
     let data = std::fs::read(&mjpeg).unwrap();
     let three = first_jpegs(&data, 3).to_vec();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_perceptd"))
+    let mut child = common::perceptd()
         .args(["replay", "-", "--model", MODEL])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -223,7 +222,7 @@ fn sigterm_stops_a_realtime_mjpeg_replay_waiting_on_a_silent_pipe_within_a_secon
     let dir = temp_dir("mjpeg-sigterm");
     let (mjpeg, _) = clips(&dir);
     let data = std::fs::read(&mjpeg).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_perceptd"))
+    let mut child = common::perceptd()
         .args(["replay", "-", "--pace", "realtime", "--model", MODEL])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())

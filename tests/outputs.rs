@@ -10,7 +10,7 @@ use common::*;
 use perceptd::boot::{boot, Overrides};
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -99,7 +99,7 @@ fn file_and_udp_outputs_get_the_same_lines() {
 /// (closed right after the start with `close_stdout`); returns the exit
 /// code and stderr. Fails if it runs over 2 minutes.
 fn run_binary(cfg: &Path, frames: u32, stdout: Stdio, close_stdout: bool) -> (i32, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_perceptd"))
+    let mut child = common::perceptd()
         .args(["run", "--frames", &frames.to_string(), "--config"])
         .arg(cfg)
         .current_dir(root())
@@ -205,7 +205,7 @@ fn udp_port_zero_is_one_error_line() {
         .as_str()]
     );
     // The same target on the command line.
-    let out = Command::new(env!("CARGO_BIN_EXE_perceptd"))
+    let out = common::perceptd()
         .args(["run", "--frames", "1", "--model", MODEL])
         .args(["--output", "udp://127.0.0.1:0"])
         .current_dir(root())

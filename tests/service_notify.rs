@@ -295,7 +295,7 @@ fn binary_notifies_ready_watchdog_and_stopping_on_sigterm() {
     let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
     let sock = UnixDatagram::bind_addr(&addr).unwrap();
     let rx = collect(sock, Duration::from_secs(60));
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_perceptd"))
+    let child = common::perceptd()
         .args(["run", "--config", cfg.to_str().unwrap(), "--output"])
         .arg(dir.join("out.jsonl"))
         .env("NOTIFY_SOCKET", format!("@{name}"))

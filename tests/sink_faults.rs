@@ -13,7 +13,7 @@ use std::time::Duration;
 const MODEL: &str = "tests/fixtures/exports/yolov8-w0125-static/model.onnx";
 
 fn perceptd(frames: u32, output: &str) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_perceptd"));
+    let mut c = common::perceptd();
     c.args(["run", "--model", MODEL, "--frames", &frames.to_string()])
         .args(["--output", output])
         .current_dir(root())

@@ -174,7 +174,7 @@ fn realtime_pacing_follows_variable_presentation_timestamps() {
 }
 
 fn perceptd(args: &[&str], path: Option<&str>) -> (i32, String, usize) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_perceptd"));
+    let mut cmd = common::perceptd();
     cmd.args(args);
     if let Some(p) = path {
         cmd.env("PATH", p);
@@ -328,7 +328,7 @@ fn ffmpeg_children(pid: u32) -> Vec<u32> {
 // The child is handed to the caller, which waits for it (`wait_bounded`).
 #[allow(clippy::zombie_processes)]
 fn start_with_ffmpeg(args: &[&str]) -> (std::process::Child, u32, std::thread::JoinHandle<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_perceptd"))
+    let mut child = common::perceptd()
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -15,6 +15,28 @@ pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The perceptd binary as a `Command` whose process is killed (SIGKILL,
+/// `PR_SET_PDEATHSIG`) when the test thread that started it ends: a test that
+/// fails between spawning `perceptd run` and reaping it cannot leave the
+/// pipeline running behind it (a leaked run once ate most of a core during
+/// later benchmarks). A child a test means to outlive its thread must not use
+/// this.
+pub fn perceptd() -> std::process::Command {
+    use std::os::unix::process::CommandExt;
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_perceptd"));
+    // SAFETY: runs in the forked child before exec; prctl(2) is
+    // async-signal-safe and touches nothing of the parent's state.
+    unsafe {
+        c.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    c
+}
+
 /// A fresh, empty folder under the system temp dir for one test.
 pub fn temp_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("perceptd-test-{name}-{}", std::process::id()));
