@@ -1,7 +1,7 @@
 //! ROS 2 bag replay reads 1000 messages with zero heap allocations,
 //! counted by Rust's global allocator and at the malloc level (this
 //! binary's own `malloc`/`calloc`/`realloc`/... count and forward to
-//! glibc, as in tests/mjpeg_alloc.rs), so zstd's and lz4's C code on the
+//! glibc: tests/malloc_count), so zstd's and lz4's C code on the
 //! frame path counts too. Three long bags are written here with the
 //! `mcap` crate's writer (the fixtures of tests/bag_replay.rs are too
 //! short): Image rgb8 in zstd chunks, CompressedImage JPEG in lz4 chunks,
@@ -10,96 +10,15 @@
 //! One test per binary, so nothing else allocates concurrently.
 
 mod common;
+mod malloc_count;
 
 use perceptd::count_alloc::{allocations, Counting};
 use perceptd::source::replay;
 use perceptd::source::y4m::Pace;
-use std::ffi::c_void;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-static MALLOCS: AtomicU64 = AtomicU64::new(0);
-
-extern "C" {
-    fn __libc_malloc(n: usize) -> *mut c_void;
-    fn __libc_calloc(n: usize, size: usize) -> *mut c_void;
-    fn __libc_realloc(p: *mut c_void, n: usize) -> *mut c_void;
-    fn __libc_memalign(align: usize, n: usize) -> *mut c_void;
-    fn __libc_free(p: *mut c_void);
-}
-
-// The malloc-level counter: glibc lets a program replace malloc by
-// defining these; every call counts, then glibc's allocator does the work.
-
-/// # Safety
-/// The C contract of `malloc`.
-#[no_mangle]
-pub unsafe extern "C" fn malloc(n: usize) -> *mut c_void {
-    MALLOCS.fetch_add(1, Ordering::Relaxed);
-    // SAFETY: forwarded unchanged.
-    unsafe { __libc_malloc(n) }
-}
-
-/// # Safety
-/// The C contract of `calloc`.
-#[no_mangle]
-pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
-    MALLOCS.fetch_add(1, Ordering::Relaxed);
-    // SAFETY: forwarded unchanged.
-    unsafe { __libc_calloc(n, size) }
-}
-
-/// # Safety
-/// The C contract of `realloc`.
-#[no_mangle]
-pub unsafe extern "C" fn realloc(p: *mut c_void, n: usize) -> *mut c_void {
-    MALLOCS.fetch_add(1, Ordering::Relaxed);
-    // SAFETY: forwarded unchanged.
-    unsafe { __libc_realloc(p, n) }
-}
-
-/// # Safety
-/// The C contract of `memalign`.
-#[no_mangle]
-pub unsafe extern "C" fn memalign(align: usize, n: usize) -> *mut c_void {
-    MALLOCS.fetch_add(1, Ordering::Relaxed);
-    // SAFETY: forwarded unchanged.
-    unsafe { __libc_memalign(align, n) }
-}
-
-/// # Safety
-/// The C contract of `aligned_alloc`.
-#[no_mangle]
-pub unsafe extern "C" fn aligned_alloc(align: usize, n: usize) -> *mut c_void {
-    // SAFETY: forwarded.
-    unsafe { memalign(align, n) }
-}
-
-/// # Safety
-/// The C contract of `posix_memalign`.
-#[no_mangle]
-pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, n: usize) -> i32 {
-    // SAFETY: forwarded; `out` is the caller's valid pointer.
-    unsafe {
-        let p = memalign(align, n);
-        if p.is_null() {
-            return libc::ENOMEM;
-        }
-        *out = p;
-    }
-    0
-}
-
-/// # Safety
-/// The C contract of `free`.
-#[no_mangle]
-pub unsafe extern "C" fn free(p: *mut c_void) {
-    // SAFETY: forwarded unchanged.
-    unsafe { __libc_free(p) }
-}
 
 const W: usize = 64;
 const H: usize = 48;
@@ -171,7 +90,7 @@ fn count_1000(path: &Path) -> (u64, u64) {
     let mut src = replay::open(path, Pace::Fast, 256).unwrap();
     let mut buf = vec![0u8; src.desc().bytes()];
     src.next_frame(&mut buf).unwrap();
-    let (rust0, malloc0) = (allocations(), MALLOCS.load(Ordering::Relaxed));
+    let (rust0, malloc0) = (allocations(), malloc_count::mallocs());
     let mut sum = 0u64;
     for k in 0..1000 {
         // Every 10th skipped, as a live pipeline does without a free slot.
@@ -183,7 +102,7 @@ fn count_1000(path: &Path) -> (u64, u64) {
         }
     }
     let rust = allocations() - rust0;
-    let mallocs = MALLOCS.load(Ordering::Relaxed) - malloc0;
+    let mallocs = malloc_count::mallocs() - malloc0;
     assert!(matches!(
         src.next_frame(&mut buf),
         Err(perceptd::source::SourceError::End)
@@ -194,13 +113,7 @@ fn count_1000(path: &Path) -> (u64, u64) {
 
 #[test]
 fn a_thousand_bag_messages_allocate_nothing() {
-    let before = MALLOCS.load(Ordering::Relaxed);
-    // SAFETY: a NUL-terminated literal; the copy is freed right away.
-    unsafe { libc::free(libc::strdup(c"counted".as_ptr()).cast()) };
-    assert!(
-        MALLOCS.load(Ordering::Relaxed) > before,
-        "malloc counter not installed"
-    );
+    malloc_count::assert_installed();
 
     use perceptd::frame::PixelFormat;
     use perceptd::source::synthetic::{SyntheticConfig, SyntheticSource};

@@ -10,6 +10,7 @@
 //! One test per binary, so nothing else allocates concurrently.
 
 mod common;
+mod malloc_count;
 
 use common::jpeg_cam::{split_jpegs, JpegCam, Shot};
 use perceptd::count_alloc::{allocations, Counting};
@@ -17,102 +18,14 @@ use perceptd::source::replay;
 use perceptd::source::v4l2::{Absent, CameraFormat, OnAdjust, V4l2Config, V4l2Source};
 use perceptd::source::y4m::Pace;
 use perceptd::source::Source;
-use std::ffi::c_void;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-static MALLOCS: AtomicU64 = AtomicU64::new(0);
-
-extern "C" {
-    fn __libc_malloc(n: usize) -> *mut c_void;
-    fn __libc_calloc(n: usize, size: usize) -> *mut c_void;
-    fn __libc_realloc(p: *mut c_void, n: usize) -> *mut c_void;
-    fn __libc_memalign(align: usize, n: usize) -> *mut c_void;
-    fn __libc_free(p: *mut c_void);
-}
-
-// The malloc-level counter: glibc lets a program replace malloc by
-// defining these; every call counts, then glibc's allocator does the work.
-
-/// # Safety
-/// The C contract of `malloc`.
-#[no_mangle]
-pub unsafe extern "C" fn malloc(n: usize) -> *mut c_void {
-    MALLOCS.fetch_add(1, Ordering::Relaxed);
-    // SAFETY: forwarded unchanged.
-    unsafe { __libc_malloc(n) }
-}
-
-/// # Safety
-/// The C contract of `calloc`.
-#[no_mangle]
-pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
-    MALLOCS.fetch_add(1, Ordering::Relaxed);
-    // SAFETY: forwarded unchanged.
-    unsafe { __libc_calloc(n, size) }
-}
-
-/// # Safety
-/// The C contract of `realloc`.
-#[no_mangle]
-pub unsafe extern "C" fn realloc(p: *mut c_void, n: usize) -> *mut c_void {
-    MALLOCS.fetch_add(1, Ordering::Relaxed);
-    // SAFETY: forwarded unchanged.
-    unsafe { __libc_realloc(p, n) }
-}
-
-/// # Safety
-/// The C contract of `memalign`.
-#[no_mangle]
-pub unsafe extern "C" fn memalign(align: usize, n: usize) -> *mut c_void {
-    MALLOCS.fetch_add(1, Ordering::Relaxed);
-    // SAFETY: forwarded unchanged.
-    unsafe { __libc_memalign(align, n) }
-}
-
-/// # Safety
-/// The C contract of `aligned_alloc`.
-#[no_mangle]
-pub unsafe extern "C" fn aligned_alloc(align: usize, n: usize) -> *mut c_void {
-    // SAFETY: forwarded.
-    unsafe { memalign(align, n) }
-}
-
-/// # Safety
-/// The C contract of `posix_memalign`.
-#[no_mangle]
-pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, n: usize) -> i32 {
-    // SAFETY: forwarded; `out` is the caller's valid pointer.
-    unsafe {
-        let p = memalign(align, n);
-        if p.is_null() {
-            return libc::ENOMEM;
-        }
-        *out = p;
-    }
-    0
-}
-
-/// # Safety
-/// The C contract of `free`.
-#[no_mangle]
-pub unsafe extern "C" fn free(p: *mut c_void) {
-    // SAFETY: forwarded unchanged.
-    unsafe { __libc_free(p) }
-}
-
 #[test]
 fn a_thousand_mjpeg_frames_allocate_nothing_replayed_or_from_a_camera() {
     // The counter sees C code's allocations: glibc's strdup calls malloc.
-    let before = MALLOCS.load(Ordering::Relaxed);
-    // SAFETY: a NUL-terminated literal; the copy is freed right away.
-    unsafe { libc::free(libc::strdup(c"counted".as_ptr()).cast()) };
-    assert!(
-        MALLOCS.load(Ordering::Relaxed) > before,
-        "malloc counter not installed"
-    );
+    malloc_count::assert_installed();
 
     // 11 distinct 320x240 frames, 4:2:2 as USB cameras send, repeated to
     // 1001 JPEGs in one stream.
@@ -138,14 +51,14 @@ fn a_thousand_mjpeg_frames_allocate_nothing_replayed_or_from_a_camera() {
     let mut src = replay::open(&stream, Pace::Fast, 256).unwrap();
     let mut buf = vec![0u8; src.desc().bytes()];
     src.next_frame(&mut buf).unwrap();
-    let (rust0, malloc0) = (allocations(), MALLOCS.load(Ordering::Relaxed));
+    let (rust0, malloc0) = (allocations(), malloc_count::mallocs());
     let mut sum = 0u64;
     for _ in 0..1000 {
         src.next_frame(&mut buf).unwrap();
         sum += buf[buf.len() / 2] as u64;
     }
     let rust = allocations() - rust0;
-    let mallocs = MALLOCS.load(Ordering::Relaxed) - malloc0;
+    let mallocs = malloc_count::mallocs() - malloc0;
     assert!(matches!(
         src.next_frame(&mut buf),
         Err(perceptd::source::SourceError::End)
@@ -180,14 +93,14 @@ fn a_thousand_mjpeg_frames_allocate_nothing_replayed_or_from_a_camera() {
     let mut cam = V4l2Source::with_device(&cfg, cam).unwrap();
     let mut buf = vec![0u8; cam.desc().bytes()];
     cam.next_frame(&mut buf).unwrap();
-    let (rust0, malloc0) = (allocations(), MALLOCS.load(Ordering::Relaxed));
+    let (rust0, malloc0) = (allocations(), malloc_count::mallocs());
     let mut sum = 0u64;
     for _ in 0..1000 {
         cam.next_frame(&mut buf).unwrap();
         sum += buf[buf.len() / 2] as u64;
     }
     let rust = allocations() - rust0;
-    let mallocs = MALLOCS.load(Ordering::Relaxed) - malloc0;
+    let mallocs = malloc_count::mallocs() - malloc0;
     assert!(sum > 0);
     assert_eq!(cam.faults().bad_frames, 0);
     assert_eq!(

@@ -25,6 +25,7 @@
 
 mod render;
 mod scene;
+mod texture;
 
 use crate::calibration::{self, Calibration};
 use crate::clock::monotonic_ns;
