@@ -159,7 +159,7 @@ impl ThreadPool {
         let mut spins = 0u32;
         while sh.finished.load(Ordering::Acquire) < n {
             spins = spins.wrapping_add(1);
-            if spins % 1024 == 0 {
+            if spins.is_multiple_of(1024) {
                 // A worker descheduled mid-task (busy machine): let it run.
                 std::thread::yield_now();
             } else {
@@ -222,7 +222,7 @@ fn next_job(sh: &Shared, seen: u64) -> Option<u64> {
             return Some(gen);
         }
         spins = spins.wrapping_add(1);
-        if spins % 256 != 0 {
+        if !spins.is_multiple_of(256) {
             std::hint::spin_loop();
             continue;
         }
@@ -399,5 +399,30 @@ mod tests {
             });
             assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
         }
+    }
+
+    #[test]
+    fn jobs_back_to_back_and_after_parking_each_run_once() {
+        let pool = ThreadPool::new(2);
+        let hits: Vec<AtomicUsize> = (0..64).map(|_| AtomicUsize::new(0)).collect();
+        // Back to back: workers still spinning take tasks of each new job,
+        // never one of the next job with the previous closure.
+        for round in 1..=2000usize {
+            let n = 1 + round % 64;
+            pool.parallel_for(n, &|i| {
+                hits[i].fetch_add(round, Ordering::Relaxed);
+            });
+            for (i, h) in hits.iter().enumerate() {
+                let want = (1..=round).filter(|r| i < 1 + r % 64).sum::<usize>();
+                assert_eq!(h.load(Ordering::Relaxed), want, "round {round} task {i}");
+            }
+        }
+        // After the workers parked: the job still runs, each task once.
+        std::thread::sleep(Duration::from_nanos(SPIN_NS * 10));
+        let once: Vec<AtomicUsize> = (0..8).map(|_| AtomicUsize::new(0)).collect();
+        pool.parallel_for(8, &|i| {
+            once[i].fetch_add(1, Ordering::Relaxed);
+        });
+        assert!(once.iter().all(|h| h.load(Ordering::Relaxed) == 1));
     }
 }
