@@ -238,6 +238,9 @@ enum Cmd {
         /// End with one JSON object on the last line of stdout.
         #[arg(long)]
         json: bool,
+        /// Then time every step over as many runs: per op kind and per step.
+        #[arg(long)]
+        profile: bool,
     },
     /// Benchmark the tracker alone: cost per frame on a generated scene of
     /// N moving objects. `benches/tracking_vs_bytetrack.py` runs ByteTrack
@@ -529,7 +532,14 @@ fn run(cli: Cli) -> Result<i32> {
             warmup,
             input_shape,
             json,
-        } => bench_model(&model, threads, iters, warmup, input_shape.as_deref(), json),
+            profile,
+        } => bench_model(
+            &model,
+            (threads, iters, warmup),
+            input_shape.as_deref(),
+            json,
+            profile,
+        ),
         Cmd::BenchTracking {
             objects,
             frames,
@@ -868,11 +878,10 @@ fn boot_model(model: &Path, shape: Option<&str>, threads: usize) -> Result<(CpuM
 
 fn bench_model(
     model: &Path,
-    threads: usize,
-    iters: usize,
-    warmup: usize,
+    (threads, iters, warmup): (usize, usize, usize),
     shape: Option<&str>,
     json: bool,
+    profile: bool,
 ) -> Result<i32> {
     if iters == 0 {
         bail!("--iters must be at least 1");
@@ -907,6 +916,9 @@ fn bench_model(
         pct(0.5),
         pct(0.99)
     );
+    if profile {
+        outln!("{}", engine::profile::report(&mut m, iters).trim_end());
+    }
     if json {
         outln!(
             "{{\"model\":\"{}\",\"threads\":{},\"boot_ms\":{:.3},\"arena_bytes\":{},\"tensor_bytes\":{},\"scratch_bytes\":{},\"iters\":{},\"min_ms\":{:.4},\"median_ms\":{:.4},\"p99_ms\":{:.4}}}",

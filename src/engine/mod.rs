@@ -18,6 +18,7 @@ pub use error::EngineError;
 pub use tensor::{DType, Tensor};
 pub mod passes;
 pub mod plan;
+pub mod profile;
 pub mod specialize;
 
 pub use model::{is_view, plan_arena, ArenaPlan, CpuModel, PlanStats};

@@ -83,6 +83,8 @@ impl Drop for AlignedBuf {
 
 struct Step {
     kernel: Box<dyn CpuKernel>,
+    /// Op name (after fusion) and output shape, for per-step profiles.
+    label: String,
     ins: Vec<Buf>,
     outs: Vec<Buf>,
     inplace: bool,
@@ -450,8 +452,15 @@ impl CpuModel {
             if inplace[s] {
                 stats.inplace += 1;
             }
+            let shape = n
+                .outputs
+                .first()
+                .and_then(|&o| g.tensors[o].shape.as_deref())
+                .unwrap_or(&[]);
+            let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
             steps.push(Step {
                 kernel,
+                label: format!("{} {}", n.op.name(), dims.join("x")),
                 ins,
                 outs,
                 inplace: inplace[s],
@@ -543,6 +552,28 @@ impl CpuModel {
             // buffer of the kernel's in-place input.
             let io = unsafe { StepIo::new(&s.ins, &s.outs, s.inplace) };
             s.kernel.run(&io, scratch, &self.pool);
+        }
+    }
+
+    /// Each step's label (op name after fusion and output shape), in run
+    /// order: what [`run_profiled`](Self::run_profiled) times.
+    pub fn step_labels(&self) -> impl Iterator<Item = &str> {
+        self.steps.iter().map(|s| s.label.as_str())
+    }
+
+    /// [`run`](Self::run), adding each step's wall time in nanoseconds to
+    /// `acc[step]` (steps beyond `acc.len()` are run but not timed).
+    /// Never allocates.
+    pub fn run_profiled(&mut self, acc: &mut [u64]) {
+        let scratch = self.scratch.as_mut_slice();
+        for (i, s) in self.steps.iter().enumerate() {
+            let t = std::time::Instant::now();
+            // SAFETY: as in `run`.
+            let io = unsafe { StepIo::new(&s.ins, &s.outs, s.inplace) };
+            s.kernel.run(&io, scratch, &self.pool);
+            if let Some(a) = acc.get_mut(i) {
+                *a += t.elapsed().as_nanos() as u64;
+            }
         }
     }
 

@@ -59,7 +59,7 @@ pub(crate) const OVERSPLIT: usize = 4;
 
 /// Below this many multiply-adds a GEMM runs on one thread: waking the pool
 /// costs more than it saves.
-const PAR_MIN_MACS: usize = 1 << 20;
+const PAR_MIN_MACS: usize = 1 << 18;
 
 /// A zeroed Vec with room for `len` f32 starting on a cache line; returns
 /// the Vec and the offset of that start.

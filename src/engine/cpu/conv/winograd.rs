@@ -94,6 +94,14 @@ pub(crate) fn at6(m: [&Lanes; 6]) -> [Lanes; 4] {
     o
 }
 
+/// Where one chunk's transformed input `v[xi][ci][j]` lives: tasks that
+/// transform disjoint input-channel ranges of one chunk share it.
+#[derive(Clone, Copy)]
+pub(crate) struct VBuf {
+    pub(crate) ptr: SyncPtr,
+    pub(crate) len: usize,
+}
+
 /// Where a chunk of tiles lies: tiles `t0..t0+nt` of a `tiles_x`-wide grid.
 #[derive(Clone, Copy)]
 pub(crate) struct TileChunk {
@@ -161,6 +169,19 @@ impl Conv2d {
         for b in 0..s.batch {
             let xb = &x[b * s.c_in * hw..(b + 1) * s.c_in * hw];
             let yp = SyncPtr(y[b * s.c_out * plane..].as_mut_ptr());
+            if tco > 1 {
+                // One chunk of tiles, output channels split: transform the
+                // input once, split by input channel, into region 0's `v`
+                // (each task would otherwise transform all of it), then
+                // the products and output transform by output channel,
+                // each task in its own region's `m`.
+                let yb = OutImage {
+                    ptr: yp,
+                    len: s.c_out * plane,
+                };
+                self.winograd_split_co(u, xb, yb, (tiles_x, tiles), tco, (sp, region), pool);
+                continue;
+            }
             let body = |t: usize| {
                 let (ti, tj) = (t / tco, t % tco);
                 let (c_lo, c_hi) = (ti * chunks / tc, (ti + 1) * chunks / tc);
@@ -181,7 +202,12 @@ impl Conv2d {
                         nt: nr.min(tiles - chunk * nr),
                         tiles_x,
                     };
-                    self.winograd_input(xb, tc, v);
+                    let vb = VBuf {
+                        ptr: SyncPtr(v.as_mut_ptr()),
+                        len: v.len(),
+                    };
+                    // SAFETY: `v` is this task's own region.
+                    unsafe { self.winograd_input(xb, tc, vb, (0, s.c_in)) };
                     let mut co0 = co_lo;
                     while co0 < co_hi {
                         let co1 = (co0 + self.winograd_cob()).min(co_hi);
@@ -197,6 +223,83 @@ impl Conv2d {
             };
             pool.parallel_for(tc * tco, &body);
         }
+    }
+
+    /// [`run_winograd`](Self::run_winograd) for one image with fewer chunks
+    /// of tiles than threads, its output channels split over `tco` tasks:
+    /// per chunk two jobs on the pool, the input transform split by input
+    /// channel into region 0's `v`, then the products and output transform
+    /// by output channel. Same arithmetic as one task doing it all.
+    #[allow(clippy::too_many_arguments)]
+    fn winograd_split_co(
+        &self,
+        u: &[PackedA],
+        xb: &[f32],
+        yb: OutImage,
+        (tiles_x, tiles): (usize, usize),
+        tco: usize,
+        (sp, region): (SyncPtr, usize),
+        pool: &ThreadPool,
+    ) {
+        let nr = self.gemm.nr();
+        for chunk in 0..tiles.div_ceil(nr) {
+            let tc = TileChunk {
+                t0: chunk * nr,
+                nt: nr.min(tiles - chunk * nr),
+                tiles_x,
+            };
+            self.winograd_split_chunk(u, xb, yb, tc, tco, (sp, region), pool);
+        }
+    }
+
+    /// One chunk of [`winograd_split_co`](Self::winograd_split_co).
+    #[allow(clippy::too_many_arguments)]
+    fn winograd_split_chunk(
+        &self,
+        u: &[PackedA],
+        xb: &[f32],
+        yb: OutImage,
+        tc: TileChunk,
+        tco: usize,
+        (sp, region): (SyncPtr, usize),
+        pool: &ThreadPool,
+    ) {
+        let s = &self.shape;
+        let (nr, mr) = (self.gemm.nr(), self.gemm.mr());
+        let v_len = WG_XI * s.c_in * nr + 16;
+        // SAFETY: region 0 lies inside the scratch (threads >= 1 regions).
+        let v0 = unsafe { std::slice::from_raw_parts_mut(sp.get(), v_len) };
+        let v0 = aligned_f32(v0);
+        let vb = VBuf {
+            ptr: SyncPtr(v0.as_mut_ptr()),
+            len: v0.len(),
+        };
+        let tci = tco.min(s.c_in);
+        pool.parallel_for(tci, &|t| {
+            let cis = (t * s.c_in / tci, (t + 1) * s.c_in / tci);
+            // SAFETY: tasks write disjoint input-channel ranges of `v`.
+            unsafe { self.winograd_input(xb, tc, vb, cis) };
+        });
+        let co_panels = s.c_out.div_ceil(mr);
+        // SAFETY: the first job has finished: `v` is only read from here.
+        let v = unsafe { std::slice::from_raw_parts(vb.ptr.get(), vb.len) };
+        pool.parallel_for(tco, &|t| {
+            let co_lo = (t * co_panels / tco) * mr;
+            let co_hi = ((t + 1) * co_panels / tco * mr).min(s.c_out);
+            // SAFETY: region t (t < tco <= regions) is inside the scratch;
+            // its `m` part (after its `v` part, which for region 0 is the
+            // shared `v` above) belongs to task t alone.
+            let m = unsafe {
+                std::slice::from_raw_parts_mut(sp.get().add(t * region + v_len), region - v_len)
+            };
+            let m = aligned_f32(m);
+            let mut co0 = co_lo;
+            while co0 < co_hi {
+                let co1 = (co0 + self.winograd_cob()).min(co_hi);
+                self.winograd_chunk(u, v, m, (co0, co1), tc, yb);
+                co0 = co1;
+            }
+        });
     }
 
     /// The per-point products and the output transform for output channels
@@ -237,26 +340,43 @@ impl Conv2d {
     }
 
     /// Input transform of one chunk of tiles: `v[xi][ci][j] = (B^T d B)[xi]`
-    /// of tile `t0 + j`'s 6x6 input patch in channel `ci`.
-    pub(crate) fn winograd_input(&self, x: &[f32], tc: TileChunk, v: &mut [f32]) {
+    /// of tile `t0 + j`'s 6x6 input patch in channel `ci`, for the input
+    /// channels `cis`. A `v` shorter than `36 * c_in * nr` gets nothing.
+    ///
+    /// # Safety
+    /// `v` is valid for `v.len` f32 and no one else touches its entries of
+    /// channels `cis` meanwhile.
+    pub(crate) unsafe fn winograd_input(
+        &self,
+        x: &[f32],
+        tc: TileChunk,
+        v: VBuf,
+        cis: (usize, usize),
+    ) {
+        if v.len < WG_XI * self.shape.c_in * self.gemm.nr() {
+            debug_assert!(false, "winograd v too small");
+            return;
+        }
+        let cis = (cis.0, cis.1.min(self.shape.c_in));
         match self.gemm.isa() {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 if wino_avx512::fits(&self.shape, self.gemm.nr()) => {
                 // SAFETY: a plan's ISA is supported by this CPU; `fits`
                 // checked the index range and lane groups.
-                unsafe { wino_avx512::input(&self.shape, self.gemm.nr(), x, tc, v) }
+                unsafe { wino_avx512::input(&self.shape, self.gemm.nr(), x, tc, v, cis) }
             }
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => {
                 // SAFETY: a plan's ISA is supported by this CPU.
-                unsafe { winograd_input_avx512(&self.shape, self.gemm.nr(), x, tc, v) }
+                unsafe { winograd_input_avx512(&self.shape, self.gemm.nr(), x, tc, v, cis) }
             }
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => {
                 // SAFETY: a plan's ISA is supported by this CPU.
-                unsafe { winograd_input_avx2(&self.shape, self.gemm.nr(), x, tc, v) }
+                unsafe { winograd_input_avx2(&self.shape, self.gemm.nr(), x, tc, v, cis) }
             }
-            _ => winograd_input_impl(&self.shape, self.gemm.nr(), x, tc, v),
+            // SAFETY: forwarded from this fn's contract.
+            _ => unsafe { winograd_input_impl(&self.shape, self.gemm.nr(), x, tc, v, cis) },
         }
     }
 
@@ -306,7 +426,7 @@ pub(crate) fn aligned_f32(buf: &mut [f32]) -> &mut [f32] {
 }
 
 /// # Safety
-/// The CPU supports AVX-512F.
+/// The CPU supports AVX-512F; `v` as in [`Conv2d::winograd_input`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 pub(crate) unsafe fn winograd_input_avx512(
@@ -314,13 +434,14 @@ pub(crate) unsafe fn winograd_input_avx512(
     nr: usize,
     x: &[f32],
     tc: TileChunk,
-    v: &mut [f32],
+    v: VBuf,
+    cis: (usize, usize),
 ) {
-    winograd_input_impl(s, nr, x, tc, v)
+    winograd_input_impl(s, nr, x, tc, v, cis)
 }
 
 /// # Safety
-/// The CPU supports AVX2 and FMA.
+/// The CPU supports AVX2 and FMA; `v` as in [`Conv2d::winograd_input`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn winograd_input_avx2(
@@ -328,23 +449,27 @@ pub(crate) unsafe fn winograd_input_avx2(
     nr: usize,
     x: &[f32],
     tc: TileChunk,
-    v: &mut [f32],
+    v: VBuf,
+    cis: (usize, usize),
 ) {
-    winograd_input_impl(s, nr, x, tc, v)
+    winograd_input_impl(s, nr, x, tc, v, cis)
 }
 
+/// # Safety
+/// `v` as in [`Conv2d::winograd_input`], at least `36 * c_in * nr` long.
 #[inline(always)]
-pub(crate) fn winograd_input_impl(
+pub(crate) unsafe fn winograd_input_impl(
     s: &ConvShape,
     nr: usize,
     x: &[f32],
     tc: TileChunk,
-    v: &mut [f32],
+    v: VBuf,
+    cis: (usize, usize),
 ) {
     let hw = s.h * s.w;
     let tiles = tc.t0 + tc.nt;
     let mut d = [[0.0f32; WG_LANES]; WG_XI];
-    for ci in 0..s.c_in {
+    for ci in cis.0..cis.1 {
         let plane = &x[ci * hw..(ci + 1) * hw];
         for g in 0..nr / WG_LANES {
             for (l, lane_tile) in (tc.t0 + g * WG_LANES..).take(WG_LANES).enumerate() {
@@ -403,7 +528,11 @@ pub(crate) fn winograd_input_impl(
                 let o = bt6([&t[b], &t[b + 1], &t[b + 2], &t[b + 3], &t[b + 4], &t[b + 5]]);
                 for (c, vals) in o.iter().enumerate() {
                     let at = ((b + c) * s.c_in + ci) * nr + g * WG_LANES;
-                    v[at..at + WG_LANES].copy_from_slice(vals);
+                    // SAFETY: at + 16 <= 36 * c_in * nr <= v.len, in
+                    // channel ci, ours per the contract.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(vals.as_ptr(), v.ptr.get().add(at), WG_LANES)
+                    };
                 }
             }
         }
@@ -415,7 +544,7 @@ pub(crate) fn winograd_input_impl(
 /// clipping at the borders), transforms in registers.
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod wino_avx512 {
-    use super::{ConvShape, OutImage, TileChunk, WgOut, WG_IN, WG_LANES, WG_OUT, WG_XI};
+    use super::{ConvShape, OutImage, TileChunk, VBuf, WgOut, WG_IN, WG_LANES, WG_OUT, WG_XI};
     use crate::engine::cpu::activation::x86::apply_rows_avx512;
     use std::arch::x86_64::*;
 
@@ -523,14 +652,21 @@ pub(crate) mod wino_avx512 {
     /// # Safety
     /// The CPU supports AVX-512F and [`fits`] holds.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn input(s: &ConvShape, nr: usize, x: &[f32], tc: TileChunk, v: &mut [f32]) {
+    pub(super) unsafe fn input(
+        s: &ConvShape,
+        nr: usize,
+        x: &[f32],
+        tc: TileChunk,
+        v: VBuf,
+        cis: (usize, usize),
+    ) {
         let hw = s.h * s.w;
         let groups = nr / WG_LANES;
         let ln: Lanes<WG_XI> = lanes(tc, groups, (s.h, s.w), (s.pad_top, s.pad_left), WG_IN);
-        if x.len() < s.c_in * hw || v.len() < WG_XI * s.c_in * nr {
+        if x.len() < s.c_in * hw || v.len < WG_XI * s.c_in * nr {
             return;
         }
-        for ci in 0..s.c_in {
+        for ci in cis.0..cis.1.min(s.c_in) {
             let plane = x[ci * hw..].as_ptr();
             for g in 0..groups {
                 let base = _mm512_loadu_si512(ln.idx[g].as_ptr().cast());
@@ -560,8 +696,9 @@ pub(crate) mod wino_avx512 {
                     let o = bt6([t[b], t[b + 1], t[b + 2], t[b + 3], t[b + 4], t[b + 5]]);
                     for (c, val) in o.into_iter().enumerate() {
                         let at = ((b + c) * s.c_in + ci) * nr + g * WG_LANES;
-                        // SAFETY: at + 16 <= 36 * c_in * nr <= v.len().
-                        _mm512_storeu_ps(v.as_mut_ptr().add(at), val);
+                        // SAFETY: at + 16 <= 36 * c_in * nr <= v.len, in
+                        // channel ci, ours per the caller's contract.
+                        _mm512_storeu_ps(v.ptr.get().add(at), val);
                     }
                 }
             }
