@@ -702,6 +702,9 @@ mod tests {
             DecoderKind::YoloV8 => ([1, 4 + C, N], v8_tensor(&boxes, &cls)),
             DecoderKind::YoloV5 => ([1, N, 5 + C], v5_tensor(&boxes, &cls, &obj)),
             DecoderKind::End2End => unreachable!("end2end has its own tests"),
+            DecoderKind::YoloX | DecoderKind::YoloXDecoded => {
+                unreachable!("yolox has its own tests (yolox.rs, tests/exports.rs)")
+            }
         };
         let mut dec = Decoder::new(kind, &shape, Some(C), 0.25, 0.45, max_det, max_cand).unwrap();
         let mut out = dec.new_list();
