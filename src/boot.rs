@@ -672,7 +672,8 @@ pub fn boot(cfg: &Config, ov: &Overrides) -> Result<Pipeline, BootError> {
             cfg.model.iou_threshold as f64,
             cfg.model.max_detections,
             30_000,
-        )?;
+        )?
+        .with_input_size(backend.input_size())?;
         let labels = load_labels(cfg, &model, &meta, Some(d.num_classes()))?;
         (d, labels)
     };

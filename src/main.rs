@@ -1018,13 +1018,19 @@ fn check(
     let kinds: &[DecoderKind] = if meta.end2end == Some(true) {
         &[DecoderKind::End2End]
     } else {
-        &[DecoderKind::YoloV8, DecoderKind::YoloV5]
+        // A [1, N, 5+C] output with one box per grid cell is YOLOX's.
+        &[DecoderKind::YoloV8, DecoderKind::YoloX, DecoderKind::YoloV5]
+    };
+    let input_wh = match m.inputs().first().map(|i| &i.shape[..]) {
+        Some(&[_, _, h, w]) => [w, h],
+        _ => [0, 0],
     };
     let decoded = kinds.iter().find_map(|&k| {
         let classes = (k == DecoderKind::End2End)
             .then_some(end2end_classes)
             .flatten();
         Decoder::new(k, &out_shape, classes, 0.25, 0.45, 100, 30_000)
+            .and_then(|d| d.with_input_size(input_wh))
             .ok()
             .map(|d| (k, d))
     });
@@ -1036,6 +1042,9 @@ fn check(
                 DecoderKind::YoloV5 => "yolov5: [1, N, 5+C]",
                 DecoderKind::End2End =>
                     "end2end (YOLOv10, YOLO26): [1, N, 6] x1, y1, x2, y2, score, class; no NMS",
+                DecoderKind::YoloX | DecoderKind::YoloXDecoded =>
+                    "yolox (raw head) or yolox-decoded (boxes decoded in the graph), set it in \
+                     model.decoder: [1, N, 5+C], one box per cell of strides 8/16/32",
             },
             engine::tensor::shape_string(&out_shape),
             d.num_classes(),

@@ -1,11 +1,14 @@
 //! Real exporter output: YOLOv8 (static, and dynamic axes at opset 12 with
 //! the exporter's shape subgraphs), YOLO11, YOLOv5u, and the NMS-free
-//! end-to-end heads of YOLO26 and YOLOv10, exported by Ultralytics and run
-//! by onnxruntime (`scripts/gen_exports.py`). Ours must match onnxruntime
+//! end-to-end heads of YOLO26 and YOLOv10, exported by Ultralytics
+//! (`scripts/gen_exports.py`), and a small YOLOX, raw and decoded heads
+//! (`scripts/gen_yolox.py`), run by onnxruntime. Ours must match onnxruntime
 //! within 1e-4 relative to the output's magnitude (max |ours - ort| / max
 //! |ort|), on 1 and 2 threads. For the end-to-end `[1, N, 6]` rows, the
 //! same rows must be selected, in the same order up to near-ties (see
-//! `check_end2end`), with boxes held to the same 1e-4.
+//! `check_end2end`), with boxes held to the same 1e-4. For YOLOX, our
+//! decoder's detections must also match the numpy reference
+//! post-processing (on onnxruntime's output, and end to end on ours).
 //!
 //! Element-wise relative error is not the criterion: these random-weight
 //! models amplify float rounding (onnxruntime and PyTorch differ by up to
@@ -168,5 +171,111 @@ fn running_twice_without_refilling_inputs_gives_the_same_output() {
     for _ in 0..3 {
         m.run();
         assert_eq!(m.output(0), &first[..]);
+    }
+}
+
+#[test]
+fn yolox_raw_head_matches_onnxruntime() {
+    check("yolox-w0125-raw");
+}
+
+#[test]
+fn yolox_decoded_in_graph_matches_onnxruntime() {
+    check("yolox-w0125-decoded");
+}
+
+/// `[K, 6]` rows x1, y1, x2, y2, score, class: the fixture's reference
+/// detections (YOLOX's `postprocess` in numpy on onnxruntime's output, see
+/// `scripts/gen_yolox.py`), clipped to the 128x96 input as perceptd clips.
+fn yolox_reference(name: &str) -> Vec<[f32; 6]> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/exports")
+        .join(name);
+    let (_, t) = onnx::read_tensor_file(
+        &dir.join("test_data_set_0/detections.pb"),
+        &Limits::default(),
+    )
+    .unwrap();
+    t.as_f32()
+        .unwrap()
+        .chunks_exact(6)
+        .map(|r| {
+            let (x1, y1) = (r[0].clamp(0.0, 128.0), r[1].clamp(0.0, 96.0));
+            let (x2, y2) = (r[2].clamp(0.0, 128.0), r[3].clamp(0.0, 96.0));
+            [x1, y1, x2, y2, r[4], r[5]]
+        })
+        .collect()
+}
+
+/// perceptd's YOLOX decoder (conf 0.25, IoU 0.45, the reference's) on
+/// `output`; every detection must match an unused reference row of the
+/// same class within `score_tol` and `box_tol` pixels, and the counts must
+/// be equal. Returns the worst box and score differences.
+fn check_yolox_detections(
+    name: &str,
+    kind: perceptd::postprocess::DecoderKind,
+    output: &[f32],
+    score_tol: f32,
+    box_tol: f32,
+) -> (f32, f32) {
+    use perceptd::postprocess::{Decoder, LetterboxInfo};
+    let want = yolox_reference(name);
+    let mut dec = Decoder::new(kind, &[1, 252, 8], Some(3), 0.25, 0.45, 300, 30_000)
+        .and_then(|d| d.with_input_size([128, 96]))
+        .unwrap();
+    let mut out = dec.new_list();
+    dec.decode(output, &LetterboxInfo::identity(128, 96), &mut out)
+        .unwrap();
+    let got = out.as_slice();
+    assert_eq!(got.len(), want.len(), "{name}: detection count");
+    let mut used = vec![false; want.len()];
+    let (mut box_err, mut score_err) = (0f32, 0f32);
+    for (i, d) in got.iter().enumerate() {
+        let box_diff = |w: &[f32; 6]| {
+            (0..4)
+                .map(|k| (d.bbox[k] - w[k]).abs())
+                .fold(0f32, f32::max)
+        };
+        let j = (0..want.len())
+            .filter(|&j| !used[j] && want[j][5] == d.class_id as f32)
+            .filter(|&j| (want[j][4] - d.score).abs() <= score_tol && box_diff(&want[j]) <= box_tol)
+            .min_by(|&a, &b| box_diff(&want[a]).total_cmp(&box_diff(&want[b])))
+            .unwrap_or_else(|| panic!("{name}: detection {i} {d:?} matches no reference row"));
+        used[j] = true;
+        box_err = box_err.max(box_diff(&want[j]));
+        score_err = score_err.max((want[j][4] - d.score).abs());
+    }
+    (box_err, score_err)
+}
+
+/// The decoder alone on onnxruntime's own output: the same detections as
+/// the numpy reference, to float rounding (exp and the IoU's order of
+/// operations).
+#[test]
+fn yolox_decoder_on_onnxruntime_output_matches_the_reference() {
+    use perceptd::postprocess::DecoderKind;
+    for (name, kind) in [
+        ("yolox-w0125-raw", DecoderKind::YoloX),
+        ("yolox-w0125-decoded", DecoderKind::YoloXDecoded),
+    ] {
+        let (_, _, want) = case(name);
+        let (b, s) = check_yolox_detections(name, kind, want.as_f32().unwrap(), 1e-6, 1e-3);
+        println!("{name}: decoder on onnxruntime's output: max box diff {b:.2e} px, score {s:.2e}");
+    }
+}
+
+/// End to end: our engine on the fixture input, then our decoder, against
+/// onnxruntime + the numpy reference post-processing.
+#[test]
+fn yolox_engine_and_decoder_match_onnxruntime_and_the_reference() {
+    use perceptd::postprocess::DecoderKind;
+    for (name, kind) in [
+        ("yolox-w0125-raw", DecoderKind::YoloX),
+        ("yolox-w0125-decoded", DecoderKind::YoloXDecoded),
+    ] {
+        let (model, input, _) = case(name);
+        let outs = infer_once(&model, std::slice::from_ref(&input), 2, &Limits::default()).unwrap();
+        let (b, s) = check_yolox_detections(name, kind, outs[0].1.as_f32().unwrap(), 1e-4, 0.02);
+        println!("{name}: engine + decoder: max box diff {b:.2e} px, score {s:.2e}");
     }
 }

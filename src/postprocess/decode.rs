@@ -18,6 +18,7 @@
 //! allocate at boot; [`Decoder::decode`], [`DecodeStage`] and the list's
 //! methods never allocate. Called from the postprocess thread.
 
+use super::yolox::{self, Grid};
 use super::{DetectionList, FrameCtx, PostprocessError, Stage};
 use crate::config::Choice;
 use crate::frame::Detection;
@@ -90,6 +91,13 @@ pub enum DecoderKind {
     /// `non_max_suppression` does for such outputs. The class count is not
     /// in the shape: it comes from the labels.
     End2End,
+    /// YOLOX raw head (`decode_in_inference = False`, Autoware's
+    /// `tensorrt_yolox` input): `[1, N, 5+C]` grid offsets tx, ty, log w,
+    /// log h, objectness, C class probabilities; see `yolox.rs`.
+    YoloX,
+    /// YOLOX decoded in the graph (`decode_in_inference = True`):
+    /// `[1, N, 5+C]` cx, cy, w, h in input pixels, objectness, classes.
+    YoloXDecoded,
 }
 
 impl DecoderKind {
@@ -98,6 +106,8 @@ impl DecoderKind {
             DecoderKind::YoloV8 => "[1, 4+C, N]",
             DecoderKind::YoloV5 => "[1, N, 5+C]",
             DecoderKind::End2End => "[1, N, 6]",
+            DecoderKind::YoloX => "[1, N, 5+C] (tx, ty, tw, th on the stride 8/16/32 grid)",
+            DecoderKind::YoloXDecoded => "[1, N, 5+C]",
         }
     }
 
@@ -105,7 +115,7 @@ impl DecoderKind {
     fn box_fields(self) -> usize {
         match self {
             DecoderKind::YoloV8 => 4,
-            DecoderKind::YoloV5 => 5,
+            DecoderKind::YoloV5 | DecoderKind::YoloX | DecoderKind::YoloXDecoded => 5,
             DecoderKind::End2End => 6,
         }
     }
@@ -126,15 +136,15 @@ pub struct DecodeStats {
 
 /// A box that passed the threshold, in model-input coordinates.
 #[derive(Debug, Clone, Copy, Default)]
-struct Candidate {
+pub(super) struct Candidate {
     /// `[x1, y1, x2, y2]` as the model gave it.
-    bbox: [f32; 4],
+    pub(super) bbox: [f32; 4],
     /// `bbox` shifted by `class * CLASS_OFFSET`, and its area: the values
     /// the reference computes IoU on.
     nms_box: [f32; 4],
     nms_area: f32,
-    score: f32,
-    class: u32,
+    pub(super) score: f32,
+    pub(super) class: u32,
 }
 
 /// Decodes one detector head; every buffer it needs is allocated in `new`.
@@ -156,6 +166,8 @@ pub struct Decoder {
     cands: Vec<Candidate>,
     order: Vec<u32>,
     suppressed: Vec<bool>,
+    /// The YOLOX raw head's grid (`with_input_size`).
+    grid: Option<Grid>,
 }
 
 impl Decoder {
@@ -218,7 +230,18 @@ impl Decoder {
             cands: vec![Candidate::default(); anchors],
             order: vec![0; anchors],
             suppressed: vec![false; anchors],
+            grid: None,
         })
+    }
+
+    /// Boot: the model input `[width, height]`, from which the YOLOX raw
+    /// head's grid is built (checked against the output's anchor count
+    /// first); the other heads do not need it and ignore it.
+    pub fn with_input_size(mut self, input: [usize; 2]) -> Result<Decoder, PostprocessError> {
+        if self.kind == DecoderKind::YoloX {
+            self.grid = Some(Grid::new(input, self.anchors)?);
+        }
+        Ok(self)
     }
 
     pub fn kind(&self) -> DecoderKind {
@@ -272,6 +295,15 @@ impl Decoder {
             DecoderKind::YoloV8 => self.gather_v8(output),
             DecoderKind::YoloV5 => self.gather_v5(output),
             DecoderKind::End2End => return Ok(self.decode_end2end(output, letterbox, out)),
+            DecoderKind::YoloX => {
+                let grid = self.grid.as_ref().ok_or(PostprocessError::NoGrid)?;
+                let (c, conf) = (self.num_classes, self.conf_threshold);
+                yolox::gather(output, c, conf, Some(grid), &mut self.cands)
+            }
+            DecoderKind::YoloXDecoded => {
+                let (c, conf) = (self.num_classes, self.conf_threshold);
+                yolox::gather(output, c, conf, None, &mut self.cands)
+            }
         };
         let mut stats = DecodeStats {
             candidates: n,
@@ -440,7 +472,7 @@ impl Decoder {
     }
 }
 
-fn candidate(cx: f32, cy: f32, w: f32, h: f32, score: f32, class: u32) -> Candidate {
+pub(super) fn candidate(cx: f32, cy: f32, w: f32, h: f32, score: f32, class: u32) -> Candidate {
     let (dw, dh) = (w / 2.0, h / 2.0);
     let bbox = [cx - dw, cy - dh, cx + dw, cy + dh];
     let off = class as f32 * CLASS_OFFSET;
@@ -492,7 +524,9 @@ fn check_shape(
     let fields = kind.box_fields();
     let (channels, anchors) = match kind {
         DecoderKind::YoloV8 => (shape[1], shape[2]),
-        DecoderKind::YoloV5 => (shape[2], shape[1]),
+        DecoderKind::YoloV5 | DecoderKind::YoloX | DecoderKind::YoloXDecoded => {
+            (shape[2], shape[1])
+        }
         DecoderKind::End2End => {
             if shape[2] != 6 {
                 return Err(bad(format!(" ({} values per row, not 6)", shape[2])));
@@ -529,7 +563,9 @@ fn check_shape(
         // opposite.
         None if anchors < channels => {
             let other = match kind {
-                DecoderKind::YoloV5 => "yolov8 [1, 4+C, N]",
+                DecoderKind::YoloV5 | DecoderKind::YoloX | DecoderKind::YoloXDecoded => {
+                    "yolov8 [1, 4+C, N]"
+                }
                 _ => "yolov5 [1, N, 5+C]",
             };
             Err(bad(format!(
@@ -666,6 +702,9 @@ mod tests {
             DecoderKind::YoloV8 => ([1, 4 + C, N], v8_tensor(&boxes, &cls)),
             DecoderKind::YoloV5 => ([1, N, 5 + C], v5_tensor(&boxes, &cls, &obj)),
             DecoderKind::End2End => unreachable!("end2end has its own tests"),
+            DecoderKind::YoloX | DecoderKind::YoloXDecoded => {
+                unreachable!("yolox has its own tests (yolox.rs, tests/exports.rs)")
+            }
         };
         let mut dec = Decoder::new(kind, &shape, Some(C), 0.25, 0.45, max_det, max_cand).unwrap();
         let mut out = dec.new_list();

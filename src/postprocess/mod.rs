@@ -22,6 +22,7 @@ mod decode;
 mod ground;
 mod labels;
 pub mod track;
+mod yolox;
 
 pub use decode::{DecodeStage, DecodeStats, Decoder, DecoderKind};
 pub use ground::GroundStage;
@@ -58,6 +59,10 @@ pub enum PostprocessError {
     /// Frame path: the output slice handed to `decode` has the wrong length.
     #[error("model output has {got} values but the decoder was built for {expected}")]
     OutputLen { expected: usize, got: usize },
+
+    /// Frame path: a `yolox` decoder built without the model input size.
+    #[error("decoder yolox needs the model input size for its grid (Decoder::with_input_size)")]
+    NoGrid,
 }
 
 /// A fixed-capacity list of detections allocated at boot. Pushing past the
