@@ -115,10 +115,7 @@ fn identical_pixels_give_identical_detections() {
 }
 
 fn perceptd(args: &[&str]) -> std::process::Output {
-    common::perceptd()
-        .args(args)
-        .output()
-        .unwrap()
+    common::perceptd().args(args).output().unwrap()
 }
 
 #[test]
