@@ -38,7 +38,7 @@
 
 use super::fox_msg::{self, Encoder, Messages};
 use super::http::lock;
-use super::server::Clients;
+use super::server::{Clients, Server};
 use super::viewer::{Look, Pictures, Shot, View, Viewed};
 use super::{OutputContext, OutputError};
 use serde::Deserialize;
@@ -96,28 +96,7 @@ fn d_quality() -> u8 {
 impl FoxgloveConfig {
     /// What is wrong with the table, as (field, value, why).
     pub fn problem(&self) -> Option<(&'static str, String, String)> {
-        if self.listen.parse::<SocketAddr>().is_err() {
-            return Some((
-                "listen",
-                format!("\"{}\"", self.listen),
-                "expected IP:PORT (e.g. \"127.0.0.1:8765\")".into(),
-            ));
-        }
-        if !(1..=64).contains(&self.max_clients) {
-            return Some((
-                "max_clients",
-                self.max_clients.to_string(),
-                "expected 1..=64".into(),
-            ));
-        }
-        if !(1..=100).contains(&self.quality) {
-            return Some((
-                "quality",
-                self.quality.to_string(),
-                "expected 1..=100".into(),
-            ));
-        }
-        None
+        super::server::problem(&self.listen, self.max_clients, self.quality, DEFAULT_LISTEN)
     }
 }
 
@@ -142,7 +121,8 @@ struct Shared {
 /// bound port) for the viewer thread it shares with the other outputs
 /// that show pixels ([`super::viewer::spawn`]).
 pub fn open(cfg: &FoxgloveConfig, ctx: &OutputContext) -> Result<Viewed, OutputError> {
-    let (listener, addr) = super::server::bind(&cfg.listen, "foxglove")?;
+    let server = Server::bind(&cfg.listen, "foxglove", cfg.max_clients)?;
+    let addr = server.addr;
     if addr.ip().is_loopback() {
         log::info!("foxglove: WebSocket server on ws://{addr} (loopback only)");
     } else {
@@ -155,23 +135,19 @@ pub fn open(cfg: &FoxgloveConfig, ctx: &OutputContext) -> Result<Viewed, OutputE
     let encoder = Encoder::new(&ctx.labels, ctx.calibration.clone());
     let count = encoder.channels();
     let frame_guess = desc.width * desc.height;
-    let clients = Arc::new(Clients::new(cfg.max_clients));
     let shared = Arc::new(Shared {
         latest: Mutex::new(Latest {
             seq: 0,
             msgs: Messages::new(count, frame_guess),
         }),
-        clients: Arc::clone(&clients),
+        clients: Arc::clone(&server.clients),
         server_info: server_info(),
         advertise: advertise(count),
         count,
     });
     let accept = {
         let shared = Arc::clone(&shared);
-        super::server::spawn_accept(
-            listener,
-            clients,
-            cfg.max_clients,
+        server.start(
             "fox",
             b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n\
               Connection: close\r\n\r\ntoo many clients\n",
@@ -180,11 +156,7 @@ pub fn open(cfg: &FoxgloveConfig, ctx: &OutputContext) -> Result<Viewed, OutputE
                 Ok(()) => log::info!("foxglove: client {peer} left"),
                 Err(e) => log::info!("foxglove: client {peer} dropped: {e}"),
             },
-        )
-        .map_err(|e| OutputError::Open {
-            target: format!("foxglove listen = \"{}\"", cfg.listen),
-            msg: format!("cannot start the accept thread: {e}"),
-        })?
+        )?
     };
     let view = FoxView {
         shared,

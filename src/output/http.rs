@@ -35,7 +35,7 @@
 
 use super::draw::Canvas;
 use super::json::{num, write_line};
-use super::server::Clients;
+use super::server::{Clients, Server};
 use super::viewer::{Look, Pictures, Shot, View, Viewed};
 use super::{OutputContext, OutputError};
 use crate::frame::FrameRecord;
@@ -99,28 +99,7 @@ fn d_quality() -> u8 {
 impl HttpConfig {
     /// What is wrong with the table, as (field, value, why).
     pub fn problem(&self) -> Option<(&'static str, String, String)> {
-        if self.listen.parse::<SocketAddr>().is_err() {
-            return Some((
-                "listen",
-                format!("\"{}\"", self.listen),
-                "expected IP:PORT (e.g. \"127.0.0.1:8090\")".into(),
-            ));
-        }
-        if !(1..=64).contains(&self.max_clients) {
-            return Some((
-                "max_clients",
-                self.max_clients.to_string(),
-                "expected 1..=64".into(),
-            ));
-        }
-        if !(1..=100).contains(&self.quality) {
-            return Some((
-                "quality",
-                self.quality.to_string(),
-                "expected 1..=100".into(),
-            ));
-        }
-        None
+        super::server::problem(&self.listen, self.max_clients, self.quality, DEFAULT_LISTEN)
     }
 }
 
@@ -146,7 +125,8 @@ struct Shared {
 /// bound port) for the viewer thread it shares with the other outputs
 /// that show pixels ([`super::viewer::spawn`]).
 pub fn open(cfg: &HttpConfig, ctx: &OutputContext) -> Result<Viewed, OutputError> {
-    let (listener, addr) = super::server::bind(&cfg.listen, "http")?;
+    let server = Server::bind(&cfg.listen, "http", cfg.max_clients)?;
+    let addr = server.addr;
     if addr.ip().is_loopback() {
         log::info!("http: live view on http://{addr}/ (loopback only)");
     } else {
@@ -157,7 +137,6 @@ pub fn open(cfg: &HttpConfig, ctx: &OutputContext) -> Result<Viewed, OutputError
     }
     let desc = ctx.desc;
     let frame_guess = desc.width * desc.height;
-    let clients = Arc::new(Clients::new(cfg.max_clients));
     let shared = Arc::new(Shared {
         latest: Mutex::new(Latest {
             seq: 0,
@@ -166,14 +145,11 @@ pub fn open(cfg: &HttpConfig, ctx: &OutputContext) -> Result<Viewed, OutputError
         }),
         fresh: Condvar::new(),
         skipped: Arc::new(AtomicU64::new(0)),
-        clients: Arc::clone(&clients),
+        clients: Arc::clone(&server.clients),
     });
     let accept = {
         let shared = Arc::clone(&shared);
-        super::server::spawn_accept(
-            listener,
-            clients,
-            cfg.max_clients,
+        server.start(
             "http",
             b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n\
               Connection: close\r\n\r\ntoo many viewers\n",
@@ -181,11 +157,7 @@ pub fn open(cfg: &HttpConfig, ctx: &OutputContext) -> Result<Viewed, OutputError
             move |s, _| {
                 let _ = serve(s, &shared);
             },
-        )
-        .map_err(|e| OutputError::Open {
-            target: format!("http listen = \"{}\"", cfg.listen),
-            msg: format!("cannot start the accept thread: {e}"),
-        })?
+        )?
     };
     let skipped = Arc::clone(&shared.skipped);
     let view = HttpView {
