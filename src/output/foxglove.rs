@@ -42,7 +42,7 @@ use super::server::{Clients, Server};
 use super::viewer::{Look, Pictures, Shot, View, Viewed};
 use super::{OutputContext, OutputError};
 use serde::Deserialize;
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
