@@ -169,6 +169,29 @@ pub fn apply_thread_policy(name: &str, p: ThreadPolicy, stack_kib: usize) {
     }
 }
 
+/// Nice value of the threads that only serve viewers ([`background`]).
+pub const BACKGROUND_NICE: i32 = 19;
+
+/// Lowers the calling thread to nice [`BACKGROUND_NICE`]: threads that
+/// serve viewers (the live viewer thread, the live view's and the Foxglove
+/// server's client threads) then get only the CPU the pipeline threads
+/// leave, instead of preempting capture, inference and postprocess on a
+/// small machine. Raising niceness needs no privilege; a failure is one
+/// warning. Boot (thread start).
+pub fn background(name: &str) {
+    // SAFETY: gettid takes no arguments and cannot fail.
+    let tid = unsafe { libc::syscall(libc::SYS_gettid) };
+    // SAFETY: setpriority on our own thread id (Linux: PRIO_PROCESS with a
+    // thread id sets that thread only).
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, BACKGROUND_NICE) };
+    if rc != 0 {
+        log::warn!(
+            "{name} thread: cannot lower its priority to nice {BACKGROUND_NICE}: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

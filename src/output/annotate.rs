@@ -19,16 +19,17 @@
 //! viewer thread keeps up with, and the frames skipped are counted
 //! (`would block` in the output's summary line).
 //!
-//! Allocation: [`AnnotateOutput::open`] (boot) opens the file or starts
-//! the child, allocates the frame copies, the canvas and the YUV buffer.
+//! Allocation: [`open`] (boot) opens the file or starts the child and
+//! allocates the YUV buffer; the frame copies and canvases are its viewer
+//! thread's (its own, apart from the JPEG outputs', so it keeps normal
+//! priority in lockstep and never shares a thread that allocates).
 //! `publish` (frame path) copies the frame into a shot and never
 //! allocates. The viewer thread allocates nothing per frame: writes go
 //! from the canvas (or the boot-allocated YUV buffer) straight to the file
 //! or pipe.
 
-use super::draw::{Canvas, Overlay};
-use super::viewer::{Drawing, Shot, View, Viewer};
-use super::{FrameView, Output, OutputContext, OutputError, OutputStats};
+use super::viewer::{Look, Pictures, Shot, View, Viewed};
+use super::{OutputContext, OutputError};
 use crate::ffmpeg::FfmpegChild;
 use serde::Deserialize;
 use std::ffi::OsStr;
@@ -98,70 +99,60 @@ pub const FFMPEG_GRACE: Duration = Duration::from_secs(5);
 /// what is left for flushing its encoder and is killed (and reaped) after.
 pub const STOP_GRACE: Duration = Duration::from_millis(500);
 
-/// The annotated video output.
-pub struct AnnotateOutput {
-    name: String,
-    viewer: Viewer,
-    stats: OutputStats,
+/// Boot: opens the file (or starts ffmpeg on it); returns the view (named
+/// `annotate:PATH`) for its own viewer thread ([`super::viewer::spawn`]).
+pub fn open(cfg: &AnnotateConfig, ctx: &OutputContext) -> Result<Viewed, OutputError> {
+    let open_err = |msg: String| OutputError::Open {
+        target: format!("annotate path {}", cfg.path.display()),
+        msg,
+    };
+    let desc = ctx.desc;
+    // Created here for both kinds, so an unwritable path fails at boot
+    // with the OS's reason (ffmpeg would only fail later).
+    let file = File::create(&cfg.path).map_err(|e| open_err(e.to_string()))?;
+    let video = if cfg.is_y4m() {
+        Video::Y4m(Y4mWriter::new(file, desc.width, desc.height, cfg.fps).map_err(open_err)?)
+    } else {
+        drop(file);
+        Video::Ffmpeg(
+            FfmpegWriter::spawn(&cfg.path, desc.width, desc.height, cfg.fps).map_err(open_err)?,
+        )
+    };
+    Ok(Viewed {
+        name: format!("annotate:{}", cfg.path.display()),
+        view: Box::new(AnnotateView {
+            look: Look::Annotated { grid: cfg.grid },
+            video,
+        }),
+        skipped: None,
+    })
 }
 
-impl AnnotateOutput {
-    /// Boot: opens the file (or starts ffmpeg on it) and the viewer thread.
-    pub fn open(cfg: &AnnotateConfig, ctx: &OutputContext) -> Result<AnnotateOutput, OutputError> {
-        let name = format!("annotate:{}", cfg.path.display());
-        let open_err = |msg: String| OutputError::Open {
-            target: format!("annotate path {}", cfg.path.display()),
-            msg,
-        };
-        let desc = ctx.desc;
-        // Created here for both kinds, so an unwritable path fails at boot
-        // with the OS's reason (ffmpeg would only fail later).
-        let file = File::create(&cfg.path).map_err(|e| open_err(e.to_string()))?;
-        let view: Box<dyn View> = if cfg.is_y4m() {
-            Box::new(Y4mWriter::new(file, desc.width, desc.height, cfg.fps).map_err(open_err)?)
-        } else {
-            drop(file);
-            Box::new(
-                FfmpegWriter::spawn(&cfg.path, desc.width, desc.height, cfg.fps)
-                    .map_err(open_err)?,
-            )
-        };
-        let overlay = match (&ctx.calibration, cfg.grid) {
-            (Some(c), true) => Overlay::new(c),
-            _ => Overlay::none(),
-        };
-        let drawing = Drawing {
-            labels: ctx.labels.clone(),
-            overlay,
-            draw: true,
-        };
-        let viewer = Viewer::spawn(&name, desc, ctx.max_detections, ctx.lockstep, drawing, view)
-            .map_err(|e| open_err(format!("cannot start the viewer thread: {e}")))?;
-        Ok(AnnotateOutput {
-            name,
-            viewer,
-            stats: OutputStats::default(),
-        })
-    }
+/// Where the annotated frames go.
+enum Video {
+    Y4m(Y4mWriter<File>),
+    Ffmpeg(FfmpegWriter),
 }
 
-impl Output for AnnotateOutput {
-    fn name(&self) -> &str {
-        &self.name
+/// The viewer-thread side: each frame drawn and written. Never allocates.
+struct AnnotateView {
+    look: Look,
+    video: Video,
+}
+
+impl View for AnnotateView {
+    fn show(&mut self, pics: &mut Pictures, shot: &Shot) -> Result<(), String> {
+        let canvas = pics.canvas(self.look, shot);
+        match &mut self.video {
+            Video::Y4m(w) => w.write_rgb(&canvas.rgb).map_err(|e| e.to_string()),
+            Video::Ffmpeg(f) => f.write(&canvas.rgb),
+        }
     }
 
-    /// Frame path: never allocates; waits for the viewer only in lockstep.
-    fn publish(&mut self, frame: &FrameView<'_>) -> Result<(), OutputError> {
-        self.viewer.offer(frame, &mut self.stats)
-    }
-
-    fn stats(&self) -> &OutputStats {
-        &self.stats
-    }
-
-    fn finish(&mut self) {
-        if let Err(e) = self.viewer.finish() {
-            log::error!("{e}");
+    fn end(&mut self) -> Result<(), String> {
+        match &mut self.video {
+            Video::Y4m(w) => w.flush().map_err(|e| e.to_string()),
+            Video::Ffmpeg(f) => f.close(FFMPEG_GRACE),
         }
     }
 }
@@ -217,16 +208,6 @@ impl<W: Write> Y4mWriter<W> {
     }
 }
 
-impl<W: Write + Send + 'static> View for Y4mWriter<W> {
-    fn show(&mut self, canvas: &Canvas, _: &Shot) -> Result<(), String> {
-        self.write_rgb(&canvas.rgb).map_err(|e| e.to_string())
-    }
-
-    fn end(&mut self) -> Result<(), String> {
-        self.flush().map_err(|e| e.to_string())
-    }
-}
-
 /// An `ffmpeg` child ([`FfmpegChild`]) encoding raw RGB frames from its
 /// stdin into a file.
 struct FfmpegWriter {
@@ -276,6 +257,19 @@ impl FfmpegWriter {
         })
     }
 
+    /// One frame of packed RGB to ffmpeg. Never allocates (an error does).
+    fn write(&mut self, rgb: &[u8]) -> Result<(), String> {
+        let Some(stdin) = &mut self.stdin else {
+            return Err("ffmpeg's input is closed".into());
+        };
+        if let Err(e) = stdin.write_all(rgb) {
+            // ffmpeg has gone or refuses: reap it and say why.
+            let why = self.close(Duration::ZERO).err().unwrap_or_default();
+            return Err(format!("writing to ffmpeg: {e} {why}"));
+        }
+        Ok(())
+    }
+
     /// Closes ffmpeg's input and waits up to `grace` for it to finish the
     /// file ([`STOP_GRACE`] at most once a stop is requested, so the run
     /// still ends within a second); kills it after that. The child is
@@ -306,24 +300,6 @@ impl FfmpegWriter {
                 ))
             }
         }
-    }
-}
-
-impl View for FfmpegWriter {
-    fn show(&mut self, canvas: &Canvas, _: &Shot) -> Result<(), String> {
-        let Some(stdin) = &mut self.stdin else {
-            return Err("ffmpeg's input is closed".into());
-        };
-        if let Err(e) = stdin.write_all(&canvas.rgb) {
-            // ffmpeg has gone or refuses: reap it and say why.
-            let why = self.close(Duration::ZERO).err().unwrap_or_default();
-            return Err(format!("writing to ffmpeg: {e} {why}"));
-        }
-        Ok(())
-    }
-
-    fn end(&mut self) -> Result<(), String> {
-        self.close(FFMPEG_GRACE)
     }
 }
 

@@ -33,11 +33,12 @@
 //!
 //! Allocation: [`Encoder::new`] and [`schema`] allocate (boot). On the
 //! viewer thread, [`Encoder::encode`] writes into the [`Messages`]
-//! buffers and its JPEG buffer, which grow to the largest frame seen and
-//! are then reused; the JPEG encoder allocates its working buffers per
-//! frame (stated by the outputs as side-thread allocations).
+//! buffers, which grow to the largest frame seen and are then reused; the
+//! JPEG it is given comes from the viewer thread's
+//! [`super::viewer::Pictures`] (encoded once per frame for the MCAP
+//! recorder and the Foxglove server together).
 
-use super::draw::{Canvas, PALETTE};
+use super::draw::PALETTE;
 use super::viewer::Shot;
 use crate::calibration::Calibration;
 use crate::frame::Detection;
@@ -288,8 +289,6 @@ impl Messages {
 
 /// Writes a frame's messages (viewer thread).
 pub struct Encoder {
-    quality: u8,
-    jpeg: Vec<u8>,
     calibration: Option<Calibration>,
     /// `vehicle` -> `camera_optical` as (translation, quaternion x y z w).
     mount: Option<([f64; 3], [f64; 4])>,
@@ -299,7 +298,7 @@ pub struct Encoder {
 
 impl Encoder {
     /// Boot.
-    pub fn new(quality: u8, labels: &Labels, calibration: Option<Calibration>) -> Encoder {
+    pub fn new(labels: &Labels, calibration: Option<Calibration>) -> Encoder {
         let mount = calibration.as_ref().map(|c| {
             let t = c.translation();
             let q = UnitQuaternion::from_rotation_matrix(&Rotation3::from_matrix_unchecked(
@@ -308,8 +307,6 @@ impl Encoder {
             ([t.x, t.y, t.z], [q.i, q.j, q.k, q.w])
         });
         Encoder {
-            quality,
-            jpeg: Vec::new(),
             calibration,
             mount,
             names: labels
@@ -325,15 +322,9 @@ impl Encoder {
         channels(self.calibration.is_some())
     }
 
-    /// Encodes the canvas (the camera frame, not annotated) as JPEG and
-    /// writes every channel's message for `shot` into `out`.
-    pub fn encode(
-        &mut self,
-        canvas: &Canvas,
-        shot: &Shot,
-        out: &mut Messages,
-    ) -> Result<(), String> {
-        super::http::encode_jpeg(canvas, self.quality, &mut self.jpeg)?;
+    /// Writes every channel's message for `shot` into `out`, with `jpeg`
+    /// (the camera frame, not annotated) as the image.
+    pub fn encode(&self, jpeg: &[u8], shot: &Shot, out: &mut Messages) -> Result<(), String> {
         let r = &shot.record;
         let t = r.source_ns.unwrap_or(r.capture_ns);
         out.time_ns = t;
@@ -347,7 +338,7 @@ impl Encoder {
             r#"{{"timestamp":{ts},"frame_id":"{CAMERA_FRAME}","format":"jpeg","data":""#
         )
         .map_err(io)?;
-        base64(b, &self.jpeg);
+        base64(b, jpeg);
         b.extend_from_slice(b"\"}");
 
         let b = &mut out.data[ANNOTATIONS];
@@ -573,6 +564,7 @@ pub fn base64(out: &mut Vec<u8>, data: &[u8]) {
 mod tests {
     use super::*;
     use crate::frame::{FrameDesc, FrameRecord, PixelFormat};
+    use crate::output::draw::Canvas;
 
     #[test]
     fn base64_matches_rfc4648_vectors() {
@@ -598,7 +590,7 @@ mod tests {
             assert_eq!(s["title"], c.schema_name);
         }
         let labels = Labels::from_names(vec!["car \"x\"".into()]).unwrap();
-        let mut enc = Encoder::new(80, &labels, Some(Calibration::front_camera()));
+        let enc = Encoder::new(&labels, Some(Calibration::front_camera()));
         let desc = FrameDesc {
             format: PixelFormat::Rgb24,
             width: 64,
@@ -625,7 +617,9 @@ mod tests {
             dets,
         };
         let mut m = Messages::new(enc.channels(), 1024);
-        enc.encode(&canvas, &shot, &mut m).unwrap();
+        let mut jpeg = Vec::new();
+        crate::output::http::encode_jpeg(&canvas, 80, &mut jpeg).unwrap();
+        enc.encode(&jpeg, &shot, &mut m).unwrap();
         assert_eq!(m.time_ns, 2_500_000_001);
         let v: Vec<serde_json::Value> = m
             .data

@@ -13,16 +13,19 @@
 //!
 //! Threads and queues: the frame path copies frames into the viewer's
 //! boot-allocated shots ([`super::viewer`]: bounded, latest wins, never
-//! waits, even in lockstep replay). The viewer thread encodes the frame's
+//! waits on a live source). On the viewer thread, shared with the live
+//! view and the MCAP recorder, the view takes the camera JPEG (encoded
+//! once per frame for every view asking for the same quality: the MCAP
+//! recorder's too) while a client is connected, encodes the frame's
 //! messages and swaps them into the one shared "latest" slot under a
-//! mutex that only it and the client threads take. One `fox-accept`
-//! thread accepts at most `max_clients` clients (more are refused with an
-//! HTTP 503), one thread each; a client takes the newest frame whenever it
-//! is ready for one, so a slow client gets fewer frames and slows nobody;
-//! a client whose socket stays full for [`WRITE_TIMEOUT`] is dropped; a
-//! client that goes is cleaned up (its thread ends, its socket is
-//! forgotten). At the end of the run every socket is shut down and every
-//! thread joined.
+//! mutex that only it and the client threads take. The accept thread and
+//! one thread per client ([`super::server`], at most `max_clients`, more
+//! are refused with an HTTP 503): a client takes the newest frame whenever
+//! it is ready for one, so a slow client gets fewer frames and slows
+//! nobody; a client whose socket stays full for [`WRITE_TIMEOUT`] is
+//! dropped; a client that goes is cleaned up (its thread ends, its socket
+//! is forgotten). At the end of the run every socket is shut down and
+//! every thread joined.
 //!
 //! Allocation: boot binds the socket, builds the `advertise` message and
 //! allocates the frame copies. The frame path allocates nothing. Stated
@@ -33,15 +36,13 @@
 //! and, per frame sent, one `messageData` buffer per subscribed channel
 //! (the latest frame only: at most one frame's messages per client).
 
-use super::draw::{Canvas, Overlay};
 use super::fox_msg::{self, Encoder, Messages};
 use super::http::lock;
-use super::viewer::{Drawing, Shot, View, Viewer};
-use super::{FrameView, Output, OutputContext, OutputError, OutputStats};
+use super::server::{Clients, Server};
+use super::viewer::{Look, Pictures, Shot, View, Viewed};
+use super::{OutputContext, OutputError};
 use serde::Deserialize;
-use std::io::Write;
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -95,28 +96,7 @@ fn d_quality() -> u8 {
 impl FoxgloveConfig {
     /// What is wrong with the table, as (field, value, why).
     pub fn problem(&self) -> Option<(&'static str, String, String)> {
-        if self.listen.parse::<SocketAddr>().is_err() {
-            return Some((
-                "listen",
-                format!("\"{}\"", self.listen),
-                "expected IP:PORT (e.g. \"127.0.0.1:8765\")".into(),
-            ));
-        }
-        if !(1..=64).contains(&self.max_clients) {
-            return Some((
-                "max_clients",
-                self.max_clients.to_string(),
-                "expected 1..=64".into(),
-            ));
-        }
-        if !(1..=100).contains(&self.quality) {
-            return Some((
-                "quality",
-                self.quality.to_string(),
-                "expected 1..=100".into(),
-            ));
-        }
-        None
+        super::server::problem(&self.listen, self.max_clients, self.quality, DEFAULT_LISTEN)
     }
 }
 
@@ -129,127 +109,67 @@ struct Latest {
 
 struct Shared {
     latest: Mutex<Latest>,
-    stop: AtomicBool,
-    clients: AtomicUsize,
-    /// Open client sockets, shut down at the end to unblock their threads.
-    sockets: Mutex<Vec<(u64, TcpStream)>>,
+    clients: Arc<Clients>,
     server_info: String,
     advertise: String,
     /// Channels advertised (ids 1..=count, in [`fox_msg::ALL`] order).
     count: usize,
 }
 
-/// The Foxglove WebSocket output.
-pub struct FoxgloveOutput {
-    name: String,
-    addr: SocketAddr,
-    viewer: Viewer,
-    stats: OutputStats,
-}
-
-impl FoxgloveOutput {
-    /// Boot: binds `listen` (a port in use fails here), starts the accept
-    /// thread and the viewer thread.
-    pub fn open(cfg: &FoxgloveConfig, ctx: &OutputContext) -> Result<FoxgloveOutput, OutputError> {
-        let open_err = |msg: String| OutputError::Open {
-            target: format!("foxglove listen = \"{}\"", cfg.listen),
-            msg,
-        };
-        let addr: SocketAddr = cfg
-            .listen
-            .parse()
-            .map_err(|e| open_err(format!("expected IP:PORT ({e})")))?;
-        let listener = TcpListener::bind(addr).map_err(|e| open_err(e.to_string()))?;
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| open_err(e.to_string()))?;
-        let addr = listener.local_addr().map_err(|e| open_err(e.to_string()))?;
-        if addr.ip().is_loopback() {
-            log::info!("foxglove: WebSocket server on ws://{addr} (loopback only)");
-        } else {
-            log::warn!(
-                "foxglove: WebSocket server on ws://{addr} on a non-loopback address, as \
-                 configured: anyone who reaches it can watch"
-            );
-        }
-        let desc = ctx.desc;
-        let encoder = Encoder::new(cfg.quality, &ctx.labels, ctx.calibration.clone());
-        let count = encoder.channels();
-        let frame_guess = desc.width * desc.height;
-        let shared = Arc::new(Shared {
-            latest: Mutex::new(Latest {
-                seq: 0,
-                msgs: Messages::new(count, frame_guess),
-            }),
-            stop: AtomicBool::new(false),
-            clients: AtomicUsize::new(0),
-            sockets: Mutex::new(Vec::with_capacity(cfg.max_clients)),
-            server_info: server_info(),
-            advertise: advertise(count),
-            count,
-        });
-        let accept = {
-            let shared = Arc::clone(&shared);
-            let max = cfg.max_clients;
-            std::thread::Builder::new()
-                .name("fox-accept".into())
-                .spawn(move || accept_loop(&listener, &shared, max))
-                .map_err(|e| open_err(format!("cannot start the accept thread: {e}")))?
-        };
-        let view = FoxView {
-            shared,
-            accept: Some(accept),
-            encoder,
+/// Boot: binds `listen` (a port in use fails here), starts the accept
+/// thread; returns the server's [`View`] (named `foxglove:ADDR`, with the
+/// bound port) for the viewer thread it shares with the other outputs
+/// that show pixels ([`super::viewer::spawn`]).
+pub fn open(cfg: &FoxgloveConfig, ctx: &OutputContext) -> Result<Viewed, OutputError> {
+    let server = Server::bind(&cfg.listen, "foxglove", cfg.max_clients)?;
+    let addr = server.addr;
+    if addr.ip().is_loopback() {
+        log::info!("foxglove: WebSocket server on ws://{addr} (loopback only)");
+    } else {
+        log::warn!(
+            "foxglove: WebSocket server on ws://{addr} on a non-loopback address, as \
+             configured: anyone who reaches it can watch"
+        );
+    }
+    let desc = ctx.desc;
+    let encoder = Encoder::new(&ctx.labels, ctx.calibration.clone());
+    let count = encoder.channels();
+    let frame_guess = desc.width * desc.height;
+    let shared = Arc::new(Shared {
+        latest: Mutex::new(Latest {
+            seq: 0,
             msgs: Messages::new(count, frame_guess),
-        };
-        let name = format!("foxglove:{addr}");
-        let viewer = Viewer::spawn(
-            &name,
-            desc,
-            ctx.max_detections,
-            false,
-            Drawing {
-                labels: ctx.labels.clone(),
-                overlay: Overlay::none(),
-                draw: false,
+        }),
+        clients: Arc::clone(&server.clients),
+        server_info: server_info(),
+        advertise: advertise(count),
+        count,
+    });
+    let accept = {
+        let shared = Arc::clone(&shared);
+        server.start(
+            "fox",
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n\
+              Connection: close\r\n\r\ntoo many clients\n",
+            !ctx.lockstep,
+            move |s, peer| match serve(s, &shared) {
+                Ok(()) => log::info!("foxglove: client {peer} left"),
+                Err(e) => log::info!("foxglove: client {peer} dropped: {e}"),
             },
-            Box::new(view),
-        )
-        .map_err(|e| open_err(format!("cannot start the viewer thread: {e}")))?;
-        Ok(FoxgloveOutput {
-            name,
-            addr,
-            viewer,
-            stats: OutputStats::default(),
-        })
-    }
-
-    /// The bound address (the real port when `listen` asked for port 0).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-}
-
-impl Output for FoxgloveOutput {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Frame path: never allocates, never waits (a live view skips frames
-    /// rather than holding up even a lockstep replay).
-    fn publish(&mut self, frame: &FrameView<'_>) -> Result<(), OutputError> {
-        self.viewer.offer(frame, &mut self.stats)
-    }
-
-    fn stats(&self) -> &OutputStats {
-        &self.stats
-    }
-
-    fn finish(&mut self) {
-        if let Err(e) = self.viewer.finish() {
-            log::error!("{e}");
-        }
-    }
+        )?
+    };
+    let view = FoxView {
+        shared,
+        accept: Some(accept),
+        quality: cfg.quality,
+        encoder,
+        msgs: Messages::new(count, frame_guess),
+    };
+    Ok(Viewed {
+        name: format!("foxglove:{addr}"),
+        view: Box::new(view),
+        skipped: None,
+    })
 }
 
 /// `serverInfo`. Boot.
@@ -290,6 +210,7 @@ fn advertise(count: usize) -> String {
 struct FoxView {
     shared: Arc<Shared>,
     accept: Option<JoinHandle<()>>,
+    quality: u8,
     encoder: Encoder,
     msgs: Messages,
 }
@@ -300,13 +221,14 @@ impl View for FoxView {
         true
     }
 
-    fn show(&mut self, canvas: &Canvas, shot: &Shot) -> Result<(), String> {
+    fn show(&mut self, pics: &mut Pictures, shot: &Shot) -> Result<(), String> {
         // Nobody to send to: spare the JPEG encoding (a client that
         // connects gets the next frame).
-        if self.shared.clients.load(Ordering::Acquire) == 0 {
+        if self.shared.clients.connected() == 0 {
             return Ok(());
         }
-        self.encoder.encode(canvas, shot, &mut self.msgs)?;
+        let jpeg = pics.jpeg(Look::Camera, self.quality, shot)?;
+        self.encoder.encode(jpeg, shot, &mut self.msgs)?;
         let mut l = lock(&self.shared.latest);
         std::mem::swap(&mut l.msgs, &mut self.msgs);
         l.seq += 1;
@@ -314,65 +236,11 @@ impl View for FoxView {
     }
 
     fn end(&mut self) -> Result<(), String> {
-        self.shared.stop.store(true, Ordering::Release);
-        for (_, s) in lock(&self.shared.sockets).iter() {
-            let _ = s.shutdown(Shutdown::Both);
-        }
+        self.shared.clients.stop();
         if let Some(t) = self.accept.take() {
             let _ = t.join();
         }
         Ok(())
-    }
-}
-
-fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, max: usize) {
-    crate::count_alloc::mark_side_thread();
-    let mut threads: Vec<JoinHandle<()>> = Vec::with_capacity(max);
-    let mut id = 0u64;
-    while !shared.stop.load(Ordering::Acquire) {
-        threads.retain(|t| !t.is_finished());
-        match listener.accept() {
-            Ok((mut s, peer)) => {
-                let _ = s.set_nonblocking(false);
-                if shared.clients.load(Ordering::Acquire) >= max {
-                    let _ = s.set_write_timeout(Some(POLL));
-                    let _ = s.write_all(
-                        b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n\
-                          Connection: close\r\n\r\ntoo many clients\n",
-                    );
-                    continue;
-                }
-                id += 1;
-                if let Ok(c) = s.try_clone() {
-                    lock(&shared.sockets).push((id, c));
-                }
-                shared.clients.fetch_add(1, Ordering::AcqRel);
-                let sh = Arc::clone(shared);
-                let spawned =
-                    std::thread::Builder::new()
-                        .name("fox-client".into())
-                        .spawn(move || {
-                            crate::count_alloc::mark_side_thread();
-                            match serve(s, &sh) {
-                                Ok(()) => log::info!("foxglove: client {peer} left"),
-                                Err(e) => log::info!("foxglove: client {peer} dropped: {e}"),
-                            }
-                            lock(&sh.sockets).retain(|(i, _)| *i != id);
-                            sh.clients.fetch_sub(1, Ordering::AcqRel);
-                        });
-                match spawned {
-                    Ok(t) => threads.push(t),
-                    Err(_) => {
-                        lock(&shared.sockets).retain(|(i, _)| *i != id);
-                        shared.clients.fetch_sub(1, Ordering::AcqRel);
-                    }
-                }
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(20)),
-        }
-    }
-    for t in threads {
-        let _ = t.join();
     }
 }
 
@@ -470,7 +338,7 @@ fn serve(s: TcpStream, shared: &Shared) -> Result<(), String> {
     let mut seen = 0u64;
     let mut out: Vec<Vec<u8>> = Vec::with_capacity(fox_msg::CHANNELS);
     loop {
-        if shared.stop.load(Ordering::Acquire) {
+        if shared.clients.stopped() {
             let _ = ws.close(None);
             let _ = ws.flush();
             return Ok(());

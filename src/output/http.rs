@@ -10,35 +10,42 @@
 //!
 //! Threads and queues: the frame path copies frames into the viewer's
 //! boot-allocated shots ([`super::viewer`]: bounded, latest wins, never
-//! waits on a live source). The viewer thread draws, encodes the JPEG
-//! (`jpeg-encoder` crate) and the stats JSON, and swaps them into the one
-//! shared "latest" slot under a mutex that only it and the client threads
-//! take (never the frame path). One `http-accept` thread accepts at most
-//! `max_clients` clients (more get 503), one thread each; a client always
-//! takes the newest frame when it is ready for one, so a slow or stalled
-//! client gets fewer frames and slows nobody else; a client whose socket
-//! stays full for [`WRITE_TIMEOUT`] is dropped. At the end of the run every
-//! client socket is shut down and every thread joined (well under a second).
+//! waits on a live source; in a lockstep replay that also records MCAP
+//! the shared viewer thread gets every frame). On the viewer thread,
+//! shared with the MCAP recorder and the Foxglove server, the view takes
+//! the annotated JPEG (`jpeg-encoder` crate, encoded once per frame for
+//! whichever views ask for the same look and quality, and only while a
+//! client is connected) and writes the stats JSON, and puts both into the
+//! one shared "latest" slot under a mutex that only it and the client
+//! threads take (never the frame path). The accept thread and one thread
+//! per client ([`super::server`], at most `max_clients`, more get 503):
+//! a client always takes the newest frame when it is ready for one, so a
+//! slow or stalled client gets fewer frames and slows nobody else; a
+//! client whose socket stays full for [`WRITE_TIMEOUT`] is dropped. At the
+//! end of the run every client socket is shut down and every thread joined
+//! (well under a second).
 //!
 //! Allocation: boot binds the socket and allocates the buffers. The frame
 //! path allocates nothing. Stated side-thread allocations: the JPEG
 //! encoder's per-frame working buffers on the viewer thread (a few times
-//! the frame's size, freed after each frame); per client, its thread, its
+//! the frame's size, freed after each frame) and the latest JPEG's buffer
+//! until it reaches the largest frame's size; per client, its thread, its
 //! request buffer (4 KiB) and one copy of the latest JPEG or stats (grown
 //! to the largest seen, then reused).
 
-use super::draw::{Canvas, Overlay};
+use super::draw::Canvas;
 use super::json::{num, write_line};
-use super::viewer::{Drawing, Shot, View, Viewer};
-use super::{FrameView, Output, OutputContext, OutputError, OutputStats};
+use super::server::{Clients, Server};
+use super::viewer::{Look, Pictures, Shot, View, Viewed};
+use super::{OutputContext, OutputError};
 use crate::frame::FrameRecord;
 use crate::postprocess::Labels;
 use crate::text::SliceWriter;
 use serde::Deserialize;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -92,28 +99,7 @@ fn d_quality() -> u8 {
 impl HttpConfig {
     /// What is wrong with the table, as (field, value, why).
     pub fn problem(&self) -> Option<(&'static str, String, String)> {
-        if self.listen.parse::<SocketAddr>().is_err() {
-            return Some((
-                "listen",
-                format!("\"{}\"", self.listen),
-                "expected IP:PORT (e.g. \"127.0.0.1:8090\")".into(),
-            ));
-        }
-        if !(1..=64).contains(&self.max_clients) {
-            return Some((
-                "max_clients",
-                self.max_clients.to_string(),
-                "expected 1..=64".into(),
-            ));
-        }
-        if !(1..=100).contains(&self.quality) {
-            return Some((
-                "quality",
-                self.quality.to_string(),
-                "expected 1..=100".into(),
-            ));
-        }
-        None
+        super::server::problem(&self.listen, self.max_clients, self.quality, DEFAULT_LISTEN)
     }
 }
 
@@ -128,141 +114,71 @@ struct Latest {
 struct Shared {
     latest: Mutex<Latest>,
     fresh: Condvar,
-    stop: AtomicBool,
-    /// The output's skipped frames (frame path), for `/stats`.
-    skipped: AtomicU64,
-    clients: AtomicUsize,
-    /// Open client sockets, shut down at the end to unblock their threads.
-    sockets: Mutex<Vec<(u64, TcpStream)>>,
+    /// The output's skipped frames (frame path, through its seat), for
+    /// `/stats`.
+    skipped: Arc<AtomicU64>,
+    clients: Arc<Clients>,
 }
 
-/// The live view output.
-pub struct HttpOutput {
-    name: String,
-    addr: SocketAddr,
-    viewer: Viewer,
-    shared: Arc<Shared>,
-    stats: OutputStats,
-}
-
-impl HttpOutput {
-    /// Boot: binds `listen` (a port in use fails here), starts the accept
-    /// thread and the viewer thread.
-    pub fn open(cfg: &HttpConfig, ctx: &OutputContext) -> Result<HttpOutput, OutputError> {
-        let open_err = |msg: String| OutputError::Open {
-            target: format!("http listen = \"{}\"", cfg.listen),
-            msg,
-        };
-        let addr: SocketAddr = cfg
-            .listen
-            .parse()
-            .map_err(|e| open_err(format!("expected IP:PORT ({e})")))?;
-        let listener = TcpListener::bind(addr).map_err(|e| open_err(e.to_string()))?;
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| open_err(e.to_string()))?;
-        let addr = listener.local_addr().map_err(|e| open_err(e.to_string()))?;
-        if addr.ip().is_loopback() {
-            log::info!("http: live view on http://{addr}/ (loopback only)");
-        } else {
-            log::warn!(
-                "http: live view on http://{addr}/ on a non-loopback address, as configured: \
-                 anyone who reaches it can watch"
-            );
-        }
-        let desc = ctx.desc;
-        let frame_guess = desc.width * desc.height;
-        let shared = Arc::new(Shared {
-            latest: Mutex::new(Latest {
-                seq: 0,
-                jpeg: Vec::with_capacity(frame_guess),
-                stats: Vec::with_capacity(STATS_BYTES),
-            }),
-            fresh: Condvar::new(),
-            stop: AtomicBool::new(false),
-            skipped: AtomicU64::new(0),
-            clients: AtomicUsize::new(0),
-            sockets: Mutex::new(Vec::with_capacity(cfg.max_clients)),
-        });
-        let accept = {
-            let shared = Arc::clone(&shared);
-            let max = cfg.max_clients;
-            std::thread::Builder::new()
-                .name("http-accept".into())
-                .spawn(move || accept_loop(&listener, &shared, max))
-                .map_err(|e| open_err(format!("cannot start the accept thread: {e}")))?
-        };
-        let view = HttpView {
-            shared: Arc::clone(&shared),
-            accept: Some(accept),
-            quality: cfg.quality,
+/// Boot: binds `listen` (a port in use fails here), starts the accept
+/// thread; returns the live view's [`View`] (named `http:ADDR`, with the
+/// bound port) for the viewer thread it shares with the other outputs
+/// that show pixels ([`super::viewer::spawn`]).
+pub fn open(cfg: &HttpConfig, ctx: &OutputContext) -> Result<Viewed, OutputError> {
+    let server = Server::bind(&cfg.listen, "http", cfg.max_clients)?;
+    let addr = server.addr;
+    if addr.ip().is_loopback() {
+        log::info!("http: live view on http://{addr}/ (loopback only)");
+    } else {
+        log::warn!(
+            "http: live view on http://{addr}/ on a non-loopback address, as configured: \
+             anyone who reaches it can watch"
+        );
+    }
+    let desc = ctx.desc;
+    let frame_guess = desc.width * desc.height;
+    let shared = Arc::new(Shared {
+        latest: Mutex::new(Latest {
+            seq: 0,
             jpeg: Vec::with_capacity(frame_guess),
-            stats: vec![0; STATS_BYTES].into_boxed_slice(),
-            stats_vec: Vec::with_capacity(STATS_BYTES),
-            labels: ctx.labels.clone(),
-            window: Box::new([[0.0; 6]; WINDOW]),
-            scratch: Box::new([0.0; WINDOW]),
-            filled: 0,
-            next: 0,
-            shown: 0,
-        };
-        let overlay = match (&ctx.calibration, cfg.grid) {
-            (Some(c), true) => Overlay::new(c),
-            _ => Overlay::none(),
-        };
-        let name = format!("http:{addr}");
-        let viewer = Viewer::spawn(
-            &name,
-            desc,
-            ctx.max_detections,
-            false,
-            Drawing {
-                labels: ctx.labels.clone(),
-                overlay,
-                draw: true,
+            stats: Vec::with_capacity(STATS_BYTES),
+        }),
+        fresh: Condvar::new(),
+        skipped: Arc::new(AtomicU64::new(0)),
+        clients: Arc::clone(&server.clients),
+    });
+    let accept = {
+        let shared = Arc::clone(&shared);
+        server.start(
+            "http",
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n\
+              Connection: close\r\n\r\ntoo many viewers\n",
+            !ctx.lockstep,
+            move |s, _| {
+                let _ = serve(s, &shared);
             },
-            Box::new(view),
-        )
-        .map_err(|e| open_err(format!("cannot start the viewer thread: {e}")))?;
-        Ok(HttpOutput {
-            name,
-            addr,
-            viewer,
-            shared,
-            stats: OutputStats::default(),
-        })
-    }
-
-    /// The bound address (the real port when `listen` asked for port 0).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-}
-
-impl Output for HttpOutput {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Frame path: never allocates, never waits (a live view skips frames
-    /// rather than holding up even a lockstep replay).
-    fn publish(&mut self, frame: &FrameView<'_>) -> Result<(), OutputError> {
-        let r = self.viewer.offer(frame, &mut self.stats);
-        self.shared
-            .skipped
-            .store(self.stats.dropped, Ordering::Relaxed);
-        r
-    }
-
-    fn stats(&self) -> &OutputStats {
-        &self.stats
-    }
-
-    fn finish(&mut self) {
-        if let Err(e) = self.viewer.finish() {
-            log::error!("{e}");
-        }
-    }
+        )?
+    };
+    let skipped = Arc::clone(&shared.skipped);
+    let view = HttpView {
+        shared,
+        accept: Some(accept),
+        quality: cfg.quality,
+        look: Look::Annotated { grid: cfg.grid },
+        stats: vec![0; STATS_BYTES].into_boxed_slice(),
+        stats_vec: Vec::with_capacity(STATS_BYTES),
+        labels: ctx.labels.clone(),
+        window: Box::new([[0.0; 6]; WINDOW]),
+        scratch: Box::new([0.0; WINDOW]),
+        filled: 0,
+        next: 0,
+        shown: 0,
+    };
+    Ok(Viewed {
+        name: format!("http:{addr}"),
+        view: Box::new(view),
+        skipped: Some(skipped),
+    })
 }
 
 /// Bytes of one `/stats` document (the frame's JSON line included).
@@ -273,7 +189,7 @@ struct HttpView {
     shared: Arc<Shared>,
     accept: Option<JoinHandle<()>>,
     quality: u8,
-    jpeg: Vec<u8>,
+    look: Look,
     stats: Box<[u8]>,
     stats_vec: Vec<u8>,
     labels: Labels,
@@ -292,8 +208,14 @@ impl View for HttpView {
         true
     }
 
-    fn show(&mut self, canvas: &Canvas, shot: &Shot) -> Result<(), String> {
-        encode_jpeg(canvas, self.quality, &mut self.jpeg)?;
+    fn show(&mut self, pics: &mut Pictures, shot: &Shot) -> Result<(), String> {
+        // Nobody watching: spare the drawing and the JPEG (a viewer that
+        // connects gets the next frame); the stats still follow.
+        let jpeg = if self.shared.clients.connected() > 0 {
+            Some(pics.jpeg(self.look, self.quality, shot)?)
+        } else {
+            None
+        };
         let r = &shot.record;
         self.window[self.next] = [
             r.capture_ns as f64 * 1e-6,
@@ -329,29 +251,28 @@ impl View for HttpView {
             self.stats_vec.extend_from_slice(&self.stats[..len]);
         }
         let mut l = lock(&self.shared.latest);
-        std::mem::swap(&mut l.jpeg, &mut self.jpeg);
+        if let Some(jpeg) = jpeg {
+            l.jpeg.clear();
+            l.jpeg.extend_from_slice(jpeg);
+            l.seq += 1;
+        }
         if len.is_some() {
             std::mem::swap(&mut l.stats, &mut self.stats_vec);
         }
-        l.seq += 1;
         drop(l);
         self.shared.fresh.notify_all();
         Ok(())
     }
 
     fn end(&mut self) -> Result<(), String> {
-        self.shared.stop.store(true, Ordering::Release);
+        self.shared.clients.stop();
         self.shared.fresh.notify_all();
-        for (_, s) in lock(&self.shared.sockets).iter() {
-            let _ = s.shutdown(Shutdown::Both);
-        }
         if let Some(t) = self.accept.take() {
             let _ = t.join();
         }
         Ok(())
     }
 }
-
 /// The canvas as a JPEG of `quality` (1..=100) into `out` (cleared
 /// first). Viewer threads only: the encoder allocates its working buffers
 /// (a few times the frame's size, freed before it returns).
@@ -439,53 +360,6 @@ pub fn write_stats(
     w.write_str("}")
 }
 
-fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, max: usize) {
-    crate::count_alloc::mark_side_thread();
-    let mut threads: Vec<JoinHandle<()>> = Vec::with_capacity(max);
-    let mut id = 0u64;
-    while !shared.stop.load(Ordering::Acquire) {
-        threads.retain(|t| !t.is_finished());
-        match listener.accept() {
-            Ok((mut s, _)) => {
-                let _ = s.set_nonblocking(false);
-                if shared.clients.load(Ordering::Acquire) >= max {
-                    let _ = s.set_write_timeout(Some(POLL));
-                    let _ = s.write_all(
-                        b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n\
-                          Connection: close\r\n\r\ntoo many viewers\n",
-                    );
-                    continue;
-                }
-                id += 1;
-                if let Ok(c) = s.try_clone() {
-                    lock(&shared.sockets).push((id, c));
-                }
-                shared.clients.fetch_add(1, Ordering::AcqRel);
-                let sh = Arc::clone(shared);
-                let spawned = std::thread::Builder::new()
-                    .name("http-client".into())
-                    .spawn(move || {
-                        crate::count_alloc::mark_side_thread();
-                        let _ = serve(s, &sh);
-                        lock(&sh.sockets).retain(|(i, _)| *i != id);
-                        sh.clients.fetch_sub(1, Ordering::AcqRel);
-                    });
-                match spawned {
-                    Ok(t) => threads.push(t),
-                    Err(_) => {
-                        lock(&shared.sockets).retain(|(i, _)| *i != id);
-                        shared.clients.fetch_sub(1, Ordering::AcqRel);
-                    }
-                }
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(20)),
-        }
-    }
-    for t in threads {
-        let _ = t.join();
-    }
-}
-
 /// One client: one request, one response (the stream lasts until the
 /// client goes, stalls past [`WRITE_TIMEOUT`], or the run ends).
 fn serve(mut s: TcpStream, shared: &Shared) -> std::io::Result<()> {
@@ -566,14 +440,14 @@ fn stream(s: &mut TcpStream, shared: &Shared) -> std::io::Result<()> {
     loop {
         {
             let mut l = lock(&shared.latest);
-            while l.seq == seen && !shared.stop.load(Ordering::Acquire) {
+            while l.seq == seen && !shared.clients.stopped() {
                 l = shared
                     .fresh
                     .wait_timeout(l, POLL)
                     .map(|(g, _)| g)
                     .unwrap_or_else(|p| p.into_inner().0);
             }
-            if shared.stop.load(Ordering::Acquire) {
+            if shared.clients.stopped() {
                 return Ok(());
             }
             seen = l.seq;

@@ -15,20 +15,22 @@
 //! leaves a file without summary that MCAP readers still read in order
 //! (`mcap recover` repairs it).
 //!
-//! Allocation: [`McapOutput::open`] (boot) creates the file and writes its
-//! header, schemas and channels, and allocates the frame copies and
-//! buffers. `publish` (frame path) copies the frame into a shot and never
-//! allocates. Stated side-thread allocations (the viewer thread is marked
-//! a side thread): the JPEG encoder's working buffers per frame, the
+//! Allocation: [`open`] (boot) creates the file and writes its header,
+//! schemas and channels, and allocates the buffers; the frame copies are
+//! the viewer thread's, shared with the live view and the Foxglove server
+//! ([`super::viewer`]: one copy, one RGB conversion and one camera JPEG
+//! per frame for all of them). Publishing (frame path) copies the frame
+//! into a shot and never allocates. Stated side-thread allocations (the
+//! viewer thread is marked a side thread): the JPEG encoder's working
+//! buffers per frame, the
 //! message buffers until they reach the largest frame's size, and the
 //! `mcap` writer's chunk buffers and compressor (reused chunk to chunk)
 //! plus one index entry per chunk and per channel in each chunk (for the
 //! summary: tens of bytes per ~1 MiB chunk).
 
-use super::draw::{Canvas, Overlay};
 use super::fox_msg::{self, Encoder, Messages};
-use super::viewer::{Drawing, Shot, View, Viewer};
-use super::{FrameView, Output, OutputContext, OutputError, OutputStats};
+use super::viewer::{Look, Pictures, Shot, View, Viewed};
+use super::{OutputContext, OutputError};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -71,97 +73,54 @@ impl McapConfig {
     }
 }
 
-/// The MCAP recorder output.
-pub struct McapOutput {
-    name: String,
-    viewer: Viewer,
-    stats: OutputStats,
-}
-
 type McapWriter = mcap::Writer<BufWriter<File>>;
 
-impl McapOutput {
-    /// Boot: creates the file (an unwritable path fails here), writes the
-    /// header, schemas and channels, starts the viewer thread.
-    pub fn open(cfg: &McapConfig, ctx: &OutputContext) -> Result<McapOutput, OutputError> {
-        let name = format!("mcap:{}", cfg.path.display());
-        let open_err = |msg: String| OutputError::Open {
-            target: format!("mcap path {}", cfg.path.display()),
-            msg,
-        };
-        let file = File::create(&cfg.path).map_err(|e| open_err(e.to_string()))?;
-        let mut writer = mcap::WriteOptions::new()
-            .profile("")
-            .library(concat!("perceptd ", env!("CARGO_PKG_VERSION")))
-            .create(BufWriter::new(file))
+/// Boot: creates the file (an unwritable path fails here), writes the
+/// header, schemas and channels; returns the recorder's [`View`] (named
+/// `mcap:PATH`) for the viewer thread it shares with the other outputs
+/// that show pixels ([`super::viewer::spawn`]).
+pub fn open(cfg: &McapConfig, ctx: &OutputContext) -> Result<Viewed, OutputError> {
+    let open_err = |msg: String| OutputError::Open {
+        target: format!("mcap path {}", cfg.path.display()),
+        msg,
+    };
+    let file = File::create(&cfg.path).map_err(|e| open_err(e.to_string()))?;
+    let mut writer = mcap::WriteOptions::new()
+        .profile("")
+        .library(concat!("perceptd ", env!("CARGO_PKG_VERSION")))
+        .create(BufWriter::new(file))
+        .map_err(|e| open_err(e.to_string()))?;
+    let encoder = Encoder::new(&ctx.labels, ctx.calibration.clone());
+    let count = encoder.channels();
+    let mut ids = [0u16; fox_msg::CHANNELS];
+    let none = BTreeMap::new();
+    for (ch, id) in ids.iter_mut().enumerate().take(count) {
+        let c = fox_msg::ALL[ch];
+        let schema = writer
+            .add_schema(
+                c.schema_name,
+                fox_msg::SCHEMA_ENCODING,
+                fox_msg::schema(ch).as_bytes(),
+            )
             .map_err(|e| open_err(e.to_string()))?;
-        let encoder = Encoder::new(cfg.quality, &ctx.labels, ctx.calibration.clone());
-        let count = encoder.channels();
-        let mut ids = [0u16; fox_msg::CHANNELS];
-        let none = BTreeMap::new();
-        for (ch, id) in ids.iter_mut().enumerate().take(count) {
-            let c = fox_msg::ALL[ch];
-            let schema = writer
-                .add_schema(
-                    c.schema_name,
-                    fox_msg::SCHEMA_ENCODING,
-                    fox_msg::schema(ch).as_bytes(),
-                )
-                .map_err(|e| open_err(e.to_string()))?;
-            *id = writer
-                .add_channel(schema, c.topic, fox_msg::MESSAGE_ENCODING, &none)
-                .map_err(|e| open_err(e.to_string()))?;
-        }
-        let desc = ctx.desc;
-        let view = McapView {
+        *id = writer
+            .add_channel(schema, c.topic, fox_msg::MESSAGE_ENCODING, &none)
+            .map_err(|e| open_err(e.to_string()))?;
+    }
+    let desc = ctx.desc;
+    log::info!("mcap: recording {count} channels to {}", cfg.path.display());
+    Ok(Viewed {
+        name: format!("mcap:{}", cfg.path.display()),
+        view: Box::new(McapView {
             writer: Some(writer),
             ids,
             seq: 0,
+            quality: cfg.quality,
             encoder,
             msgs: Messages::new(count, desc.width * desc.height),
-        };
-        let drawing = Drawing {
-            labels: ctx.labels.clone(),
-            overlay: Overlay::none(),
-            draw: false,
-        };
-        let viewer = Viewer::spawn(
-            &name,
-            desc,
-            ctx.max_detections,
-            ctx.lockstep,
-            drawing,
-            Box::new(view),
-        )
-        .map_err(|e| open_err(format!("cannot start the viewer thread: {e}")))?;
-        log::info!("mcap: recording {count} channels to {}", cfg.path.display());
-        Ok(McapOutput {
-            name,
-            viewer,
-            stats: OutputStats::default(),
-        })
-    }
-}
-
-impl Output for McapOutput {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// Frame path: never allocates; waits for the viewer only in lockstep.
-    fn publish(&mut self, frame: &FrameView<'_>) -> Result<(), OutputError> {
-        self.viewer.offer(frame, &mut self.stats)
-    }
-
-    fn stats(&self) -> &OutputStats {
-        &self.stats
-    }
-
-    fn finish(&mut self) {
-        if let Err(e) = self.viewer.finish() {
-            log::error!("{e}");
-        }
-    }
+        }),
+        skipped: None,
+    })
 }
 
 /// The viewer-thread side: encodes and writes each frame's messages.
@@ -170,6 +129,7 @@ struct McapView {
     writer: Option<McapWriter>,
     ids: [u16; fox_msg::CHANNELS],
     seq: u32,
+    quality: u8,
     encoder: Encoder,
     msgs: Messages,
 }
@@ -180,11 +140,12 @@ impl View for McapView {
         true
     }
 
-    fn show(&mut self, canvas: &Canvas, shot: &Shot) -> Result<(), String> {
+    fn show(&mut self, pics: &mut Pictures, shot: &Shot) -> Result<(), String> {
         let Some(w) = self.writer.as_mut() else {
             return Err("the file is already finished".into());
         };
-        self.encoder.encode(canvas, shot, &mut self.msgs)?;
+        let jpeg = pics.jpeg(Look::Camera, self.quality, shot)?;
+        self.encoder.encode(jpeg, shot, &mut self.msgs)?;
         let t = self.msgs.time_ns;
         for ch in 0..self.msgs.count {
             let header = mcap::records::MessageHeader {

@@ -19,13 +19,17 @@
 //!   constructor; [`Output::finish`] runs once after the last frame.
 //!
 //! Adding an output: one file here (its config struct, its type
-//! implementing [`Output`], its tests), one variant in
+//! implementing [`Output`], or for an output that shows pixels a
+//! [`viewer::View`], its tests), one variant in
 //! `config::OutputConfig` and one arm in [`Outputs::build`].
 //!
 //! Files: [`target`] (where bytes go: stdout, file, UDP; non-blocking
 //! writes and fault counting shared by byte-stream outputs), [`json`]
-//! (JSON lines), [`viewer`] (the frame copies and the viewer thread of
-//! outputs that show pixels), [`draw`] (boxes, labels, grid), [`annotate`]
+//! (JSON lines), [`viewer`] (the frame copies and the viewer threads of
+//! outputs that show pixels: one for each annotated video, one shared by
+//! the live view, MCAP and Foxglove, which then share each frame's copy,
+//! RGB conversion and JPEG), [`server`] (the TCP accept loop of the live
+//! view and the Foxglove server), [`draw`] (boxes, labels, grid), [`annotate`]
 //! (annotated video file), [`http`] (live view in a browser), [`fox_msg`]
 //! (Foxglove channels, schemas and messages), [`mcap_file`] (MCAP
 //! recording), [`foxglove`] (live Foxglove WebSocket server).
@@ -37,6 +41,7 @@ pub mod foxglove;
 pub mod http;
 pub mod json;
 pub mod mcap_file;
+pub mod server;
 pub mod target;
 pub mod viewer;
 
@@ -193,6 +198,40 @@ pub struct OutputContext {
     pub max_detections: usize,
 }
 
+/// The calibration's ground grid and horizon, for views that ask for it.
+fn overlay(ctx: &OutputContext) -> draw::Overlay {
+    ctx.calibration
+        .as_ref()
+        .map(draw::Overlay::new)
+        .unwrap_or_else(draw::Overlay::none)
+}
+
+/// Boot: one viewer thread for `views`; their outputs, in order.
+fn spawn_viewer(
+    ctx: &OutputContext,
+    lockstep: bool,
+    grid: draw::Overlay,
+    views: Vec<viewer::Viewed>,
+) -> Result<Vec<Box<dyn Output>>, OutputError> {
+    let names = views.first().map(|v| v.name.clone()).unwrap_or_default();
+    let seats = viewer::spawn(
+        ctx.desc,
+        ctx.max_detections,
+        lockstep,
+        ctx.labels.clone(),
+        grid,
+        views,
+    )
+    .map_err(|e| OutputError::Open {
+        target: names,
+        msg: format!("cannot start the viewer thread: {e}"),
+    })?;
+    Ok(seats
+        .into_iter()
+        .map(|s| Box::new(s) as Box<dyn Output>)
+        .collect())
+}
+
 /// The run's outputs, in config order, with the counts of the last
 /// interval summary. The postprocess chain's last stage.
 pub struct Outputs {
@@ -204,17 +243,48 @@ impl Outputs {
     /// Boot: opens every configured output (`--output T` has already been
     /// applied to `cfgs`, see `boot::Overrides`).
     pub fn build(cfgs: &[OutputConfig], ctx: &OutputContext) -> Result<Outputs, OutputError> {
-        let mut list: Vec<Box<dyn Output>> = Vec::with_capacity(cfgs.len());
+        let mut list: Vec<Option<Box<dyn Output>>> = Vec::with_capacity(cfgs.len());
+        // The outputs that send JPEGs share one viewer thread (one frame
+        // copy, one RGB conversion, one JPEG per look and quality): their
+        // places in `list` and their views.
+        let mut shared: Vec<(usize, viewer::Viewed)> = Vec::new();
+        let mut lockstep = false;
         for c in cfgs {
-            list.push(match c {
+            let i = list.len();
+            let out: Box<dyn Output> = match c {
                 OutputConfig::Json(j) => Box::new(json::JsonOutput::open(j)?),
-                OutputConfig::Annotate(a) => Box::new(annotate::AnnotateOutput::open(a, ctx)?),
-                OutputConfig::Http(h) => Box::new(http::HttpOutput::open(h, ctx)?),
-                OutputConfig::Mcap(m) => Box::new(mcap_file::McapOutput::open(m, ctx)?),
-                OutputConfig::Foxglove(f) => Box::new(foxglove::FoxgloveOutput::open(f, ctx)?),
-            });
+                OutputConfig::Annotate(a) => {
+                    let v = annotate::open(a, ctx)?;
+                    spawn_viewer(ctx, ctx.lockstep, overlay(ctx), vec![v])?.remove(0)
+                }
+                OutputConfig::Http(h) => {
+                    shared.push((i, http::open(h, ctx)?));
+                    list.push(None);
+                    continue;
+                }
+                OutputConfig::Mcap(m) => {
+                    // A recording gets every frame of a lockstep replay.
+                    lockstep |= ctx.lockstep;
+                    shared.push((i, mcap_file::open(m, ctx)?));
+                    list.push(None);
+                    continue;
+                }
+                OutputConfig::Foxglove(f) => {
+                    shared.push((i, foxglove::open(f, ctx)?));
+                    list.push(None);
+                    continue;
+                }
+            };
+            list.push(Some(out));
         }
-        Ok(Outputs::new(list))
+        if !shared.is_empty() {
+            let (places, views): (Vec<usize>, Vec<viewer::Viewed>) = shared.into_iter().unzip();
+            let seats = spawn_viewer(ctx, lockstep, overlay(ctx), views)?;
+            for (i, seat) in places.into_iter().zip(seats) {
+                list[i] = Some(seat);
+            }
+        }
+        Ok(Outputs::new(list.into_iter().flatten().collect()))
     }
 
     /// Boot: a set from outputs built elsewhere (tests, benchmarks).
