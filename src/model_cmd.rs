@@ -138,7 +138,11 @@ fn random_input(m: &mut CpuModel, seed: u64) {
     }
 }
 
-pub(crate) fn boot_model(model: &Path, shape: Option<&str>, threads: usize) -> Result<(CpuModel, f64)> {
+pub(crate) fn boot_model(
+    model: &Path,
+    shape: Option<&str>,
+    threads: usize,
+) -> Result<(CpuModel, f64)> {
     let t0 = Instant::now();
     let m = engine::build_cpu_model(model, &bindings(shape)?, threads, &Limits::default())?;
     Ok((m, t0.elapsed().as_secs_f64() * 1e3))

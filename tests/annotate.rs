@@ -92,7 +92,7 @@ fn ffprobe_frames(path: &Path) -> usize {
 }
 
 fn replay(input: &Path, annotate: &Path, json: &Path) {
-    let out = Command::new(env!("CARGO_BIN_EXE_perceptd"))
+    let out = common::perceptd()
         .arg("replay")
         .arg(input)
         .arg("--annotate")
@@ -244,7 +244,7 @@ fn annotated_y4m_and_mp4_have_every_frame_and_boxes_only_where_the_json_says() {
 
 #[test]
 fn unwritable_annotate_path_is_one_error_line_at_boot() {
-    let out = Command::new(env!("CARGO_BIN_EXE_perceptd"))
+    let out = common::perceptd()
         .args([
             "run",
             "--frames",

@@ -7,12 +7,12 @@ mod common;
 
 use common::*;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 const FIXTURE_MODEL: &str = "tests/fixtures/exports/yolov8-w0125-static/model.onnx";
 
 fn perceptd(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_perceptd"))
+    common::perceptd()
         .args(args)
         .current_dir(root())
         .env("RUST_LOG", "warn")

@@ -77,7 +77,7 @@ fn a_lockstep_recording_has_every_frame_on_every_channel() {
             json.display()
         ),
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_perceptd"))
+    let out = common::perceptd()
         .args(["run", "--frames", &FRAMES.to_string(), "--config"])
         .arg(&cfg)
         .output()
@@ -154,7 +154,7 @@ fn sigterm_during_a_live_recording_leaves_a_finished_file() {
             mcap.display()
         ),
     );
-    let child = Command::new(env!("CARGO_BIN_EXE_perceptd"))
+    let child = common::perceptd()
         .args(["run", "--frames", "100000", "--config"])
         .arg(&cfg)
         .stdout(Stdio::null())
@@ -189,7 +189,7 @@ fn spawn_logged(
     args: &[&str],
     marker: &str,
 ) -> (std::process::Child, u16, std::sync::mpsc::Receiver<String>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_perceptd"))
+    let mut child = common::perceptd()
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -312,7 +312,7 @@ fn a_websocket_client_receives_images_and_annotations_live() {
 
 /// Runs `perceptd run --frames 1` on a config; returns its error lines.
 fn boot_errors(cfg: &Path) -> Vec<String> {
-    let out = Command::new(env!("CARGO_BIN_EXE_perceptd"))
+    let out = common::perceptd()
         .args(["run", "--frames", "1", "--config"])
         .arg(cfg)
         .output()

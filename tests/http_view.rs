@@ -120,7 +120,7 @@ fn chromium_shows_the_live_page_with_boxes_where_the_json_says() {
     )
     .unwrap();
     let json = dir.join("det.jsonl");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_perceptd"))
+    let mut child = common::perceptd()
         .arg("replay")
         .arg(&input)
         .args(["--pace", "realtime", "--config"])
@@ -318,7 +318,7 @@ fn a_port_in_use_is_one_error_line_at_boot() {
         ),
     )
     .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_perceptd"))
+    let out = common::perceptd()
         .args(["run", "--frames", "1", "--config"])
         .arg(&cfg)
         .output()
@@ -340,7 +340,7 @@ fn an_unknown_output_kind_is_one_error_line() {
     let dir = temp_dir("http-kind");
     let cfg = dir.join("c.toml");
     std::fs::write(&cfg, "[[output]]\nkind = \"webrtc\"\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_perceptd"))
+    let out = common::perceptd()
         .args(["run", "--frames", "1", "--config"])
         .arg(&cfg)
         .output()
