@@ -154,6 +154,14 @@ fn yolov10_end2end_matches_onnxruntime() {
     check_end2end("yolov10-w0125-static");
 }
 
+#[test]
+fn rtdetr_matches_onnxruntime() {
+    // RT-DETR: GridSample (deformable attention), LayerNormalization, and
+    // the same TopK rows as the end-to-end heads ([1, 300, 6], normalised
+    // cx, cy, w, h, score, class; 300 of 300 x 3 query-class scores).
+    check_end2end("rtdetr-tiny-static");
+}
+
 /// Regression: the planner used to hand the input's arena region to later
 /// tensors once the input was last read, so a second `run()` without
 /// refilling the input computed on garbage.
