@@ -132,6 +132,7 @@ impl_choice!(DecoderKind, "model.decoder", [
     "yolov5u" => DecoderKind::YoloV8,
     "yolov5" => DecoderKind::YoloV5,
     "end2end" => DecoderKind::End2End,
+    "rtdetr" => DecoderKind::RtDetr,
 ]);
 impl_choice!(Device, "pipeline.device", [
     "auto" => Device::Auto,
@@ -225,7 +226,7 @@ mod tests {
         );
         assert_eq!(
             DecoderKind::parse("yolov9").unwrap_err(),
-            "\"yolov9\": expected one of yolov8, yolo11, yolov5u, yolov5, end2end"
+            "\"yolov9\": expected one of yolov8, yolo11, yolov5u, yolov5, end2end, rtdetr"
         );
     }
 

@@ -341,8 +341,8 @@ impl CpuModel {
                 .collect();
             for (k, o) in n.outputs.iter().enumerate() {
                 let storage = g.tensors[*o].dtype.storage();
-                let int_ok = matches!(storage, Storage::I64 | Storage::Bool)
-                    && ops::runs_on_integers(&n.op);
+                let int_ok =
+                    matches!(storage, Storage::I64 | Storage::Bool) && ops::runs_on_integers(&n.op);
                 if storage != Storage::F32 && !int_ok {
                     errors.push(EngineError::node(
                         &n.name,

@@ -18,6 +18,7 @@
 //! allocate at boot; [`Decoder::decode`], [`DecodeStage`] and the list's
 //! methods never allocate. Called from the postprocess thread.
 
+use super::rtdetr::{self, Layout as RtLayout, RtDetr};
 use super::{DetectionList, FrameCtx, PostprocessError, Stage};
 use crate::config::Choice;
 use crate::frame::Detection;
@@ -90,6 +91,10 @@ pub enum DecoderKind {
     /// `non_max_suppression` does for such outputs. The class count is not
     /// in the shape: it comes from the labels.
     End2End,
+    /// RT-DETR (Ultralytics metadata `head` = `RTDETRDecoder`): `[1, K, 6]`
+    /// normalised cx, cy, w, h, score, class, or `[1, Q, 4+C]`; no NMS.
+    /// See `postprocess::rtdetr`.
+    RtDetr,
 }
 
 impl DecoderKind {
@@ -98,6 +103,7 @@ impl DecoderKind {
             DecoderKind::YoloV8 => "[1, 4+C, N]",
             DecoderKind::YoloV5 => "[1, N, 5+C]",
             DecoderKind::End2End => "[1, N, 6]",
+            DecoderKind::RtDetr => "[1, K, 6] or [1, Q, 4+C]",
         }
     }
 
@@ -107,6 +113,7 @@ impl DecoderKind {
             DecoderKind::YoloV8 => 4,
             DecoderKind::YoloV5 => 5,
             DecoderKind::End2End => 6,
+            DecoderKind::RtDetr => 4,
         }
     }
 }
@@ -156,6 +163,8 @@ pub struct Decoder {
     cands: Vec<Candidate>,
     order: Vec<u32>,
     suppressed: Vec<bool>,
+    /// RT-DETR's layout, input size and scratch (`kind` RtDetr only).
+    rtdetr: Option<RtDetr>,
 }
 
 impl Decoder {
@@ -173,7 +182,7 @@ impl Decoder {
         max_detections: usize,
         max_candidates: usize,
     ) -> Result<Decoder, PostprocessError> {
-        let (anchors, classes) = check_shape(kind, output_shape, num_classes)?;
+        let (anchors, classes, rt_layout) = check_shape(kind, output_shape, num_classes)?;
         if !(0.0..=1.0).contains(&conf_threshold) {
             return Err(PostprocessError::Config(format!(
                 "conf_threshold {conf_threshold} is outside [0, 1]"
@@ -200,6 +209,8 @@ impl Decoder {
                 shape_str(output_shape)
             )));
         }
+        let rtdetr = rt_layout.map(|l| RtDetr::new(l, anchors, classes));
+        let anchors_nms = if rtdetr.is_some() { 0 } else { anchors };
         let scratch_argmax = if kind == DecoderKind::YoloV8 {
             anchors
         } else {
@@ -215,9 +226,10 @@ impl Decoder {
             max_candidates,
             best_score: vec![0.0; scratch_argmax],
             best_class: vec![0; scratch_argmax],
-            cands: vec![Candidate::default(); anchors],
-            order: vec![0; anchors],
-            suppressed: vec![false; anchors],
+            cands: vec![Candidate::default(); anchors_nms],
+            order: vec![0; anchors_nms],
+            suppressed: vec![false; anchors_nms],
+            rtdetr,
         })
     }
 
@@ -238,8 +250,24 @@ impl Decoder {
         self.max_detections
     }
 
+    /// RT-DETR's boxes are normalised to the model input: its size in
+    /// pixels (boot). Other decoders ignore it.
+    pub fn set_input_size(&mut self, w: usize, h: usize) {
+        if let Some(r) = &mut self.rtdetr {
+            r.set_input_size(w, h);
+        }
+    }
+
+    /// RT-DETR: whether the output is `[1, K, 6]` rows (else `[1, Q, 4+C]`).
+    pub fn rtdetr_rows(&self) -> Option<bool> {
+        self.rtdetr.as_ref().map(|r| r.layout() == RtLayout::Rows)
+    }
+
     /// Number of f32 values `decode` expects.
     pub fn output_len(&self) -> usize {
+        if let Some(r) = &self.rtdetr {
+            return self.anchors * r.width();
+        }
         match self.kind {
             DecoderKind::End2End => self.anchors * 6,
             _ => self.anchors * (self.num_classes + self.kind.box_fields()),
@@ -272,6 +300,17 @@ impl Decoder {
             DecoderKind::YoloV8 => self.gather_v8(output),
             DecoderKind::YoloV5 => self.gather_v5(output),
             DecoderKind::End2End => return Ok(self.decode_end2end(output, letterbox, out)),
+            DecoderKind::RtDetr => {
+                let (classes, conf, max) =
+                    (self.num_classes, self.conf_threshold, self.max_detections);
+                let r = self.rtdetr.as_mut().filter(|r| r.input_size().is_some());
+                let Some(r) = r else {
+                    return Err(PostprocessError::Config(
+                        "rtdetr decoder: the model input size was never set".into(),
+                    ));
+                };
+                return Ok(r.decode(output, classes, conf, max, letterbox, out));
+            }
         };
         let mut stats = DecodeStats {
             candidates: n,
@@ -468,12 +507,13 @@ fn shape_str(shape: &[usize]) -> String {
     dims.join("x")
 }
 
-/// Returns (anchors, classes) or an error naming the shape and the layout.
+/// Returns (anchors, classes, RT-DETR layout) or an error naming the shape
+/// and the layout.
 fn check_shape(
     kind: DecoderKind,
     shape: &[usize],
     num_classes: Option<usize>,
-) -> Result<(usize, usize), PostprocessError> {
+) -> Result<(usize, usize, Option<RtLayout>), PostprocessError> {
     let bad = |detail: String| PostprocessError::Shape {
         shape: shape_str(shape),
         kind: kind.name(),
@@ -491,6 +531,11 @@ fn check_shape(
     }
     let fields = kind.box_fields();
     let (channels, anchors) = match kind {
+        DecoderKind::RtDetr => {
+            return rtdetr::check_shape(shape, num_classes)
+                .map(|(q, c, l)| (q, c, Some(l)))
+                .map_err(bad);
+        }
         DecoderKind::YoloV8 => (shape[1], shape[2]),
         DecoderKind::YoloV5 => (shape[2], shape[1]),
         DecoderKind::End2End => {
@@ -501,7 +546,7 @@ fn check_shape(
                 return Err(bad(" (no rows)".into()));
             }
             return match num_classes {
-                Some(c) if c > 0 => Ok((shape[1], c)),
+                Some(c) if c > 0 => Ok((shape[1], c, None)),
                 _ => Err(bad(
                     " (the class count is not in the shape: it comes from the labels, and there are none)"
                         .into(),
@@ -523,7 +568,7 @@ fn check_shape(
             " with {c} classes, i.e. {} values per box, not {channels}",
             c + fields
         ))),
-        Some(_) => Ok((anchors, classes)),
+        Some(_) => Ok((anchors, classes, None)),
         // Without a class count the only hint is that detectors have many
         // more boxes than values per box; a swapped layout shows up as the
         // opposite.
@@ -537,7 +582,7 @@ fn check_shape(
                  set the class count to override)"
             )))
         }
-        None => Ok((anchors, classes)),
+        None => Ok((anchors, classes, None)),
     }
 }
 
@@ -665,7 +710,9 @@ mod tests {
         let (shape, t) = match kind {
             DecoderKind::YoloV8 => ([1, 4 + C, N], v8_tensor(&boxes, &cls)),
             DecoderKind::YoloV5 => ([1, N, 5 + C], v5_tensor(&boxes, &cls, &obj)),
-            DecoderKind::End2End => unreachable!("end2end has its own tests"),
+            DecoderKind::End2End | DecoderKind::RtDetr => {
+                unreachable!("end2end and rtdetr have their own tests")
+            }
         };
         let mut dec = Decoder::new(kind, &shape, Some(C), 0.25, 0.45, max_det, max_cand).unwrap();
         let mut out = dec.new_list();

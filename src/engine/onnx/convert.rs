@@ -9,8 +9,8 @@ use super::attrs::Attrs;
 use super::tensor_io::{dtype_code_name, tensor_from_proto, LoadCtx};
 use crate::engine::error::EngineError;
 use crate::engine::ir::{
-    Activation, AutoPad, BinaryOp, ConvAttrs, CoordTransform, GridMode, GridPadding, KeepAspect, NearestMode, Op, PadMode,
-    PoolAttrs, ReduceOp, ResizeAttrs, ResizeMode, UnaryOp,
+    Activation, AutoPad, BinaryOp, ConvAttrs, CoordTransform, GridMode, GridPadding, KeepAspect,
+    NearestMode, Op, PadMode, PoolAttrs, ReduceOp, ResizeAttrs, ResizeMode, UnaryOp,
 };
 use crate::engine::tensor::{DType, Tensor};
 use std::sync::Arc;

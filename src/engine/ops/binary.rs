@@ -338,7 +338,11 @@ fn lower_int_div_mod(
 /// `Div`, `Mod`, `Less`, `Xor`, `Equal`, `Not`, `And`, `Sub` and `Where`.
 /// Input 0 must be computed at run time or a float constant; a non-float
 /// constant input 1 is converted at boot.
-fn lower_exact(b: BinaryOp, ins: &[Option<ValueInfo>], out: &OutInfo) -> OpResult<Box<dyn CpuKernel>> {
+fn lower_exact(
+    b: BinaryOp,
+    ins: &[Option<ValueInfo>],
+    out: &OutInfo,
+) -> OpResult<Box<dyn CpuKernel>> {
     let name = Op::Binary(b).name();
     let a = required(ins, 0, "A")?;
     let bb = required(ins, 1, "B")?;

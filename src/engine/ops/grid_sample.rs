@@ -372,10 +372,18 @@ mod tests {
         // outside pixel (0, 2)'s centre in x and y: 3 of its 4 taps are
         // padding, so it reads a quarter of that pixel (2).
         let g = grid(&[[1.0, -1.0], [3.0, 0.0]]);
-        let z = run(&op(GridMode::Linear, GridPadding::Zeros, false), &input(), &g);
+        let z = run(
+            &op(GridMode::Linear, GridPadding::Zeros, false),
+            &input(),
+            &g,
+        );
         assert_eq!(z[0], 0.5);
         assert_eq!(z[1], 0.0, "far outside reads zeros");
-        let b = run(&op(GridMode::Linear, GridPadding::Border, false), &input(), &g);
+        let b = run(
+            &op(GridMode::Linear, GridPadding::Border, false),
+            &input(),
+            &g,
+        );
         // (3, 0) -> x = 5.5 clamped to 2, y = 0.5 -> (2 + 5) / 2
         assert_eq!(b[1], 3.5);
     }
