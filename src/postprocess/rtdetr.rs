@@ -141,7 +141,8 @@ impl RtDetr {
                     // skipped; a class that is not an integer in range
                     // cannot come from the head.
                     let class_ok = c >= 0.0 && c < classes as f32 && c.fract() == 0.0;
-                    if !(score > conf) || !class_ok {
+                    let passes = score > conf;
+                    if !passes || !class_ok {
                         continue;
                     }
                     stats.candidates += 1;
