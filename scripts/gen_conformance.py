@@ -50,7 +50,8 @@ OPS = frozenset(
     """Conv MaxPool AveragePool GlobalAveragePool Resize Concat Split Slice
     Reshape Transpose Flatten Squeeze Unsqueeze Add Sub Mul Div Pow Sqrt Sigmoid
     Relu LeakyRelu HardSigmoid HardSwish Softmax MatMul Gemm BatchNormalization
-    Identity Constant TopK GatherElements ReduceMax Mod LayerNormalization""".split()
+    Identity Constant TopK GatherElements ReduceMax Mod LayerNormalization
+    GridSample""".split()
 )
 
 # Extra ops allowed in `_expanded` variants (the shape/constant plumbing that

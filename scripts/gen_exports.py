@@ -137,7 +137,48 @@ EXPORTS = [
             "(max_det is capped at the 189 anchors of a 96x96 input, so TopK keeps all of them)"
         ),
     ),
+    dict(
+        name="rtdetr-tiny-static",
+        family="rtdetr",
+        yaml="rtdetr-l.yaml",
+        depth=0.33,
+        width=1.0,
+        max_channels=1024,
+        imgsz=160,
+        opset=17,
+        simplify=True,
+        dynamic=False,
+        test_shape=(1, 3, 160, 160),
+        about=(
+            "RT-DETR (HGNet backbone, AIFI encoder, RTDETRDecoder with multi-scale deformable attention "
+            "through GridSample bilinear/zeros/align_corners 0), metadata head RTDETRDecoder, end2end False: "
+            "output0 [1, 300, 6] normalised cx, cy, w, h, score, class (TopK over 300 queries x 3 classes). "
+            "Channels cut by hand (this ultralytics does not width-scale HGStem/HGBlock): backbone "
+            "8..128, neck 32, AIFI ffn 64 / 4 heads, decoder hidden 32, 4 heads, 4 points, 2 layers, ffn 64; "
+            "`ultralytics_detections.txt` is Ultralytics' RTDETRPredictor.postprocess on it (see "
+            "RTDETR_REF_CONF)"
+        ),
+    ),
 ]
+
+# RT-DETR channels, by hand: [from, repeats, module, args] of rtdetr-l.yaml's
+# backbone with every width cut (HGStem/HGBlock are not width-scaled).
+RTDETR_BACKBONE = [
+    [-1, 1, "HGStem", [8, 16]],
+    [-1, 6, "HGBlock", [16, 32, 3]],
+    [-1, 1, "DWConv", [32, 3, 2, 1, False]],
+    [-1, 6, "HGBlock", [24, 64, 3]],
+    [-1, 1, "DWConv", [64, 3, 2, 1, False]],
+    [-1, 6, "HGBlock", [32, 96, 5, True, False]],
+    [-1, 6, "HGBlock", [32, 96, 5, True, True]],
+    [-1, 6, "HGBlock", [32, 96, 5, True, True]],
+    [-1, 1, "DWConv", [96, 3, 2, 1, False]],
+    [-1, 6, "HGBlock", [48, 128, 5, True, False]],
+]
+# Confidence threshold and max_det of the reference post-processing written
+# next to the RT-DETR fixture (tests/exports.rs uses the same values).
+RTDETR_REF_CONF = 0.45
+RTDETR_REF_MAX_DET = 100
 
 
 def setup_offline(cfg_dir: str) -> None:
@@ -234,6 +275,98 @@ def build_model(spec, work: str):
     return model
 
 
+def build_rtdetr(spec, work: str):
+    """RTDETR object for a cut-down rtdetr-l.yaml, deterministic random weights."""
+    import torch
+    from ultralytics import RTDETR
+    from ultralytics.nn.tasks import yaml_model_load
+    from ultralytics.utils import YAML
+
+    cfg = copy.deepcopy(yaml_model_load(spec["yaml"]))
+    cfg.pop("yaml_file", None)
+    cfg.pop("scale", None)
+    cfg["scales"] = {"l": [spec["depth"], spec["width"], spec["max_channels"]]}
+    cfg["nc"] = len(NAMES)
+    cfg["backbone"] = copy.deepcopy(RTDETR_BACKBONE)
+    for layer in cfg["head"]:
+        module, args = layer[2], layer[3]
+        if module in ("Conv", "RepC3") and args and args[0] == 256:
+            args[0] = 32
+        elif module == "AIFI":
+            layer[3] = [64, 4]  # ffn width, heads
+        elif module == "RTDETRDecoder":
+            # nc, hidden dim, queries, points, heads, decoder layers, ffn
+            layer[3] = [len(NAMES), 32, 300, 4, 4, 2, 64]
+    yaml_path = os.path.join(work, "rtdetr-l_" + spec["name"].replace("-", "_") + ".yaml")
+    YAML.save(yaml_path, cfg)
+
+    torch.manual_seed(SEED)
+    model = RTDETR(yaml_path)
+    net = model.model
+    net.names = dict(NAMES)
+    g = torch.Generator().manual_seed(SEED + 1)
+    with torch.no_grad():
+        bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        for m in bns:
+            m.weight.copy_(torch.empty_like(m.weight).uniform_(0.6, 1.4, generator=g))
+            m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.2)
+            m.reset_running_stats()
+            m.momentum = None
+        # BN statistics from synthetic images: only the BatchNorms train (the
+        # decoder's training path wants ground truth).
+        net.eval()
+        for m in bns:
+            m.train()
+        for i in range(4):
+            net(torch.from_numpy(synthetic_images((4, 3, 160, 160), SEED + 100 + i)))
+        net.eval()
+        for m in bns:
+            m.momentum = 0.03
+        # Spread the class logits (the head initialises them at p = 0.01) so
+        # the scores cover (0, 1), with small weights so that scores do not
+        # saturate (TopK order would then hang on the last bit).
+        head = net.model[-1]
+        for lin in list(head.dec_score_head) + [head.enc_score_head]:
+            lin.weight.mul_(0.3)
+            lin.bias.copy_(torch.randn(lin.bias.shape, generator=g) * 1.0 - 0.5)
+        # The box head's last layer starts at zero (boxes = the anchors):
+        # give it weights so the boxes move off the anchor grid.
+        for mlp in head.dec_bbox_head:
+            last = mlp.layers[-1]
+            last.weight.copy_(torch.randn(last.weight.shape, generator=g) * 0.05)
+            last.bias.copy_(torch.randn(last.bias.shape, generator=g) * 0.3)
+    return model
+
+
+def rtdetr_reference(model, y, shape):
+    """Ultralytics' RTDETRPredictor.postprocess on output0 `y` for an input of
+    `shape` (no resize: orig image = model input), re-implemented in numpy
+    and checked against the real method. Rows: class score x1 y1 x2 y2."""
+    import numpy as np
+    import torch
+    from types import SimpleNamespace
+    from ultralytics.models.rtdetr.predict import RTDETRPredictor
+
+    conf, max_det = RTDETR_REF_CONF, RTDETR_REF_MAX_DET
+    h, w = shape[2], shape[3]
+    rows = y[0]
+    cx, cy, bw, bh = rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3]
+    xyxy = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1)
+    keep = rows[:, 4] > np.float32(conf)
+    pred = np.concatenate([xyxy, rows[:, 4:6]], axis=1)[keep][:max_det]
+    pred[:, [0, 2]] *= np.float32(w)
+    pred[:, [1, 3]] *= np.float32(h)
+
+    pr = RTDETRPredictor.__new__(RTDETRPredictor)
+    pr.args = SimpleNamespace(conf=conf, classes=None, max_det=max_det)
+    pr.batch = [["fixture"]]
+    pr.model = SimpleNamespace(names=dict(NAMES))
+    res = pr.postprocess(torch.from_numpy(y.copy()), None, [np.zeros((h, w, 3), dtype=np.uint8)])
+    real = res[0].boxes.data.numpy()
+    assert real.shape == pred.shape and np.array_equal(real, pred), (real.shape, pred.shape)
+    return [(int(r[5]), float(r[4]), *map(float, r[:4])) for r in pred]
+
+
 def tensor_pb(array, name: str) -> bytes:
     from onnx import numpy_helper
 
@@ -246,7 +379,8 @@ def export_one(spec, work: str) -> dict:
     import onnxruntime as ort
     import torch
 
-    model = build_model(spec, work)
+    rtdetr = spec.get("family") == "rtdetr"
+    model = build_rtdetr(spec, work) if rtdetr else build_model(spec, work)
     out = model.export(
         format="onnx",
         imgsz=spec["imgsz"],
@@ -292,6 +426,16 @@ def export_one(spec, work: str) -> dict:
     for j, (name, y) in enumerate(zip(out_names, ys)):
         with open(os.path.join(dst, "test_data_set_0", f"output_{j}.pb"), "wb") as f:
             f.write(tensor_pb(y, name))
+    if rtdetr:
+        dets = rtdetr_reference(model, ys[0], spec["test_shape"])
+        with open(os.path.join(dst, "test_data_set_0", "ultralytics_detections.txt"), "w", newline="\n") as f:
+            f.write(
+                f"# RTDETRPredictor.postprocess(conf={RTDETR_REF_CONF}, max_det={RTDETR_REF_MAX_DET}) on output_0.pb, "
+                f"image = model input {spec['test_shape'][3]}x{spec['test_shape'][2]}: class score x1 y1 x2 y2\n"
+            )
+            for d in dets:
+                f.write(f"{d[0]} {d[1]!r} {d[2]!r} {d[3]!r} {d[4]!r} {d[5]!r}\n")
+        print(f"[{spec['name']}] reference post-processing: {len(dets)} detections")
 
     def dims(vi):
         return [d.dim_param if d.dim_param else d.dim_value for d in vi.type.tensor_type.shape.dim]

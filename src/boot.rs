@@ -332,12 +332,20 @@ fn cuda_or_cpu(
 /// built-in model's names. Else `class0`.. with a warning. Logs which.
 /// The decoder for this model: `end2end` when the Ultralytics metadata
 /// says `end2end = True` (YOLOv10, YOLO26 exports: their `[1, N, 6]` output
-/// would otherwise pass for a one-class `yolov5` head), else the config's.
+/// would otherwise pass for a one-class `yolov5` head), `rtdetr` when it
+/// says `head = RTDETRDecoder`, else the config's.
 pub fn decoder_kind(
     configured: DecoderKind,
     meta: &crate::engine::onnx::Ultralytics,
     model: &Path,
 ) -> DecoderKind {
+    if meta.head.as_deref() == Some("RTDETRDecoder") && configured != DecoderKind::RtDetr {
+        log::info!(
+            "decoder rtdetr (normalised boxes, no NMS) from {} metadata 'head'",
+            model.display()
+        );
+        return DecoderKind::RtDetr;
+    }
     if meta.end2end == Some(true) && configured != DecoderKind::End2End {
         log::info!(
             "decoder end2end (NMS-free rows) from {} metadata 'end2end'",
@@ -389,7 +397,7 @@ fn load_labels(
     }
     let Some(classes) = classes else {
         return Err(BootError::Config(format!(
-            "{}: an end-to-end ([1, N, 6]) output does not say how many classes there are, and there are no labels (no model.labels, no {}, no metadata 'names'); set model.labels",
+            "{}: an end-to-end ([1, N, 6]) or RT-DETR output does not say how many classes there are, and there are no labels (no model.labels, no {}, no metadata 'names'); set model.labels",
             model.display(),
             beside[0].display()
         )));
@@ -651,7 +659,7 @@ pub fn boot(cfg: &Config, ov: &Overrides) -> Result<Pipeline, BootError> {
     let kind = decoder_kind(cfg.model.decoder, &meta, &model);
     // An end-to-end head's output does not say how many classes there
     // are: the labels do, and the decoder checks class ids against them.
-    let (decoder, labels) = if kind == DecoderKind::End2End {
+    let (decoder, labels) = if matches!(kind, DecoderKind::End2End | DecoderKind::RtDetr) {
         let labels = load_labels(cfg, &model, &meta, None)?;
         let d = Decoder::new(
             kind,
@@ -661,7 +669,8 @@ pub fn boot(cfg: &Config, ov: &Overrides) -> Result<Pipeline, BootError> {
             cfg.model.iou_threshold as f64,
             cfg.model.max_detections,
             30_000,
-        )?;
+        )?
+        .with_input_size(backend.input_size())?;
         (d, labels)
     } else {
         let d = Decoder::new(

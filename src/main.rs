@@ -817,7 +817,9 @@ fn check(
         .as_deref()
         .and_then(|n| Labels::parse_text(n, "metadata names").ok())
         .map(|l| l.len());
-    let kinds: &[DecoderKind] = if meta.end2end == Some(true) {
+    let kinds: &[DecoderKind] = if meta.head.as_deref() == Some("RTDETRDecoder") {
+        &[DecoderKind::RtDetr]
+    } else if meta.end2end == Some(true) {
         &[DecoderKind::End2End]
     } else {
         // A [1, N, 5+C] output with one box per grid cell is YOLOX's.
@@ -828,7 +830,7 @@ fn check(
         _ => [0, 0],
     };
     let decoded = kinds.iter().find_map(|&k| {
-        let classes = (k == DecoderKind::End2End)
+        let classes = matches!(k, DecoderKind::End2End | DecoderKind::RtDetr)
             .then_some(end2end_classes)
             .flatten();
         Decoder::new(k, &out_shape, classes, 0.25, 0.45, 100, 30_000)
@@ -847,6 +849,10 @@ fn check(
                 DecoderKind::YoloX | DecoderKind::YoloXDecoded =>
                     "yolox (raw head) or yolox-decoded (boxes decoded in the graph), set it in \
                      model.decoder: [1, N, 5+C], one box per cell of strides 8/16/32",
+                DecoderKind::RtDetr if d.rtdetr_rows() == Some(true) =>
+                    "rtdetr: [1, K, 6] normalised cx, cy, w, h, score, class; no NMS",
+                DecoderKind::RtDetr =>
+                    "rtdetr: [1, Q, 4+C] normalised cx, cy, w, h, class scores; no NMS",
             },
             engine::tensor::shape_string(&out_shape),
             d.num_classes(),
@@ -855,7 +861,7 @@ fn check(
                 .map_or("not in metadata", |e| if e { "true" } else { "false" }),
         ),
         None => outln!(
-            "  decoder     none fits output {} (perceptd decodes [1, 4+C, N], [1, N, 5+C] and, with metadata end2end and names, [1, N, 6])",
+            "  decoder     none fits output {} (perceptd decodes [1, 4+C, N], [1, N, 5+C] and, with metadata end2end or head RTDETRDecoder and names, [1, N, 6])",
             engine::tensor::shape_string(&out_shape)
         ),
     }

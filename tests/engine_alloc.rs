@@ -1,8 +1,9 @@
 //! `CpuModel::run` makes zero heap allocations: a counting global allocator
 //! sees every allocation on every thread (the kernel pool's workers
 //! included) while a real exported detector runs 200 times: YOLOv8,
-//! the NMS-free end-to-end heads of YOLO26 and YOLOv10, and YOLOX (raw
-//! and decoded heads, each output then decoded by perceptd's YOLOX decoder).
+//! the NMS-free end-to-end heads of YOLO26 and YOLOv10, YOLOX (raw and
+//! decoded heads) and RT-DETR, each output of the last two also going
+//! through perceptd's decoder for the family every run.
 //!
 //! One test per binary, so nothing else allocates concurrently.
 
@@ -32,6 +33,10 @@ fn run_never_allocates() {
         ("yolox-w0125-raw", 1),
         ("yolox-w0125-raw", 2),
         ("yolox-w0125-decoded", 2),
+        // RT-DETR: GridSample, LayerNormalization, run-time Gather indices
+        // and bools (Less/Xor/Equal/Not/And/Where).
+        ("rtdetr-tiny-static", 1),
+        ("rtdetr-tiny-static", 2),
     ] {
         let mut b = Bindings::new();
         if model.ends_with("dynamic") {
@@ -47,25 +52,27 @@ fn run_never_allocates() {
         for (i, v) in m.input_mut(0).iter_mut().enumerate() {
             *v = (i % 255) as f32 / 255.0;
         }
-        let yolox = match model {
-            "yolox-w0125-raw" => Some(DecoderKind::YoloX),
-            "yolox-w0125-decoded" => Some(DecoderKind::YoloXDecoded),
+        // The families with a decoder of their own: it runs on every output
+        // too, inside the counted loop: (kind, conf, max_detections, input).
+        let family = match model {
+            "yolox-w0125-raw" => Some((DecoderKind::YoloX, 0.25, 300, [128, 96])),
+            "yolox-w0125-decoded" => Some((DecoderKind::YoloXDecoded, 0.25, 300, [128, 96])),
+            "rtdetr-tiny-static" => Some((DecoderKind::RtDetr, 0.4, 100, [160, 160])),
             _ => None,
         };
         let shape = m.outputs()[0].shape.clone();
-        let mut decoder = yolox.map(|k| {
-            let d = Decoder::new(k, &shape, Some(3), 0.25, 0.45, 300, 30_000)
-                .and_then(|d| d.with_input_size([128, 96]))
+        let mut decoder = family.map(|(k, conf, max, input)| {
+            let d = Decoder::new(k, &shape, Some(3), conf, 0.45, max, 30_000)
+                .and_then(|d| d.with_input_size(input))
                 .unwrap();
             let list = d.new_list();
-            (d, list)
+            (d, list, LetterboxInfo::identity(input[0], input[1]))
         });
-        let letterbox = LetterboxInfo::identity(128, 96);
         let mut kept = 0;
         let mut frame = |m: &mut perceptd::engine::CpuModel| {
             m.run();
-            if let Some((d, list)) = decoder.as_mut() {
-                kept = d.decode(m.output(0), &letterbox, list).unwrap().kept;
+            if let Some((d, list, letterbox)) = decoder.as_mut() {
+                kept = d.decode(m.output(0), letterbox, list).unwrap().kept;
             }
         };
         for _ in 0..3 {
@@ -82,7 +89,7 @@ fn run_never_allocates() {
             "{model} with {threads} threads allocated {} times in 200 runs",
             after - before
         );
-        if yolox.is_some() {
+        if family.is_some() {
             assert!(kept > 0, "{model}: the decoder kept no detections");
         }
         let bad = m.output(0).iter().filter(|x| !x.is_finite()).count();
@@ -92,5 +99,8 @@ fn run_never_allocates() {
             "{model} threads {threads}: {bad} non-finite outputs of {}",
             m.output(0).len()
         );
+        if decoder.is_some() {
+            assert!(kept > 0, "{model}: the rtdetr decoder kept nothing");
+        }
     }
 }

@@ -157,6 +157,14 @@ fn yolov10_end2end_matches_onnxruntime() {
     check_end2end("yolov10-w0125-static");
 }
 
+#[test]
+fn rtdetr_matches_onnxruntime() {
+    // RT-DETR: GridSample (deformable attention), LayerNormalization, and
+    // the same TopK rows as the end-to-end heads ([1, 300, 6], normalised
+    // cx, cy, w, h, score, class; 300 of 300 x 3 query-class scores).
+    check_end2end("rtdetr-tiny-static");
+}
+
 /// Regression: the planner used to hand the input's arena region to later
 /// tensors once the input was last read, so a second `run()` without
 /// refilling the input computed on garbage.
@@ -278,4 +286,75 @@ fn yolox_engine_and_decoder_match_onnxruntime_and_the_reference() {
         let (b, s) = check_yolox_detections(name, kind, outs[0].1.as_f32().unwrap(), 1e-4, 0.02);
         println!("{name}: engine + decoder: max box diff {b:.2e} px, score {s:.2e}");
     }
+}
+
+/// End to end: our engine's output through our `rtdetr` decoder against
+/// Ultralytics' own `RTDETRPredictor.postprocess` on onnxruntime's output
+/// (written by `scripts/gen_exports.py`, numpy re-implementation checked
+/// equal to the real method): conf 0.45, max_det 100, image = the 160x160
+/// model input. Same detections (class, score within 1e-4, box within
+/// 1e-2 px), same order up to score near-ties. Ultralytics leaves boxes
+/// unclipped; perceptd clips every decoder's boxes to the image, so the
+/// reference is clipped here.
+#[test]
+fn rtdetr_detections_match_ultralytics_postprocess() {
+    use perceptd::postprocess::{Decoder, DecoderKind, LetterboxInfo};
+    let name = "rtdetr-tiny-static";
+    let (model, input, _) = case(name);
+    let dir = model.parent().unwrap().join("test_data_set_0");
+    let text = std::fs::read_to_string(dir.join("ultralytics_detections.txt")).unwrap();
+    let want: Vec<[f32; 6]> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            let v: Vec<f32> = l.split(' ').map(|x| x.parse().unwrap()).collect();
+            let clip = |x: f32| x.clamp(0.0, 160.0);
+            [v[0], v[1], clip(v[2]), clip(v[3]), clip(v[4]), clip(v[5])]
+        })
+        .collect();
+    assert_eq!(want.len(), 100, "the reference hits the max_det cap");
+    let outs = infer_once(&model, std::slice::from_ref(&input), 2, &Limits::default()).unwrap();
+    let got = &outs[0].1;
+    let mut d = Decoder::new(
+        DecoderKind::RtDetr,
+        &got.shape,
+        Some(3),
+        0.45,
+        0.45,
+        100,
+        30_000,
+    )
+    .and_then(|d| d.with_input_size([160, 160]))
+    .unwrap();
+    let mut list = d.new_list();
+    let stats = d
+        .decode(
+            got.as_f32().unwrap(),
+            &LetterboxInfo::identity(160, 160),
+            &mut list,
+        )
+        .unwrap();
+    let dets = list.as_slice();
+    assert_eq!(dets.len(), want.len(), "{stats:?}");
+    let mut used = vec![false; want.len()];
+    let mut moved = 0;
+    for (i, det) in dets.iter().enumerate() {
+        let j = (0..want.len())
+            .filter(|&j| !used[j] && want[j][0] == det.class_id as f32)
+            .filter(|&j| (want[j][1] - det.score).abs() <= 1e-4)
+            .find(|&j| (0..4).all(|k| (want[j][2 + k] - det.bbox[k]).abs() <= 1e-2))
+            .unwrap_or_else(|| panic!("detection {i} {det:?} is not in Ultralytics' list"));
+        used[j] = true;
+        if j != i {
+            moved += 1;
+            assert!(
+                (want[j][1] - want[i][1]).abs() <= 1e-4,
+                "detection {i} is Ultralytics' {j}, not a near-tie"
+            );
+        }
+    }
+    println!(
+        "{name}: {} detections equal to Ultralytics' RTDETRPredictor.postprocess ({moved} swapped with a near-tie); {stats:?}",
+        dets.len()
+    );
 }

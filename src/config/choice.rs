@@ -134,6 +134,7 @@ impl_choice!(DecoderKind, "model.decoder", [
     "end2end" => DecoderKind::End2End,
     "yolox" => DecoderKind::YoloX,
     "yolox-decoded" => DecoderKind::YoloXDecoded,
+    "rtdetr" => DecoderKind::RtDetr,
 ]);
 impl_choice!(Device, "pipeline.device", [
     "auto" => Device::Auto,
@@ -228,7 +229,7 @@ mod tests {
         assert_eq!(
             DecoderKind::parse("yolov9").unwrap_err(),
             "\"yolov9\": expected one of yolov8, yolo11, yolov5u, yolov5, end2end, yolox, \
-             yolox-decoded"
+             yolox-decoded, rtdetr"
         );
     }
 

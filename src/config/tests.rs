@@ -210,7 +210,7 @@ fn enumerated_values_are_one_line_with_every_accepted_spelling() {
             (
                 "model",
                 "decoder = \"ssd\"",
-                "x.toml: model.decoder = \"ssd\": expected one of yolov8, yolo11, yolov5u, yolov5, end2end, yolox, yolox-decoded",
+                "x.toml: model.decoder = \"ssd\": expected one of yolov8, yolo11, yolov5u, yolov5, end2end, yolox, yolox-decoded, rtdetr",
             ),
             (
                 "pipeline",

@@ -349,6 +349,30 @@ pub enum Op {
         axis: i64,
         epsilon: f32,
     },
+    /// Samples `X` at the normalised coordinates of `grid` (RT-DETR's
+    /// deformable attention).
+    GridSample {
+        mode: GridMode,
+        padding: GridPadding,
+        align_corners: bool,
+    },
+}
+
+/// GridSample interpolation (`linear`/`bilinear`, `nearest`,
+/// `cubic`/`bicubic`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GridMode {
+    Linear,
+    Nearest,
+    Cubic,
+}
+
+/// GridSample's value for samples outside the input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GridPadding {
+    Zeros,
+    Border,
+    Reflection,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -415,6 +439,7 @@ impl Op {
             Op::TopK { .. } => "TopK".into(),
             Op::GatherElements { .. } => "GatherElements".into(),
             Op::LayerNormalization { .. } => "LayerNormalization".into(),
+            Op::GridSample { .. } => "GridSample".into(),
         }
     }
 }

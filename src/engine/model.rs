@@ -343,13 +343,14 @@ impl CpuModel {
                 .collect();
             for (k, o) in n.outputs.iter().enumerate() {
                 let storage = g.tensors[*o].dtype.storage();
-                let int_ok = storage == Storage::I64 && ops::runs_on_integers(&n.op);
+                let int_ok =
+                    matches!(storage, Storage::I64 | Storage::Bool) && ops::runs_on_integers(&n.op);
                 if storage != Storage::F32 && !int_ok {
                     errors.push(EngineError::node(
                         &n.name,
                         &n.op.name(),
                         format!(
-                            "output {k} ('{}') is {} and computed at run time; only float tensors may be (integer tensors must be computable at boot, except the indices of TopK and what Div, Mod, Cast, GatherElements and data movement make of them)",
+                            "output {k} ('{}') is {} and computed at run time; only float tensors may be (integer and bool tensors must be computable at boot, except the indices of TopK and what integer arithmetic, comparisons, logic, Where, Cast, Gather(Elements) and data movement make of them)",
                             g.tensors[*o].name, g.tensors[*o].dtype
                         ),
                     ));

@@ -18,6 +18,7 @@
 //! allocate at boot; [`Decoder::decode`], [`DecodeStage`] and the list's
 //! methods never allocate. Called from the postprocess thread.
 
+use super::rtdetr::{self, Layout as RtLayout, RtDetr};
 use super::yolox::{self, Grid};
 use super::{DetectionList, FrameCtx, PostprocessError, Stage};
 use crate::config::Choice;
@@ -98,6 +99,10 @@ pub enum DecoderKind {
     /// YOLOX decoded in the graph (`decode_in_inference = True`):
     /// `[1, N, 5+C]` cx, cy, w, h in input pixels, objectness, classes.
     YoloXDecoded,
+    /// RT-DETR (Ultralytics metadata `head` = `RTDETRDecoder`): `[1, K, 6]`
+    /// normalised cx, cy, w, h, score, class, or `[1, Q, 4+C]`; no NMS.
+    /// See `postprocess::rtdetr`.
+    RtDetr,
 }
 
 impl DecoderKind {
@@ -108,6 +113,7 @@ impl DecoderKind {
             DecoderKind::End2End => "[1, N, 6]",
             DecoderKind::YoloX => "[1, N, 5+C] (tx, ty, tw, th on the stride 8/16/32 grid)",
             DecoderKind::YoloXDecoded => "[1, N, 5+C]",
+            DecoderKind::RtDetr => "[1, K, 6] or [1, Q, 4+C]",
         }
     }
 
@@ -117,6 +123,7 @@ impl DecoderKind {
             DecoderKind::YoloV8 => 4,
             DecoderKind::YoloV5 | DecoderKind::YoloX | DecoderKind::YoloXDecoded => 5,
             DecoderKind::End2End => 6,
+            DecoderKind::RtDetr => 4,
         }
     }
 }
@@ -168,6 +175,8 @@ pub struct Decoder {
     suppressed: Vec<bool>,
     /// The YOLOX raw head's grid (`with_input_size`).
     grid: Option<Grid>,
+    /// RT-DETR's layout, input size and scratch (`kind` RtDetr only).
+    rtdetr: Option<RtDetr>,
 }
 
 impl Decoder {
@@ -185,7 +194,7 @@ impl Decoder {
         max_detections: usize,
         max_candidates: usize,
     ) -> Result<Decoder, PostprocessError> {
-        let (anchors, classes) = check_shape(kind, output_shape, num_classes)?;
+        let (anchors, classes, rt_layout) = check_shape(kind, output_shape, num_classes)?;
         if !(0.0..=1.0).contains(&conf_threshold) {
             return Err(PostprocessError::Config(format!(
                 "conf_threshold {conf_threshold} is outside [0, 1]"
@@ -212,6 +221,8 @@ impl Decoder {
                 shape_str(output_shape)
             )));
         }
+        let rtdetr = rt_layout.map(|l| RtDetr::new(l, anchors, classes));
+        let anchors_nms = if rtdetr.is_some() { 0 } else { anchors };
         let scratch_argmax = if kind == DecoderKind::YoloV8 {
             anchors
         } else {
@@ -227,19 +238,23 @@ impl Decoder {
             max_candidates,
             best_score: vec![0.0; scratch_argmax],
             best_class: vec![0; scratch_argmax],
-            cands: vec![Candidate::default(); anchors],
-            order: vec![0; anchors],
-            suppressed: vec![false; anchors],
+            cands: vec![Candidate::default(); anchors_nms],
+            order: vec![0; anchors_nms],
+            suppressed: vec![false; anchors_nms],
             grid: None,
+            rtdetr,
         })
     }
 
-    /// Boot: the model input `[width, height]`, from which the YOLOX raw
-    /// head's grid is built (checked against the output's anchor count
-    /// first); the other heads do not need it and ignore it.
+    /// Boot: the model input `[width, height]`. The YOLOX raw head builds
+    /// its grid from it (checked against the output's anchor count first);
+    /// RT-DETR's boxes are normalised to it; the other heads ignore it.
     pub fn with_input_size(mut self, input: [usize; 2]) -> Result<Decoder, PostprocessError> {
         if self.kind == DecoderKind::YoloX {
             self.grid = Some(Grid::new(input, self.anchors)?);
+        }
+        if let Some(r) = &mut self.rtdetr {
+            r.set_input_size(input[0], input[1]);
         }
         Ok(self)
     }
@@ -261,8 +276,16 @@ impl Decoder {
         self.max_detections
     }
 
+    /// RT-DETR: whether the output is `[1, K, 6]` rows (else `[1, Q, 4+C]`).
+    pub fn rtdetr_rows(&self) -> Option<bool> {
+        self.rtdetr.as_ref().map(|r| r.layout() == RtLayout::Rows)
+    }
+
     /// Number of f32 values `decode` expects.
     pub fn output_len(&self) -> usize {
+        if let Some(r) = &self.rtdetr {
+            return self.anchors * r.width();
+        }
         match self.kind {
             DecoderKind::End2End => self.anchors * 6,
             _ => self.anchors * (self.num_classes + self.kind.box_fields()),
@@ -303,6 +326,17 @@ impl Decoder {
             DecoderKind::YoloXDecoded => {
                 let (c, conf) = (self.num_classes, self.conf_threshold);
                 yolox::gather(output, c, conf, None, &mut self.cands)
+            }
+            DecoderKind::RtDetr => {
+                let (classes, conf, max) =
+                    (self.num_classes, self.conf_threshold, self.max_detections);
+                let r = self.rtdetr.as_mut().filter(|r| r.input_size().is_some());
+                let Some(r) = r else {
+                    return Err(PostprocessError::Config(
+                        "rtdetr decoder: the model input size was never set".into(),
+                    ));
+                };
+                return Ok(r.decode(output, classes, conf, max, letterbox, out));
             }
         };
         let mut stats = DecodeStats {
@@ -500,12 +534,13 @@ fn shape_str(shape: &[usize]) -> String {
     dims.join("x")
 }
 
-/// Returns (anchors, classes) or an error naming the shape and the layout.
+/// Returns (anchors, classes, RT-DETR layout) or an error naming the shape
+/// and the layout.
 fn check_shape(
     kind: DecoderKind,
     shape: &[usize],
     num_classes: Option<usize>,
-) -> Result<(usize, usize), PostprocessError> {
+) -> Result<(usize, usize, Option<RtLayout>), PostprocessError> {
     let bad = |detail: String| PostprocessError::Shape {
         shape: shape_str(shape),
         kind: kind.name(),
@@ -523,6 +558,11 @@ fn check_shape(
     }
     let fields = kind.box_fields();
     let (channels, anchors) = match kind {
+        DecoderKind::RtDetr => {
+            return rtdetr::check_shape(shape, num_classes)
+                .map(|(q, c, l)| (q, c, Some(l)))
+                .map_err(bad);
+        }
         DecoderKind::YoloV8 => (shape[1], shape[2]),
         DecoderKind::YoloV5 | DecoderKind::YoloX | DecoderKind::YoloXDecoded => {
             (shape[2], shape[1])
@@ -535,7 +575,7 @@ fn check_shape(
                 return Err(bad(" (no rows)".into()));
             }
             return match num_classes {
-                Some(c) if c > 0 => Ok((shape[1], c)),
+                Some(c) if c > 0 => Ok((shape[1], c, None)),
                 _ => Err(bad(
                     " (the class count is not in the shape: it comes from the labels, and there are none)"
                         .into(),
@@ -557,7 +597,7 @@ fn check_shape(
             " with {c} classes, i.e. {} values per box, not {channels}",
             c + fields
         ))),
-        Some(_) => Ok((anchors, classes)),
+        Some(_) => Ok((anchors, classes, None)),
         // Without a class count the only hint is that detectors have many
         // more boxes than values per box; a swapped layout shows up as the
         // opposite.
@@ -573,7 +613,7 @@ fn check_shape(
                  set the class count to override)"
             )))
         }
-        None => Ok((anchors, classes)),
+        None => Ok((anchors, classes, None)),
     }
 }
 
@@ -701,7 +741,9 @@ mod tests {
         let (shape, t) = match kind {
             DecoderKind::YoloV8 => ([1, 4 + C, N], v8_tensor(&boxes, &cls)),
             DecoderKind::YoloV5 => ([1, N, 5 + C], v5_tensor(&boxes, &cls, &obj)),
-            DecoderKind::End2End => unreachable!("end2end has its own tests"),
+            DecoderKind::End2End | DecoderKind::RtDetr => {
+                unreachable!("end2end and rtdetr have their own tests")
+            }
             DecoderKind::YoloX | DecoderKind::YoloXDecoded => {
                 unreachable!("yolox has its own tests (yolox.rs, tests/exports.rs)")
             }

@@ -21,6 +21,7 @@
 mod decode;
 mod ground;
 mod labels;
+mod rtdetr;
 pub mod track;
 mod yolox;
 

@@ -9,8 +9,8 @@ use super::attrs::Attrs;
 use super::tensor_io::{dtype_code_name, tensor_from_proto, LoadCtx};
 use crate::engine::error::EngineError;
 use crate::engine::ir::{
-    Activation, AutoPad, BinaryOp, ConvAttrs, CoordTransform, KeepAspect, NearestMode, Op, PadMode,
-    PoolAttrs, ReduceOp, ResizeAttrs, ResizeMode, UnaryOp,
+    Activation, AutoPad, BinaryOp, ConvAttrs, CoordTransform, GridMode, GridPadding, KeepAspect,
+    NearestMode, Op, PadMode, PoolAttrs, ReduceOp, ResizeAttrs, ResizeMode, UnaryOp,
 };
 use crate::engine::tensor::{DType, Tensor};
 use std::sync::Arc;
@@ -300,6 +300,30 @@ pub(crate) fn convert(n: &NodeCtx, ctx: &mut LoadCtx) -> Result<Converted, Engin
                 epsilon: a.float_or("epsilon", 1e-5)?,
             }
         }
+        "GridSample" => Op::GridSample {
+            // GridSample-16 names the modes bilinear/bicubic, 20 linear/cubic.
+            mode: a.choice(
+                "mode",
+                GridMode::Linear,
+                &[
+                    ("bilinear", GridMode::Linear),
+                    ("linear", GridMode::Linear),
+                    ("nearest", GridMode::Nearest),
+                    ("bicubic", GridMode::Cubic),
+                    ("cubic", GridMode::Cubic),
+                ],
+            )?,
+            padding: a.choice(
+                "padding_mode",
+                GridPadding::Zeros,
+                &[
+                    ("zeros", GridPadding::Zeros),
+                    ("border", GridPadding::Border),
+                    ("reflection", GridPadding::Reflection),
+                ],
+            )?,
+            align_corners: a.bool_or("align_corners", false)?,
+        },
         "GatherElements" => Op::GatherElements {
             axis: a.int_or("axis", 0)?,
         },

@@ -1,7 +1,7 @@
 //! A model's `metadata_props` (ModelProto field 14: `key` = 1, `value` = 2
 //! strings), read straight from the protobuf bytes without decoding the
 //! graph, and what perceptd understands of them: the keys the Ultralytics
-//! exporter writes (`names`, `imgsz`, `task`, `end2end`).
+//! exporter writes (`names`, `imgsz`, `task`, `end2end`, `head`).
 //!
 //! Hostile files: the scanner walks the top-level fields with bounds checks
 //! only; it keeps at most [`MAX_ENTRIES`] entries of at most
@@ -37,6 +37,8 @@ pub struct Ultralytics {
     pub imgsz: Option<[usize; 2]>,
     pub task: Option<String>,
     pub end2end: Option<bool>,
+    /// The head's class name (`Detect`, `RTDETRDecoder`, ...).
+    pub head: Option<String>,
 }
 
 impl ModelMetadata {
@@ -75,6 +77,7 @@ impl ModelMetadata {
             imgsz,
             task: self.get("task").map(|t| t.trim().to_string()),
             end2end,
+            head: self.get("head").map(|t| t.trim().to_string()),
         })
     }
 }

@@ -119,6 +119,14 @@ impl OpDef for Binary {
                 return lower_int_div_mod(*b, ins, out);
             }
         }
+        if let Op::Binary(b) = op {
+            let exact = out.dtype.storage() == Storage::Bool
+                || (out.dtype.storage() == Storage::I64
+                    && matches!(b, BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul));
+            if exact {
+                return lower_exact(*b, ins, out);
+            }
+        }
         check_runtime_float(op, ins, outs)?;
         match op {
             Op::Binary(b) => lower_binary(*b, ins, out),
@@ -225,6 +233,23 @@ binf!(IntDivF, |a, b| ((a as f64) / (b as f64)).trunc() as f32);
 
 binf!(PyModF, |a, b| py_mod_f32(a, b));
 
+// Comparisons and logic on run-time values: bools are held as 1.0 / 0.0.
+binf!(EqF, |a, b| (a == b) as u8 as f32);
+
+binf!(LtF, |a, b| (a < b) as u8 as f32);
+
+binf!(LeF, |a, b| (a <= b) as u8 as f32);
+
+binf!(GtF, |a, b| (a > b) as u8 as f32);
+
+binf!(GeF, |a, b| (a >= b) as u8 as f32);
+
+binf!(AndF, |a, b| (a != 0.0 && b != 0.0) as u8 as f32);
+
+binf!(OrF, |a, b| (a != 0.0 || b != 0.0) as u8 as f32);
+
+binf!(XorF, |a, b| ((a != 0.0) != (b != 0.0)) as u8 as f32);
+
 /// numpy `mod` for floats: the result takes the divisor's sign.
 #[inline(always)]
 pub(super) fn py_mod_f32(a: f32, b: f32) -> f32 {
@@ -254,6 +279,15 @@ pub(super) enum FloatBin {
     PyMod,
     /// Integer `Div` on run-time integers held as f32.
     IntDiv,
+    /// Comparisons and logic giving run-time bools held as 1.0 / 0.0.
+    Eq,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    And,
+    Or,
+    Xor,
 }
 
 /// `Div` and `Mod` on run-time integers (held as exact f32 values, see
@@ -290,6 +324,52 @@ fn lower_int_div_mod(
         BinaryOp::Mod { fmod: true } => FloatBin::Fmod,
         _ => FloatBin::PyMod,
     };
+    Ok(Box::new(BinaryKernel {
+        op,
+        bc: Bcast::new(&[a.shape, bb.shape], &out.shape),
+        inplace: (out.shape.as_slice() == a.shape).then_some(0),
+        const_b,
+    }))
+}
+
+/// Comparisons and logic at run time (bool outputs held as 1.0 / 0.0),
+/// and `Add`/`Sub`/`Mul` on run-time integers held as exact f32 values:
+/// RT-DETR's export floors a TopK index divided by the class count with
+/// `Div`, `Mod`, `Less`, `Xor`, `Equal`, `Not`, `And`, `Sub` and `Where`.
+/// Input 0 must be computed at run time or a float constant; a non-float
+/// constant input 1 is converted at boot.
+fn lower_exact(
+    b: BinaryOp,
+    ins: &[Option<ValueInfo>],
+    out: &OutInfo,
+) -> OpResult<Box<dyn CpuKernel>> {
+    let name = Op::Binary(b).name();
+    let a = required(ins, 0, "A")?;
+    let bb = required(ins, 1, "B")?;
+    if a.value.is_some() && !a.dtype.is_float() {
+        op_bail!(
+            "{name}: a {} constant combined with a run-time tensor is not supported",
+            a.dtype
+        );
+    }
+    let op = match b {
+        BinaryOp::Add => FloatBin::Add,
+        BinaryOp::Sub => FloatBin::Sub,
+        BinaryOp::Mul => FloatBin::Mul,
+        BinaryOp::Equal => FloatBin::Eq,
+        BinaryOp::Less => FloatBin::Lt,
+        BinaryOp::LessOrEqual => FloatBin::Le,
+        BinaryOp::Greater => FloatBin::Gt,
+        BinaryOp::GreaterOrEqual => FloatBin::Ge,
+        BinaryOp::And => FloatBin::And,
+        BinaryOp::Or => FloatBin::Or,
+        BinaryOp::Xor => FloatBin::Xor,
+        _ => op_bail!("{name} has no run-time {} kernel", out.dtype),
+    };
+    let const_b = bb
+        .value
+        .filter(|t| !t.dtype.is_float())
+        .map(|t| t.to_f32_vec());
     Ok(Box::new(BinaryKernel {
         op,
         bc: Bcast::new(&[a.shape, bb.shape], &out.shape),
@@ -396,6 +476,14 @@ impl CpuKernel for BinaryKernel {
             FloatBin::Fmod => self.exec::<FmodF>(io, pool),
             FloatBin::PyMod => self.exec::<PyModF>(io, pool),
             FloatBin::IntDiv => self.exec::<IntDivF>(io, pool),
+            FloatBin::Eq => self.exec::<EqF>(io, pool),
+            FloatBin::Lt => self.exec::<LtF>(io, pool),
+            FloatBin::Le => self.exec::<LeF>(io, pool),
+            FloatBin::Gt => self.exec::<GtF>(io, pool),
+            FloatBin::Ge => self.exec::<GeF>(io, pool),
+            FloatBin::And => self.exec::<AndF>(io, pool),
+            FloatBin::Or => self.exec::<OrF>(io, pool),
+            FloatBin::Xor => self.exec::<XorF>(io, pool),
         }
     }
 }

@@ -33,6 +33,7 @@ pub mod conv;
 mod elementwise;
 mod gather;
 mod gather_elements;
+mod grid_sample;
 mod layernorm;
 mod linear;
 mod matmul;
@@ -138,27 +139,33 @@ pub fn def(op: &Op) -> &'static dyn OpDef {
         Op::TopK { .. } => &topk::TopK,
         Op::GatherElements { .. } => &gather_elements::GatherElements,
         Op::LayerNormalization { .. } => &layernorm::LayerNorm,
+        Op::GridSample { .. } => &grid_sample::GridSample,
         Op::Constant(_) | Op::Shape { .. } | Op::Size | Op::Range | Op::ConstantOfShape(_) => {
             &shape_values::ShapeValues
         }
     }
 }
 
-/// Whether `op` may produce or consume integer tensors at run time.
+/// Whether `op` may produce or consume integer or bool tensors at run time.
 ///
 /// Run-time tensors live in the f32 arena. Integer ones (TopK's indices
 /// and what NMS-free heads derive from them) are held there as f32 values,
 /// which is exact because they never exceed 2^24: TopK refuses longer
-/// axes, and the ops below only move such values or shrink them (integer
-/// `Div` and `Mod`, `Cast` to float). Every other op's run-time tensors
-/// must be float; `CpuModel::build` refuses the rest at boot.
+/// axes, and the ops below only move such values, shrink them (integer
+/// `Div` and `Mod`, `Cast` to float) or shift them by small constants
+/// (`Add`, `Sub`, `Mul`: RT-DETR's floor division of a TopK index).
+/// Bools (comparisons, logic, `Not`, a `Where` condition) are held as
+/// 1.0 / 0.0. Every other op's run-time tensors must be float;
+/// `CpuModel::build` refuses the rest at boot.
 pub fn runs_on_integers(op: &Op) -> bool {
-    use super::ir::BinaryOp;
+    use super::ir::UnaryOp;
     matches!(
         op,
         Op::TopK { .. }
             | Op::GatherElements { .. }
-            | Op::Binary(BinaryOp::Div | BinaryOp::Mod { .. })
+            | Op::Binary(_)
+            | Op::Unary(UnaryOp::Not)
+            | Op::Where
             | Op::Cast { .. }
             | Op::Concat { .. }
             | Op::Split { .. }

@@ -153,10 +153,22 @@ impl OpDef for Unary {
         ins: &[Option<ValueInfo>],
         outs: &[OutInfo],
     ) -> OpResult<Box<dyn CpuKernel>> {
-        check_runtime_float(op, ins, outs)?;
         let out = outs
             .first()
             .ok_or_else(|| OpError::new(format!("{} has no output", op.name())))?;
+        // Not on a run-time bool (held as 1.0 / 0.0, see
+        // `ops::runs_on_integers`).
+        if let Op::Unary(UnaryOp::Not) = op {
+            let x = required(ins, 0, "X")?;
+            if x.value.is_some() {
+                op_bail!("Not of a constant is folded at boot, not run");
+            }
+            return Ok(Box::new(MapKernel {
+                f: MapFn::Unary(UnaryOp::Not),
+                len: numel(&out.shape),
+            }));
+        }
+        check_runtime_float(op, ins, outs)?;
         match op {
             Op::Unary(u) => {
                 let x = required(ins, 0, "X")?;
@@ -295,8 +307,8 @@ pub(super) fn unary_f32(u: UnaryOp, x: f32) -> f32 {
         }
         UnaryOp::Sin => x.sin(),
         UnaryOp::Cos => x.cos(),
-        // Rejected by infer (bool only); identity keeps this total.
-        UnaryOp::Not => x,
+        // A run-time bool held as 1.0 / 0.0 (infer takes bool inputs only).
+        UnaryOp::Not => (x == 0.0) as u8 as f32,
     }
 }
 

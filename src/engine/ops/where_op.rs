@@ -107,13 +107,31 @@ impl OpDef for Where {
         ins: &[Option<ValueInfo>],
         outs: &[OutInfo],
     ) -> OpResult<Box<dyn CpuKernel>> {
-        check_runtime_float(op, ins, outs)?;
         let out = outs
             .first()
             .ok_or_else(|| OpError::new(format!("{} has no output", op.name())))?;
+        let c = required(ins, 0, "condition")?;
+        if let (Op::Where, None) = (op, c.value) {
+            // A run-time condition (a bool held as 1.0 / 0.0), choosing
+            // between float tensors or run-time integers held as f32 (see
+            // `ops::runs_on_integers`).
+            for i in [1, 2] {
+                let v = required(ins, i, if i == 1 { "X" } else { "Y" })?;
+                if v.value.is_some() && !v.dtype.is_float() {
+                    op_bail!(
+                        "Where with a run-time condition: input {i} is a {} constant; only float constants may be",
+                        v.dtype
+                    );
+                }
+            }
+            let (x, y) = (required(ins, 1, "X")?, required(ins, 2, "Y")?);
+            return Ok(Box::new(RuntimeWhereKernel {
+                bc: Bcast::new(&[c.shape, x.shape, y.shape], &out.shape),
+            }));
+        }
+        check_runtime_float(op, ins, outs)?;
         match op {
             Op::Where => {
-                let c = required(ins, 0, "condition")?;
                 let Some(ct) = c.value else {
                     op_bail!("Where condition (input 0) must be a constant computable at boot");
                 };
@@ -174,6 +192,36 @@ impl CpuKernel for WhereKernel {
             let o = unsafe { buf_range(ob, s, e) };
             bc.segments::<3>(s, e, |start, n, offs| {
                 where_piece(&self.cond, x, y, offs, st, &mut o[start - s..start - s + n]);
+            });
+        });
+    }
+}
+
+/// `Where` with a run-time condition held as 1.0 / 0.0.
+pub(super) struct RuntimeWhereKernel {
+    pub(super) bc: Bcast,
+}
+
+impl CpuKernel for RuntimeWhereKernel {
+    /// Frame path: never allocates.
+    fn run(&self, io: &StepIo<'_>, _scratch: &mut [f32], pool: &ThreadPool) {
+        let (c, x, y) = (io.input(0), io.input(1), io.input(2));
+        let ob = Buf::from_slice(io.output(0));
+        let bc = &self.bc;
+        let st = [bc.inner_stride(0), bc.inner_stride(1), bc.inner_stride(2)];
+        par_chunks(pool, bc.len, GRAIN, &|s, e| {
+            // SAFETY: disjoint [s, e) per task within the output buffer.
+            let o = unsafe { buf_range(ob, s, e) };
+            bc.segments::<3>(s, e, |start, n, offs| {
+                let [oc, ox, oy] = offs;
+                let [sc, sx, sy] = st;
+                for (i, v) in o[start - s..start - s + n].iter_mut().enumerate() {
+                    *v = if c[oc + i * sc] != 0.0 {
+                        x[ox + i * sx]
+                    } else {
+                        y[oy + i * sy]
+                    };
+                }
             });
         });
     }

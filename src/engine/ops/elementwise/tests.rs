@@ -351,13 +351,15 @@ fn comparisons_and_logic_produce_bool() {
 
 #[test]
 fn runtime_non_float_is_rejected() {
+    // Run-time integers (f32-held) are taken by integer Add/Sub/Mul/Div/Mod
+    // only (`ops::runs_on_integers`); Pow on them is refused.
     let i = ValueInfo {
         dtype: DType::I64,
         shape: &[2],
         value: None,
     };
     let e = lower(
-        &Op::Binary(BinaryOp::Add),
+        &Op::Binary(BinaryOp::Pow),
         &[Some(i), Some(i)],
         &[OutInfo {
             dtype: DType::I64,
@@ -367,14 +369,11 @@ fn runtime_non_float_is_rejected() {
     .err()
     .unwrap();
     assert!(e.0.contains("runtime tensors must be float32"), "{}", e.0);
-    let f = ValueInfo {
-        dtype: DType::F32,
-        shape: &[2],
-        value: None,
-    };
+    // A non-float constant on the left of a run-time comparison is refused.
+    let c = Tensor::from_i64(vec![2], vec![1, 2]);
     let e = lower(
         &Op::Binary(BinaryOp::Less),
-        &[Some(f), Some(f)],
+        &[Some(ValueInfo::of(&c)), Some(i)],
         &[OutInfo {
             dtype: DType::Bool,
             shape: vec![2],
@@ -382,7 +381,70 @@ fn runtime_non_float_is_rejected() {
     )
     .err()
     .unwrap();
-    assert!(e.0.contains("runtime tensors must be float32"), "{}", e.0);
+    assert!(e.0.contains("constant combined with a run-time"), "{}", e.0);
+}
+
+/// Run-time bools are held as 1.0 / 0.0: the kernels RT-DETR's floor
+/// division runs (Less, Equal, Xor, And, Not, Where, integer Sub).
+#[test]
+fn runtime_bools_and_integers_run_as_f32() {
+    let rt = |shape: &'static [usize], dtype| ValueInfo {
+        dtype,
+        shape,
+        value: None,
+    };
+    let out = |dtype| {
+        vec![OutInfo {
+            dtype,
+            shape: vec![4],
+        }]
+    };
+    let run = |op: Op, ins: &[Option<ValueInfo>], dtype, data: &[&[f32]]| -> Vec<f32> {
+        let k = lower(&op, ins, &out(dtype)).unwrap();
+        let mut bufs: Vec<Vec<f32>> = data.iter().map(|d| d.to_vec()).collect();
+        let mut o = vec![f32::NAN; 4];
+        let in_raw: Vec<Buf> = bufs.iter_mut().map(|v| Buf::from_slice(v)).collect();
+        let out_raw = vec![Buf::from_slice(&mut o)];
+        let pool = ThreadPool::new(1);
+        // SAFETY: distinct live buffers of the declared lengths.
+        let io = unsafe { StepIo::new(&in_raw, &out_raw, false) };
+        k.run(&io, &mut [], &pool);
+        o
+    };
+    let ix = rt(&[4], DType::I64);
+    let c3 = Tensor::from_i64(vec![], vec![3]);
+    let idx: &[f32] = &[0.0, 4.0, 5.0, 7.0];
+    let less = run(
+        Op::Binary(BinaryOp::Less),
+        &[Some(ix), Some(ValueInfo::of(&c3))],
+        DType::Bool,
+        &[idx],
+    );
+    assert_eq!(less, vec![1.0, 0.0, 0.0, 0.0]);
+    let b = rt(&[4], DType::Bool);
+    let p: &[f32] = &[1.0, 1.0, 0.0, 0.0];
+    let q: &[f32] = &[1.0, 0.0, 1.0, 0.0];
+    let l = |op| run(Op::Binary(op), &[Some(b), Some(b)], DType::Bool, &[p, q]);
+    assert_eq!(l(BinaryOp::And), vec![1.0, 0.0, 0.0, 0.0]);
+    assert_eq!(l(BinaryOp::Xor), vec![0.0, 1.0, 1.0, 0.0]);
+    assert_eq!(l(BinaryOp::Equal), vec![1.0, 0.0, 0.0, 1.0]);
+    let not = run(Op::Unary(UnaryOp::Not), &[Some(b)], DType::Bool, &[p]);
+    assert_eq!(not, vec![0.0, 0.0, 1.0, 1.0]);
+    let one = Tensor::from_i64(vec![], vec![1]);
+    let sub = run(
+        Op::Binary(BinaryOp::Sub),
+        &[Some(ix), Some(ValueInfo::of(&one))],
+        DType::I64,
+        &[idx],
+    );
+    assert_eq!(sub, vec![-1.0, 3.0, 4.0, 6.0]);
+    let w = run(
+        Op::Where,
+        &[Some(b), Some(ix), Some(ix)],
+        DType::I64,
+        &[p, idx, &[9.0, 9.0, 9.0, 9.0]],
+    );
+    assert_eq!(w, vec![0.0, 4.0, 9.0, 9.0]);
 }
 
 #[test]
