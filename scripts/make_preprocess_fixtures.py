@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Make the fixtures for src/preprocess tests: small deterministic frames in
-each pixel format and the letterboxed RGB image Ultralytics would feed the
-network (before /255), computed with OpenCV.
+each pixel format and the image each detector family's own preprocessing
+would feed the network (before any /255), computed with OpenCV:
+Ultralytics' YOLO letterbox, Ultralytics' RT-DETR stretch, and YOLOX's
+`preproc` (top-left, BGR).
 
 Writes tests/fixtures/preprocess/<name>.in (raw frame, perceptd layout),
-<name>.out (letterboxed image, HWC RGB uint8) and cases.txt
-("name format width height dst_w dst_h" per line).
+<name>.out (the network's image, HWC uint8 in the network's channel order)
+and cases.txt ("name format width height dst_w dst_h style" per line).
 
     pip install numpy opencv-python-headless
     python3 scripts/make_preprocess_fixtures.py
@@ -32,6 +34,32 @@ def letterbox(img, new_shape):
     top, bottom = int(round(dh - 0.1)), int(round(dh + 0.1))
     left, right = int(round(dw - 0.1)), int(round(dw + 0.1))
     return cv2.copyMakeBorder(img, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(114, 114, 114))
+
+
+def stretch(img, new_shape):
+    """ultralytics.data.augment.LetterBox(auto=False, scale_fill=True), as
+    Ultralytics' RTDETRPredictor.pre_transform uses it: both axes resized to
+    the input, no border."""
+    if img.shape[:2] != tuple(new_shape):
+        img = cv2.resize(img, (new_shape[1], new_shape[0]), interpolation=cv2.INTER_LINEAR)
+    return img
+
+
+def yolox(rgb, new_shape):
+    """yolox.data.data_augment.preproc (YOLOX 0.3, legacy=False) on the BGR
+    image OpenCV would have decoded: top-left, int() sizes, grey 114, BGR
+    kept (the network's planes are B, G, R)."""
+    img = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    padded = np.ones((new_shape[0], new_shape[1], 3), dtype=np.uint8) * 114
+    r = min(new_shape[0] / img.shape[0], new_shape[1] / img.shape[1])
+    resized = cv2.resize(
+        img, (int(img.shape[1] * r), int(img.shape[0] * r)), interpolation=cv2.INTER_LINEAR
+    ).astype(np.uint8)
+    padded[: int(img.shape[0] * r), : int(img.shape[1] * r)] = resized
+    return padded
+
+
+STYLES = {"letterbox": letterbox, "stretch": stretch, "yolox": yolox}
 
 
 def frame(fmt, w, h, rng):
@@ -68,6 +96,15 @@ CASES = [
     ("uyvy_up", "UYVY", 40, 30, 48, 48),
     ("nv12", "NV12", 40, 30, 64, 48),
     ("i420_down", "I420", 40, 30, 32, 32),
+    # Other families' preprocessing (appended: the cases above keep their
+    # random frames).
+    ("stretch_up", "RGB24", 37, 23, 64, 64, "stretch"),
+    ("stretch_down", "YUYV", 100, 60, 48, 40, "stretch"),
+    ("stretch_same", "RGB24", 64, 48, 64, 48, "stretch"),
+    ("yolox_up", "RGB24", 37, 23, 64, 64, "yolox"),
+    ("yolox_down", "NV12", 100, 62, 48, 48, "yolox"),
+    ("yolox_tall", "YUYV", 22, 33, 40, 40, "yolox"),
+    ("yolox_trunc", "RGB24", 50, 30, 33, 35, "yolox"),
 ]
 
 
@@ -75,15 +112,16 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     rng = np.random.default_rng(20240611)
     lines = []
-    for name, fmt, w, h, dst_w, dst_h in CASES:
+    for name, fmt, w, h, dst_w, dst_h, *style in CASES:
+        style = style[0] if style else "letterbox"
         raw, rgb = frame(fmt, w, h, rng)
-        boxed = letterbox(rgb, (dst_h, dst_w))
+        boxed = STYLES[style](rgb, (dst_h, dst_w))
         assert boxed.shape == (dst_h, dst_w, 3), (name, boxed.shape)
         with open(os.path.join(OUT, name + ".in"), "wb") as f:
             f.write(raw)
         with open(os.path.join(OUT, name + ".out"), "wb") as f:
             f.write(np.ascontiguousarray(boxed).tobytes())
-        lines.append(f"{name} {fmt} {w} {h} {dst_w} {dst_h}")
+        lines.append(f"{name} {fmt} {w} {h} {dst_w} {dst_h} {style}")
     with open(os.path.join(OUT, "cases.txt"), "w") as f:
         f.write(f"# made by scripts/make_preprocess_fixtures.py with OpenCV {cv2.__version__}\n")
         f.write("\n".join(lines) + "\n")

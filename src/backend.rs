@@ -9,7 +9,7 @@
 use crate::calibration::Calibration;
 use crate::engine::{build_cpu_model, Bindings, CpuModel, EngineError, Limits};
 use crate::frame::FrameDesc;
-use crate::preprocess::{Letterbox, LetterboxInfo, PreprocessError, RemapTable};
+use crate::preprocess::{InputStyle, Letterbox, LetterboxInfo, PreprocessError, RemapTable};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -114,16 +114,25 @@ impl CpuBackend {
         threads: usize,
     ) -> Result<CpuBackend, BackendError> {
         let limits = Limits::default();
-        Self::new_within(model_path, src, input_size, threads, &limits)
+        Self::new_within(
+            model_path,
+            src,
+            input_size,
+            threads,
+            InputStyle::Letterbox,
+            &limits,
+        )
     }
 
-    /// [`new`](Self::new) within `limits` (the pipeline passes what its
-    /// memory budget leaves for the model as `max_plan_bytes`).
+    /// [`new`](Self::new) with the family's preprocessing `style`, within
+    /// `limits` (the pipeline passes what its memory budget leaves for the
+    /// model as `max_plan_bytes`).
     pub fn new_within(
         model_path: &Path,
         src: FrameDesc,
         input_size: Option<[usize; 2]>,
         threads: usize,
+        style: InputStyle,
         limits: &Limits,
     ) -> Result<CpuBackend, BackendError> {
         let mut b = Bindings::new();
@@ -155,7 +164,7 @@ impl CpuBackend {
             .map(|o| o.shape.clone())
             .unwrap_or_default();
         Ok(CpuBackend {
-            letterbox: Letterbox::new(src, w, h)?,
+            letterbox: Letterbox::with_style(src, w, h, style)?,
             model,
             output_shape,
             input_size: [w, h],

@@ -254,6 +254,7 @@ fn cpu_backend(
         desc,
         cfg.model.input_size,
         cfg.model.threads,
+        cfg.model.input_style(),
         &limits,
     )?;
     if let Some(cal) = undistort {
@@ -284,13 +285,15 @@ pub fn start_cuda(
         ordinal: cfg.pipeline.cuda_device,
         precision: cfg.pipeline.precision,
         cache_dir: cfg.pipeline.kernel_cache.clone(),
+        style: cfg.model.input_style(),
     };
     let mut b = crate::cuda::CudaBackend::new_on(gpu, model, desc, cfg.model.input_size, &opts)?;
     if let Some(cal) = undistort {
         // The GPU preprocessing kernel reads the same table as the CPU
         // letterbox.
         let [w, h] = b.input_size();
-        let lb = crate::preprocess::Letterbox::new(desc, w, h).map_err(BackendError::from)?;
+        let lb = crate::preprocess::Letterbox::with_style(desc, w, h, cfg.model.input_style())
+            .map_err(BackendError::from)?;
         if let Some(t) =
             crate::preprocess::RemapTable::build(cal, &lb).map_err(BackendError::from)?
         {
@@ -536,9 +539,13 @@ pub fn boot(cfg: &Config, ov: &Overrides) -> Result<Pipeline, BootError> {
     let model = ov.model.clone().unwrap_or_else(|| cfg.model.path.clone());
     cfg.refuse_synthetic_on_camera(&model, ov.model.is_some())?;
     let (meta, input_size) = model_facts(&model, ov.input_size, cfg.model.input_size)?;
-    let sized = (input_size != cfg.model.input_size).then(|| {
+    // The decoder (and so the default preprocessing) may come from the
+    // model's metadata.
+    let kind = decoder_kind(cfg.model.decoder, &meta, &model);
+    let sized = (input_size != cfg.model.input_size || kind != cfg.model.decoder).then(|| {
         let mut c = cfg.clone();
         c.model.input_size = input_size;
+        c.model.decoder = kind;
         c
     });
     let cfg = sized.as_ref().unwrap_or(cfg);
@@ -632,6 +639,16 @@ pub fn boot(cfg: &Config, ov: &Overrides) -> Result<Pipeline, BootError> {
             false,
         )
     };
+    let style = cfg.model.input_style();
+    log::info!(
+        "preprocessing: {style}: {} ({})",
+        style.describe(),
+        if cfg.model.preprocess.is_some() {
+            "model.preprocess"
+        } else {
+            "the decoder's default"
+        }
+    );
     if let (Some(cal), true) = (undistort, backend.rectified_input()) {
         log::info!(
             "undistorting through {} ({}) in preprocessing",
@@ -656,7 +673,6 @@ pub fn boot(cfg: &Config, ov: &Overrides) -> Result<Pipeline, BootError> {
         budget.describe(),
         cfg.pipeline.max_memory_mb
     );
-    let kind = decoder_kind(cfg.model.decoder, &meta, &model);
     // An end-to-end head's output does not say how many classes there
     // are: the labels do, and the decoder checks class ids against them.
     let (decoder, labels) = if matches!(kind, DecoderKind::End2End | DecoderKind::RtDetr) {

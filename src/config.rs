@@ -191,6 +191,10 @@ pub struct ModelConfig {
     /// The output head (yolov8, yolo11 and yolov5u share one).
     #[serde(default = "d_decoder")]
     pub decoder: DecoderKind,
+    /// The input tensor's geometry, channel order and scale; default
+    /// (None): the decoder family's own ([`InputStyle::for_decoder`]).
+    #[serde(default)]
+    pub preprocess: Option<crate::preprocess::InputStyle>,
     /// `[width, height]` for models with symbolic input dims; default:
     /// the model's metadata `imgsz`.
     #[serde(default)]
@@ -375,6 +379,14 @@ pub struct ThreadsConfig {
     pub postprocess_priority: Option<i32>,
 }
 
+impl ModelConfig {
+    /// `preprocess`, else the decoder family's own.
+    pub fn input_style(&self) -> crate::preprocess::InputStyle {
+        self.preprocess
+            .unwrap_or_else(|| crate::preprocess::InputStyle::for_decoder(self.decoder))
+    }
+}
+
 impl Default for ModelConfig {
     fn default() -> Self {
         ModelConfig {
@@ -382,6 +394,7 @@ impl Default for ModelConfig {
             path_set: false,
             labels: None,
             decoder: d_decoder(),
+            preprocess: None,
             input_size: None,
             conf_threshold: d_conf(),
             iou_threshold: d_iou(),

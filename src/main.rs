@@ -865,6 +865,13 @@ fn check(
             engine::tensor::shape_string(&out_shape)
         ),
     }
+    if let Some((k, _)) = &decoded {
+        let style = perceptd::preprocess::InputStyle::for_decoder(*k);
+        outln!(
+            "  preprocess  {style}: {} (this family's; model.preprocess sets another)",
+            style.describe()
+        );
+    }
     let beside = [
         model.with_extension("labels"),
         model.with_file_name("labels.txt"),

@@ -177,7 +177,7 @@ fn param_struct_layouts_match_the_cuda_compiler() {
         "PreParams",
         [
             src, dst, remap, xs, ys, format, src_w, src_h, dst_w, dst_h, new_w, new_h, top, left,
-            pad
+            pad, div, bgr
         ]
     );
     layout!(pre, Tap, "Tap", [i0, i1, w]);

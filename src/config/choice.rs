@@ -14,6 +14,7 @@ use crate::backend::Device;
 use crate::cuda::lower::Precision;
 use crate::frame::PixelFormat;
 use crate::postprocess::DecoderKind;
+use crate::preprocess::InputStyle;
 use crate::source::v4l2::{Absent, CameraFormat, OnAdjust};
 use crate::source::y4m::Pace;
 use std::fmt::Write as _;
@@ -135,6 +136,11 @@ impl_choice!(DecoderKind, "model.decoder", [
     "yolox" => DecoderKind::YoloX,
     "yolox-decoded" => DecoderKind::YoloXDecoded,
     "rtdetr" => DecoderKind::RtDetr,
+]);
+impl_choice!(InputStyle, "model.preprocess", [
+    "letterbox" => InputStyle::Letterbox,
+    "stretch" => InputStyle::Stretch,
+    "yolox" => InputStyle::YoloX,
 ]);
 impl_choice!(Device, "pipeline.device", [
     "auto" => Device::Auto,

@@ -213,6 +213,11 @@ fn enumerated_values_are_one_line_with_every_accepted_spelling() {
                 "x.toml: model.decoder = \"ssd\": expected one of yolov8, yolo11, yolov5u, yolov5, end2end, yolox, yolox-decoded, rtdetr",
             ),
             (
+                "model",
+                "preprocess = \"bgr\"",
+                "x.toml: model.preprocess = \"bgr\": expected one of letterbox, stretch, yolox",
+            ),
+            (
                 "pipeline",
                 "device = \"gpu\"",
                 "x.toml: pipeline.device = \"gpu\": expected one of auto, cpu, cuda",

@@ -19,7 +19,7 @@ use super::{check, fault_if, CudaError, DeviceInfo};
 use crate::backend::{Backend, BackendError, InferTiming};
 use crate::engine::{load_optimized, Bindings, Limits};
 use crate::frame::{FrameDesc, PixelFormat};
-use crate::preprocess::{Letterbox, LetterboxInfo, PAD_VALUE};
+use crate::preprocess::{InputStyle, Letterbox, LetterboxInfo};
 use crate::ring::{HostBuffer, SlotBuffers};
 use crate::source::monotonic_ns;
 use cudarc::cublas::sys as cb;
@@ -38,6 +38,8 @@ pub struct CudaOptions {
     pub precision: Precision,
     /// Kernel cache folder (`None`: [`nvrtc::cache_dir`]'s default).
     pub cache_dir: Option<PathBuf>,
+    /// The detector family's preprocessing.
+    pub style: InputStyle,
 }
 
 /// `Tap` in preprocess.cu.
@@ -67,7 +69,12 @@ pub struct PreParams {
     pub new_h: i32,
     pub top: i32,
     pub left: i32,
+    /// The padding grey, normalised (114 / `div`).
     pub pad: f32,
+    /// What pixel values are divided by (255, or 1 for YOLOX).
+    pub div: f32,
+    /// 1: write the planes B, G, R (YOLOX); 0: R, G, B.
+    pub bgr: i32,
 }
 
 impl PreParams {
@@ -95,7 +102,9 @@ impl PreParams {
             new_h: new_h as i32,
             top: info.pad_y as i32,
             left: info.pad_x as i32,
-            pad: PAD_VALUE as f32 / 255.0,
+            pad: lb.pixels().pad(),
+            div: lb.pixels().div,
+            bgr: i32::from(lb.pixels().bgr),
         }
     }
 }
@@ -277,7 +286,7 @@ impl CudaBackend {
         let output_shape = out0.shape.clone();
         let out_len = out0.len;
         let (h, w) = (shape[2], shape[3]);
-        let lb = Letterbox::new(src, w, h)?;
+        let lb = Letterbox::with_style(src, w, h, opts.style)?;
         let info_lb = lb.info();
         let (new_w, new_h) = lb.resized();
         let xs = DeviceBuf::from_slice(&dev, &linear_taps(src.width, new_w), "letterbox columns")?;
@@ -722,6 +731,7 @@ mod tests {
             ordinal: 0,
             precision: Precision::Fp32,
             cache_dir: None,
+            style: InputStyle::Letterbox,
         };
         match CudaBackend::new(Path::new("models/perceptd-synth.onnx"), desc, None, &opts) {
             Err(BackendError::Cuda(CudaError::Unavailable(why))) => {

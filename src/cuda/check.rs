@@ -173,6 +173,7 @@ pub fn run_on(
         ordinal,
         precision: p,
         cache_dir: None,
+        style: crate::preprocess::InputStyle::Letterbox,
     };
     let t0 = std::time::Instant::now();
     let mut gpu = CudaBackend::new_on(gpu_api, model, desc, None, &opts(Precision::Fp32))
@@ -518,6 +519,7 @@ mod tests {
             ordinal: 0,
             precision: Precision::Fp32,
             cache_dir: None,
+            style: crate::preprocess::InputStyle::Letterbox,
         };
         let mut gpu =
             CudaBackend::new_on(EmuGpu::new(false), &p, desc, Some([64, 64]), &opts).unwrap();

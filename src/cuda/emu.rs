@@ -500,11 +500,12 @@ pub unsafe fn preprocess(p: &PreParams) {
             for k in 0..3 {
                 let h0 = a[k] as f32 + wx * (b[k] as f32 - a[k] as f32);
                 let h1 = c[k] as f32 + wx * (d[k] as f32 - c[k] as f32);
-                out[k] = (h0 + wy * (h1 - h0)) / 255.0;
+                out[k] = (h0 + wy * (h1 - h0)) / p.div;
             }
         }
         for (k, v) in out.iter().enumerate() {
-            st(p.dst, k as i64 * plane + i, *v);
+            let c = if p.bgr != 0 { 2 - k as i64 } else { k as i64 };
+            st(p.dst, c * plane + i, *v);
         }
     }
 }
@@ -520,7 +521,7 @@ mod tests {
     use crate::cuda::check::noise;
     use crate::engine::{build_cpu_model, load_optimized, Bindings, Limits};
     use crate::frame::{FrameDesc, PixelFormat};
-    use crate::preprocess::{Letterbox, PAD_VALUE};
+    use crate::preprocess::{InputStyle, Letterbox, PAD_VALUE};
     use std::path::Path;
 
     fn max_rel(a: &[f32], b: &[f32]) -> f32 {
@@ -606,8 +607,9 @@ mod tests {
     }
 
     /// The preprocessing kernel's logic (taps, colour conversion, blend
-    /// order) matches the CPU letterbox within 1/255 for every format,
-    /// odd sizes, up- and downscaling, and identity.
+    /// order, channel order and scale) matches the CPU letterbox within
+    /// 1/255 for every format and input style, odd sizes, up- and
+    /// downscaling, and identity.
     #[test]
     fn preprocess_kernel_logic_matches_the_cpu_letterbox() {
         for f in [
@@ -620,18 +622,28 @@ mod tests {
             PixelFormat::I422,
             PixelFormat::I444,
         ] {
-            for (w, h, dw, dh) in [
+            for (k, (w, h, dw, dh)) in [
                 (67, 41, 64, 64),
                 (64, 48, 64, 48),
                 (30, 17, 96, 64),
                 (33, 33, 32, 48),
-            ] {
+                (41, 29, 40, 40),
+                (50, 31, 64, 48),
+            ]
+            .into_iter()
+            .enumerate()
+            {
                 let d = FrameDesc {
                     format: f,
                     width: w,
                     height: h,
                 };
-                let lb = Letterbox::new(d, dw, dh).unwrap();
+                let style = [
+                    InputStyle::Letterbox,
+                    InputStyle::YoloX,
+                    InputStyle::Stretch,
+                ][k % 3];
+                let lb = Letterbox::with_style(d, dw, dh, style).unwrap();
                 let src = noise(d.bytes(), (w * 7 + h) as u64);
                 let mut want = vec![0f32; lb.dst_len()];
                 lb.run(&src, &mut want).unwrap();
@@ -641,24 +653,7 @@ mod tests {
                 let ys = DeviceBuf::from_slice(&dev, &linear_taps(h, nh), "ys").unwrap();
                 let sb = DeviceBuf::from_slice(&dev, &src, "src").unwrap();
                 let db = DeviceBuf::zeroed(&dev, want.len() * 4, "dst").unwrap();
-                let i = lb.info();
-                let p = PreParams {
-                    src: sb.ptr,
-                    dst: db.ptr,
-                    remap: 0,
-                    xs: xs.ptr,
-                    ys: ys.ptr,
-                    format: format_code(f),
-                    src_w: w as i32,
-                    src_h: h as i32,
-                    dst_w: dw as i32,
-                    dst_h: dh as i32,
-                    new_w: nw as i32,
-                    new_h: nh as i32,
-                    top: i.pad_y as i32,
-                    left: i.pad_x as i32,
-                    pad: PAD_VALUE as f32 / 255.0,
-                };
+                let p = PreParams::letterbox(&lb, sb.ptr, db.ptr, xs.ptr, ys.ptr);
                 // SAFETY: every pointer is a live host buffer of the size
                 // the kernel reads or writes.
                 unsafe { preprocess(&p) };
@@ -669,9 +664,11 @@ mod tests {
                     .zip(&want)
                     .map(|(a, b)| (a - b).abs())
                     .fold(0.0, f32::max);
+                // One 8-bit step, in the style's scale.
+                let step = 1.0 / p.div;
                 assert!(
-                    err <= 1.0 / 255.0,
-                    "{} {w}x{h} -> {dw}x{dh}: max error {err}",
+                    err <= step,
+                    "{} {w}x{h} -> {dw}x{dh} {style:?}: max error {err}",
                     f.name()
                 );
             }
@@ -717,6 +714,8 @@ mod tests {
             top: 0,
             left: 0,
             pad: PAD_VALUE as f32 / 255.0,
+            div: 255.0,
+            bgr: 0,
         };
         // SAFETY: live host buffers of the sizes the kernel uses.
         unsafe { preprocess(&p) };

@@ -617,6 +617,7 @@ mod tests {
             ordinal: 0,
             precision: p,
             cache_dir: None,
+            style: crate::preprocess::InputStyle::Letterbox,
         }
     }
 

@@ -966,7 +966,10 @@ mod tests {
     #[test]
     fn letterbox_maps_back_and_clips() {
         let lb = fit(1280, 720, 640, 640);
-        assert_eq!((lb.scale, lb.pad_x, lb.pad_y), (0.5, 0.0, 140.0));
+        assert_eq!(
+            (lb.scale_x, lb.scale_y, lb.pad_x, lb.pad_y),
+            (0.5, 0.5, 0.0, 140.0)
+        );
         // Top-left of the image area, a point in the pad, a point past the
         // right edge.
         assert_eq!(lb.to_source(0.0, 140.0), (0.0, 0.0));

@@ -197,7 +197,8 @@ mod tests {
     /// of padding above and below.
     fn letterbox() -> LetterboxInfo {
         LetterboxInfo {
-            scale: 0.5,
+            scale_x: 0.5,
+            scale_y: 0.5,
             pad_x: 0.0,
             pad_y: 16.0,
             src_w: 128.0,

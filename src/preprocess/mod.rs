@@ -32,6 +32,13 @@
 //! Undistortion (`remap`): with a [`RemapTable`] installed at boot
 //! ([`Letterbox::set_remap`]), `run` samples the undistorted (rectified)
 //! image into the same letterbox geometry instead.
+//!
+//! Other families ([`InputStyle`], `model.preprocess`): Ultralytics'
+//! RT-DETR stretches the frame over the whole input (`LetterBox(scale_fill=
+//! True)`: no padding, one ratio per axis); YOLOX and Autoware's
+//! `tensorrt_yolox` letterbox into the top-left corner with truncated sizes
+//! (`int(w r)`), keep OpenCV's BGR order and feed 0..255 unscaled. The
+//! resize, colour conversion and padding grey are the same in every style.
 
 use crate::frame::{FrameDesc, PixelFormat};
 use std::sync::Mutex;
@@ -40,8 +47,88 @@ use thiserror::Error;
 mod remap;
 pub use remap::{RemapTable, REMAP_BYTES_PER_PIXEL};
 
-/// The border value, as Ultralytics pads (before `/255`).
+/// The border value, as Ultralytics and YOLOX pad (before `/255`).
 pub const PAD_VALUE: u8 = 114;
+
+/// How a detector family wants its input tensor (`model.preprocess`;
+/// by default from the decoder, [`InputStyle::for_decoder`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputStyle {
+    /// Ultralytics YOLO: centred letterbox, sizes rounded, RGB, `/255`.
+    Letterbox,
+    /// Ultralytics RT-DETR: stretched over the whole input, RGB, `/255`.
+    Stretch,
+    /// YOLOX / Autoware `tensorrt_yolox`: top-left letterbox, sizes
+    /// truncated, BGR, 0..255.
+    YoloX,
+}
+
+impl InputStyle {
+    /// What the family's own predictor does.
+    pub fn for_decoder(kind: crate::postprocess::DecoderKind) -> InputStyle {
+        use crate::postprocess::DecoderKind as K;
+        match kind {
+            K::YoloV8 | K::YoloV5 | K::End2End => InputStyle::Letterbox,
+            K::YoloX | K::YoloXDecoded => InputStyle::YoloX,
+            K::RtDetr => InputStyle::Stretch,
+        }
+    }
+
+    /// What a pixel value is divided by.
+    fn divisor(self) -> f32 {
+        match self {
+            InputStyle::Letterbox | InputStyle::Stretch => 255.0,
+            InputStyle::YoloX => 1.0,
+        }
+    }
+
+    /// One line for logs and `perceptd check`.
+    pub fn describe(self) -> &'static str {
+        match self {
+            InputStyle::Letterbox => "letterbox (centred, grey 114), RGB, /255",
+            InputStyle::Stretch => "stretched to the input (no padding), RGB, /255",
+            InputStyle::YoloX => "letterbox (top-left, grey 114), BGR, 0..255",
+        }
+    }
+}
+
+/// The pixel normalisation of one [`InputStyle`], applied where the
+/// planes are written. Never allocates.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Pixels {
+    /// Divisor: 255 or 1 (a division, so that `/255` is bit for bit what
+    /// Ultralytics computes).
+    pub(crate) div: f32,
+    /// Planes in B, G, R order.
+    pub(crate) bgr: bool,
+}
+
+impl Pixels {
+    fn of(style: InputStyle) -> Pixels {
+        Pixels {
+            div: style.divisor(),
+            bgr: style == InputStyle::YoloX,
+        }
+    }
+
+    /// The padding grey, normalised.
+    pub(crate) fn pad(self) -> f32 {
+        PAD_VALUE as f32 / self.div
+    }
+
+    /// `dst`'s three planes in R, G, B order (whatever order they have in
+    /// the tensor).
+    pub(crate) fn planes(self, dst: &mut [f32]) -> [&mut [f32]; 3] {
+        let plane = dst.len() / 3;
+        let (first, rest) = dst.split_at_mut(plane);
+        let (g, last) = rest.split_at_mut(plane);
+        if self.bgr {
+            [last, g, first]
+        } else {
+            [first, g, last]
+        }
+    }
+}
 
 /// Largest source or destination side accepted.
 pub const MAX_DIM: usize = 16384;
@@ -72,8 +159,10 @@ pub enum PreprocessError {
 /// `source = (letterboxed - pad) / scale`, clipped to the source image.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LetterboxInfo {
-    /// `r`, the resize ratio (Ultralytics' `gain`).
-    pub scale: f32,
+    /// The resize ratio per axis (Ultralytics' `gain`; the two differ only
+    /// for [`InputStyle::Stretch`]).
+    pub scale_x: f32,
+    pub scale_y: f32,
     /// Columns of padding left of the image.
     pub pad_x: f32,
     /// Rows of padding above the image.
@@ -87,7 +176,8 @@ impl LetterboxInfo {
     /// The model input is the source image itself.
     pub fn identity(src_w: usize, src_h: usize) -> LetterboxInfo {
         LetterboxInfo {
-            scale: 1.0,
+            scale_x: 1.0,
+            scale_y: 1.0,
             pad_x: 0.0,
             pad_y: 0.0,
             src_w: src_w as f32,
@@ -99,8 +189,8 @@ impl LetterboxInfo {
     /// (Ultralytics `scale_boxes`). Frame path: never allocates.
     pub fn to_source(&self, x: f32, y: f32) -> (f32, f32) {
         // max/min rather than clamp: clamp panics on a NaN bound.
-        let sx = ((x - self.pad_x) / self.scale).max(0.0).min(self.src_w);
-        let sy = ((y - self.pad_y) / self.scale).max(0.0).min(self.src_h);
+        let sx = ((x - self.pad_x) / self.scale_x).max(0.0).min(self.src_w);
+        let sy = ((y - self.pad_y) / self.scale_y).max(0.0).min(self.src_h);
         (sx, sy)
     }
 }
@@ -155,10 +245,14 @@ struct Scratch {
     tags: [usize; 2],
 }
 
-/// Letterbox + colour conversion + normalisation for one source geometry
-/// and one network input size. See the module doc.
+/// Letterbox + colour conversion + normalisation for one source geometry,
+/// one network input size and one [`InputStyle`]. See the module doc.
 pub struct Letterbox {
     src: FrameDesc,
+    style: InputStyle,
+    pixels: Pixels,
+    /// `v / div` for every byte, exactly as a float division gives it.
+    unit: [f32; 256],
     dst_w: usize,
     dst_h: usize,
     new_w: usize,
@@ -179,8 +273,18 @@ pub struct Letterbox {
 
 impl Letterbox {
     /// Geometry and tables for letterboxing `src` frames into a
-    /// `dst_w` x `dst_h` network input. Boot: allocates.
+    /// `dst_w` x `dst_h` network input, Ultralytics' way. Boot: allocates.
     pub fn new(src: FrameDesc, dst_w: usize, dst_h: usize) -> Result<Self, PreprocessError> {
+        Self::with_style(src, dst_w, dst_h, InputStyle::Letterbox)
+    }
+
+    /// [`new`](Self::new) in `style`. Boot: allocates.
+    pub fn with_style(
+        src: FrameDesc,
+        dst_w: usize,
+        dst_h: usize,
+        style: InputStyle,
+    ) -> Result<Self, PreprocessError> {
         let (w, h) = (src.width, src.height);
         for (what, v) in [
             ("source width", w),
@@ -195,8 +299,14 @@ impl Letterbox {
             }
         }
         let r = (dst_h as f64 / h as f64).min(dst_w as f64 / w as f64);
-        let new_w = py_round(w as f64 * r).clamp(0, dst_w as i64) as usize;
-        let new_h = py_round(h as f64 * r).clamp(0, dst_h as i64) as usize;
+        let (new_w, new_h) = match style {
+            InputStyle::Letterbox => (py_round(w as f64 * r), py_round(h as f64 * r)),
+            // YOLOX `preproc`: `int(img.shape[1] * r)`.
+            InputStyle::YoloX => ((w as f64 * r) as i64, (h as f64 * r) as i64),
+            InputStyle::Stretch => (dst_w as i64, dst_h as i64),
+        };
+        let new_w = new_w.clamp(0, dst_w as i64) as usize;
+        let new_h = new_h.clamp(0, dst_h as i64) as usize;
         if new_w == 0 || new_h == 0 {
             return Err(PreprocessError::Config(format!(
                 "letterbox: a {w}x{h} frame scaled into {dst_w}x{dst_h} would be {new_w}x{new_h} pixels"
@@ -204,8 +314,24 @@ impl Letterbox {
         }
         let dw = (dst_w - new_w) as f64 / 2.0;
         let dh = (dst_h - new_h) as f64 / 2.0;
-        let top = py_round(dh - 0.1).max(0) as usize;
-        let left = py_round(dw - 0.1).max(0) as usize;
+        let (top, left) = match style {
+            InputStyle::Letterbox => (
+                py_round(dh - 0.1).max(0) as usize,
+                py_round(dw - 0.1).max(0) as usize,
+            ),
+            InputStyle::Stretch | InputStyle::YoloX => (0, 0),
+        };
+        // The ratio that maps source to input pixels: the letterbox's `r`,
+        // or per axis for a stretch.
+        let (scale_x, scale_y) = match style {
+            InputStyle::Stretch => (new_w as f64 / w as f64, new_h as f64 / h as f64),
+            InputStyle::Letterbox | InputStyle::YoloX => (r, r),
+        };
+        let pixels = Pixels::of(style);
+        let mut unit = [0.0f32; 256];
+        for (i, u) in unit.iter_mut().enumerate() {
+            *u = i as f32 / pixels.div;
+        }
         let xs = taps(w, new_w)
             .into_iter()
             .map(|t| Tap {
@@ -218,6 +344,9 @@ impl Letterbox {
         let identity = new_w == w && new_h == h;
         Ok(Letterbox {
             src,
+            style,
+            pixels,
+            unit,
             dst_w,
             dst_h,
             new_w,
@@ -225,7 +354,8 @@ impl Letterbox {
             top,
             left,
             info: LetterboxInfo {
-                scale: r as f32,
+                scale_x: scale_x as f32,
+                scale_y: scale_y as f32,
                 pad_x: left as f32,
                 pad_y: top as f32,
                 src_w: src.width as f32,
@@ -245,6 +375,15 @@ impl Letterbox {
 
     pub fn info(&self) -> LetterboxInfo {
         self.info
+    }
+
+    pub fn style(&self) -> InputStyle {
+        self.style
+    }
+
+    /// The style's normalisation (the CUDA kernel's parameters).
+    pub(crate) fn pixels(&self) -> Pixels {
+        self.pixels
     }
 
     /// Undistort from now on: `run` samples the source through `table`
@@ -297,11 +436,11 @@ impl Letterbox {
     /// (Ultralytics `scale_boxes` without the clipping). Never allocates.
     pub fn to_source(&self, x: f32, y: f32) -> (f32, f32) {
         let i = self.info;
-        ((x - i.pad_x) / i.scale, (y - i.pad_y) / i.scale)
+        ((x - i.pad_x) / i.scale_x, (y - i.pad_y) / i.scale_y)
     }
 
-    /// Convert, letterbox and normalise one frame into `dst` (NCHW, RGB,
-    /// 0..1). `src` must hold at least one frame; `dst` exactly
+    /// Convert, letterbox and normalise one frame into `dst` (NCHW, in the
+    /// style's channel order and scale). `src` must hold at least one frame; `dst` exactly
     /// [`Self::dst_len`] floats. Frame path: never allocates.
     pub fn run(&self, src: &[u8], dst: &mut [f32]) -> Result<(), PreprocessError> {
         let want = self.src.bytes();
@@ -323,7 +462,7 @@ impl Letterbox {
             });
         }
         if let Some(r) = &self.remap {
-            r.run(self.src, src, dst);
+            r.run(self.src, self.pixels, src, dst);
             return Ok(());
         }
         let mut guard = self.scratch.lock().unwrap_or_else(|e| e.into_inner());
@@ -331,9 +470,8 @@ impl Letterbox {
         s.tags = [usize::MAX; 2];
         self.fill_padding(dst);
 
-        let plane = self.dst_w * self.dst_h;
-        let (r_plane, rest) = dst.split_at_mut(plane);
-        let (g_plane, b_plane) = rest.split_at_mut(plane);
+        let [r_plane, g_plane, b_plane] = self.pixels.planes(dst);
+        let div = self.pixels.div;
         let nw = self.new_w;
         for (oy, ty) in self.ys.iter().enumerate() {
             let at = (self.top + oy) * self.dst_w + self.left;
@@ -351,9 +489,9 @@ impl Letterbox {
                     .zip(g.iter_mut())
                     .zip(b.iter_mut())
                 {
-                    *r = UNIT[px[0] as usize];
-                    *g = UNIT[px[1] as usize];
-                    *b = UNIT[px[2] as usize];
+                    *r = self.unit[px[0] as usize];
+                    *g = self.unit[px[1] as usize];
+                    *b = self.unit[px[2] as usize];
                 }
                 continue;
             }
@@ -374,11 +512,11 @@ impl Letterbox {
                     let b = &b[c * nw..(c + 1) * nw];
                     let wy = ty.w;
                     for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
-                        *o = (a + wy * (b - a)) / 255.0;
+                        *o = (a + wy * (b - a)) / div;
                     }
                 } else {
                     for (o, &a) in out.iter_mut().zip(a) {
-                        *o = a / 255.0;
+                        *o = a / div;
                     }
                 }
             }
@@ -414,33 +552,21 @@ impl Letterbox {
         let plane = self.dst_w * self.dst_h;
         let bottom = self.top + self.new_h;
         let right = self.left + self.new_w;
+        let pad = self.pixels.pad();
         for p in dst.chunks_exact_mut(plane) {
-            p[..self.top * self.dst_w].fill(PAD);
-            p[bottom * self.dst_w..].fill(PAD);
+            p[..self.top * self.dst_w].fill(pad);
+            p[bottom * self.dst_w..].fill(pad);
             if self.left > 0 || right < self.dst_w {
                 for row in
                     p[self.top * self.dst_w..bottom * self.dst_w].chunks_exact_mut(self.dst_w)
                 {
-                    row[..self.left].fill(PAD);
-                    row[right..].fill(PAD);
+                    row[..self.left].fill(pad);
+                    row[right..].fill(pad);
                 }
             }
         }
     }
 }
-
-const PAD: f32 = PAD_VALUE as f32 / 255.0;
-
-/// `v / 255` for every byte, exactly as a float division gives it.
-static UNIT: [f32; 256] = {
-    let mut t = [0.0; 256];
-    let mut i = 0;
-    while i < 256 {
-        t[i] = i as f32 / 255.0;
-        i += 1;
-    }
-    t
-};
 
 // OpenCV's BT.601 limited-range YUV -> RGB constants (color_yuv.simd.hpp):
 // round(coefficient * 2^20).
@@ -626,9 +752,10 @@ mod tests {
         .unwrap_or_else(|| panic!("unknown format {name}"))
     }
 
-    /// Against OpenCV + Ultralytics' LetterBox (scripts/make_preprocess_fixtures.py).
+    /// Against OpenCV + Ultralytics' LetterBox, Ultralytics' RT-DETR
+    /// stretch and YOLOX's `preproc` (scripts/make_preprocess_fixtures.py).
     #[test]
-    fn matches_ultralytics_letterbox_from_opencv() {
+    fn matches_each_familys_preprocessing_from_opencv() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/preprocess");
         let cases = std::fs::read_to_string(dir.join("cases.txt")).unwrap();
         let mut n = 0;
@@ -640,17 +767,29 @@ mod tests {
             let num = |i: usize| f[i].parse::<usize>().unwrap();
             let (name, format, w, h, dw, dh) =
                 (f[0], parse_format(f[1]), num(2), num(3), num(4), num(5));
+            let style = match f[6] {
+                "letterbox" => InputStyle::Letterbox,
+                "stretch" => InputStyle::Stretch,
+                "yolox" => InputStyle::YoloX,
+                s => panic!("{name}: style {s}"),
+            };
             let input = std::fs::read(dir.join(format!("{name}.in"))).unwrap();
             let want = std::fs::read(dir.join(format!("{name}.out"))).unwrap();
             assert_eq!(want.len(), dh * dw * 3, "{name}");
-            let lb = letterbox(format, w, h, dw, dh);
+            let desc = FrameDesc {
+                format,
+                width: w,
+                height: h,
+            };
+            let lb = Letterbox::with_style(desc, dw, dh, style).unwrap();
             let mut out = vec![f32::NAN; lb.dst_len()];
             lb.run(&input, &mut out).unwrap();
             let plane = dw * dh;
             let mut worst = 0.0f32;
             for (i, &e) in want.iter().enumerate() {
+                // `.out` is HWC in the network's channel order.
                 let (px, c) = (i / 3, i % 3);
-                let got = out[c * plane + px] * 255.0;
+                let got = out[c * plane + px] * lb.pixels().div;
                 worst = worst.max((got - e as f32).abs());
             }
             // No resize: OpenCV's 8-bit conversion is reproduced exactly.
@@ -658,7 +797,7 @@ mod tests {
             assert!(worst <= limit + 1e-3, "{name}: max error {worst}/255");
             n += 1;
         }
-        assert!(n >= 10, "only {n} fixture cases");
+        assert!(n >= 20, "only {n} fixture cases");
     }
 
     /// A frame of one colour given as (Y, U, V), or (R, G, B) for RGB24 and
@@ -797,15 +936,79 @@ mod tests {
                 want,
                 "{w}x{h}->{dw}x{dh}"
             );
-            assert_eq!(
-                i.scale,
-                (dh as f64 / h as f64).min(dw as f64 / w as f64) as f32
-            );
+            let r = (dh as f64 / h as f64).min(dw as f64 / w as f64) as f32;
+            assert_eq!((i.scale_x, i.scale_y), (r, r));
         }
         let lb = letterbox(PixelFormat::Yuyv, 1280, 720, 640, 640);
         assert_eq!(lb.to_source(0.0, 140.0), (0.0, 0.0));
         assert_eq!(lb.to_source(640.0, 500.0), (1280.0, 720.0));
         assert_eq!(lb.to_source(320.0, 320.0), (640.0, 360.0));
+    }
+
+    /// RT-DETR's stretch and YOLOX's top-left letterbox: sizes, padding,
+    /// ratios and the way back to source pixels (what the decoders use).
+    #[test]
+    fn other_styles_geometry_and_way_back() {
+        let d = FrameDesc {
+            format: PixelFormat::Yuyv,
+            width: 1280,
+            height: 720,
+        };
+        let st = Letterbox::with_style(d, 640, 640, InputStyle::Stretch).unwrap();
+        let i = st.info();
+        assert_eq!(st.resized(), (640, 640));
+        assert_eq!((i.pad_x, i.pad_y, i.scale_x), (0.0, 0.0, 0.5));
+        assert_eq!(i.scale_y, 640.0 / 720.0);
+        assert_eq!(st.to_source(640.0, 640.0), (1280.0, 720.0));
+        assert_eq!(i.to_source(320.0, 320.0), (640.0, 360.0));
+        let yx = Letterbox::with_style(d, 640, 640, InputStyle::YoloX).unwrap();
+        let i = yx.info();
+        assert_eq!(yx.resized(), (640, 360));
+        assert_eq!(
+            (i.pad_x, i.pad_y, i.scale_x, i.scale_y),
+            (0.0, 0.0, 0.5, 0.5)
+        );
+        assert_eq!(yx.to_source(640.0, 360.0), (1280.0, 720.0));
+        // int() where Ultralytics rounds: 30 * 0.66 = 19.8 -> 19 rows.
+        let odd = FrameDesc {
+            format: PixelFormat::Rgb24,
+            width: 50,
+            height: 30,
+        };
+        let yx = Letterbox::with_style(odd, 33, 35, InputStyle::YoloX).unwrap();
+        assert_eq!(yx.resized(), (33, 19));
+        assert_eq!(Letterbox::new(odd, 33, 35).unwrap().resized(), (33, 20));
+        // Padding: grey 114 unscaled, in every plane, below the image.
+        let mut out = vec![f32::NAN; yx.dst_len()];
+        yx.run(&vec![0; odd.bytes()], &mut out).unwrap();
+        let plane = 33 * 35;
+        for c in 0..3 {
+            assert_eq!(out[c * plane + 19 * 33], 114.0);
+            assert_eq!(out[c * plane + 18 * 33], 0.0);
+        }
+    }
+
+    /// YOLOX's planes are B, G, R: a pure red frame lands in the last one.
+    #[test]
+    fn yolox_planes_are_bgr_unscaled() {
+        let d = FrameDesc {
+            format: PixelFormat::Rgb24,
+            width: 4,
+            height: 4,
+        };
+        let red: Vec<u8> = (0..16).flat_map(|_| [200u8, 0, 0]).collect();
+        let lb = Letterbox::with_style(d, 4, 4, InputStyle::YoloX).unwrap();
+        let mut out = vec![f32::NAN; lb.dst_len()];
+        lb.run(&red, &mut out).unwrap();
+        assert!(out[..16].iter().all(|&v| v == 0.0), "B plane");
+        assert!(out[16..32].iter().all(|&v| v == 0.0), "G plane");
+        assert!(out[32..].iter().all(|&v| v == 200.0), "R plane");
+        let lb = Letterbox::new(d, 4, 4).unwrap();
+        lb.run(&red, &mut out).unwrap();
+        assert!(
+            out[..16].iter().all(|&v| v == 200.0 / 255.0),
+            "R plane first"
+        );
     }
 
     #[test]

@@ -25,7 +25,7 @@
 //! the source is converted to RGB once (row by row, by the letterbox's own
 //! converter) and each output pixel is one bilinear sample of it.
 
-use super::{rgb_row, Letterbox, PreprocessError, PAD};
+use super::{rgb_row, Letterbox, Pixels, PreprocessError};
 use crate::calibration::Calibration;
 use crate::frame::{FrameDesc, PixelFormat};
 use std::sync::Mutex;
@@ -182,9 +182,9 @@ impl Remap {
     }
 
     /// Convert `frame` to RGB, sample it through the table into `dst`
-    /// (NCHW, RGB, 0..1, padding grey 114). Sizes were checked by the
-    /// caller. Frame path: never allocates.
-    pub(super) fn run(&self, desc: FrameDesc, frame: &[u8], dst: &mut [f32]) {
+    /// (NCHW, normalised by `pixels`, padding grey 114). Sizes were checked
+    /// by the caller. Frame path: never allocates.
+    pub(super) fn run(&self, desc: FrameDesc, pixels: Pixels, frame: &[u8], dst: &mut [f32]) {
         let (w, h) = (desc.width, desc.height);
         let mut guard = self.rgb.lock().unwrap_or_else(|e| e.into_inner());
         let rgb: &[u8] = if desc.format == PixelFormat::Rgb24 {
@@ -197,9 +197,8 @@ impl Remap {
             }
             buf
         };
-        let plane = self.table.dst_w * self.table.dst_h;
-        let (r_plane, rest) = dst.split_at_mut(plane);
-        let (g_plane, b_plane) = rest.split_at_mut(plane);
+        let [r_plane, g_plane, b_plane] = pixels.planes(dst);
+        let (pad, div) = (pixels.pad(), pixels.div);
         for (((s, r), g), b) in self
             .samples
             .iter()
@@ -208,7 +207,7 @@ impl Remap {
             .zip(b_plane.iter_mut())
         {
             if s.at == u32::MAX {
-                (*r, *g, *b) = (PAD, PAD, PAD);
+                (*r, *g, *b) = (pad, pad, pad);
                 continue;
             }
             let a = s.at as usize;
@@ -223,7 +222,7 @@ impl Remap {
                 let (pc, pd) = (f32::from(bot0[ch]), f32::from(bot1[ch]));
                 let top = pa + wx * (pb - pa);
                 let bottom = pc + wx * (pd - pc);
-                (top + wy * (bottom - top)) / 255.0
+                (top + wy * (bottom - top)) / div
             };
             (*r, *g, *b) = (px(0), px(1), px(2));
         }
@@ -233,6 +232,7 @@ impl Remap {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::preprocess::InputStyle;
     use nalgebra::Vector3;
 
     fn desc(format: PixelFormat, w: usize, h: usize) -> FrameDesc {
@@ -264,13 +264,22 @@ mod tests {
             PixelFormat::I422,
             PixelFormat::I444,
         ] {
-            for (w, h, dw, dh) in [(64, 48, 64, 64), (33, 17, 20, 12), (7, 5, 31, 17)] {
+            for (k, (w, h, dw, dh)) in [(64, 48, 64, 64), (33, 17, 20, 12), (7, 5, 31, 17)]
+                .into_iter()
+                .enumerate()
+            {
+                // Each geometry in each input style.
+                let style = [
+                    InputStyle::Letterbox,
+                    InputStyle::YoloX,
+                    InputStyle::Stretch,
+                ][(k + format as usize) % 3];
                 let d = desc(format, w, h);
                 let input = frame(d);
-                let plain = Letterbox::new(d, dw, dh).unwrap();
+                let plain = Letterbox::with_style(d, dw, dh, style).unwrap();
                 let mut want = vec![f32::NAN; plain.dst_len()];
                 plain.run(&input, &mut want).unwrap();
-                let mut lb = Letterbox::new(d, dw, dh).unwrap();
+                let mut lb = Letterbox::with_style(d, dw, dh, style).unwrap();
                 let table = RemapTable::from_fn(&lb, |u, v| Some([u, v]));
                 lb.set_remap(table).unwrap();
                 let mut got = vec![f32::NAN; lb.dst_len()];
@@ -280,7 +289,12 @@ mod tests {
                     .zip(&want)
                     .map(|(a, b)| (a - b).abs())
                     .fold(0.0f32, f32::max);
-                assert!(worst < 1e-5, "{format:?} {w}x{h}->{dw}x{dh}: {worst}");
+                // 1e-5 of the value range.
+                let tol = 1e-5 * 255.0 / plain.pixels().div;
+                assert!(
+                    worst < tol,
+                    "{format:?} {w}x{h}->{dw}x{dh} {style:?}: {worst}"
+                );
             }
         }
     }

@@ -2,7 +2,8 @@
 // pixel: source pixel format -> 8-bit RGB (BT.601 limited range, OpenCV's
 // fixed-point formula, exactly as src/preprocess/mod.rs) -> letterbox
 // (cv2.INTER_LINEAR taps precomputed on the host by the CPU code's rules)
-// or an optional undistortion remap -> /255 -> planar RGB (NCHW, batch 1).
+// or an optional undistortion remap -> /255 -> planar RGB (NCHW, batch 1);
+// for YOLOX (`div` 1, `bgr` 1) 0..255 in planes B, G, R.
 // Compiled at boot by NVRTC; no headers.
 
 #define FMT_YUYV 0
@@ -42,7 +43,9 @@ struct PreParams {
     int new_h;
     int top;
     int left;
-    float pad; // 114 / 255
+    float pad; // 114 / div
+    float div; // 255, or 1 for YOLOX (0..255 input)
+    int bgr;   // 1: planes B, G, R (YOLOX)
 };
 
 __device__ __forceinline__ int clamp_u8(int v) {
@@ -162,14 +165,15 @@ extern "C" __global__ void preprocess(PreParams p) {
             src_rgb(p, x1, y1, d);
             for (int k = 0; k < 3; ++k) {
                 // Same order of operations as the CPU: horizontal, then
-                // vertical, then /255.
+                // vertical, then / div (255, or 1 for YOLOX).
                 float h0 = (float)a[k] + wx * ((float)b[k] - (float)a[k]);
                 float h1 = (float)c[k] + wx * ((float)d[k] - (float)c[k]);
-                out[k] = (h0 + wy * (h1 - h0)) / 255.0f;
+                out[k] = (h0 + wy * (h1 - h0)) / p.div;
             }
         }
-        p.dst[i] = out[0];
+        // Planes R, G, B, or B, G, R for YOLOX.
+        p.dst[(p.bgr ? 2 : 0) * plane + i] = out[0];
         p.dst[plane + i] = out[1];
-        p.dst[2 * plane + i] = out[2];
+        p.dst[(p.bgr ? 0 : 2) * plane + i] = out[2];
     }
 }
