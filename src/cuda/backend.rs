@@ -692,7 +692,8 @@ mod tests {
 
     #[test]
     fn pre_params_have_the_cuda_layout() {
-        assert_eq!(std::mem::size_of::<PreParams>(), 5 * 8 + 9 * 4 + 4);
+        // 5 pointers, 9 ints, then pad, div (f32) and bgr (i32).
+        assert_eq!(std::mem::size_of::<PreParams>(), 5 * 8 + 9 * 4 + 3 * 4);
         assert_eq!(std::mem::size_of::<Tap>(), 12);
     }
 
