@@ -40,6 +40,9 @@ pub enum Device {
 pub struct InferTiming {
     /// Preprocessing finished, network started.
     pub pre_done_ns: u64,
+    /// False: a stop signal cut the network short and `out` is not valid
+    /// (the frame must not be published).
+    pub complete: bool,
 }
 
 pub trait Backend: Send {
@@ -222,8 +225,16 @@ impl Backend for CpuBackend {
         let r = self.letterbox.run(frame, self.model.input_mut(0));
         debug_assert!(r.is_ok(), "letterbox: {r:?}");
         let pre_done_ns = monotonic_ns();
-        self.model.run();
+        if !self.model.run_unless(crate::stop::requested) {
+            return InferTiming {
+                pre_done_ns,
+                complete: false,
+            };
+        }
         out.copy_from_slice(self.model.output(0));
-        InferTiming { pre_done_ns }
+        InferTiming {
+            pre_done_ns,
+            complete: true,
+        }
     }
 }

@@ -421,14 +421,16 @@ fn inference_loop(
         }
         if crate::stop::requested() {
             // A signal: the process has a second to end, and a queue of
-            // frames each one inference long would take longer. The frame
-            // being inferred is finished and published; the ones still
-            // queued are counted as superseded (by the stop).
+            // frames each one inference long would take longer. The ones
+            // still queued are counted as superseded (by the stop), and so
+            // is the frame being inferred when the CPU engine gives up
+            // between two steps (below); a GPU inference is finished and
+            // published.
             let _ = free_tx.send(token);
             Counters::bump(&c.dropped_superseded);
             continue;
         }
-        {
+        let complete = {
             let index = token.index();
             let mut slot = ring.slot(&mut token);
             let start = monotonic_ns();
@@ -441,6 +443,12 @@ fn inference_loop(
             slot.meta.t_infer_done_ns = end;
             StageClock::leave(&watch.clock.inference_since_ns);
             watch.held(c, start, end);
+            timing.complete
+        };
+        if !complete {
+            let _ = free_tx.send(token);
+            Counters::bump(&c.dropped_superseded);
+            continue;
         }
         if done_tx.send(token).is_err() {
             return;

@@ -182,6 +182,36 @@ fn running_twice_without_refilling_inputs_gives_the_same_output() {
     }
 }
 
+/// A run asked to stop gives up between two steps (what a SIGTERM during a
+/// long inference does to the CPU engine) and says so; one never asked
+/// runs every step and gives what `run` gives.
+#[test]
+fn run_unless_gives_up_between_steps_when_asked() {
+    use perceptd::engine::{build_cpu_model, Bindings};
+    use std::cell::Cell;
+    let (model, input, _) = case("yolov8-w0125-static");
+    let mut m = build_cpu_model(&model, &Bindings::new(), 2, &Limits::default()).unwrap();
+    m.input_mut(0).copy_from_slice(input.as_f32().unwrap());
+    m.run();
+    let want = m.output(0).to_vec();
+    let steps = m.step_labels().count();
+    assert!(steps > 10, "{steps} steps");
+    let asked = Cell::new(0usize);
+    assert!(m.run_unless(|| {
+        asked.set(asked.get() + 1);
+        false
+    }));
+    assert_eq!(asked.get(), steps, "asked once before each step");
+    assert_eq!(m.output(0), &want[..]);
+    asked.set(0);
+    let stopped = !m.run_unless(|| {
+        asked.set(asked.get() + 1);
+        asked.get() > 3
+    });
+    assert!(stopped);
+    assert_eq!(asked.get(), 4, "gave up at the first stop, after 3 steps");
+}
+
 #[test]
 fn yolox_raw_head_matches_onnxruntime() {
     check("yolox-w0125-raw");

@@ -668,7 +668,10 @@ impl Backend for CudaBackend {
             let n = out.len().min(self.out_len);
             out[..n].copy_from_slice(&out_slice(st, self.out_len)[..n]);
         }
-        InferTiming { pre_done_ns: t }
+        InferTiming {
+            pre_done_ns: t,
+            complete: true,
+        }
     }
 }
 

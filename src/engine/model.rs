@@ -546,14 +546,26 @@ impl CpuModel {
     /// Run the model once on the current inputs.
     /// Frame path: never allocates.
     pub fn run(&mut self) {
+        self.run_unless(|| false);
+    }
+
+    /// [`run`](Self::run), giving up between two steps once `stop()` says
+    /// so (the pipeline passes the SIGTERM flag: one inference on a slow
+    /// CPU can outlast the second the process has to end). False: it gave
+    /// up and the outputs are not valid. Never allocates.
+    pub fn run_unless(&mut self, stop: impl Fn() -> bool) -> bool {
         let scratch = self.scratch.as_mut_slice();
         for s in &self.steps {
+            if stop() {
+                return false;
+            }
             // SAFETY: the planner gave every live tensor a disjoint arena
             // region, except the in-place output, which is exactly the
             // buffer of the kernel's in-place input.
             let io = unsafe { StepIo::new(&s.ins, &s.outs, s.inplace) };
             s.kernel.run(&io, scratch, &self.pool);
         }
+        true
     }
 
     /// Each step's label (op name after fusion and output shape), in run
