@@ -461,7 +461,7 @@ impl CpuModel {
             let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
             steps.push(Step {
                 kernel,
-                label: format!("{} {}", n.op.name(), dims.join("x")),
+                label: format!("{} {} {}", n.op.name(), dims.join("x"), n.name),
                 ins,
                 outs,
                 inplace: inplace[s],
@@ -568,8 +568,9 @@ impl CpuModel {
         true
     }
 
-    /// Each step's label (op name after fusion and output shape), in run
-    /// order: what [`run_profiled`](Self::run_profiled) times.
+    /// Each step's label (op name after fusion, output shape, ONNX node
+    /// name), in run order: what [`run_profiled`](Self::run_profiled)
+    /// times.
     pub fn step_labels(&self) -> impl Iterator<Item = &str> {
         self.steps.iter().map(|s| s.label.as_str())
     }

@@ -91,17 +91,28 @@ impl ConvShape {
             && self.ow == self.w
     }
 
-    /// 3x3, stride 1, no dilation, one group, enough channels and output
-    /// for the transforms to pay off.
+    /// 3x3, stride 1, no dilation, one group: Winograd F(4x4, 3x3) can
+    /// compute it.
     fn winograd_fits(&self) -> bool {
         self.group == 1
             && (self.kh, self.kw) == (3, 3)
             && (self.stride_h, self.stride_w) == (1, 1)
             && (self.dil_h, self.dil_w) == (1, 1)
-            && self.c_in >= 8
-            && self.c_out >= 8
             && self.oh >= WG_OUT
             && self.ow >= WG_OUT
+    }
+
+    /// [`winograd_fits`](Self::winograd_fits) with enough channels for the
+    /// transforms to pay off, and enough 4x4 output tiles per image to fill
+    /// at least half of a GEMM panel `nr` columns wide: the transform-point
+    /// GEMMs have one column per tile, so a 10x10 output (9 tiles) in
+    /// 32-wide AVX-512 panels wastes 72 % of every multiply, and 12x12
+    /// outputs are computed for 10x10. yolov8n-320's 10x10 3x3 convs took
+    /// 0.58 ms that way against 0.33 ms through im2col (1 thread, AVX-512);
+    /// its 20x20 ones (25 tiles) stay faster with Winograd.
+    fn winograd_pays(&self, nr: usize) -> bool {
+        let tiles = self.oh.div_ceil(WG_OUT) * self.ow.div_ceil(WG_OUT);
+        self.winograd_fits() && self.c_in >= 8 && self.c_out >= 8 && 2 * tiles >= nr
     }
 
     fn check(&self) -> Result<(), String> {
@@ -142,10 +153,13 @@ impl ConvShape {
 /// How a conv is computed, chosen at boot.
 #[derive(Debug)]
 enum Kind {
-    /// GEMM with weights packed per group; `pointwise` skips im2col.
+    /// GEMM with weights packed per group; a pointwise conv skips im2col.
+    /// `taps` (empty unless [`tap_table`] chose it): for each kernel tap
+    /// `r * kw + c`, the input-plane offset each output position reads, or
+    /// -1 for padding; im2col then packs by gathering.
     Gemm {
         weights: Vec<PackedA>,
-        pointwise: bool,
+        taps: Vec<i32>,
     },
     /// One input channel per group: `weights` is `[c_out, kh*kw]`.
     Direct { weights: Vec<f32> },
@@ -158,11 +172,15 @@ enum Kind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConvAlgo {
     /// Winograd F(4x4, 3x3) for 3x3 stride-1 convs with enough channels
-    /// (about 2.5x fewer multiplies; error ~1e-6 relative to the output
-    /// scale), the direct kernel for depthwise, GEMM otherwise.
+    /// and output tiles (about 2.5x fewer multiplies; error ~1e-6 relative
+    /// to the output scale), the direct kernel for depthwise, GEMM
+    /// otherwise.
     Auto,
     /// Never Winograd: results closest to a direct convolution.
     NoWinograd,
+    /// Winograd wherever the kernel allows it (3x3, stride 1, one group),
+    /// however few the channels or tiles: for tests of its edge cases.
+    Winograd,
 }
 
 /// A conv with its weights packed and every parameter resolved.
@@ -230,7 +248,11 @@ impl Conv2d {
             Kind::Direct {
                 weights: weights.to_vec(),
             }
-        } else if algo == ConvAlgo::Auto && shape.winograd_fits() {
+        } else if match algo {
+            ConvAlgo::Auto => shape.winograd_pays(gemm.nr()),
+            ConvAlgo::NoWinograd => false,
+            ConvAlgo::Winograd => shape.winograd_fits(),
+        } {
             Kind::Winograd {
                 u: winograd_weights(&shape, weights, &gemm)?,
             }
@@ -245,7 +267,11 @@ impl Conv2d {
             }
             Kind::Gemm {
                 weights: packed,
-                pointwise: shape.is_pointwise(),
+                taps: if shape.is_pointwise() {
+                    Vec::new()
+                } else {
+                    tap_table(&shape)
+                },
             }
         };
         Ok(Conv2d {
@@ -290,9 +316,7 @@ impl Conv2d {
             return;
         }
         match &self.kind {
-            Kind::Gemm { weights, pointwise } => {
-                self.run_gemm(weights, *pointwise, x, y, scratch, pool)
-            }
+            Kind::Gemm { weights, taps } => self.run_gemm(weights, taps, x, y, scratch, pool),
             Kind::Direct { weights } => self.run_direct(weights, x, y, pool),
             Kind::Winograd { u } => self.run_winograd(u, x, y, scratch, pool),
         }
@@ -301,13 +325,14 @@ impl Conv2d {
     fn run_gemm(
         &self,
         weights: &[PackedA],
-        pointwise: bool,
+        taps: &[i32],
         x: &[f32],
         y: &mut [f32],
         scratch: &mut [f32],
         pool: &ThreadPool,
     ) {
         let s = &self.shape;
+        let pointwise = s.is_pointwise();
         let (cin_g, cout_g) = (s.cin_g(), s.cout_g());
         let hw = s.h * s.w;
         let n = s.oh * s.ow;
@@ -334,7 +359,7 @@ impl Conv2d {
                             .run(cout_g, n, k, wg, &bm, yg, n, &epi, scratch, pool);
                     }
                 } else {
-                    let bm = Im2col { x: xg, s };
+                    let bm = Im2col { x: xg, s, taps };
                     self.gemm
                         .run(cout_g, n, k, wg, &bm, yg, n, &epi, scratch, pool);
                 }
@@ -422,12 +447,59 @@ fn valid_range(off: isize, stride: usize, len: usize, n_out: usize) -> (usize, u
     (lo, hi.max(lo))
 }
 
+/// Bytes a conv's tap table may take (see [`tap_table`]).
+const TAP_TABLE_MAX_BYTES: usize = 1 << 20;
+
+/// The tap table of a conv whose im2col rows are short runs (outputs under
+/// 32 wide) or strided: for each kernel tap `t = r * kw + c` and output
+/// position `j = oy * ow + ox`, `table[t * oh * ow + j]` is the offset in an
+/// input plane that im2col row `(channel, t)` reads at column `j`, or -1
+/// where the window lies in the padding. Packing then gathers 16 columns at
+/// a time instead of walking runs of 10 or 20 values with a zero run on
+/// either side: yolov8n-320's 10x10 3x3 convs and its stride-2 convs packed
+/// at about 0.8 ns per value that way. Empty when the runs are long enough
+/// to copy, or the table would pass [`TAP_TABLE_MAX_BYTES`]. Boot only.
+fn tap_table(s: &ConvShape) -> Vec<i32> {
+    let (khw, n) = (s.kh * s.kw, s.oh * s.ow);
+    let short = s.ow < 32 || s.stride_w > 1;
+    let fits = khw
+        .checked_mul(n)
+        .and_then(|e| e.checked_mul(4))
+        .is_some_and(|b| b <= TAP_TABLE_MAX_BYTES)
+        && s.h
+            .checked_mul(s.w)
+            .is_some_and(|hw| hw <= i32::MAX as usize);
+    if !short || !fits {
+        return Vec::new();
+    }
+    let mut table = Vec::with_capacity(khw * n);
+    for r in 0..s.kh {
+        for c in 0..s.kw {
+            for oy in 0..s.oh {
+                let iy = (oy * s.stride_h + r * s.dil_h) as isize - s.pad_top as isize;
+                for ox in 0..s.ow {
+                    let ix = (ox * s.stride_w + c * s.dil_w) as isize - s.pad_left as isize;
+                    let inside = (0..s.h as isize).contains(&iy) && (0..s.w as isize).contains(&ix);
+                    table.push(if inside {
+                        (iy as usize * s.w + ix as usize) as i32
+                    } else {
+                        -1
+                    });
+                }
+            }
+        }
+    }
+    table
+}
+
 /// The im2col matrix of one image's group, `[cin_g*kh*kw, oh*ow]`, never
 /// materialised: the GEMM packs blocks of it straight from the image.
 struct Im2col<'a> {
     /// The group's `cin_g` input planes.
     x: &'a [f32],
     s: &'a ConvShape,
+    /// The conv's tap table, or empty (see [`tap_table`]).
+    taps: &'a [i32],
 }
 
 impl BOperand for Im2col<'_> {
@@ -435,7 +507,10 @@ impl BOperand for Im2col<'_> {
 
     fn fits(&self, k: usize, n: usize, _nr: usize, _kc: usize) -> bool {
         let s = self.s;
-        k == s.cin_g() * s.kh * s.kw && n == s.oh * s.ow && self.x.len() >= s.cin_g() * s.h * s.w
+        k == s.cin_g() * s.kh * s.kw
+            && n == s.oh * s.ow
+            && self.x.len() >= s.cin_g() * s.h * s.w
+            && (self.taps.is_empty() || self.taps.len() == s.kh * s.kw * n)
     }
 
     fn block<'s>(
@@ -452,12 +527,36 @@ impl BOperand for Im2col<'_> {
         let Some(dst) = buf.get_mut(..len) else {
             return &[];
         };
-        self.pack(k0, kc, n0, nc, nr, dst);
+        if self.taps.is_empty() {
+            self.pack(k0, kc, n0, nc, nr, dst);
+        } else {
+            self.pack_taps(k0, kc, n0, nc, nr, dst);
+        }
         dst
     }
 }
 
 impl Im2col<'_> {
+    /// [`pack`](Self::pack) through the tap table: each panel row is one
+    /// gather from one input plane.
+    fn pack_taps(&self, k0: usize, kc: usize, n0: usize, nc: usize, nr: usize, dst: &mut [f32]) {
+        let s = self.s;
+        let (khw, hw, n) = (s.kh * s.kw, s.h * s.w, s.oh * s.ow);
+        let isa = Isa::cached();
+        for kk in 0..kc {
+            let kidx = k0 + kk;
+            let (ci, t) = (kidx / khw, kidx % khw);
+            let plane = &self.x[ci * hw..(ci + 1) * hw];
+            let idx = &self.taps[t * n + n0..t * n + n0 + nc];
+            for (p, cols) in idx.chunks(nr).enumerate() {
+                let d = &mut dst[p * kc * nr + kk * nr..][..nr];
+                let (vals, pad) = d.split_at_mut(cols.len());
+                gather_taps(isa, plane, cols, vals);
+                zero_run(pad);
+            }
+        }
+    }
+
     /// Row by row of B: each row reads one image row (stride 1: a few
     /// contiguous runs) and writes one `nr`-run into each panel.
     fn pack(&self, k0: usize, kc: usize, n0: usize, nc: usize, nr: usize, dst: &mut [f32]) {
@@ -503,6 +602,57 @@ impl Im2col<'_> {
             }
             out.zeros(nc, panels * nr - nc);
         }
+    }
+}
+
+/// `d[j] = plane[idx[j]]`, or 0 where `idx[j]` is -1. Every other index
+/// must lie inside `plane` (a [`tap_table`] for this plane's size) and `d`
+/// be at least as long as `idx`. Frame path: never allocates.
+#[inline]
+fn gather_taps(isa: Isa, plane: &[f32], idx: &[i32], d: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512 && d.len() >= idx.len() {
+        // SAFETY: AVX-512F is present (`isa`); every non-negative index is
+        // inside `plane` (the caller's contract, from the table's
+        // construction), and `d` holds `idx.len()` values (checked).
+        unsafe { gather_taps_avx512(plane, idx, d) };
+        return;
+    }
+    let _ = isa;
+    for (o, &i) in d.iter_mut().zip(idx) {
+        *o = if i >= 0 {
+            plane.get(i as usize).copied().unwrap_or(0.0)
+        } else {
+            0.0
+        };
+    }
+}
+
+/// # Safety
+/// AVX-512F; every non-negative `idx[j]` < `plane.len()`; `d.len() >=
+/// idx.len()`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn gather_taps_avx512(plane: &[f32], idx: &[i32], d: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let n = idx.len();
+    let mut j = 0;
+    while j < n {
+        let left = n - j;
+        let lanes: __mmask16 = if left >= 16 {
+            0xFFFF
+        } else {
+            ((1u32 << left) - 1) as u16
+        };
+        // SAFETY: lanes past `n` are masked off (neither read nor written);
+        // gathered lanes are inside `plane` (contract).
+        unsafe {
+            let iv = _mm512_maskz_loadu_epi32(lanes, idx.as_ptr().add(j));
+            let inside = _mm512_mask_cmpge_epi32_mask(lanes, iv, _mm512_setzero_si512());
+            let v = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), inside, iv, plane.as_ptr());
+            _mm512_mask_storeu_ps(d.as_mut_ptr().add(j), lanes, v);
+        }
+        j += 16;
     }
 }
 
@@ -678,7 +828,7 @@ pub(crate) mod tests {
         let bias = with_bias.then_some(&bias[..]);
         let want = naive_conv(&s, &x, &w, bias, act);
         let algos: &[ConvAlgo] = if s.winograd_fits() {
-            &[ConvAlgo::Auto, ConvAlgo::NoWinograd]
+            &[ConvAlgo::Auto, ConvAlgo::NoWinograd, ConvAlgo::Winograd]
         } else {
             &[ConvAlgo::Auto]
         };
@@ -788,13 +938,17 @@ pub(crate) mod tests {
         check(s3(1, 300, (6, 6), 8, (1, 1, 1, 1)), silu, false);
         // Many chunks of tiles, asymmetric padding.
         check(s3(1, 8, (50, 60), 12, (2, 0, 1, 2)), silu, true);
-        for s in [
-            s3(1, 9, (13, 11), 10, (1, 1, 1, 1)),
-            s3(1, 300, (6, 6), 8, (1, 1, 1, 1)),
-        ] {
-            let w = vec![0.5; s.w_len()];
-            let conv = Conv2d::new(s, &w, None, silu, Gemm::new(), 1).unwrap();
-            assert!(matches!(conv.kind, Kind::Winograd { .. }), "{s:?}");
+        // Auto: Winograd once there are tiles for half a panel (20x20: 25
+        // tiles), im2col for yolov8n-320's 10x10 (9 tiles).
+        for isa in Isa::available() {
+            let gemm = Gemm::with_isa(isa);
+            for (hw, want) in [((20, 20), true), ((10, 10), gemm.nr() <= 18)] {
+                let s = s3(1, 64, hw, 64, (1, 1, 1, 1));
+                let w = vec![0.5; s.w_len()];
+                let conv = Conv2d::new(s, &w, None, silu, gemm, 1).unwrap();
+                let wino = matches!(conv.kind, Kind::Winograd { .. });
+                assert_eq!(wino, want, "{isa:?} {hw:?}");
+            }
         }
     }
 
@@ -825,6 +979,64 @@ pub(crate) mod tests {
             silu,
             true,
         );
+    }
+
+    #[test]
+    fn tap_table_packs_what_the_runs_pack() {
+        // Stride 2 (yolo's downsampling), 10x10 3x3, dilation with
+        // asymmetric pads, windows wholly in the padding, a block that
+        // starts mid-image and ends mid-panel.
+        let shapes = [
+            shape(1, 3, (33, 30), 4, 1, (3, 3), (2, 2), (1, 1), (1, 1, 1, 1)),
+            shape(1, 5, (10, 10), 4, 1, (3, 3), (1, 1), (1, 1), (1, 1, 1, 1)),
+            shape(1, 5, (17, 19), 7, 1, (3, 2), (1, 2), (2, 3), (2, 0, 1, 3)),
+            shape(1, 2, (4, 5), 3, 1, (2, 2), (1, 1), (1, 1), (3, 4, 3, 4)),
+        ];
+        for s in shapes {
+            let taps = tap_table(&s);
+            assert_eq!(taps.len(), s.kh * s.kw * s.oh * s.ow, "{s:?}");
+            let x = rand_vec(s.x_len(), 7);
+            let (k, n) = (s.cin_g() * s.kh * s.kw, s.oh * s.ow);
+            for nr in [16, 32] {
+                for (k0, kc, n0) in [(0, k, 0), (1, k - 1, nr), (0, k.min(5), 0)] {
+                    if n0 >= n {
+                        continue;
+                    }
+                    let nc = (n - n0).min(3 * nr - 5);
+                    let len = nc.div_ceil(nr) * nr * kc;
+                    let (mut a, mut b) = (vec![f32::NAN; len], vec![f32::NAN; len]);
+                    let runs = Im2col {
+                        x: &x,
+                        s: &s,
+                        taps: &[],
+                    };
+                    let table = Im2col {
+                        x: &x,
+                        s: &s,
+                        taps: &taps,
+                    };
+                    runs.block(k0, kc, n0, nc, nr, &mut a);
+                    table.block(k0, kc, n0, nc, nr, &mut b);
+                    let same = a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits());
+                    assert!(same, "{s:?} nr {nr} block {k0}+{kc} x {n0}+{nc}");
+                }
+            }
+        }
+        // Wide stride-1 rows are copied as runs; no table past its budget.
+        let wide = shape(1, 8, (40, 40), 8, 1, (3, 3), (1, 1), (1, 1), (1, 1, 1, 1));
+        assert!(tap_table(&wide).is_empty());
+        let huge = shape(
+            1,
+            1,
+            (1000, 1000),
+            1,
+            1,
+            (3, 3),
+            (2, 2),
+            (1, 1),
+            (1, 1, 1, 1),
+        );
+        assert!(tap_table(&huge).is_empty());
     }
 
     #[test]
