@@ -28,6 +28,7 @@ use super::OpDef;
 use super::{required, OutInfo, ValueInfo};
 use crate::cuda::lower::*;
 use crate::cuda::CudaError;
+use crate::engine::cpu::pool::{par_chunks, GRAIN};
 use crate::engine::cpu::{Buf, CpuKernel, StepIo, ThreadPool};
 use crate::engine::error::OpResult;
 use crate::engine::ir::{AutoPad, Op, PoolAttrs};
@@ -586,22 +587,28 @@ impl CpuKernel for WindowKernel {
         {
             return;
         }
-        pool.parallel_for(self.planes, &|p| {
-            let src = &x[p * self.in_plane..(p + 1) * self.in_plane];
-            // SAFETY: plane p owns output elements [p*out_plane, (p+1)*out_plane)
-            // and scratch [p*row, (p+1)*row), in bounds (checked above) and
-            // disjoint from every other task's; the output does not alias the
-            // input (no in-place support).
-            let (dst, buf) = unsafe {
-                (
-                    sub_mut(&y, p * self.out_plane, self.out_plane),
-                    sub_mut(&s, p * self.row, self.row),
-                )
-            };
-            if self.axes.len() == 2 {
-                self.plane_2d(src, dst, buf);
-            } else {
-                self.plane_nd(src, dst);
+        // Planes in pieces of at least GRAIN elements: one task per 10x10
+        // plane cost more in claiming than the plane's work (yolov8n-320's
+        // SPPF pools took 0.12 ms each on 2 threads, 0.07 ms on 1).
+        let grain = (GRAIN / self.in_plane.max(self.out_plane).max(1)).max(1);
+        par_chunks(pool, self.planes, grain, &|p0, p1| {
+            for p in p0..p1 {
+                let src = &x[p * self.in_plane..(p + 1) * self.in_plane];
+                // SAFETY: plane p owns output elements [p*out_plane, (p+1)*out_plane)
+                // and scratch [p*row, (p+1)*row), in bounds (checked above) and
+                // disjoint from every other task's; the output does not alias the
+                // input (no in-place support).
+                let (dst, buf) = unsafe {
+                    (
+                        sub_mut(&y, p * self.out_plane, self.out_plane),
+                        sub_mut(&s, p * self.row, self.row),
+                    )
+                };
+                if self.axes.len() == 2 {
+                    self.plane_2d(src, dst, buf);
+                } else {
+                    self.plane_nd(src, dst);
+                }
             }
         });
     }
@@ -633,27 +640,30 @@ impl CpuKernel for GlobalKernel {
         if x.len() < self.planes * self.plane || y.len < self.planes {
             return;
         }
-        pool.parallel_for(self.planes, &|p| {
-            let src = &x[p * self.plane..(p + 1) * self.plane];
-            // Eight independent lanes so the loop vectorises.
-            let mut lanes = [if self.max { f32::NEG_INFINITY } else { 0.0 }; 8];
-            let mut chunks = src.chunks_exact(8);
-            for c in &mut chunks {
-                for (l, &v) in lanes.iter_mut().zip(c) {
+        let grain = (GRAIN / self.plane.max(1)).max(1);
+        par_chunks(pool, self.planes, grain, &|p0, p1| {
+            for p in p0..p1 {
+                let src = &x[p * self.plane..(p + 1) * self.plane];
+                // Eight independent lanes so the loop vectorises.
+                let mut lanes = [if self.max { f32::NEG_INFINITY } else { 0.0 }; 8];
+                let mut chunks = src.chunks_exact(8);
+                for c in &mut chunks {
+                    for (l, &v) in lanes.iter_mut().zip(c) {
+                        *l = if self.max { fmax(*l, v) } else { *l + v };
+                    }
+                }
+                for (l, &v) in lanes.iter_mut().zip(chunks.remainder()) {
                     *l = if self.max { fmax(*l, v) } else { *l + v };
                 }
+                let v = if self.max {
+                    lanes.iter().copied().fold(f32::NEG_INFINITY, fmax)
+                } else {
+                    lanes.iter().sum::<f32>() / self.plane as f32
+                };
+                // SAFETY: plane p's task writes only element p of the output,
+                // which is in bounds (checked above) and written by no other.
+                unsafe { sub_mut(&y, p, 1)[0] = v };
             }
-            for (l, &v) in lanes.iter_mut().zip(chunks.remainder()) {
-                *l = if self.max { fmax(*l, v) } else { *l + v };
-            }
-            let v = if self.max {
-                lanes.iter().copied().fold(f32::NEG_INFINITY, fmax)
-            } else {
-                lanes.iter().sum::<f32>() / self.plane as f32
-            };
-            // SAFETY: task p writes only element p of the output, which is
-            // in bounds (checked above) and written by no other task.
-            unsafe { sub_mut(&y, p, 1)[0] = v };
         });
     }
 }

@@ -28,6 +28,7 @@ use super::OpDef;
 use super::{required, OutInfo, ValueInfo};
 use crate::cuda::lower::*;
 use crate::cuda::CudaError;
+use crate::engine::cpu::pool::{par_chunks, GRAIN};
 use crate::engine::cpu::{Buf, CpuKernel, StepIo, ThreadPool};
 use crate::engine::error::OpResult;
 use crate::engine::ir::{CoordTransform, KeepAspect, NearestMode, Op, ResizeAttrs, ResizeMode};
@@ -645,12 +646,15 @@ impl CpuKernel for Nearest {
             let in_plane = self.maps[r - 2].input * self.maps[r - 1].input;
             let out_plane = in_plane * ky * kx;
             let planes = self.in_len / in_plane;
-            pool.parallel_for(planes, &|p| {
-                let src = &x[p * in_plane..(p + 1) * in_plane];
-                // SAFETY: plane p's output range is in bounds (checked above)
-                // and written by this task only.
-                let dst = unsafe { sub_mut(&y, p * out_plane, out_plane) };
-                self.upsample_plane(src, dst, ky, kx);
+            let grain = (GRAIN / out_plane.max(1)).max(1);
+            par_chunks(pool, planes, grain, &|p0, p1| {
+                for p in p0..p1 {
+                    let src = &x[p * in_plane..(p + 1) * in_plane];
+                    // SAFETY: plane p's output range is in bounds (checked
+                    // above) and written by this task only.
+                    let dst = unsafe { sub_mut(&y, p * out_plane, out_plane) };
+                    self.upsample_plane(src, dst, ky, kx);
+                }
             });
             return;
         }
