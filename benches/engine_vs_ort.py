@@ -8,15 +8,17 @@ speed-up (1-thread median / 2-thread median; the goal for ours on
 yolov8n-320 is >= 1.5).
 
     cargo build --release
-    python3 benches/engine_vs_ort.py MODEL.onnx [MODEL2.onnx ...] [--iters 50]
+    python3 benches/engine_vs_ort.py MODEL.onnx [MODEL2.onnx ...] [--iters 50] [--rounds 2]
 
 Needs `pip install onnxruntime openvino numpy` (without openvino, its
 columns are left out and a line says so). Peers get the same thread
 budget: onnxruntime intra_op_num_threads=n, inter_op 1, sequential;
 OpenVINO INFERENCE_NUM_THREADS=n, PERFORMANCE_HINT=LATENCY, NUM_STREAMS=1,
 INFERENCE_PRECISION_HINT=f32 (no bf16 shortcut: we compute in f32). Runs
-alternate (ours, ort, ov, ours, ort, ov) per thread count so that drift on a
-shared machine hits all alike; each figure is the better of the two runs.
+alternate (ours, ort, ov, ours, ort, ov, ... for `--rounds` rounds) per
+thread count so that drift on a shared machine hits all alike; each figure
+(median, p99) is the best round's. On a VM with noisy neighbours, more
+rounds of fewer runs (`--rounds 5 --iters 30`) make the ratios steadier.
 Quote the load (`uptime`) with the numbers: on a busy machine the 2-thread
 figures mean little.
 """
@@ -96,14 +98,16 @@ def openvino(model, threads, iters, shape):
     return timed(lambda: req.infer({0: x}), iters)
 
 
-def best(a, b):
-    return {k: min(a[k], b[k]) for k in ("median_ms", "p99_ms")}
+def best(rounds):
+    return {k: min(r[k] for r in rounds) for k in ("median_ms", "p99_ms")}
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("models", nargs="+")
     ap.add_argument("--iters", type=int, default=50)
+    ap.add_argument("--rounds", type=int, default=2,
+                    help="alternating rounds per thread count; each figure is the best round's")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--input-shape", default=None, help="e.g. 1x3x640x640 for models with symbolic dims")
     a = ap.parse_args()
@@ -111,7 +115,8 @@ def main():
         sys.exit(f"{BIN} not found: run `cargo build --release` first")
     shape = [int(d) for d in a.input_shape.split("x")] if a.input_shape else None
     ovv = ov.get_version() if ov else "not installed (pip install openvino): its columns are left out"
-    print(f"onnxruntime {ort.__version__}, OpenVINO {ovv}, {os.cpu_count()} CPUs, {a.iters} timed runs each")
+    print(f"onnxruntime {ort.__version__}, OpenVINO {ovv}, {os.cpu_count()} CPUs, "
+          f"{a.rounds} rounds of {a.iters} timed runs each")
     print(f"load average at start: {os.getloadavg()[0]:.2f}")
     hdr = f"{'model':<20} {'thr':>3} {'ours med':>8} {'p99':>7} {'ort med':>8} {'p99':>7}"
     if ov:
@@ -127,12 +132,12 @@ def main():
         first = {}
         for th in [int(t) for t in a.threads.split(",")]:
             runs = {"ours": [], "ort": [], "ov": []}
-            for _ in range(2):
+            for _ in range(max(1, a.rounds)):
                 runs["ours"].append(ours(model, th, a.iters, shape))
                 runs["ort"].append(onnxruntime(model, th, a.iters, shape))
                 if ov:
                     runs["ov"].append(openvino(model, th, a.iters, shape))
-            r = {k: best(*v) for k, v in runs.items() if v}
+            r = {k: best(v) for k, v in runs.items() if v}
             if th == 1:
                 first = {k: v["median_ms"] for k, v in r.items()}
             o = r["ours"]["median_ms"]
