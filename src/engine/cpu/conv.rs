@@ -359,7 +359,12 @@ impl Conv2d {
                             .run(cout_g, n, k, wg, &bm, yg, n, &epi, scratch, pool);
                     }
                 } else {
-                    let bm = Im2col { x: xg, s, taps };
+                    let bm = Im2col {
+                        x: xg,
+                        s,
+                        taps,
+                        isa: self.gemm.isa(),
+                    };
                     self.gemm
                         .run(cout_g, n, k, wg, &bm, yg, n, &epi, scratch, pool);
                 }
@@ -500,6 +505,8 @@ struct Im2col<'a> {
     s: &'a ConvShape,
     /// The conv's tap table, or empty (see [`tap_table`]).
     taps: &'a [i32],
+    /// The plan's instruction set (the gather's code path).
+    isa: Isa,
 }
 
 impl BOperand for Im2col<'_> {
@@ -542,7 +549,6 @@ impl Im2col<'_> {
     fn pack_taps(&self, k0: usize, kc: usize, n0: usize, nc: usize, nr: usize, dst: &mut [f32]) {
         let s = self.s;
         let (khw, hw, n) = (s.kh * s.kw, s.h * s.w, s.oh * s.ow);
-        let isa = Isa::cached();
         for kk in 0..kc {
             let kidx = k0 + kk;
             let (ci, t) = (kidx / khw, kidx % khw);
@@ -551,7 +557,7 @@ impl Im2col<'_> {
             for (p, cols) in idx.chunks(nr).enumerate() {
                 let d = &mut dst[p * kc * nr + kk * nr..][..nr];
                 let (vals, pad) = d.split_at_mut(cols.len());
-                gather_taps(isa, plane, cols, vals);
+                gather_taps(self.isa, plane, cols, vals);
                 zero_run(pad);
             }
         }
@@ -997,7 +1003,10 @@ pub(crate) mod tests {
             assert_eq!(taps.len(), s.kh * s.kw * s.oh * s.ow, "{s:?}");
             let x = rand_vec(s.x_len(), 7);
             let (k, n) = (s.cin_g() * s.kh * s.kw, s.oh * s.ow);
-            for nr in [16, 32] {
+            for (isa, nr) in Isa::available()
+                .into_iter()
+                .flat_map(|i| [(i, 16), (i, 32)])
+            {
                 for (k0, kc, n0) in [(0, k, 0), (1, k - 1, nr), (0, k.min(5), 0)] {
                     if n0 >= n {
                         continue;
@@ -1009,16 +1018,18 @@ pub(crate) mod tests {
                         x: &x,
                         s: &s,
                         taps: &[],
+                        isa,
                     };
                     let table = Im2col {
                         x: &x,
                         s: &s,
                         taps: &taps,
+                        isa,
                     };
                     runs.block(k0, kc, n0, nc, nr, &mut a);
                     table.block(k0, kc, n0, nc, nr, &mut b);
                     let same = a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits());
-                    assert!(same, "{s:?} nr {nr} block {k0}+{kc} x {n0}+{nc}");
+                    assert!(same, "{s:?} {isa:?} nr {nr} block {k0}+{kc} x {n0}+{nc}");
                 }
             }
         }
