@@ -735,6 +735,7 @@ pub fn boot(cfg: &Config, ov: &Overrides) -> Result<Pipeline, BootError> {
             cfg.model.max_detections,
             decoder.num_classes(),
             geometry,
+            desc.width,
         )
         .map_err(|e| BootError::Config(format!("{}: {e}", cfg.origin)))?;
         Some(t)

@@ -22,7 +22,7 @@ fn tracker_makes_no_allocation_over_1000_frames() {
         focal_px: 500.0,
         camera_height_m: 1.3,
     };
-    let mut tracker = Tracker::new(&cfg, 100, 3, Some(geo)).unwrap();
+    let mut tracker = Tracker::new(&cfg, 100, 3, Some(geo), 640).unwrap();
     let mut frame = Vec::with_capacity(100);
     let mut tracked = 0;
     let mut before = 0;

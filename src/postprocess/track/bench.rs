@@ -121,7 +121,7 @@ pub fn run(scene: &[Vec<Detection>], objects: usize) -> BenchReport {
         ..TrackingConfig::default()
     };
     let max_dets = scene.iter().map(Vec::len).max().unwrap_or(0).max(1);
-    let mut tracker = match Tracker::new(&cfg, max_dets, 3, Some(GEO)) {
+    let mut tracker = match Tracker::new(&cfg, max_dets, 3, Some(GEO), 640) {
         Ok(t) => t,
         Err(e) => unreachable!("bench tracker config is valid: {e}"),
     };

@@ -15,7 +15,8 @@
 //!    where it should be); a pair whose ground positions are too far apart
 //!    (Mahalanobis gate) is never matched;
 //! 2. the remaining detections with `low_score <= score < high_score`
-//!    against the confirmed tracks still unmatched (IoU only);
+//!    against the confirmed tracks still unmatched (IoU only, at least
+//!    [`WEAK_MATCH_IOU`]);
 //! 3. the remaining confident detections against tentative tracks.
 //!
 //! Life of a track: tentative on its first detection (score at least
@@ -24,8 +25,13 @@
 //! tracks die on their first miss; a confirmed track missed becomes lost,
 //! and a lost track is removed after `max_misses` misses in a row. On the
 //! very first frame new tracks are confirmed at once (as in ByteTrack).
-//! Only confirmed tracks are reported; a track's class is the majority
-//! vote of its detections' classes.
+//! Only confirmed tracks are reported, and not through a weak detection
+//! (`score < high_score`) within `edge_margin_px` of the image's left or
+//! right border: that is an object mostly outside the image, whose box is
+//! neither where nor how big the object is (its track goes on, and is
+//! reported again once a confident detection or one clear of the border
+//! matches it). A track's class is the majority vote of its detections'
+//! classes.
 //!
 //! Capacity is fixed at boot (`max_tracks`); a new track that does not fit
 //! is not started and counted ([`TrackerStats::full`]).
@@ -63,6 +69,13 @@ const ROBUST_D2: f64 = 9.0;
 /// starts no track of its own: it is the same object seen twice, e.g. boxes
 /// of two classes that class-aware NMS kept on one pedestrian.
 const DUPLICATE_IOU: f64 = 0.6;
+/// Least IoU of a weak detection and a track's predicted box in the
+/// second round (ByteTrack: 0.5). The predicted box follows the measured
+/// width (ByteTrack's keeps a slowly changing aspect ratio), so a box
+/// narrowed by partial occlusion predicts a narrower box, and a weak
+/// detection of the same object overlaps it less: 0.4 keeps those tracks
+/// (tracking benchmark, README).
+const WEAK_MATCH_IOU: f64 = 0.4;
 /// Most bytes the cost matrix may take.
 const COST_BUDGET_BYTES: usize = 64 << 20;
 /// Image filter: measurement noise per axis as a fraction of box height
@@ -136,6 +149,11 @@ pub struct TrackingConfig {
     /// (m/s).
     #[serde(default = "d_vel_sigma")]
     pub velocity_sigma_max: f32,
+    /// A weak detection (below `high_score`) whose box comes this close
+    /// (pixels) to the image's left or right border is not reported: the
+    /// object is mostly outside the image. 0 turns this off.
+    #[serde(default = "d_edge")]
+    pub edge_margin_px: f32,
 }
 
 fn d_true() -> bool {
@@ -174,6 +192,9 @@ fn d_pixel() -> f32 {
 fn d_vel_sigma() -> f32 {
     1.0
 }
+fn d_edge() -> f32 {
+    12.0
+}
 
 impl Default for TrackingConfig {
     fn default() -> Self {
@@ -190,6 +211,7 @@ impl Default for TrackingConfig {
             accel_sigma: d_accel(),
             pixel_sigma: d_pixel(),
             velocity_sigma_max: d_vel_sigma(),
+            edge_margin_px: d_edge(),
         }
     }
 }
@@ -252,6 +274,13 @@ impl TrackingConfig {
                 );
             }
         }
+        if !(0.0..=10_000.0).contains(&self.edge_margin_px) {
+            return bad(
+                "edge_margin_px",
+                self.edge_margin_px.to_string(),
+                "expected 0..=10000 pixels",
+            );
+        }
         Ok(())
     }
 }
@@ -311,6 +340,8 @@ struct Meas {
 pub struct Tracker {
     cfg: TrackingConfig,
     geometry: Option<Geometry>,
+    /// Width of the frames the detection boxes are in (pixels).
+    frame_width: f32,
     max_dets: usize,
     num_classes: usize,
     slots: Box<[Option<Track>]>,
@@ -338,11 +369,13 @@ impl Tracker {
     /// Boot: allocates every buffer for `max_dets` detections per frame of
     /// `num_classes` classes. `geometry` is the camera's when detections
     /// come with ground positions (calibrated), else `None`.
+    /// `frame_width` is the width of the frames the boxes are in.
     pub fn new(
         cfg: &TrackingConfig,
         max_dets: usize,
         num_classes: usize,
         geometry: Option<Geometry>,
+        frame_width: usize,
     ) -> Result<Tracker, TrackError> {
         cfg.check()?;
         let n = cfg.max_tracks;
@@ -360,6 +393,7 @@ impl Tracker {
         Ok(Tracker {
             cfg: *cfg,
             geometry,
+            frame_width: frame_width as f32,
             max_dets,
             num_classes: num_classes.max(1),
             slots: vec![None; n].into_boxed_slice(),
@@ -417,7 +451,7 @@ impl Tracker {
             dets,
             |t| t.state == State::Confirmed,
             |s| s >= low && s < high,
-            0.5,
+            1.0 - WEAK_MATCH_IOU,
             false,
             false,
         );
@@ -694,7 +728,7 @@ impl Tracker {
                 continue;
             };
             let Some(t) = &self.slots[slot] else { continue };
-            if t.state != State::Confirmed {
+            if t.state != State::Confirmed || self.at_edge_and_weak(d) {
                 continue;
             }
             let (velocity, ttc_s) = match &t.ground {
@@ -712,6 +746,17 @@ impl Tracker {
                 ttc_s: ttc_s.map(|s| s as f32),
             });
         }
+    }
+}
+
+impl Tracker {
+    /// A weak detection within `edge_margin_px` of the left or right
+    /// border: the object is mostly outside the image.
+    fn at_edge_and_weak(&self, d: &Detection) -> bool {
+        let margin = self.cfg.edge_margin_px;
+        margin > 0.0
+            && d.score < self.cfg.high_score
+            && (d.bbox[0] <= margin || d.bbox[2] >= self.frame_width - margin)
     }
 }
 

@@ -5,6 +5,7 @@ const GEO: Geometry = Geometry {
     camera_height_m: 1.3,
 };
 const FRAME_NS: u64 = 33_333_333;
+const WIDTH: usize = 640;
 
 fn det(class_id: u32, score: f32, bbox: [f32; 4], ground: Option<[f32; 2]>) -> Detection {
     Detection {
@@ -22,7 +23,7 @@ fn boxed(cx: f32) -> [f32; 4] {
 }
 
 fn tracker(cfg: TrackingConfig) -> Tracker {
-    Tracker::new(&cfg, 100, 3, Some(GEO)).unwrap()
+    Tracker::new(&cfg, 100, 3, Some(GEO), WIDTH).unwrap()
 }
 
 fn ids(dets: &[Detection]) -> Vec<Option<u64>> {
@@ -105,6 +106,56 @@ fn low_score_detections_keep_a_track_but_start_none() {
     let mut faint = [det(0, 0.05, boxed(102.0), None)];
     t.run(2 * FRAME_NS, &mut faint);
     assert_eq!(ids(&faint), [None]);
+}
+
+#[test]
+fn a_weak_detection_overlapping_the_prediction_by_0_4_continues_its_track() {
+    // The predicted box is [80, 200, 120, 280] (no motion yet); a weak
+    // detection of the same object narrowed by an occluder overlaps it by
+    // 18/40 = 0.45 (ByteTrack's 0.5 would drop it), one narrowed to 14 px
+    // by 0.35 (too little).
+    for (x2, want) in [(98.0, Some(1)), (94.0, None)] {
+        let mut t = tracker(TrackingConfig::default());
+        t.run(0, &mut [det(0, 0.9, boxed(100.0), None)]);
+        let mut weak = [det(0, 0.3, [80.0, 200.0, x2, 280.0], None)];
+        t.run(FRAME_NS, &mut weak);
+        assert_eq!(ids(&weak), [want], "right edge {x2}");
+    }
+}
+
+#[test]
+fn a_weak_detection_at_the_image_border_keeps_its_track_unreported() {
+    // Left border (x1 <= 12) and right border (x2 >= 640 - 12).
+    for cx in [25.0, 610.0] {
+        let mut t = tracker(TrackingConfig::default());
+        t.run(0, &mut [det(0, 0.9, boxed(cx), None)]);
+        let mut weak = [det(0, 0.3, boxed(cx), None)];
+        t.run(FRAME_NS, &mut weak);
+        assert_eq!(ids(&weak), [None], "centre {cx}: mostly outside the image");
+        // A confident detection there is reported, on the same track.
+        let mut strong = [det(0, 0.8, boxed(cx), None)];
+        t.run(2 * FRAME_NS, &mut strong);
+        assert_eq!(ids(&strong), [Some(1)], "centre {cx}");
+        assert_eq!(t.stats().started, 1);
+        // Clear of the border, a weak detection is reported.
+        let mut inside = [det(
+            0,
+            0.3,
+            boxed(cx + if cx < 320.0 { 10.0 } else { -10.0 }),
+            None,
+        )];
+        t.run(3 * FRAME_NS, &mut inside);
+        assert_eq!(ids(&inside), [Some(1)], "centre {cx}");
+    }
+    // edge_margin_px = 0 turns the rule off.
+    let mut t = tracker(TrackingConfig {
+        edge_margin_px: 0.0,
+        ..TrackingConfig::default()
+    });
+    t.run(0, &mut [det(0, 0.9, boxed(25.0), None)]);
+    let mut weak = [det(0, 0.3, boxed(25.0), None)];
+    t.run(FRAME_NS, &mut weak);
+    assert_eq!(ids(&weak), [Some(1)]);
 }
 
 #[test]
@@ -234,7 +285,7 @@ fn no_time_to_collision_outside_the_corridor_or_when_opening() {
 
 #[test]
 fn without_a_calibration_there_is_no_velocity() {
-    let mut t = Tracker::new(&TrackingConfig::default(), 10, 3, None).unwrap();
+    let mut t = Tracker::new(&TrackingConfig::default(), 10, 3, None, WIDTH).unwrap();
     for k in 0..60u64 {
         let mut d = [det(0, 0.9, boxed(100.0 + k as f32), Some([10.0, 0.0]))];
         t.run(k * FRAME_NS, &mut d);
@@ -295,12 +346,26 @@ fn bad_config_names_field_and_value() {
             },
             "tracking.corridor_width_m = -1",
         ),
+        (
+            TrackingConfig {
+                edge_margin_px: -1.0,
+                ..TrackingConfig::default()
+            },
+            "tracking.edge_margin_px = -1",
+        ),
+        (
+            TrackingConfig {
+                edge_margin_px: f32::NAN,
+                ..TrackingConfig::default()
+            },
+            "tracking.edge_margin_px = NaN",
+        ),
     ];
     for (cfg, want) in cases {
         let e = cfg.check().unwrap_err().to_string();
         assert!(e.starts_with(want), "{e}");
     }
-    let e = Tracker::new(&TrackingConfig::default(), 10_000_000, 3, None)
+    let e = Tracker::new(&TrackingConfig::default(), 10_000_000, 3, None, WIDTH)
         .unwrap_err()
         .to_string();
     assert!(e.contains("64 MiB"), "{e}");
