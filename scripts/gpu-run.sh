@@ -3,11 +3,21 @@
 # in one call, so that it needs no edits there. Run from the repository
 # root on the GPU machine, with the release binary built here and carried:
 #
-#   device run, carry ["target/release/perceptd", "target/gpu-model"]:
-#     bash scripts/gpu-run.sh target/gpu-model/yolov8n-640.onnx 2>&1 | tee $OUT/gpu-run.log
+#   mkdir -p target/gpu-model && cp yolov8n-640.onnx target/gpu-model/
+#   objcopy --strip-debug target/release/perceptd target/gpu-model/perceptd
+#   pip download onnx onnx2torch protobuf ml_dtypes --no-deps \
+#       --python-version 3.12 --only-binary=:all: \
+#       --platform manylinux_2_28_x86_64 -d target/pywheels   # phase 5
+#   device run, carry ["target/gpu-model", "target/pywheels"]:
+#     BIN=target/gpu-model/perceptd bash scripts/gpu-run.sh \
+#         target/gpu-model/yolov8n-640.onnx > $OUT/gpu-run.log 2>&1
 #
-# MODEL defaults to models/perceptd-synth.onnx (then phases 2-3 use the
-# shipped model too). Phases, each under its own timeout, 560 s in all:
+# The carry limit is 64 MiB with the tracked tree (27 MB): the release
+# binary with its debug info (63 MB) does not fit, stripped (11 MB) it does.
+# First run (H200, 2026-12-04): 20 s wall for phases 0-4.
+#
+# MODEL defaults to models/perceptd-synth.onnx (then phase 2 uses the
+# shipped model too). Phases, each under its own timeout, 760 s in all:
 #
 #   == 0 environment   nvidia-smi line, driver, where cuBLAS and NVRTC
 #                      were found. The device image is CUDA 13 (driver
@@ -44,17 +54,27 @@
 #                      (NVIDIA H200 ...) ready in N ms", the "[perceptd]
 #                      final:" summary (fps, drops 0, e2e/infer p50/p99),
 #                      "json lines: 300".
-#   == 3 replay        a 30-frame 640x480 Y4M clip of the synthetic scene
+#   == 3 replay        with the shipped model, whatever MODEL is:
+#                      a 30-frame 640x480 Y4M clip of the synthetic scene
 #                      (made here from `perceptd synth-dataset`, numpy),
 #                      replayed with --device cuda and --device cpu:
 #                      "frames 30 cuda / 30 cpu; detections N / N; same
 #                      count on 30/30 frames; max box error x px, max score
-#                      error y" and "replay comparison: ok" (boxes within
-#                      0.5 px, scores within 2e-3: the JSON rounds to
-#                      0.1 px and 0.001) or "replay comparison: FAIL".
+#                      error y; track ids differ on 0 of K tracked
+#                      detections" and "replay comparison: ok" (boxes
+#                      within 0.5 px, scores within 2e-3: the JSON rounds
+#                      to 0.1 px and 0.001; same track ids; at least one
+#                      detection, so the comparison cannot pass on
+#                      nothing) or "replay comparison: FAIL".
 #   == 4 memcheck      compute-sanitizer --tool memcheck on a 10-frame
 #                      run: "ERROR SUMMARY: 0 errors", or, on a gVisor
 #                      machine, "Device not supported" (then: skipped).
+#   == 5 PyTorch       benches/cuda_vs_torch.py MODEL: the same ONNX in
+#                      PyTorch (onnx2torch; wheels from target/pywheels
+#                      when carried, see that script's header), checked
+#                      against onnxruntime, then network and whole p50 /
+#                      p99 for FP32 / FP16, eager and CUDA graph. Not yet
+#                      run on a GPU. Informative: not in the exit code.
 #   == summary         one line per phase with its exit code; exit 0
 #                      only when phases 1-3 passed.
 #
@@ -124,7 +144,11 @@ if [ "${rc[2]}" = 0 ] && [ "$(wc -l <"$work/run.jsonl" 2>/dev/null)" != 300 ]; t
 fi
 
 echo
-echo "== 3 replay, cuda vs cpu"
+# The clip is the synthetic scene, which a COCO model does not see (the
+# first GPU run compared 0 detections with 0): phase 3 uses the shipped
+# model whatever MODEL is.
+replay_model=models/perceptd-synth.onnx
+echo "== 3 replay, cuda vs cpu ($replay_model)"
 timeout 150 bash -c '
 set -e
 "$1" synth-dataset --out "$2/clip" --seed 7 --frames 90 --every 3 >/dev/null
@@ -150,9 +174,9 @@ PY
 ' _ "$bin" "$work"
 clip_rc=$?
 if [ "$clip_rc" = 0 ]; then
-    timeout 60 "$bin" replay "$work/clip.y4m" --device cuda --model "$model" --output "$work/cuda.jsonl" 2>"$work/cuda.err"
+    timeout 60 "$bin" replay "$work/clip.y4m" --device cuda --model "$replay_model" --output "$work/cuda.jsonl" 2>"$work/cuda.err"
     a=$?
-    timeout 120 "$bin" replay "$work/clip.y4m" --device cpu --model "$model" --output "$work/cpu.jsonl" 2>"$work/cpu.err"
+    timeout 120 "$bin" replay "$work/clip.y4m" --device cpu --model "$replay_model" --output "$work/cpu.jsonl" 2>"$work/cpu.err"
     b=$?
     grep -hE "ready in|error" "$work/cuda.err" "$work/cpu.err" | cut -c1-300
     python3 - "$work/cuda.jsonl" "$work/cpu.jsonl" <<'PY'
@@ -162,6 +186,7 @@ c = [json.loads(l) for l in open(sys.argv[2])]
 boxes = scores = 0.0
 same = 0
 nd = [0, 0]
+tracked = ids_differ = 0
 for fg, fc in zip(g, c):
     dg, dc = fg["detections"], fc["detections"]
     nd[0] += len(dg); nd[1] += len(dc)
@@ -175,8 +200,14 @@ for fg, fc in zip(g, c):
         e = min(cand, key=lambda e: sum(abs(a - b) for a, b in zip(d["box"], e["box"])))
         boxes = max(boxes, max(abs(a - b) for a, b in zip(d["box"], e["box"])))
         scores = max(scores, abs(d["score"] - e["score"]))
-print(f"frames {len(g)} cuda / {len(c)} cpu; detections {nd[0]} / {nd[1]}; same count on {same}/{len(c)} frames; max box error {boxes:.2f} px, max score error {scores:.4f}")
-ok = len(g) == len(c) > 0 and same == len(c) and boxes <= 0.5 and scores <= 2e-3
+        # tracking is on by default: the same detections must get the same ids
+        if d.get("track_id") is not None or e.get("track_id") is not None:
+            tracked += 1
+            ids_differ += d.get("track_id") != e.get("track_id")
+print(f"frames {len(g)} cuda / {len(c)} cpu; detections {nd[0]} / {nd[1]}; same count on {same}/{len(c)} frames; max box error {boxes:.2f} px, max score error {scores:.4f}; track ids differ on {ids_differ} of {tracked} tracked detections")
+if nd[1] == 0:
+    print("no detections on the CPU: this model does not see the synthetic scene, so the comparison proves nothing (use the shipped model)")
+ok = len(g) == len(c) > 0 and nd[1] > 0 and same == len(c) and boxes <= 0.5 and scores <= 2e-3 and ids_differ == 0
 print("replay comparison:", "ok" if ok else "FAIL")
 sys.exit(0 if ok else 3)
 PY
@@ -200,10 +231,19 @@ else
 fi
 
 echo
+echo "== 5 PyTorch on the same card (benches/cuda_vs_torch.py)"
+wheels=()
+[ -d target/pywheels ] && wheels=(--wheels target/pywheels)
+timeout 200 python3 benches/cuda_vs_torch.py "$model" --frames "${FRAMES:-1000}" "${wheels[@]}" 2>&1 \
+    | grep -v -i warning | tail -20
+rc[5]=${PIPESTATUS[0]}
+
+echo
 echo "== summary"
 echo "1 gpu-check: exit ${rc[1]}"
 echo "2 run --device cuda: exit ${rc[2]}"
 echo "3 replay cuda vs cpu: exit ${rc[3]}"
 echo "4 memcheck: ${rc[4]}"
+echo "5 PyTorch peer: exit ${rc[5]}"
 rm -rf "$work"
 [ "${rc[1]}" = 0 ] && [ "${rc[2]}" = 0 ] && [ "${rc[3]}" = 0 ]
