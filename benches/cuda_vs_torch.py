@@ -46,9 +46,16 @@ def setup_wheels(d):
         except Exception:
             need += glob.glob(os.path.join(d, pat + ".whl"))
     if need:
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
-                        "--target", site] + need, check=True)
-        print("installed from wheels:", " ".join(os.path.basename(w).split("-")[0] for w in need))
+        r = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
+                            "--target", site] + need, capture_output=True, text=True)
+        names = " ".join(os.path.basename(w).split("-")[0] for w in need)
+        if r.returncode == 0:
+            print("installed from wheels:", names)
+        else:
+            last = (r.stderr.strip().splitlines() or ["?"])[-1]
+            print(f"could not install {names} from {d} (pip exit {r.returncode}: {last}); "
+                  f"this is Python {sys.version_info.major}.{sys.version_info.minor}, "
+                  "are the wheels for it?")
     sys.path.insert(0, site)
     importlib.invalidate_caches()
     try:
@@ -80,12 +87,23 @@ def main():
     ap.add_argument("--frames", type=int, default=1000)
     ap.add_argument("--wheels")
     a = ap.parse_args()
+    if not os.path.isfile(a.model) or not 0 < os.path.getsize(a.model) < 2 << 30:
+        print(f"error: {a.model}: not a regular file of 1 byte to 2 GiB (an ONNX model)")
+        return 1
+    if a.frames < 1 or a.frames > 1_000_000:
+        print(f"error: --frames {a.frames}: expected 1..1000000")
+        return 1
     if a.wheels:
         setup_wheels(a.wheels)
-    import numpy as np
-    import onnx
-    import torch
-    from onnx2torch import convert
+    try:
+        import numpy as np
+        import onnx
+        import torch
+        from onnx2torch import convert
+    except ImportError as e:
+        print(f"PyTorch comparison skipped: {e} (needs numpy, onnx, onnx2torch, torch; "
+              "--wheels DIR installs the first three from wheels)")
+        return 2
 
     if not torch.cuda.is_available():
         print("no CUDA device for PyTorch: nothing to compare")

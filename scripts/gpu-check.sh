@@ -5,7 +5,10 @@
 #   GPU op vs the CPU; the model end to end (FP32, FP16) vs the CPU backend;
 #   p50/p99 of copy in, preprocess, network, copy out and the whole graph
 #   over 1000 frames, FP32 and FP16; heap allocations during those frames;
-#   and, where PyTorch or onnxruntime-gpu is installed, the same model there.
+#   and, where onnxruntime-gpu is installed, the same model there; then the
+#   same ONNX in PyTorch (benches/cuda_vs_torch.py: onnx2torch, FP32/FP16,
+#   eager and CUDA graph; wheels from target/pywheels when that folder is
+#   there, see the script's header).
 #
 # usage: scripts/gpu-check.sh [MODEL.onnx] [PERCEPTD_BINARY]
 #   MODEL defaults to models/perceptd-synth.onnx; BINARY to
@@ -46,7 +49,6 @@ try:
     import numpy as np
 except ImportError:
     print("numpy not installed: comparison skipped"); sys.exit(0)
-done = False
 try:
     import onnxruntime as ort
     if "CUDAExecutionProvider" in ort.get_available_providers():
@@ -59,34 +61,18 @@ try:
         for _ in range(frames):
             a = time.perf_counter(); s.run(None, {i.name: x}); t.append((time.perf_counter() - a) * 1e3)
         print(f"onnxruntime-gpu {ort.__version__} CUDA EP (host input, includes copies): p50 {pct(t,.5):.3f} ms p99 {pct(t,.99):.3f} ms")
-        done = True
     else:
         print("onnxruntime has no CUDA execution provider")
 except ImportError:
     print("onnxruntime not installed")
-try:
-    import torch
-    print(f"torch {torch.__version__}, CUDA available: {torch.cuda.is_available()}")
-    # PyTorch cannot load ONNX without onnx2torch (not available offline);
-    # an Ultralytics .pt next to the model is used when ultralytics is there.
-    import os
-    pt = os.path.splitext(model)[0] + ".pt"
-    if torch.cuda.is_available() and os.path.exists(pt):
-        from ultralytics import YOLO
-        m = YOLO(pt).model.cuda().eval()
-        x = torch.rand(1, 3, 640, 640, device="cuda")
-        with torch.no_grad():
-            for _ in range(20): m(x)
-            torch.cuda.synchronize(); t = []
-            for _ in range(frames):
-                a = time.perf_counter(); m(x); torch.cuda.synchronize(); t.append((time.perf_counter() - a) * 1e3)
-        print(f"PyTorch eager FP32 {pt}: p50 {pct(t,.5):.3f} ms p99 {pct(t,.99):.3f} ms")
-        done = True
-    else:
-        print(f"no {pt} (or no CUDA): PyTorch comparison skipped")
-except Exception as e:
-    print(f"PyTorch comparison skipped: {e}")
-if not done:
-    print("no comparison ran")
 PY
+if [ -f benches/cuda_vs_torch.py ]; then
+    wheels=""
+    [ -d target/pywheels ] && wheels="--wheels target/pywheels"
+    # informative only: not part of the exit code
+    timeout 200 python3 benches/cuda_vs_torch.py "$model" --frames "$frames" $wheels 2>&1 \
+        | grep -v -i warning | tail -20
+else
+    echo "benches/cuda_vs_torch.py not here: PyTorch comparison skipped"
+fi
 exit $rc
